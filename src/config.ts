@@ -1,0 +1,160 @@
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ConfigError } from './errors.js';
+
+export interface StageLimits {
+  checkoutMs: number;
+  installMs: number;
+  lintMs: number;
+  testMs: number;
+}
+
+export interface Config {
+  kafkaBrokers: string[];
+  redisUrl: string;
+  topicCommitResults: string;
+  topicBuildReports: string;
+  topicDeadLetter: string;
+  kafkaGroupId: string;
+  queueName: string;
+  remoteRepo: string | undefined;
+  artefactDir: string;
+  cacheDir: string;
+  workDir: string;
+  artefactMaxBytes: number;
+  workerConcurrency: number;
+  buildAttempts: number;
+  pytestMark: string;
+  pythonBin: string;
+  limits: StageLimits;
+  logLevel: string;
+  logPretty: boolean;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function text(env: Env, name: string, fallback?: string): string {
+  const value = env[name]?.trim();
+  if (value) return value;
+  if (fallback !== undefined) return fallback;
+  throw new ConfigError(`${name} is required but not set`);
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value ? value : undefined;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max)
+    throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = optional(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function brokers(env: Env): string[] {
+  const raw = text(env, 'KAFKA_BROKERS');
+  const list = raw.split(',').map((b) => b.trim());
+  for (const broker of list) {
+    if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(broker)) {
+      throw new ConfigError(`KAFKA_BROKERS must be a comma-separated list of host:port, got "${broker}"`);
+    }
+  }
+  return list;
+}
+
+function redisUrl(env: Env): string {
+  const raw = text(env, 'REDIS_URL');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`REDIS_URL must be a URL such as redis://127.0.0.1:6379, got "${raw}"`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${raw}"`);
+  }
+  return raw;
+}
+
+function remoteRepo(env: Env): string | undefined {
+  const raw = optional(env, 'REMOTE_REPO');
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`REMOTE_REPO must be an http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`REMOTE_REPO must be an http(s) URL, got "${raw}"`);
+  }
+  return raw;
+}
+
+function topic(env: Env, name: string, fallback: string): string {
+  const value = text(env, name, fallback);
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
+    throw new ConfigError(`${name} must be a Kafka topic name (letters, digits, . _ -), got "${value}"`);
+  }
+  return value;
+}
+
+function pytestMark(env: Env): string {
+  const value = text(env, 'PYTEST_MARK', 'fast');
+  if (!/^[A-Za-z0-9_ ()]+$/.test(value) || value.startsWith('-')) {
+    throw new ConfigError(`PYTEST_MARK must be a pytest mark expression, got "${value}"`);
+  }
+  return value;
+}
+
+function logLevel(env: Env): string {
+  const value = text(env, 'LOG_LEVEL', 'info');
+  if (!LOG_LEVELS.includes(value)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  return value;
+}
+
+// Reads the environment once at start-up into one frozen object; every bad value names its variable.
+export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Config> {
+  const seconds = (name: string, fallback: number) => integer(env, name, fallback, 1, 86_400) * 1000;
+  const config: Config = {
+    kafkaBrokers: brokers(env),
+    redisUrl: redisUrl(env),
+    topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),
+    topicBuildReports: topic(env, 'TOPIC_BUILD_REPORTS', 'build-reports'),
+    topicDeadLetter: topic(env, 'TOPIC_DEAD_LETTER', 'commit-results.dlq'),
+    kafkaGroupId: text(env, 'KAFKA_GROUP_ID', 'ci-runner-bridge'),
+    queueName: topic(env, 'QUEUE_NAME', 'builds'),
+    remoteRepo: remoteRepo(env),
+    artefactDir: resolve(cwd, text(env, 'ARTEFACT_DIR', './artefacts')),
+    cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
+    workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
+    artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
+    workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
+    buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
+    pytestMark: pytestMark(env),
+    pythonBin: text(env, 'PYTHON', 'python3'),
+    limits: Object.freeze({
+      checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),
+      installMs: seconds('INSTALL_TIMEOUT_SEC', 900),
+      lintMs: seconds('LINT_TIMEOUT_SEC', 300),
+      testMs: seconds('TEST_TIMEOUT_SEC', 900),
+    }),
+    logLevel: logLevel(env),
+    logPretty: boolean(env, 'LOG_PRETTY', false),
+  };
+  return Object.freeze(config);
+}

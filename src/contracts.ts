@@ -1,0 +1,63 @@
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+export type BuildStatus = 'PASSED' | 'FAILED' | 'ERRORED';
+
+export interface CommitResult {
+  taskId: string;
+  commitSha: string;
+  branchName: string;
+  status: string;
+  repositoryUrl: string;
+}
+
+export interface StageReport {
+  name: string;
+  outcome: string;
+  durationMs: number;
+  summary: string;
+}
+
+export interface BuildReport {
+  commitSha: string;
+  status: BuildStatus;
+  failedTests: string[];
+  lintErrors: string[];
+  lineCoverage: number;
+  artefactUrl: string;
+  taskId: string;
+  branchName: string;
+  repositoryUrl: string;
+  error: string;
+  stages: StageReport[];
+  artefactSha256: string;
+  durationMs: number;
+  testsRun: number;
+  attempt: number;
+}
+
+const PROTO_PATH = fileURLToPath(new URL('../proto/ci.proto', import.meta.url));
+const root = protobuf.loadSync(PROTO_PATH);
+const CommitResultType = root.lookupType('ci.CommitResult');
+const BuildReportType = root.lookupType('ci.BuildReport');
+const TO_OBJECT = { longs: Number, defaults: true, arrays: true } as const;
+
+// Serialises a CommitResult the way the coding agent does.
+export function encodeCommitResult(message: CommitResult): Buffer {
+  return Buffer.from(CommitResultType.encode(CommitResultType.fromObject(message)).finish());
+}
+
+// Parses CommitResult bytes; throws on bytes that are not a CommitResult.
+export function decodeCommitResult(bytes: Uint8Array): CommitResult {
+  return CommitResultType.toObject(CommitResultType.decode(bytes), TO_OBJECT) as CommitResult;
+}
+
+// Serialises a BuildReport; the same report always yields the same bytes.
+export function encodeBuildReport(report: BuildReport): Buffer {
+  return Buffer.from(BuildReportType.encode(BuildReportType.fromObject(report)).finish());
+}
+
+// Parses BuildReport bytes, filling absent fields with their defaults.
+export function decodeBuildReport(bytes: Uint8Array): BuildReport {
+  return BuildReportType.toObject(BuildReportType.decode(bytes), TO_OBJECT) as BuildReport;
+}

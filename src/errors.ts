@@ -1,0 +1,42 @@
+// Error classes with a literal code and a retriable flag, so callers decide retry vs. verdict without parsing text.
+
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'REPO_UNREACHABLE'
+  | 'COMMIT_MISSING'
+  | 'CHECKOUT_MISMATCH'
+  | 'RUNNER_FAULT'
+  | 'ARTEFACT_TOO_LARGE'
+  | 'INVALID_MESSAGE';
+
+/** Base of every error ci-runner throws on purpose. */
+export class CiError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { retriable: boolean; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CiError';
+    this.code = code;
+    this.retriable = options.retriable;
+  }
+}
+
+/** A bad environment variable: the process must stop at start-up naming it. */
+export class ConfigError extends CiError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message, { retriable: false });
+    this.name = 'ConfigError';
+  }
+}
+
+// Turns whatever was thrown into an Error, so every catch handles one shape.
+export function toError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  return new Error(typeof thrown === 'string' ? thrown : JSON.stringify(thrown));
+}
+
+// True when the fault may go away on its own (network, service restart) and the build should be retried.
+export function isRetriable(error: Error): boolean {
+  return error instanceof CiError ? error.retriable : true;
+}

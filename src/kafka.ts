@@ -1,0 +1,145 @@
+// The only module that knows kafkajs: swap the client here (kafkajs is unmaintained since 2023).
+import { type Consumer, type IHeaders, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import type { Logger } from './logger.js';
+
+export interface OutgoingMessage {
+  key: string;
+  value: Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface IncomingMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+export interface Publisher {
+  send(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Subscription {
+  pause(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export interface SubscribeOptions {
+  brokers: string[];
+  clientId: string;
+  groupId: string;
+  topic: string;
+  fromBeginning: boolean;
+  logger: Logger;
+  /** Resolves once the message is handled; only then is its offset committed. */
+  onMessage: (message: IncomingMessage) => Promise<void>;
+}
+
+function client(brokers: string[], clientId: string, logger: Logger): Kafka {
+  const toPino = (level: logLevel) =>
+    level === logLevel.ERROR
+      ? 'error'
+      : level === logLevel.WARN
+        ? 'warn'
+        : level === logLevel.INFO
+          ? 'info'
+          : 'debug';
+  return new Kafka({
+    clientId,
+    brokers,
+    logLevel: logLevel.WARN,
+    retry: { initialRetryTime: 300, retries: 8 },
+    logCreator:
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log;
+        logger[toPino(level)]({ kafka: extra }, `kafka: ${message}`);
+      },
+  });
+}
+
+function headersOf(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? String(value[0]) : String(value);
+  }
+  return out;
+}
+
+// Creates the topics ci-runner uses if they are missing (kafkajs cannot subscribe to a topic that does not exist).
+export async function ensureTopics(brokers: string[], topics: string[], logger: Logger): Promise<void> {
+  const admin = client(brokers, 'ci-runner-admin', logger).admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = [...new Set(topics)].filter((topic) => !existing.has(topic));
+    if (missing.length > 0) {
+      await admin.createTopics({ topics: missing.map((topic) => ({ topic })), waitForLeaders: true });
+      logger.info({ topics: missing }, 'created Kafka topics');
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+// Connects a producer that waits for all in-sync replicas before a send resolves.
+export async function connectPublisher(
+  brokers: string[],
+  clientId: string,
+  logger: Logger,
+): Promise<Publisher> {
+  const producer: Producer = client(brokers, clientId, logger).producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+  await producer.connect();
+  let closed = false;
+  return {
+    async send(topic, messages) {
+      await producer.send({ topic, acks: -1, messages });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await producer.disconnect();
+    },
+  };
+}
+
+// Consumes one topic in a group, committing each message's offset only after onMessage resolved for it.
+export async function subscribe(options: SubscribeOptions): Promise<Subscription> {
+  const consumer: Consumer = client(options.brokers, options.clientId, options.logger).consumer({
+    groupId: options.groupId,
+    allowAutoTopicCreation: false,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: options.topic, fromBeginning: options.fromBeginning });
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ topic, partition, message }) => {
+      await options.onMessage({
+        topic,
+        partition,
+        offset: message.offset,
+        key: message.key,
+        value: message.value,
+        headers: headersOf(message.headers),
+      });
+      await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+    },
+  });
+  let closed = false;
+  return {
+    pause: () => consumer.pause([{ topic: options.topic }]),
+    resume: () => consumer.resume([{ topic: options.topic }]),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await consumer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+
+/** What the bridge stores for one build; already validated. */
+export interface BuildJobData {
+  taskId: string;
+  commitSha: string;
+  branchName: string;
+  repositoryUrl: string;
+}
+
+export const BUILD_JOB_NAME = 'build';
+const DAY_SECONDS = 86_400;
+
+// One job per commit: a redelivered CommitResult maps to the same id, and BullMQ refuses to add it twice.
+export function buildJobId(commitSha: string): string {
+  return `build-${commitSha}`;
+}
+
+// A Redis connection as BullMQ needs it: commands wait for reconnection instead of failing after N retries.
+export function connectRedis(url: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+}
+
+// The builds queue with retry, backoff and retention shared by every producer of build jobs.
+export function createBuildQueue(name: string, connection: Redis, attempts: number): Queue<BuildJobData> {
+  return new Queue<BuildJobData>(name, {
+    connection,
+    defaultJobOptions: {
+      attempts,
+      backoff: { type: 'exponential', delay: 5_000 },
+      removeOnComplete: { age: 14 * DAY_SECONDS },
+      removeOnFail: { age: 30 * DAY_SECONDS },
+    },
+  });
+}

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import tar, { type Header } from 'tar-stream';
+import type { StageContext, StageResult } from './types.js';
+
+export interface ArtefactInput {
+  /** Directories to store, each under its archive prefix. */
+  trees: Array<{ dir: string; prefix: string }>;
+  artefactDir: string;
+  name: string;
+  maxBytes: number;
+}
+
+export interface ArtefactValue {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+const SKIPPED_NAMES = new Set(['.git']);
+
+class TooLarge extends Error {}
+
+class Meter extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      callback(new TooLarge(`artefact exceeds the ${this.maxBytes}-byte limit`));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+}
+
+function addEntry(
+  pack: tar.Pack,
+  header: Partial<Header> & Pick<Header, 'name'>,
+  source?: string,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const entry = pack.entry(header, (error) => (error ? reject(error) : resolve()));
+    if (source) createReadStream(source).on('error', reject).pipe(entry);
+  });
+}
+
+// Adds one tree in sorted order; symlinks are stored as links and never followed, so nothing outside is read.
+async function addTree(pack: tar.Pack, dir: string, prefix: string): Promise<void> {
+  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+  for (const entry of entries) {
+    if (SKIPPED_NAMES.has(entry.name)) continue;
+    const path = join(dir, entry.name);
+    const name = posix.join(prefix, entry.name);
+    const stat = await lstat(path);
+    const base = { name, mode: stat.mode & 0o7777, mtime: stat.mtime };
+    if (stat.isSymbolicLink()) {
+      await addEntry(pack, { ...base, type: 'symlink', linkname: await readlink(path) });
+    } else if (stat.isDirectory()) {
+      await addEntry(pack, { ...base, type: 'directory' });
+      await addTree(pack, path, name);
+    } else if (stat.isFile()) {
+      await addEntry(pack, { ...base, type: 'file', size: stat.size }, path);
+    }
+  }
+}
+
+// Writes <artefactDir>/<name>.tar.gz under a temporary name, renamed only when complete, with its sha256.
+export async function run(input: ArtefactInput, ctx: StageContext): Promise<StageResult<ArtefactValue>> {
+  const started = performance.now();
+  await mkdir(input.artefactDir, { recursive: true });
+  const path = join(input.artefactDir, `${input.name}.tar.gz`);
+  const temporary = `${path}.tmp-${process.pid}-${Date.now()}`;
+  const pack = tar.pack();
+  const meter = new Meter(input.maxBytes);
+  const writing = pipeline(pack, createGzip(), meter, createWriteStream(temporary));
+  const adding = (async () => {
+    for (const tree of input.trees) await addTree(pack, tree.dir, tree.prefix);
+    pack.finalize();
+  })();
+  adding.catch(() => undefined);
+  try {
+    // If the output side fails (size cap), pending entries never complete: whichever fails first wins.
+    await Promise.all([adding, writing]);
+  } catch (thrown) {
+    pack.destroy();
+    await writing.catch(() => undefined);
+    await rm(temporary, { force: true });
+    if (thrown instanceof TooLarge) {
+      const durationMs = Math.round(performance.now() - started);
+      const value = { path: '', sha256: '', bytes: meter.bytes };
+      return { outcome: 'failed', durationMs, summary: thrown.message, value };
+    }
+    throw thrown;
+  }
+  await rename(temporary, path);
+  const value = { path, sha256: meter.hash.digest('hex'), bytes: meter.bytes };
+  ctx.log(`artefact ${path} (${value.bytes} bytes, sha256 ${value.sha256})`);
+  const durationMs = Math.round(performance.now() - started);
+  return { outcome: 'passed', durationMs, summary: `${value.bytes} bytes`, value };
+}

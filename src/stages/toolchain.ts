@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CiError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { runBounded } from '../process.js';
+
+/** The runner's own pinned Python tools, shared read-only by every build. */
+export interface Toolchain {
+  basePython: string;
+  pythonVersion: string;
+  dir: string;
+  /** The tools venv's interpreter; tools run as `python -m pip|black|ruff` so the venv may be moved. */
+  python: string;
+  testRequirements: string;
+  pluginDir: string;
+  /** Hash of everything that makes environments built with this toolchain differ. */
+  fingerprint: string;
+}
+
+const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
+const INSTALL_TIMEOUT_MS = 600_000;
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function pythonVersion(basePython: string): Promise<string> {
+  const result = await runBounded(basePython, ['-c', 'import sys; print(sys.version.split()[0])'], {
+    cwd: '/',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    timeoutMs: 30_000,
+    signal: new AbortController().signal,
+  });
+  if (result.kind !== 'exited' || result.exitCode !== 0) {
+    throw new CiError('RUNNER_FAULT', `cannot run Python at "${basePython}"`, { retriable: false });
+  }
+  return result.stdout.trim();
+}
+
+async function install(basePython: string, target: string, requirements: string): Promise<void> {
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: target, PIP_DISABLE_PIP_VERSION_CHECK: '1' };
+  const steps: Array<[string, string[]]> = [
+    [basePython, ['-m', 'venv', target]],
+    [join(target, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '-r', requirements]],
+  ];
+  for (const [command, args] of steps) {
+    const result = await runBounded(command, args, {
+      cwd: dirname(target),
+      env,
+      timeoutMs: INSTALL_TIMEOUT_MS,
+      signal: new AbortController().signal,
+    });
+    if (result.kind !== 'exited' || result.exitCode !== 0) {
+      const detail = 'stderr' in result ? result.stderr.slice(-2000) : result.message;
+      throw new CiError('RUNNER_FAULT', `installing the runner's Python tools failed: ${detail}`, {
+        retriable: true,
+      });
+    }
+  }
+}
+
+// Installs the pinned lint tools and pip once per (Python version, pins) under cacheDir; later calls reuse them.
+export async function ensureToolchain(
+  basePython: string,
+  cacheDir: string,
+  logger: Logger,
+): Promise<Toolchain> {
+  const version = await pythonVersion(basePython);
+  const toolsFile = join(PYTHON_DIR, 'requirements-tools.txt');
+  const testFile = join(PYTHON_DIR, 'requirements-test.txt');
+  const pins = `${await readFile(toolsFile, 'utf8')}\n${await readFile(testFile, 'utf8')}`;
+  const fingerprint = createHash('sha256').update(`${version}\n${pins}`).digest('hex').slice(0, 16);
+  const dir = join(cacheDir, 'tools', fingerprint);
+  if (!(await exists(join(dir, '.ready')))) {
+    logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
+    await mkdir(join(cacheDir, 'tools'), { recursive: true });
+    const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    await install(basePython, staging, toolsFile);
+    await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
+    try {
+      await rename(staging, dir);
+    } catch {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+  return {
+    basePython,
+    pythonVersion: version,
+    dir,
+    python: join(dir, 'bin', 'python'),
+    testRequirements: testFile,
+    pluginDir: PYTHON_DIR,
+    fingerprint,
+  };
+}
