@@ -4,25 +4,13 @@
 # Usage: scripts/services.sh up|down|status|env     Data and logs live in .services/ (git-ignored).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SAY_PREFIX=services
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE="${CI_RUNNER_SERVICES_DIR:-$ROOT/.services}"
 REDIS_PORT="${CI_RUNNER_REDIS_PORT:-16379}"
 KAFKA_PORT="${CI_RUNNER_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${CI_RUNNER_KAFKA_CONTROLLER_PORT:-19093}"
-
-say() { printf '[services] %s\n' "$*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
-
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" = 0 ]; then
-    say "apt-get update"
-    apt-get update -qq >/dev/null
-    apt_updated=1
-  fi
-  say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -103,8 +91,9 @@ appender.file.layout.pattern=[%d] %p %m (%c)%n
 PROPS
 }
 
+KAFKA_JVM=(-Xms256m -Xmx512m -XX:+UseSerialGC)
 kafka_java() {
-  java -Xms256m -Xmx512m -XX:+UseSerialGC -Dkafka.logs.dir="$STATE/kafka" \
+  java "${KAFKA_JVM[@]}" -Dkafka.logs.dir="$STATE/kafka" \
     -Dlog4j2.configurationFile="$STATE/kafka/log4j2.properties" -cp "$STATE/kafka/libs/*" "$@"
 }
 
@@ -126,9 +115,7 @@ kafka_up() {
   fi
   say "starting Kafka (KRaft, broker+controller) on 127.0.0.1:$KAFKA_PORT"
   : >"$dir/server.log"
-  nohup java -Xms256m -Xmx512m -XX:+UseSerialGC -Dkafka.logs.dir="$dir" \
-    -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$dir/libs/*" \
-    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  kafka_java kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/kafka.pid"
   for _ in $(seq 1 600); do
     if grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null; then say "Kafka ready"; return; fi

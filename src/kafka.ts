@@ -33,7 +33,8 @@ export interface SubscribeOptions {
   clientId: string;
   groupId: string;
   topic: string;
-  fromBeginning: boolean;
+  /** earliest: from the group's committed offset or the start; now: only messages produced after subscribing. */
+  startAt: 'earliest' | 'now';
   logger: Logger;
   /** Resolves once the message is handled; only then is its offset committed. */
   onMessage: (message: IncomingMessage) => Promise<void>;
@@ -110,14 +111,26 @@ export async function connectPublisher(
   };
 }
 
+async function highWatermarks(
+  kafka: Kafka,
+  topic: string,
+): Promise<Array<{ partition: number; offset: string }>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).map(({ partition, high }) => ({ partition, offset: high }));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 // Consumes one topic in a group, committing each message's offset only after onMessage resolved for it.
 export async function subscribe(options: SubscribeOptions): Promise<Subscription> {
-  const consumer: Consumer = client(options.brokers, options.clientId, options.logger).consumer({
-    groupId: options.groupId,
-    allowAutoTopicCreation: false,
-  });
+  const kafka = client(options.brokers, options.clientId, options.logger);
+  const consumer: Consumer = kafka.consumer({ groupId: options.groupId, allowAutoTopicCreation: false });
+  const startOffsets = options.startAt === 'now' ? await highWatermarks(kafka, options.topic) : [];
   await consumer.connect();
-  await consumer.subscribe({ topic: options.topic, fromBeginning: options.fromBeginning });
+  await consumer.subscribe({ topic: options.topic, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
     eachMessage: async ({ topic, partition, message }) => {
@@ -132,6 +145,8 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
       await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
     },
   });
+  for (const { partition, offset } of startOffsets)
+    consumer.seek({ topic: options.topic, partition, offset });
   let closed = false;
   return {
     pause: () => consumer.pause([{ topic: options.topic }]),

@@ -65,7 +65,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       clientId: 'ci-runner-bridge',
       groupId: config.kafkaGroupId,
       topic: config.topicCommitResults,
-      fromBeginning: true,
+      startAt: 'earliest',
       logger,
       onMessage: handle,
     });

@@ -1,0 +1,28 @@
+# Shared helpers for the project's shell scripts (sourced, not run).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '[%s] %s\n' "${SAY_PREFIX:-ci-runner}" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "need $* but apt-get is not available; install it by hand"
+  if [ "$APT_UPDATED" = 0 ]; then
+    say "apt-get update"
+    apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Installs what running ci-runner needs on a fresh machine: npm packages, git, Python with venv.
+ensure_deps() {
+  command -v git >/dev/null || apt_install git
+  if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
+  if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    say "installing npm packages (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}

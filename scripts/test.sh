@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `npm test`: installs what is missing, checks format, lint and types, starts real Redis and Kafka on loopback,
+# runs every test (unit and end to end), and stops the services it started.
+set -euo pipefail
+SAY_PREFIX=test
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_deps
+say "biome (format + lint)"
+npx biome ci .
+say "tsc (types)"
+npx tsc --noEmit -p .
+
+was_running="$(scripts/services.sh status)"
+local_env="$(scripts/services.sh up)"
+eval "$local_env"
+if ! grep -q 'kafka: running' <<<"$was_running" || ! grep -q 'redis: running' <<<"$was_running"; then
+  trap 'scripts/services.sh down' EXIT
+fi
+export CI_RUNNER_TEST_CACHE_DIR="${CI_RUNNER_TEST_CACHE_DIR:-$ROOT/.cache/test}"
+
+files=("$@")
+if [ "${#files[@]}" = 0 ]; then files=(test/unit/*.test.ts test/e2e/*.test.ts); fi
+say "node --test ${files[*]}"
+node --import tsx --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { Queue } from 'bullmq';
+import { startBridge } from '../../src/bridge/bridge.js';
+import { encodeCommitResult } from '../../src/contracts.js';
+import { connectPublisher, type Publisher } from '../../src/kafka.js';
+import type { Closable } from '../../src/lifecycle.js';
+import { buildJobId, connectRedis } from '../../src/queue.js';
+import { startWorker } from '../../src/worker/worker.js';
+import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
+import { type GitServer, startGitServer } from '../support/gitServer.js';
+import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
+import { cleanProject, failingTest } from '../support/pythonProject.js';
+import { readArtefact } from '../support/readArtefact.js';
+import { collectReports, type ReportCollector } from '../support/reportCollector.js';
+
+describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
+  const logger = testLogger('e2e');
+  let space: TestSpace;
+  let git: GitServer;
+  let repo: FixtureRepo;
+  let bridge: Closable;
+  let worker: Closable;
+  let agent: Publisher;
+  let reports: ReportCollector;
+  const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
+
+  const announce = async (sha: string, branch: string, status = 'SUCCESS') => {
+    const value = encodeCommitResult({
+      taskId: `task-${sha.slice(0, 6)}`,
+      commitSha: sha,
+      branchName: branch,
+      status,
+      repositoryUrl: repo.url,
+    });
+    await agent.send(space.config.topicCommitResults, [{ key: sha, value }]);
+  };
+
+  before(async () => {
+    space = await createTestSpace();
+    const served = join(space.dir, 'served');
+    await mkdir(served);
+    git = await startGitServer(served);
+    repo = await createFixtureRepo(served, git.baseUrl, 'calc');
+    bridge = await startBridge(space.config, logger);
+    worker = await startWorker(space.config, logger);
+    agent = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
+    reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+  });
+
+  after(async () => {
+    await Promise.all([reports?.close(), agent?.close()]);
+    await Promise.all([bridge?.close(), worker?.close()]);
+    await git?.close();
+    await repo?.cleanup();
+    redis.disconnect();
+    await space?.cleanup();
+  });
+
+  test('clean lint and passing fast tests: PASSED with coverage and an artefact of that commit', async () => {
+    const sha = await repo.commit(cleanProject(), 'clean project');
+    repo.push('main');
+    await announce(sha, 'main');
+    const report = await reports.waitFor(sha);
+
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.equal(report.commitSha, sha);
+    assert.equal(report.taskId, `task-${sha.slice(0, 6)}`);
+    assert.deepEqual(report.failedTests, []);
+    assert.deepEqual(report.lintErrors, []);
+    assert.equal(report.testsRun, 2);
+    assert.ok(report.lineCoverage > 0 && report.lineCoverage <= 100, `coverage ${report.lineCoverage}`);
+    assert.deepEqual(
+      reports.received(sha).map((r) => r.key),
+      [sha],
+      'one report, keyed by the commit sha',
+    );
+
+    const artefactPath = fileURLToPath(report.artefactUrl);
+    assert.equal(artefactPath, join(space.config.artefactDir, `${sha}.tar.gz`));
+    assert.ok(existsSync(artefactPath));
+    assert.match(report.artefactSha256, /^[0-9a-f]{64}$/);
+    const entries = await readArtefact(artefactPath);
+    assert.equal(entries.get('source/calc/__init__.py')?.content, cleanProject()['calc/__init__.py']);
+    assert.equal(entries.get('source/tests/test_calc.py')?.content, cleanProject()['tests/test_calc.py']);
+    assert.ok(entries.has('reports/junit.xml'));
+    assert.ok(entries.has('reports/coverage.json'));
+    assert.ok(![...entries.keys()].some((name) => name.includes('.git/') || name.endsWith('.git')));
+    const job = await new Queue(space.config.queueName, { connection: redis }).getJob(buildJobId(sha));
+    assert.equal(await job?.getState(), 'completed');
+  });
+
+  test('one failing fast test: FAILED naming exactly that test', async () => {
+    const sha = await repo.commit(failingTest(), 'add a failing test');
+    repo.push('main');
+    await announce(sha, 'main');
+    const report = await reports.waitFor(sha);
+
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, ['tests/test_broken.py::test_add_is_wrong']);
+    assert.deepEqual(report.lintErrors, []);
+    assert.equal(report.testsRun, 3);
+  });
+
+  test('a commit that is no longer the branch tip builds its own content', async () => {
+    const older = await repo.commit({ 'VERSION.txt': 'older\n' }, 'older', ['tests/test_broken.py']);
+    const tip = await repo.commit({ 'VERSION.txt': 'tip\n' }, 'tip');
+    repo.push('feature/tip-moved');
+    await announce(older, 'feature/tip-moved');
+    const report = await reports.waitFor(older);
+
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.equal(report.commitSha, older);
+    const entries = await readArtefact(fileURLToPath(report.artefactUrl));
+    assert.equal(entries.get('source/VERSION.txt')?.content, 'older\n');
+    assert.equal(entries.has('source/tests/test_broken.py'), false);
+    assert.notEqual(older, tip);
+  });
+
+  test('a CommitResult whose status is not SUCCESS starts no job and gets no report', async () => {
+    const skipped = await repo.commit({ 'VERSION.txt': 'not built\n' }, 'agent gave up');
+    const built = await repo.commit({ 'VERSION.txt': 'built\n' }, 'agent succeeded');
+    repo.push('main');
+    await announce(skipped, 'main', 'FAILURE');
+    await announce(built, 'main');
+    // Same key space, same partition, handled in order: once the later commit's report is here, the bridge has
+    // already decided on the earlier one.
+    const report = await reports.waitFor(built);
+
+    assert.equal(report.status, 'PASSED', report.error);
+    const queue = new Queue(space.config.queueName, { connection: redis });
+    assert.equal(await queue.getJob(buildJobId(skipped)), undefined);
+    assert.equal(await queue.getJob(buildJobId(built)).then((job) => job?.id), buildJobId(built));
+    assert.deepEqual(reports.received(skipped), []);
+  });
+});
