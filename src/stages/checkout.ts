@@ -48,7 +48,12 @@ async function fetchCommit(input: CheckoutInput, ctx: StageContext): Promise<voi
   try {
     await git.fetch({ ...base, ref: input.branchName });
   } catch (thrown) {
-    throw unreachable(input.repositoryUrl, toError(thrown));
+    const error = toError(thrown);
+    if (error.message === 'Could not find HEAD.') {
+      // isomorphic-git issue #1654: it cannot fetch from a remote whose default branch does not exist.
+      throw unreachable(input.repositoryUrl, new Error("the remote's HEAD (default branch) does not exist"));
+    }
+    throw unreachable(input.repositoryUrl, error);
   }
 }
 

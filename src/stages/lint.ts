@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
 import { type BuildLayout, buildEnv } from './layout.js';
@@ -19,10 +19,15 @@ interface RuffFinding {
   location: { row: number; column: number };
 }
 
+// A tool's path (absolute or relative to the repository root) as a path relative to the root.
+function repoPath(root: string, path: string): string {
+  return relative(root, resolve(root, path)) || path;
+}
+
 // ruff's JSON findings as `path:line:col: CODE message`, paths relative to the repository root.
 export function formatRuffFindings(findings: RuffFinding[], root: string): string[] {
   return findings.map((f) => {
-    const path = relative(root, f.filename) || f.filename;
+    const path = repoPath(root, f.filename);
     return `${path}:${f.location.row}:${f.location.column}: ${f.code ?? 'E999'} ${f.message}`;
   });
 }
@@ -32,9 +37,9 @@ export function parseBlackOutput(stderr: string, root: string): string[] {
   const findings: string[] = [];
   for (const line of stderr.split('\n')) {
     const reformat = /^would reformat (.+)$/.exec(line.trim());
-    if (reformat?.[1]) findings.push(`${relative(root, reformat[1]) || reformat[1]}: would reformat`);
+    if (reformat?.[1]) findings.push(`${repoPath(root, reformat[1])}: would reformat`);
     const broken = /^error: cannot format (.+?): (.+)$/.exec(line.trim());
-    if (broken?.[1]) findings.push(`${relative(root, broken[1]) || broken[1]}: cannot format (${broken[2]})`);
+    if (broken?.[1]) findings.push(`${repoPath(root, broken[1])}: cannot format (${broken[2]})`);
   }
   return findings;
 }

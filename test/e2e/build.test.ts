@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { startBridge } from '../../src/bridge/bridge.js';
 import { encodeCommitResult } from '../../src/contracts.js';
@@ -22,14 +22,22 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
   const logger = testLogger('e2e');
   let space: TestSpace;
   let git: GitServer;
-  let repo: FixtureRepo;
+  let served: string;
+  const repos: FixtureRepo[] = [];
   let bridge: Closable;
   let worker: Closable;
   let agent: Publisher;
   let reports: ReportCollector;
   const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
 
-  const announce = async (sha: string, branch: string, status = 'SUCCESS') => {
+  // Each test gets its own repository, so no test builds on another's commits.
+  const newRepo = async (name: string) => {
+    const repo = await createFixtureRepo(served, git.baseUrl, name);
+    repos.push(repo);
+    return repo;
+  };
+
+  const announce = async (repo: FixtureRepo, sha: string, branch: string, status = 'SUCCESS') => {
     const value = encodeCommitResult({
       taskId: `task-${sha.slice(0, 6)}`,
       commitSha: sha,
@@ -42,10 +50,9 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
 
   before(async () => {
     space = await createTestSpace();
-    const served = join(space.dir, 'served');
+    served = join(space.dir, 'served');
     await mkdir(served);
     git = await startGitServer(served);
-    repo = await createFixtureRepo(served, git.baseUrl, 'calc');
     bridge = await startBridge(space.config, logger);
     worker = await startWorker(space.config, logger);
     agent = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
@@ -56,15 +63,16 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     await Promise.all([reports?.close(), agent?.close()]);
     await Promise.all([bridge?.close(), worker?.close()]);
     await git?.close();
-    await repo?.cleanup();
+    await Promise.all(repos.map((repo) => repo.cleanup()));
     redis.disconnect();
     await space?.cleanup();
   });
 
   test('clean lint and passing fast tests: PASSED with coverage and an artefact of that commit', async () => {
+    const repo = await newRepo('clean');
     const sha = await repo.commit(cleanProject(), 'clean project');
     repo.push('main');
-    await announce(sha, 'main');
+    await announce(repo, sha, 'main');
     const report = await reports.waitFor(sha);
 
     assert.equal(report.status, 'PASSED', report.error);
@@ -95,9 +103,11 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
   });
 
   test('one failing fast test: FAILED naming exactly that test', async () => {
+    const repo = await newRepo('failing');
+    await repo.commit(cleanProject(), 'clean project');
     const sha = await repo.commit(failingTest(), 'add a failing test');
     repo.push('main');
-    await announce(sha, 'main');
+    await announce(repo, sha, 'main');
     const report = await reports.waitFor(sha);
 
     assert.equal(report.status, 'FAILED');
@@ -106,11 +116,34 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     assert.equal(report.testsRun, 3);
   });
 
+  test('lint findings: FAILED with one entry per finding from ruff and black', async () => {
+    const repo = await newRepo('lint');
+    await repo.commit(cleanProject(), 'clean project');
+    repo.push('main');
+    const sha = await repo.commit(
+      { 'calc/extra.py': 'import os\n\n\ndef triple(x):\n    return x*3\n' },
+      'add badly formatted module',
+    );
+    repo.push('lint');
+    await announce(repo, sha, 'lint');
+    const report = await reports.waitFor(sha);
+
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, []);
+    assert.deepEqual(report.lintErrors, [
+      'calc/extra.py: would reformat',
+      'calc/extra.py:1:8: F401 `os` imported but unused',
+    ]);
+  });
+
   test('a commit that is no longer the branch tip builds its own content', async () => {
-    const older = await repo.commit({ 'VERSION.txt': 'older\n' }, 'older', ['tests/test_broken.py']);
-    const tip = await repo.commit({ 'VERSION.txt': 'tip\n' }, 'tip');
+    const repo = await newRepo('moved');
+    await repo.commit(cleanProject(), 'clean project');
+    repo.push('main');
+    const older = await repo.commit({ ...cleanProject(), 'VERSION.txt': 'older\n' }, 'older');
+    const tip = await repo.commit({ ...failingTest(), 'VERSION.txt': 'tip\n' }, 'tip');
     repo.push('feature/tip-moved');
-    await announce(older, 'feature/tip-moved');
+    await announce(repo, older, 'feature/tip-moved');
     const report = await reports.waitFor(older);
 
     assert.equal(report.status, 'PASSED', report.error);
@@ -122,11 +155,12 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
   });
 
   test('a CommitResult whose status is not SUCCESS starts no job and gets no report', async () => {
-    const skipped = await repo.commit({ 'VERSION.txt': 'not built\n' }, 'agent gave up');
+    const repo = await newRepo('skipped');
+    const skipped = await repo.commit({ ...cleanProject(), 'VERSION.txt': 'not built\n' }, 'agent gave up');
     const built = await repo.commit({ 'VERSION.txt': 'built\n' }, 'agent succeeded');
     repo.push('main');
-    await announce(skipped, 'main', 'FAILURE');
-    await announce(built, 'main');
+    await announce(repo, skipped, 'main', 'FAILURE');
+    await announce(repo, built, 'main');
     // Same key space, same partition, handled in order: once the later commit's report is here, the bridge has
     // already decided on the earlier one.
     const report = await reports.waitFor(built);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type BuildReport, decodeBuildReport } from '../../src/contracts.js';
-import { subscribe, type Subscription } from '../../src/kafka.js';
+import { type Subscription, subscribe } from '../../src/kafka.js';
 import type { Logger } from '../../src/logger.js';
 
 /** Plays the orchestrator: collects every BuildReport on a topic, keyed as the runner keyed it. */
@@ -12,7 +12,11 @@ export interface ReportCollector {
 }
 
 // Subscribes to the reports topic from its beginning in a fresh consumer group.
-export async function collectReports(brokers: string[], topic: string, logger: Logger): Promise<ReportCollector> {
+export async function collectReports(
+  brokers: string[],
+  topic: string,
+  logger: Logger,
+): Promise<ReportCollector> {
   const bySha = new Map<string, Array<{ key: string; report: BuildReport }>>();
   const waiters = new Map<string, Array<(report: BuildReport) => void>>();
   const subscription: Subscription = await subscribe({
@@ -38,7 +42,10 @@ export async function collectReports(brokers: string[], topic: string, logger: L
       const first = bySha.get(commitSha)?.[0];
       if (first) return Promise.resolve(first.report);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no report for ${commitSha} in ${timeoutMs} ms`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no report for ${commitSha} in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
         const list = waiters.get(commitSha) ?? [];
         list.push((report) => {
           clearTimeout(timer);

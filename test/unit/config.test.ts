@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { loadConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/errors.js';
+
+const minimal = { KAFKA_BROKERS: '127.0.0.1:19092', REDIS_URL: 'redis://127.0.0.1:16379' };
+
+function rejects(env: Record<string, string>, variable: string, pattern?: RegExp): void {
+  assert.throws(
+    () => loadConfig({ ...minimal, ...env }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, 'a ConfigError');
+      assert.ok(error.message.startsWith(variable), `"${error.message}" names ${variable}`);
+      if (pattern) assert.match(error.message, pattern);
+      return true;
+    },
+  );
+}
+
+describe('loadConfig', () => {
+  test('applies the documented defaults and freezes the result', () => {
+    const config = loadConfig(minimal, '/srv/ci');
+    assert.deepEqual(config.kafkaBrokers, ['127.0.0.1:19092']);
+    assert.equal(config.topicCommitResults, 'commit-results');
+    assert.equal(config.topicBuildReports, 'build-reports');
+    assert.equal(config.topicDeadLetter, 'commit-results.dlq');
+    assert.equal(config.artefactDir, '/srv/ci/artefacts');
+    assert.equal(config.pytestMark, 'fast');
+    assert.equal(config.remoteRepo, undefined);
+    assert.equal(config.workerConcurrency, 2);
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.limits));
+  });
+
+  test('reads every documented variable', () => {
+    const config = loadConfig(
+      {
+        KAFKA_BROKERS: 'k1:9092, k2:9093',
+        REDIS_URL: 'rediss://user:pw@redis.internal:6380/2',
+        TOPIC_COMMIT_RESULTS: 'cr',
+        TOPIC_BUILD_REPORTS: 'br',
+        REMOTE_REPO: 'https://git.example.com/org/repo.git',
+        ARTEFACT_DIR: '/data/artefacts',
+        CACHE_DIR: 'cache',
+        WORKER_CONCURRENCY: '8',
+        PYTEST_MARK: 'fast and not network',
+        TEST_TIMEOUT_SEC: '30',
+      },
+      '/srv/ci',
+    );
+    assert.deepEqual(config.kafkaBrokers, ['k1:9092', 'k2:9093']);
+    assert.equal(config.topicCommitResults, 'cr');
+    assert.equal(config.topicBuildReports, 'br');
+    assert.equal(config.remoteRepo, 'https://git.example.com/org/repo.git');
+    assert.equal(config.artefactDir, '/data/artefacts');
+    assert.equal(config.cacheDir, '/srv/ci/cache');
+    assert.equal(config.workerConcurrency, 8);
+    assert.equal(config.pytestMark, 'fast and not network');
+    assert.equal(config.limits.testMs, 30_000);
+  });
+
+  test('a missing or malformed value stops start-up naming the variable', () => {
+    assert.throws(
+      () => loadConfig({ REDIS_URL: minimal.REDIS_URL }),
+      /^ConfigError: KAFKA_BROKERS is required/,
+    );
+    assert.throws(() => loadConfig({ KAFKA_BROKERS: minimal.KAFKA_BROKERS }), /REDIS_URL is required/);
+    rejects({ KAFKA_BROKERS: 'localhost' }, 'KAFKA_BROKERS', /host:port/);
+    rejects({ REDIS_URL: 'http://127.0.0.1:6379' }, 'REDIS_URL', /redis:\/\//);
+    rejects({ REDIS_URL: 'not a url' }, 'REDIS_URL');
+    rejects({ WORKER_CONCURRENCY: 'two' }, 'WORKER_CONCURRENCY', /whole number/);
+    rejects({ WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY', /between 1 and 256/);
+    rejects({ REMOTE_REPO: 'git@github.com:org/repo.git' }, 'REMOTE_REPO', /http\(s\)/);
+    rejects({ REMOTE_REPO: 'file:///etc' }, 'REMOTE_REPO');
+    rejects({ TOPIC_BUILD_REPORTS: 'bad topic' }, 'TOPIC_BUILD_REPORTS');
+    rejects({ PYTEST_MARK: '--co' }, 'PYTEST_MARK');
+    rejects({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
+    rejects({ LOG_PRETTY: 'maybe' }, 'LOG_PRETTY');
+  });
+});

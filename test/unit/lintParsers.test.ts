@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { lineCoverage } from '../../src/stages/coverage.js';
+import { formatRuffFindings, parseBlackOutput } from '../../src/stages/lint.js';
+
+describe('lint output parsing', () => {
+  test('ruff JSON becomes path:line:col: CODE message', () => {
+    const findings = formatRuffFindings(
+      [
+        {
+          code: 'F401',
+          message: '`os` imported but unused',
+          filename: '/b/src/pkg/m.py',
+          location: { row: 1, column: 8 },
+        },
+        { code: null, message: 'SyntaxError: bad', filename: '/b/src/x.py', location: { row: 2, column: 1 } },
+      ],
+      '/b/src',
+    );
+    assert.deepEqual(findings, [
+      'pkg/m.py:1:8: F401 `os` imported but unused',
+      'x.py:2:1: E999 SyntaxError: bad',
+    ]);
+  });
+
+  test("black's check output becomes one entry per file", () => {
+    const stderr = [
+      'would reformat /b/src/pkg/m.py',
+      'would reformat tests/t.py',
+      'error: cannot format /b/src/bad.py: Cannot parse: 1:4: def (',
+      '',
+      'Oh no! 💥 💔 💥',
+      '2 files would be reformatted, 1 file would fail to reformat.',
+    ].join('\n');
+    assert.deepEqual(parseBlackOutput(stderr, '/b/src'), [
+      'pkg/m.py: would reformat',
+      'tests/t.py: would reformat',
+      'bad.py: cannot format (Cannot parse: 1:4: def ()',
+    ]);
+  });
+});
+
+describe('lineCoverage', () => {
+  test('is covered lines over statements, not percent_covered', () => {
+    assert.equal(lineCoverage({ covered_lines: 3, num_statements: 4 }), 75);
+    assert.equal(lineCoverage({ covered_lines: 0, num_statements: 0 }), 0);
+  });
+});

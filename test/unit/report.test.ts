@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { assembleReport, type BuildInput, type BuildResults, erroredReport } from '../../src/report.js';
+import type { StageResult } from '../../src/stages/types.js';
+
+const input: BuildInput = {
+  taskId: 't',
+  commitSha: 'f'.repeat(40),
+  branchName: 'main',
+  repositoryUrl: 'https://user:secret@git.example.com/r.git',
+  attempt: 1,
+};
+
+const ok = <T>(value: T, summary = 'ok'): StageResult<T> => ({
+  outcome: 'passed',
+  durationMs: 5,
+  summary,
+  value,
+});
+const bad = <T>(value: T, summary = 'bad'): StageResult<T> => ({
+  outcome: 'failed',
+  durationMs: 5,
+  summary,
+  value,
+});
+
+function results(patch: Partial<BuildResults>): BuildResults {
+  const r: BuildResults = {
+    install: ok({}),
+    lint: ok({ findings: [] }),
+    test: ok({ failedTests: [], testsRun: 4 }),
+    coverage: ok({ lineCoverage: 75 }),
+    artefact: ok({ path: '/a/f.tar.gz', sha256: 'e'.repeat(64) }),
+    stages: [],
+    ...patch,
+  };
+  r.stages = (['install', 'lint', 'test', 'coverage', 'artefact'] as const).flatMap((name) => {
+    const result = r[name];
+    return result ? [[name, result] as [typeof name, StageResult<unknown>]] : [];
+  });
+  return r;
+}
+
+describe('assembleReport', () => {
+  test('lint clean and tests passed: PASSED with coverage and artefact', () => {
+    const report = assembleReport(input, results({}), 1000);
+    assert.equal(report.status, 'PASSED');
+    assert.equal(report.lineCoverage, 75);
+    assert.equal(report.artefactUrl, 'file:///a/f.tar.gz');
+    assert.equal(report.artefactSha256, 'e'.repeat(64));
+    assert.equal(report.testsRun, 4);
+    assert.equal(report.error, '');
+    assert.equal(report.durationMs, 1000);
+    assert.deepEqual(
+      report.stages.map((s) => s.name),
+      ['install', 'lint', 'test', 'coverage', 'artefact'],
+    );
+  });
+
+  test('credentials never reach the report', () => {
+    assert.equal(assembleReport(input, results({}), 1).repositoryUrl, 'https://git.example.com/r.git');
+  });
+
+  test('lint findings alone make it FAILED', () => {
+    const report = assembleReport(input, results({ lint: bad({ findings: ['a.py: would reformat'] }) }), 1);
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.lintErrors, ['a.py: would reformat']);
+    assert.match(report.error, /^lint: /);
+  });
+
+  test('failing tests make it FAILED and are listed', () => {
+    const report = assembleReport(
+      input,
+      results({ test: bad({ failedTests: ['t.py::x'], testsRun: 3 }) }),
+      1,
+    );
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, ['t.py::x']);
+  });
+
+  test('a test run over its time limit is FAILED with a timeout entry', () => {
+    const timedOut: StageResult<never> = {
+      outcome: 'timedOut',
+      durationMs: 9,
+      summary: 'tests exceeded 5 ms',
+    };
+    const report = assembleReport(input, results({ test: timedOut, coverage: undefined }), 1);
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, ['TIMEOUT: tests exceeded 5 ms']);
+  });
+
+  test('dependencies that cannot be installed: FAILED, no tests claimed', () => {
+    const report = assembleReport(
+      input,
+      results({ install: bad({}, 'no such package'), lint: undefined, test: undefined, coverage: undefined }),
+      1,
+    );
+    assert.equal(report.status, 'FAILED');
+    assert.equal(report.error, 'install: no such package');
+    assert.equal(report.testsRun, 0);
+  });
+
+  test('no verdict: ERRORED with the reason', () => {
+    const report = erroredReport(input, new Error('repository unreachable'), 7);
+    assert.equal(report.status, 'ERRORED');
+    assert.equal(report.error, 'repository unreachable');
+    assert.equal(report.commitSha, input.commitSha);
+  });
+});

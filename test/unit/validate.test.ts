@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { decide, refProblem } from '../../src/bridge/validate.js';
+import { type CommitResult, encodeCommitResult } from '../../src/contracts.js';
+
+const sha = '0123456789abcdef0123456789abcdef01234567';
+const valid: CommitResult = {
+  taskId: 'task-1',
+  commitSha: sha,
+  branchName: 'feature/add-thing',
+  status: 'SUCCESS',
+  repositoryUrl: 'https://git.example.com/r.git',
+};
+const decideFor = (patch: Partial<CommitResult>, remote?: string) =>
+  decide(encodeCommitResult({ ...valid, ...patch }), remote);
+
+describe('decide', () => {
+  test('a valid SUCCESS commit is enqueued with its data', () => {
+    assert.deepEqual(decideFor({}), {
+      kind: 'enqueue',
+      data: {
+        taskId: 'task-1',
+        commitSha: sha,
+        branchName: 'feature/add-thing',
+        repositoryUrl: valid.repositoryUrl,
+      },
+    });
+  });
+
+  test('non-SUCCESS commits are skipped, not rejected', () => {
+    assert.equal(decideFor({ status: 'FAILURE' }).kind, 'skip');
+    assert.equal(decideFor({ status: '' }).kind, 'skip');
+  });
+
+  test('an empty repository URL falls back to REMOTE_REPO, or is rejected without one', () => {
+    const decision = decideFor({ repositoryUrl: '' }, 'https://fallback.example.com/r.git');
+    assert.equal(
+      decision.kind === 'enqueue' && decision.data.repositoryUrl,
+      'https://fallback.example.com/r.git',
+    );
+    assert.match(reason(decideFor({ repositoryUrl: '' })), /REMOTE_REPO/);
+  });
+
+  test('bad input is rejected with a reason', () => {
+    assert.match(reason(decide(Buffer.from([0xff, 0xff, 0xff]), undefined)), /not a CommitResult/);
+    assert.match(reason(decide(null, undefined)), /empty/);
+    assert.match(reason(decideFor({ commitSha: 'abc' })), /40 hex/);
+    assert.match(reason(decideFor({ commitSha: `${sha.slice(0, 39)}g` })), /40 hex/);
+    assert.match(reason(decideFor({ taskId: '' })), /task_id/);
+    assert.match(reason(decideFor({ branchName: '--upload-pack=evil' })), /branch_name/);
+    assert.match(reason(decideFor({ repositoryUrl: 'file:///etc/passwd' })), /http\(s\)/);
+    assert.match(reason(decideFor({ repositoryUrl: '--config=x' })), /repository_url/);
+    assert.match(reason(decideFor({ repositoryUrl: 'ssh://git@host/r.git' })), /http\(s\)/);
+  });
+
+  test('branch names follow git check-ref-format', () => {
+    for (const good of ['main', 'feature/x-1', 'release/2024.05', 'agent/task_42']) {
+      assert.equal(refProblem(good), undefined, good);
+    }
+    for (const bad of [
+      '',
+      '-x',
+      'a..b',
+      'a b',
+      'a~1',
+      'a^',
+      'a:b',
+      'a?',
+      'a*',
+      'a[',
+      'a\\b',
+      'x.lock',
+      'a/.b',
+      'a/',
+      'a.',
+      '@',
+      'a@{1}',
+      'a//b',
+    ]) {
+      assert.notEqual(refProblem(bad), undefined, JSON.stringify(bad));
+    }
+  });
+});
+
+function reason(decision: ReturnType<typeof decide>): string {
+  assert.equal(decision.kind, 'reject');
+  return decision.kind === 'reject' ? decision.reason : '';
+}
