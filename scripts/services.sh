@@ -91,11 +91,8 @@ appender.file.layout.pattern=[%d] %p %m (%c)%n
 PROPS
 }
 
-KAFKA_JVM=(-Xms256m -Xmx512m -XX:+UseSerialGC)
-kafka_java() {
-  java "${KAFKA_JVM[@]}" -Dkafka.logs.dir="$STATE/kafka" \
-    -Dlog4j2.configurationFile="$STATE/kafka/log4j2.properties" -cp "$STATE/kafka/libs/*" "$@"
-}
+KAFKA_JAVA=(java -Xms256m -Xmx512m -XX:+UseSerialGC -Dkafka.logs.dir="$STATE/kafka"
+  -Dlog4j2.configurationFile="$STATE/kafka/log4j2.properties" -cp "$STATE/kafka/libs/*")
 
 kafka_up() {
   kafka_libs
@@ -109,13 +106,13 @@ kafka_up() {
   if [ ! -f "$dir/data/meta.properties" ]; then
     say "formatting Kafka storage (KRaft)"
     local cluster_id
-    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
-    kafka_java kafka.tools.StorageTool format --config "$dir/server.properties" --cluster-id "$cluster_id" \
+    cluster_id="$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --config "$dir/server.properties" --cluster-id "$cluster_id" \
       --ignore-formatted >"$dir/format.log" 2>&1 || die "formatting Kafka storage failed; see $dir/format.log"
   fi
   say "starting Kafka (KRaft, broker+controller) on 127.0.0.1:$KAFKA_PORT"
   : >"$dir/server.log"
-  kafka_java kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/kafka.pid"
   for _ in $(seq 1 600); do
     if grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null; then say "Kafka ready"; return; fi
@@ -134,6 +131,8 @@ kafka_down() {
     alive "$pidfile" && kill -9 "$(cat "$pidfile")"
   fi
   rm -f "$pidfile"
+  # A broker whose pid file was lost still names its own config on its command line.
+  pkill -9 -f "kafka.Kafka $STATE/kafka/server.properties" 2>/dev/null || true
 }
 
 print_env() {
