@@ -17,6 +17,11 @@ export function buildJobId(commitSha: string): string {
   return `build-${commitSha}`;
 }
 
+// The Redis hash holding reports not yet acknowledged by Kafka, shared by the workers and the bridge.
+export function outboxKey(queueName: string): string {
+  return `ci-runner:${queueName}:outbox`;
+}
+
 // A Redis connection as BullMQ needs it: commands wait for reconnection instead of failing after N retries.
 export function connectRedis(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });

@@ -1,8 +1,9 @@
 import type { Config } from '../config.js';
+import { encodeBuildReport } from '../contracts.js';
 import { connectPublisher, ensureTopics, type IncomingMessage, subscribe } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { BUILD_JOB_NAME, buildJobId, connectRedis, createBuildQueue } from '../queue.js';
+import { BUILD_JOB_NAME, buildJobId, connectRedis, createBuildQueue, outboxKey } from '../queue.js';
 import { decide } from './validate.js';
 
 export interface Bridge extends Closable {}
@@ -50,7 +51,17 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       const jobId = buildJobId(decision.data.commitSha);
       const existing = await queue.getJob(jobId);
       if (existing) {
-        logger.info({ ...where, jobId, commitSha: decision.data.commitSha }, 'duplicate commit result');
+        const commitSha = decision.data.commitSha;
+        if (existing.returnvalue && (await existing.isCompleted())) {
+          // The build is done: publish its stored report again (same bytes, same key) instead of rebuilding.
+          await redis.hset(outboxKey(config.queueName), commitSha, encodeBuildReport(existing.returnvalue));
+          logger.info(
+            { ...where, jobId, commitSha },
+            'duplicate of a finished build: republishing its report',
+          );
+        } else {
+          logger.info({ ...where, jobId, commitSha }, 'duplicate of a queued or running build');
+        }
         return;
       }
       await queue.add(BUILD_JOB_NAME, decision.data, { jobId });

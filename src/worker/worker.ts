@@ -6,7 +6,7 @@ import { connectPublisher, ensureTopics } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { runPipeline } from '../pipeline.js';
-import { type BuildJobData, connectRedis } from '../queue.js';
+import { type BuildJobData, connectRedis, outboxKey } from '../queue.js';
 import { erroredReport } from '../report.js';
 import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
 import { ReportOutbox } from './outbox.js';
@@ -64,7 +64,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     teardown.add('redis', async () => void redis.disconnect());
     const outbox = new ReportOutbox(
       redis,
-      `ci-runner:${config.queueName}:outbox`,
+      outboxKey(config.queueName),
       publisher,
       config.topicBuildReports,
       logger,

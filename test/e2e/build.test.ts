@@ -102,6 +102,27 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     assert.equal(await job?.getState(), 'completed');
   });
 
+  test('the same CommitResult delivered again builds nothing and republishes the identical report', async () => {
+    const repo = await newRepo('redelivered');
+    const sha = await repo.commit(cleanProject(), 'clean project');
+    repo.push('main');
+    await announce(repo, sha, 'main');
+    await reports.waitFor(sha);
+    const queue = new Queue(space.config.queueName, { connection: redis });
+    const finishedOn = (await queue.getJob(buildJobId(sha)))?.finishedOn;
+
+    await announce(repo, sha, 'main');
+    await reports.waitFor(sha, 60_000, 2);
+
+    const [first, second] = reports.received(sha);
+    assert.ok(first && second);
+    assert.equal(second.key, sha);
+    assert.deepEqual(second.bytes, first.bytes, 'identical bytes');
+    const job = await queue.getJob(buildJobId(sha));
+    assert.equal(job?.finishedOn, finishedOn, 'not built again');
+    assert.equal(job?.attemptsMade, 1);
+  });
+
   test('one failing fast test: FAILED naming exactly that test', async () => {
     const repo = await newRepo('failing');
     await repo.commit(cleanProject(), 'clean project');

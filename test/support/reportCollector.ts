@@ -3,11 +3,18 @@ import { type BuildReport, decodeBuildReport } from '../../src/contracts.js';
 import { type Subscription, subscribe } from '../../src/kafka.js';
 import type { Logger } from '../../src/logger.js';
 
+export interface Received {
+  key: string;
+  bytes: Buffer;
+  report: BuildReport;
+}
+
 /** Plays the orchestrator: collects every BuildReport on a topic, keyed as the runner keyed it. */
 export interface ReportCollector {
-  waitFor(commitSha: string, timeoutMs?: number): Promise<BuildReport>;
+  /** Resolves with the nth report (default the first) received for a sha. */
+  waitFor(commitSha: string, timeoutMs?: number, nth?: number): Promise<BuildReport>;
   /** Every report received so far for a sha, with the Kafka key it carried. */
-  received(commitSha: string): Array<{ key: string; report: BuildReport }>;
+  received(commitSha: string): Received[];
   close(): Promise<void>;
 }
 
@@ -17,8 +24,9 @@ export async function collectReports(
   topic: string,
   logger: Logger,
 ): Promise<ReportCollector> {
-  const bySha = new Map<string, Array<{ key: string; report: BuildReport }>>();
-  const waiters = new Map<string, Array<(report: BuildReport) => void>>();
+  const bySha = new Map<string, Received[]>();
+  // A waiter returns true once satisfied (it wanted the nth report and n have arrived).
+  const waiters = new Map<string, Array<(count: number, report: BuildReport) => boolean>>();
   const subscription: Subscription = await subscribe({
     brokers,
     clientId: 'test-orchestrator',
@@ -31,25 +39,30 @@ export async function collectReports(
       const report = decodeBuildReport(message.value);
       const key = message.key?.toString('utf8') ?? '';
       const list = bySha.get(report.commitSha) ?? [];
-      list.push({ key, report });
+      list.push({ key, bytes: Buffer.from(message.value), report });
       bySha.set(report.commitSha, list);
-      for (const wake of waiters.get(report.commitSha) ?? []) wake(report);
-      waiters.delete(report.commitSha);
+      const waiting = waiters.get(report.commitSha) ?? [];
+      waiters.set(
+        report.commitSha,
+        waiting.filter((waiter) => !waiter(list.length, report)),
+      );
     },
   });
   return {
-    waitFor(commitSha, timeoutMs = 240_000) {
-      const first = bySha.get(commitSha)?.[0];
-      if (first) return Promise.resolve(first.report);
+    waitFor(commitSha, timeoutMs = 240_000, nth = 1) {
+      const already = bySha.get(commitSha)?.[nth - 1];
+      if (already) return Promise.resolve(already.report);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(
           () => reject(new Error(`no report for ${commitSha} in ${timeoutMs} ms`)),
           timeoutMs,
         );
         const list = waiters.get(commitSha) ?? [];
-        list.push((report) => {
+        list.push((count, report) => {
+          if (count < nth) return false;
           clearTimeout(timer);
           resolve(report);
+          return true;
         });
         waiters.set(commitSha, list);
       });
