@@ -1,6 +1,7 @@
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
+import { pathExists } from '../pathExists.js';
 import { runBounded } from '../process.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { Toolchain } from './toolchain.js';
@@ -15,17 +16,10 @@ export interface InstallInput {
 
 const REQUIREMENT_FILES = ['requirements.txt', 'requirements-dev.txt', 'requirements-test.txt'];
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function isInstallableProject(src: string): Promise<boolean> {
-  if ((await exists(join(src, 'setup.py'))) || (await exists(join(src, 'setup.cfg')))) return true;
+  if ((await pathExists(join(src, 'setup.py'))) || (await pathExists(join(src, 'setup.cfg')))) return true;
   const pyproject = join(src, 'pyproject.toml');
-  if (!(await exists(pyproject))) return false;
+  if (!(await pathExists(pyproject))) return false;
   return /^\s*\[(project|build-system)\]/m.test(await readFile(pyproject, 'utf8'));
 }
 
@@ -33,7 +27,7 @@ async function isInstallableProject(src: string): Promise<boolean> {
 async function projectArgs(src: string): Promise<string[]> {
   const args: string[] = [];
   for (const name of REQUIREMENT_FILES) {
-    if (await exists(join(src, name))) args.push('-r', name);
+    if (await pathExists(join(src, name))) args.push('-r', name);
   }
   if (await isInstallableProject(src)) args.push('-e', '.');
   return args;

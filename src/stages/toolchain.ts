@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CiError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { pathExists } from '../pathExists.js';
 import { runBounded } from '../process.js';
 
 /** The runner's own pinned Python tools, shared read-only by every build. */
@@ -21,13 +22,6 @@ export interface Toolchain {
 
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
 const INSTALL_TIMEOUT_MS = 600_000;
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 async function pythonVersion(basePython: string): Promise<string> {
   const result = await runBounded(basePython, ['-c', 'import sys; print(sys.version.split()[0])'], {
@@ -76,7 +70,7 @@ export async function ensureToolchain(
   const pins = `${await readFile(toolsFile, 'utf8')}\n${await readFile(testFile, 'utf8')}`;
   const fingerprint = createHash('sha256').update(`${version}\n${pins}`).digest('hex').slice(0, 16);
   const dir = join(cacheDir, 'tools', fingerprint);
-  if (!(await exists(join(dir, '.ready')))) {
+  if (!(await pathExists(join(dir, '.ready')))) {
     logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
     await mkdir(join(cacheDir, 'tools'), { recursive: true });
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
