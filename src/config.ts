@@ -9,6 +9,12 @@ export interface StageLimits {
   testMs: number;
 }
 
+export interface GitCredentials {
+  username: string;
+  password: string;
+  hosts: string[];
+}
+
 export interface Config {
   kafkaBrokers: string[];
   redisUrl: string;
@@ -18,6 +24,7 @@ export interface Config {
   kafkaGroupId: string;
   queueName: string;
   remoteRepo: string | undefined;
+  gitCredentials: GitCredentials | undefined;
   artefactDir: string;
   cacheDir: string;
   workDir: string;
@@ -105,6 +112,18 @@ function remoteRepo(env: Env): string | undefined {
   return raw;
 }
 
+function gitCredentials(env: Env): GitCredentials | undefined {
+  const username = optional(env, 'GIT_HTTP_USERNAME');
+  const password = optional(env, 'GIT_HTTP_PASSWORD');
+  if (!username && !password) return undefined;
+  if (!password) throw new ConfigError('GIT_HTTP_PASSWORD must be set when GIT_HTTP_USERNAME is');
+  const hosts = (optional(env, 'GIT_HTTP_HOSTS') ?? '')
+    .split(',')
+    .map((host) => host.trim())
+    .filter(Boolean);
+  return Object.freeze({ username: username ?? 'x-access-token', password, hosts });
+}
+
 function topic(env: Env, name: string, fallback: string): string {
   const value = text(env, name, fallback);
   if (!/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
@@ -139,6 +158,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Conf
     kafkaGroupId: text(env, 'KAFKA_GROUP_ID', 'ci-runner-bridge'),
     queueName: topic(env, 'QUEUE_NAME', 'builds'),
     remoteRepo: remoteRepo(env),
+    gitCredentials: gitCredentials(env),
     artefactDir: resolve(cwd, text(env, 'ARTEFACT_DIR', './artefacts')),
     cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { StageLimits } from './config.js';
+import type { GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
 import { CiError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -21,6 +21,7 @@ export interface PipelineOptions {
   cacheDir: string;
   workDir: string;
   pytestMark: string;
+  gitCredentials?: GitCredentials;
   limits: StageLimits;
   artefactMaxBytes: number;
   logger: Logger;
@@ -35,6 +36,7 @@ export interface PipelineOptions {
 // Throws only for faults outside the commit (unreachable repository, runner fault, cancellation).
 export async function runPipeline(input: BuildInput, options: PipelineOptions): Promise<BuildReport> {
   const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
   await mkdir(options.workDir, { recursive: true });
   const layout = buildLayout(await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`)));
   const lines: string[] = [];
@@ -63,9 +65,19 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   try {
     await prepareLayout(layout);
     const { limits, toolchain } = options;
-    await stage('checkout', () =>
-      checkout.run({ ...input, dir: layout.src, timeoutMs: limits.checkoutMs }, ctx),
+    results.checkout = await stage('checkout', () =>
+      checkout.run(
+        {
+          ...input,
+          dir: layout.src,
+          cacheDir: options.cacheDir,
+          credentials: options.gitCredentials,
+          timeoutMs: limits.checkoutMs,
+        },
+        ctx,
+      ),
     );
+    if (results.checkout.outcome !== 'passed') return assembleReport(input, results, elapsed());
     const pipCacheDir = join(options.cacheDir, 'pip');
     results.install = await stage('install', () =>
       install.run({ layout, toolchain, pipCacheDir, timeoutMs: limits.installMs }, ctx),
@@ -100,7 +112,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
         ctx,
       ),
     );
-    return assembleReport(input, results, Math.round(performance.now() - started));
+    return assembleReport(input, results, elapsed());
   } finally {
     await rm(layout.root, { recursive: true, force: true });
   }

@@ -1,18 +1,37 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { CiError, toError } from '../errors.js';
 import { redactUrl } from '../logger.js';
+import { pathExists } from '../pathExists.js';
+import { withDirLock } from '../withDirLock.js';
+import { materializeTree, UnsafeTreeError } from './materializeTree.js';
 import type { StageContext, StageResult } from './types.js';
+
+/** Basic-auth credentials for http(s) remotes, from configuration only. */
+export interface GitCredentials {
+  username: string;
+  password: string;
+  /** Hosts the credentials are sent to; empty means every host. */
+  hosts: string[];
+}
 
 export interface CheckoutInput {
   repositoryUrl: string;
   commitSha: string;
   branchName: string;
+  /** Fresh directory the tree is written to (no .git). */
   dir: string;
+  /** Persistent object caches live here, one bare repository per remote. */
+  cacheDir: string;
+  credentials?: GitCredentials;
   timeoutMs: number;
 }
+
+const NETWORK_ERROR = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EPIPE|socket hang up/;
 
 function unreachable(url: string, error: Error): CiError {
   return new CiError('REPO_UNREACHABLE', `repository ${redactUrl(url)} is unreachable: ${error.message}`, {
@@ -29,18 +48,38 @@ function withTimeout<T>(work: Promise<T>, ms: number, url: string): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-async function fetchCommit(input: CheckoutInput, ctx: StageContext): Promise<void> {
-  const base = { fs, http, dir: input.dir, remote: 'origin', singleBranch: true, tags: false };
+// The object cache of one remote: keyed by its URL without credentials, so a token change keeps the cache.
+export function cacheGitdir(cacheDir: string, url: string): string {
+  const key = createHash('sha256').update(redactUrl(url)).digest('hex').slice(0, 20);
+  return join(cacheDir, 'git', `${key}.git`);
+}
+
+function authFor(input: CheckoutInput) {
+  const { credentials } = input;
+  if (!credentials) return {};
+  const host = new URL(input.repositoryUrl).hostname;
+  if (credentials.hosts.length > 0 && !credentials.hosts.includes(host)) return {};
+  return { onAuth: () => ({ username: credentials.username, password: credentials.password }) };
+}
+
+async function hasCommit(gitdir: string, sha: string, cache: object): Promise<boolean> {
+  try {
+    await git.readCommit({ fs, gitdir, oid: sha, cache });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fetchInto(gitdir: string, input: CheckoutInput, ctx: StageContext): Promise<void> {
+  const base = { fs, http, gitdir, remote: 'origin', singleBranch: true, tags: false, ...authFor(input) };
   try {
     await git.fetch({ ...base, ref: input.commitSha, depth: 1 });
     return;
   } catch (thrown) {
     const error = toError(thrown);
-    if (
-      /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|HttpError/.test(`${error.name} ${error.message}`)
-    ) {
+    if (NETWORK_ERROR.test(error.message) || error.name === 'HttpError')
       throw unreachable(input.repositoryUrl, error);
-    }
     ctx.log(
       `fetching ${input.commitSha} by sha failed (${error.message}); fetching branch ${input.branchName}`,
     );
@@ -53,36 +92,77 @@ async function fetchCommit(input: CheckoutInput, ctx: StageContext): Promise<voi
       // isomorphic-git issue #1654: it cannot fetch from a remote whose default branch does not exist.
       throw unreachable(input.repositoryUrl, new Error("the remote's HEAD (default branch) does not exist"));
     }
+    if (error.name === 'NotFoundError') return; // The branch is gone; the sha check below reports it.
     throw unreachable(input.repositoryUrl, error);
   }
 }
 
-// Materialises exactly the requested commit (branch tip or not) into a fresh directory and proves HEAD is it.
-export async function run(input: CheckoutInput, ctx: StageContext): Promise<StageResult<{ dir: string }>> {
-  const started = performance.now();
-  await mkdir(input.dir, { recursive: true });
-  await git.init({ fs, dir: input.dir, defaultBranch: 'ci-runner' });
-  await git.addRemote({ fs, dir: input.dir, remote: 'origin', url: input.repositoryUrl });
-  ctx.log(`fetching ${input.commitSha} from ${redactUrl(input.repositoryUrl)}`);
-  await withTimeout(fetchCommit(input, ctx), input.timeoutMs, input.repositoryUrl);
-  try {
-    await git.checkout({ fs, dir: input.dir, ref: input.commitSha, force: true });
-  } catch (thrown) {
+// Makes sure the remote's cache holds the commit, fetching only when it does not (one fetch per remote at a time).
+async function ensureCommit(
+  gitdir: string,
+  input: CheckoutInput,
+  ctx: StageContext,
+  cache: object,
+): Promise<void> {
+  await mkdir(join(input.cacheDir, 'git'), { recursive: true });
+  await withDirLock(
+    `${gitdir}.lock`,
+    async () => {
+      if (!(await pathExists(join(gitdir, 'config')))) {
+        await git.init({ fs, gitdir, bare: true, defaultBranch: 'ci-runner' });
+      }
+      await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: redactUrl(input.repositoryUrl) });
+      await git.setConfig({
+        fs,
+        gitdir,
+        path: 'remote.origin.fetch',
+        value: '+refs/heads/*:refs/remotes/origin/*',
+      });
+      if (await hasCommit(gitdir, input.commitSha, cache)) {
+        ctx.log(`commit ${input.commitSha} already in the object cache`);
+        return;
+      }
+      ctx.log(`fetching ${input.commitSha} from ${redactUrl(input.repositoryUrl)}`);
+      await withTimeout(fetchInto(gitdir, input, ctx), input.timeoutMs, input.repositoryUrl);
+    },
+    { timeoutMs: input.timeoutMs * 2 },
+  );
+  if (!(await hasCommit(gitdir, input.commitSha, cache))) {
     throw new CiError(
       'COMMIT_MISSING',
-      `commit ${input.commitSha} is not in ${redactUrl(input.repositoryUrl)}`,
-      {
-        retriable: true,
-        cause: thrown,
-      },
+      `commit ${input.commitSha} cannot be fetched from ${redactUrl(input.repositoryUrl)} (not pushed, or force-pushed away)`,
+      { retriable: true },
     );
   }
-  const head = await git.resolveRef({ fs, dir: input.dir, ref: 'HEAD' });
-  if (head !== input.commitSha) {
-    throw new CiError('CHECKOUT_MISMATCH', `checked out ${head}, expected ${input.commitSha}`, {
+}
+
+// Materialises exactly the requested commit (branch tip or not) from a persistent per-remote object cache into a
+// fresh directory, fetching only what the cache lacks, and proves the tree written is that commit's.
+export async function run(input: CheckoutInput, ctx: StageContext): Promise<StageResult<{ files: number }>> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  const gitdir = cacheGitdir(input.cacheDir, input.repositoryUrl);
+  const cache = {};
+  await ensureCommit(gitdir, input, ctx, cache);
+  const { commit, oid } = await git.readCommit({ fs, gitdir, oid: input.commitSha, cache });
+  if (oid !== input.commitSha) {
+    throw new CiError('CHECKOUT_MISMATCH', `object cache returned ${oid}, expected ${input.commitSha}`, {
       retriable: true,
     });
   }
-  const durationMs = Math.round(performance.now() - started);
-  return { outcome: 'passed', durationMs, summary: `checked out ${head}`, value: { dir: input.dir } };
+  await mkdir(input.dir, { recursive: true });
+  try {
+    const files = await materializeTree(gitdir, commit.tree, input.dir, cache);
+    return {
+      outcome: 'passed',
+      durationMs: elapsed(),
+      summary: `checked out ${oid} (${files} files)`,
+      value: { files },
+    };
+  } catch (thrown) {
+    if (thrown instanceof UnsafeTreeError) {
+      return { outcome: 'failed', durationMs: elapsed(), summary: thrown.message, value: { files: 0 } };
+    }
+    throw thrown;
+  }
 }

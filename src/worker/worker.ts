@@ -29,6 +29,7 @@ function processor(config: Readonly<Config>, toolchain: Toolchain, outbox: Repor
         cacheDir: config.cacheDir,
         workDir: config.workDir,
         pytestMark: config.pytestMark,
+        gitCredentials: config.gitCredentials,
         limits: config.limits,
         artefactMaxBytes: config.artefactMaxBytes,
         logger: log,

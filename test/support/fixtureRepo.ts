@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -8,7 +8,9 @@ export type Files = Record<string, string>;
 /** A real git repository made by a test: a working clone that pushes to a bare repo the git server serves. */
 export interface FixtureRepo {
   url: string;
-  commit(files: Files, message: string, remove?: string[]): Promise<string>;
+  commit(files: Files, message: string, remove?: string[], links?: Array<[string, string]>): Promise<string>;
+  /** Moves the work tree's branch back to an earlier commit (to rewrite history before a force push). */
+  resetTo(sha: string): void;
   push(branch: string): void;
   cleanup(): Promise<void>;
 }
@@ -40,15 +42,21 @@ export async function createFixtureRepo(
   git(work, 'remote', 'add', 'origin', bare);
   return {
     url: `${baseUrl}${name}.git`,
-    async commit(files, message, remove = []) {
+    async commit(files, message, remove = [], links = []) {
       for (const [path, content] of Object.entries(files)) {
         await mkdir(dirname(join(work, path)), { recursive: true });
+        // Scripts (a #! first line) are committed executable, as a developer would.
         await writeFile(join(work, path), content);
+        await chmod(join(work, path), content.startsWith('#!') ? 0o755 : 0o644);
       }
       for (const path of remove) git(work, 'rm', '--quiet', path);
+      for (const [path, target] of links) await symlink(target, join(work, path));
       git(work, 'add', '--all');
       git(work, 'commit', '--quiet', '--allow-empty', '-m', message);
       return git(work, 'rev-parse', 'HEAD');
+    },
+    resetTo(sha) {
+      git(work, 'reset', '--quiet', '--hard', sha);
     },
     push(target) {
       git(work, 'push', '--quiet', '--force', 'origin', `HEAD:refs/heads/${target}`);

@@ -8,9 +8,22 @@ export interface GitServer {
   close(): Promise<void>;
 }
 
+export interface GitServerOptions {
+  /** When set, every request needs these basic-auth credentials. */
+  auth?: { username: string; password: string };
+}
+
 // Serves every bare repository under root over git's smart HTTP protocol via `git http-backend` (CGI).
-export async function startGitServer(root: string): Promise<GitServer> {
+export async function startGitServer(root: string, options: GitServerOptions = {}): Promise<GitServer> {
+  const expected = options.auth
+    ? `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`
+    : undefined;
   const server: Server = createServer((req, res) => {
+    if (expected && req.headers.authorization !== expected) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"' });
+      res.end();
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const backend = spawn('git', ['http-backend'], {
       env: {

@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import git from 'isomorphic-git';
+
+/** The commit's tree holds something git itself would refuse to check out. */
+export class UnsafeTreeError extends Error {}
+
+function checkName(name: string, where: string): void {
+  if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new UnsafeTreeError(
+      `tree entry ${JSON.stringify(name)} in ${where || '/'} is not a valid file name`,
+    );
+  }
+}
+
+// Writes a tree from a git object store into dir: files with their modes, symlinks as symlinks, submodules as empty
+// directories, `.git` entries skipped. Read-only on the object store, so builds sharing one cache never race; every
+// path is created exclusively, so a crafted tree cannot write through a symlink or outside dir.
+export async function materializeTree(
+  gitdir: string,
+  treeOid: string,
+  dir: string,
+  cache: object,
+  where = '',
+): Promise<number> {
+  const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache });
+  let files = 0;
+  for (const entry of tree) {
+    checkName(entry.path, where);
+    if (entry.path.toLowerCase() === '.git') continue;
+    const path = join(dir, entry.path);
+    if (entry.type === 'tree') {
+      await mkdir(path);
+      files += await materializeTree(gitdir, entry.oid, path, cache, `${where}/${entry.path}`);
+    } else if (entry.type === 'commit') {
+      await mkdir(path);
+    } else {
+      const { blob } = await git.readBlob({ fs, gitdir, oid: entry.oid, cache });
+      if (entry.mode === '120000') await symlink(Buffer.from(blob).toString('utf8'), path);
+      else await writeFile(path, blob, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
+      files += 1;
+    }
+  }
+  return files;
+}

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CiError } from '../../src/errors.js';
+import { cacheGitdir, run as checkout } from '../../src/stages/checkout.js';
+import type { StageContext } from '../../src/stages/types.js';
+import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
+import { type GitServer, startGitServer } from '../support/gitServer.js';
+import { testLogger } from '../support/harness.js';
+
+describe('checkout from a persistent object cache', () => {
+  let root: string;
+  let served: string;
+  let git: GitServer;
+  let privateGit: GitServer;
+  let cacheDir: string;
+  const repos: FixtureRepo[] = [];
+  const secret = 's3cr3t-token-value';
+
+  const context = (lines: string[] = []): StageContext => ({
+    logger: testLogger('checkout'),
+    signal: new AbortController().signal,
+    buildDir: root,
+    log: (line) => lines.push(line),
+  });
+
+  const checkoutInto = async (url: string, sha: string, branch = 'main', lines: string[] = []) => {
+    const dir = await mkdtemp(join(root, 'build-'));
+    const result = await checkout(
+      { repositoryUrl: url, commitSha: sha, branchName: branch, dir, cacheDir, timeoutMs: 30_000 },
+      context(lines),
+    );
+    return { dir, result };
+  };
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'checkout-test-'));
+    served = join(root, 'served');
+    cacheDir = join(root, 'cache');
+    await mkdir(served);
+    git = await startGitServer(served);
+    privateGit = await startGitServer(served, { auth: { username: 'agent', password: secret } });
+  });
+
+  after(async () => {
+    await git.close();
+    await privateGit.close();
+    await Promise.all(repos.map((repo) => repo.cleanup()));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const newRepo = async (name: string) => {
+    const repo = await createFixtureRepo(served, git.baseUrl, name);
+    repos.push(repo);
+    return repo;
+  };
+
+  test('writes exactly the commit: modes, symlinks, no .git; a cached commit needs no fetch', async () => {
+    const repo = await newRepo('shapes');
+    const sha = await repo.commit({ 'run.sh': '#!/bin/sh\necho hi\n', 'pkg/a.py': 'A = 1\n' }, 'files');
+    repo.push('main');
+    const first: string[] = [];
+    const { dir, result } = await checkoutInto(repo.url, sha, 'main', first);
+    assert.equal(result.outcome, 'passed');
+    assert.deepEqual((await readdir(dir)).sort(), ['pkg', 'run.sh']);
+    assert.equal(await readFile(join(dir, 'pkg/a.py'), 'utf8'), 'A = 1\n');
+    assert.equal((await lstat(join(dir, 'run.sh'))).mode & 0o777, 0o755);
+    assert.ok(first.some((line) => line.startsWith('fetching')));
+
+    const again: string[] = [];
+    await checkoutInto(repo.url, sha, 'main', again);
+    assert.ok(again.some((line) => line.includes('already in the object cache')));
+    assert.ok(!again.some((line) => line.startsWith('fetching')));
+  });
+
+  test('symlinks are stored as links, never followed', async () => {
+    const repo = await newRepo('links');
+    await repo.commit({ 'real.txt': 'x\n' }, 'base');
+    const sha = await repo.commit(
+      {},
+      'links',
+      [],
+      [
+        ['escape', '/etc/passwd'],
+        ['near', 'real.txt'],
+      ],
+    );
+    repo.push('main');
+    const { dir, result } = await checkoutInto(repo.url, sha);
+    assert.equal(result.outcome, 'passed');
+    assert.ok((await lstat(join(dir, 'escape'))).isSymbolicLink());
+    assert.equal(await readlink(join(dir, 'escape')), '/etc/passwd');
+    assert.equal(await readlink(join(dir, 'near')), 'real.txt');
+  });
+
+  test('a commit that is not the tip, after the branch moved on, and a new commit fetched into the warm cache', async () => {
+    const repo = await newRepo('moving');
+    const one = await repo.commit({ 'v.txt': '1\n' }, 'one');
+    repo.push('main');
+    await checkoutInto(repo.url, one);
+    const two = await repo.commit({ 'v.txt': '2\n' }, 'two');
+    const three = await repo.commit({ 'v.txt': '3\n' }, 'three');
+    repo.push('main');
+    const { dir } = await checkoutInto(repo.url, two);
+    assert.equal(await readFile(join(dir, 'v.txt'), 'utf8'), '2\n');
+    const tip = await checkoutInto(repo.url, three);
+    assert.equal(await readFile(join(tip.dir, 'v.txt'), 'utf8'), '3\n');
+  });
+
+  test('a sha force-pushed away before it was fetched: COMMIT_MISSING', async () => {
+    const repo = await newRepo('forced');
+    const kept = await repo.commit({ 'v.txt': 'kept\n' }, 'kept');
+    repo.push('main');
+    const lost = await repo.commit({ 'v.txt': 'lost\n' }, 'lost');
+    repo.push('feature');
+    repo.resetTo(kept);
+    const replaced = await repo.commit({ 'v.txt': 'replaced\n' }, 'replaced');
+    repo.push('feature');
+    assert.notEqual(lost, replaced);
+    await assert.rejects(checkoutInto(repo.url, lost, 'feature'), (error: unknown) => {
+      assert.ok(error instanceof CiError);
+      assert.equal(error.code, 'COMMIT_MISSING');
+      assert.match(error.message, /force-pushed/);
+      return true;
+    });
+  });
+
+  test('concurrent checkouts of one remote all get their own commit', async () => {
+    const repo = await newRepo('busy');
+    const shas: string[] = [];
+    for (let i = 0; i < 6; i += 1) shas.push(await repo.commit({ 'n.txt': `${i}\n` }, `c${i}`));
+    repo.push('main');
+    const results = await Promise.all(shas.map((sha) => checkoutInto(repo.url, sha)));
+    for (const [i, { dir }] of results.entries()) {
+      assert.equal(await readFile(join(dir, 'n.txt'), 'utf8'), `${i}\n`);
+    }
+  });
+
+  test('private repositories: credentials from configuration, never written or logged', async () => {
+    const repo = await createFixtureRepo(served, privateGit.baseUrl, 'private');
+    repos.push(repo);
+    const sha = await repo.commit({ 'p.txt': 'private\n' }, 'private');
+    repo.push('main');
+    await assert.rejects(checkoutInto(repo.url, sha), (error: unknown) => {
+      assert.ok(error instanceof CiError && error.code === 'REPO_UNREACHABLE');
+      return true;
+    });
+    const lines: string[] = [];
+    const dir = await mkdtemp(join(root, 'build-'));
+    const result = await checkout(
+      {
+        repositoryUrl: repo.url,
+        commitSha: sha,
+        branchName: 'main',
+        dir,
+        cacheDir,
+        credentials: { username: 'agent', password: secret, hosts: ['127.0.0.1'] },
+        timeoutMs: 30_000,
+      },
+      context(lines),
+    );
+    assert.equal(result.outcome, 'passed');
+    assert.equal(await readFile(join(dir, 'p.txt'), 'utf8'), 'private\n');
+    assert.ok(!lines.join('\n').includes(secret));
+    const config = await readFile(join(cacheGitdir(cacheDir, repo.url), 'config'), 'utf8');
+    assert.ok(!config.includes(secret));
+  });
+});
