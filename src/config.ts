@@ -34,6 +34,8 @@ export interface Config {
   pytestMark: string;
   pythonBin: string;
   limits: StageLimits;
+  /** Host variables builds inherit (package index, TLS trust, proxies); nothing else of the runner's reaches them. */
+  buildEnv: Readonly<Record<string, string>>;
   logLevel: string;
   logPretty: boolean;
 }
@@ -124,6 +126,41 @@ function gitCredentials(env: Env): GitCredentials | undefined {
   return Object.freeze({ username: username ?? 'x-access-token', password, hosts });
 }
 
+/** Variables a build needs from its host to reach a package index: TLS trust, proxies, index locations. */
+const DEFAULT_PASSTHROUGH = [
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'REQUESTS_CA_BUNDLE',
+  'PIP_CERT',
+  'PIP_INDEX_URL',
+  'PIP_EXTRA_INDEX_URL',
+  'PIP_FIND_LINKS',
+  'UV_INDEX_URL',
+  'UV_DEFAULT_INDEX',
+  'UV_EXTRA_INDEX_URL',
+  'UV_INDEX',
+  'UV_NATIVE_TLS',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+];
+
+function buildEnv(env: Env): Readonly<Record<string, string>> {
+  const extra = (optional(env, 'BUILD_ENV_PASSTHROUGH') ?? '').split(',').map((name) => name.trim());
+  const names = [...DEFAULT_PASSTHROUGH, ...extra.filter(Boolean)];
+  const bad = names.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
+  if (bad) throw new ConfigError(`BUILD_ENV_PASSTHROUGH must list variable names, got "${bad}"`);
+  const inherited: Record<string, string> = {};
+  for (const name of names) {
+    const value = env[name];
+    if (value !== undefined) inherited[name] = value;
+  }
+  return Object.freeze(inherited);
+}
+
 function topic(env: Env, name: string, fallback: string): string {
   const value = text(env, name, fallback);
   if (!/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
@@ -173,6 +210,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Conf
       lintMs: seconds('LINT_TIMEOUT_SEC', 300),
       testMs: seconds('TEST_TIMEOUT_SEC', 900),
     }),
+    buildEnv: buildEnv(env),
     logLevel: logLevel(env),
     logPretty: boolean(env, 'LOG_PRETTY', false),
   };

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
@@ -11,6 +11,7 @@ import * as coverage from './stages/coverage.js';
 import * as install from './stages/install.js';
 import { buildLayout, prepareLayout } from './stages/layout.js';
 import * as lint from './stages/lint.js';
+import * as settings from './stages/settings.js';
 import * as test from './stages/test.js';
 import type { Toolchain } from './stages/toolchain.js';
 import type { StageContext, StageName, StageResult } from './stages/types.js';
@@ -22,15 +23,19 @@ export interface PipelineOptions {
   workDir: string;
   pytestMark: string;
   gitCredentials?: GitCredentials;
+  /** Host variables builds inherit (Config.buildEnv). */
+  buildEnv?: Readonly<Record<string, string>>;
   limits: StageLimits;
   artefactMaxBytes: number;
   logger: Logger;
   signal: AbortSignal;
-  /** Receives every build-log line (the worker forwards them to the job log). */
+  /** Receives every build-log line and each stage's output tail (the worker forwards them to the job log). */
   onLog?: (line: string) => void;
   /** Called when a stage starts and ends (the worker turns it into job progress). */
   onStage?: (stage: StageName, result?: StageResult<unknown>) => void;
 }
+
+const JOB_LOG_TAIL_BYTES = 64 * 1024;
 
 // Runs the stages in order (lint and tests side by side) for one commit and turns their results into a report.
 // Throws only for faults outside the commit (unreachable repository, runner fault, cancellation).
@@ -38,7 +43,8 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   await mkdir(options.workDir, { recursive: true });
-  const layout = buildLayout(await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`)));
+  const buildDir = await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`));
+  const layout = buildLayout(buildDir, options.buildEnv);
   const lines: string[] = [];
   const ctx: StageContext = {
     logger: options.logger,
@@ -49,6 +55,12 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
       options.onLog?.(line);
     },
   };
+  const forwardOutput = async (name: StageName) => {
+    const text = await readFile(join(layout.reports, `${name}.log`)).catch(() => undefined);
+    if (!text?.length) return;
+    const kept = text.subarray(Math.max(0, text.length - JOB_LOG_TAIL_BYTES)).toString('utf8');
+    options.onLog?.(`--- ${name} output${kept.length < text.length ? ' (tail)' : ''} ---\n${kept}`);
+  };
   const results: BuildResults = { stages: [] };
   const stage = async <T>(name: StageName, work: () => Promise<StageResult<T>>): Promise<StageResult<T>> => {
     options.onStage?.(name);
@@ -56,6 +68,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     const result = await work();
     results.stages.push([name, result]);
     ctx.log(`stage ${name} ${result.outcome}: ${result.summary}`);
+    await forwardOutput(name);
     options.onStage?.(name, result);
     if (result.outcome === 'canceled') {
       throw new CiError('RUNNER_FAULT', `build canceled during ${name}`, { retriable: true });
@@ -64,7 +77,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   };
   try {
     await prepareLayout(layout);
-    const { limits, toolchain } = options;
+    const { toolchain } = options;
     results.checkout = await stage('checkout', () =>
       checkout.run(
         {
@@ -72,29 +85,42 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
           dir: layout.src,
           cacheDir: options.cacheDir,
           credentials: options.gitCredentials,
-          timeoutMs: limits.checkoutMs,
+          timeoutMs: options.limits.checkoutMs,
         },
         ctx,
       ),
     );
     if (results.checkout.outcome !== 'passed') return assembleReport(input, results, elapsed());
-    const pipCacheDir = join(options.cacheDir, 'pip');
-    results.install = await stage('install', () =>
-      install.run({ layout, toolchain, pipCacheDir, timeoutMs: limits.installMs }, ctx),
-    );
-    if (results.install.outcome === 'passed') {
-      const [lintResult, testResult] = await Promise.all([
-        stage('lint', () => lint.run({ layout, toolchain, timeoutMs: limits.lintMs }, ctx)),
-        stage('test', () =>
-          test.run({ layout, toolchain, mark: options.pytestMark, timeoutMs: limits.testMs }, ctx),
-        ),
-      ]);
-      results.lint = lintResult;
-      results.test = testResult;
-      if (testResult.outcome === 'passed' || testResult.outcome === 'failed') {
-        results.coverage = await stage('coverage', () =>
-          coverage.run({ layout, timeoutMs: limits.lintMs }, ctx),
-        );
+    const defaults = { pytestMark: options.pytestMark, pytestArgs: [], lint: true, limits: options.limits };
+    const repo = await stage('settings', () => settings.run({ layout, toolchain, defaults }, ctx));
+    results.settings = repo;
+    if (repo.outcome === 'passed') {
+      const { limits } = repo.value.settings;
+      const installInput = { layout, toolchain, cacheDir: options.cacheDir, timeoutMs: limits.installMs };
+      results.install = await stage('install', () =>
+        install.run({ ...installInput, extras: repo.value.extras, installable: repo.value.installable }, ctx),
+      );
+      if (results.install.outcome === 'passed') {
+        const testInput = {
+          layout,
+          toolchain,
+          mark: repo.value.settings.pytestMark,
+          extraArgs: repo.value.settings.pytestArgs,
+          timeoutMs: limits.testMs,
+        };
+        const [lintResult, testResult] = await Promise.all([
+          repo.value.settings.lint
+            ? stage('lint', () => lint.run({ layout, toolchain, timeoutMs: limits.lintMs }, ctx))
+            : undefined,
+          stage('test', () => test.run(testInput, ctx)),
+        ]);
+        results.lint = lintResult;
+        results.test = testResult;
+        if (testResult.outcome === 'passed' || testResult.outcome === 'failed') {
+          results.coverage = await stage('coverage', () =>
+            coverage.run({ layout, timeoutMs: limits.lintMs }, ctx),
+          );
+        }
       }
     }
     await writeFile(join(layout.reports, 'build.log'), `${lines.join('\n')}\n`);

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { execa } from 'execa';
 
@@ -7,9 +7,9 @@ export interface RunOptions {
   env: Record<string, string>;
   timeoutMs: number;
   signal: AbortSignal;
-  /** Every byte of stdout and stderr is appended here. */
+  /** The command line and the tail of its interleaved stdout and stderr are appended here. */
   logFile?: string;
-  /** How much of each stream's tail is kept in memory. */
+  /** How much of each stream's tail is kept (the log file gets at most this much per command, too). */
   tailBytes?: number;
 }
 
@@ -63,9 +63,7 @@ export async function runBounded(command: string, args: string[], options: RunOp
   const tailBytes = options.tailBytes ?? 256 * 1024;
   const out = new Tail(tailBytes);
   const err = new Tail(tailBytes);
-  const log: WriteStream | undefined = options.logFile
-    ? createWriteStream(options.logFile, { flags: 'a' })
-    : undefined;
+  const all = new Tail(tailBytes);
   const child = execa(command, args, {
     cwd: options.cwd,
     env: options.env,
@@ -81,15 +79,16 @@ export async function runBounded(command: string, args: string[], options: RunOp
   });
   child.stdout?.on('data', (chunk: Buffer) => {
     out.push(chunk);
-    log?.write(chunk);
+    all.push(chunk);
   });
   child.stderr?.on('data', (chunk: Buffer) => {
     err.push(chunk);
-    log?.write(chunk);
+    all.push(chunk);
   });
   const result = await child;
   killGroup(child.pid);
-  if (log) await new Promise<void>((resolve) => log.end(resolve));
+  if (options.logFile)
+    await appendFile(options.logFile, `$ ${[command, ...args].join(' ')}\n${all.text()}\n`);
   const captured = { stdout: out.text(), stderr: err.text(), durationMs: elapsed() };
   if (result.timedOut) return { kind: 'timedOut', ...captured };
   if (result.isCanceled) return { kind: 'canceled', ...captured };

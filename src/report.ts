@@ -14,6 +14,7 @@ export interface BuildInput {
 /** The stage results of one build, as far as it got. */
 export interface BuildResults {
   checkout?: StageResult<unknown>;
+  settings?: StageResult<unknown>;
   install?: StageResult<unknown>;
   lint?: StageResult<{ findings: string[] }>;
   test?: StageResult<{ failedTests: string[]; testsRun: number }>;
@@ -57,8 +58,15 @@ function isBad(result: StageResult<unknown> | undefined): boolean {
 
 // Decides PASSED or FAILED from what the tools said: lint clean and tests passed, nothing else counts as green.
 export function assembleReport(input: BuildInput, results: BuildResults, durationMs: number): BuildReport {
-  const { checkout, install, lint, test, coverage, artefact } = results;
-  const failed = isBad(checkout) || isBad(install) || isBad(lint) || isBad(test) || isBad(artefact) || !test;
+  const { checkout, settings, install, lint, test, coverage, artefact } = results;
+  const failed =
+    isBad(checkout) ||
+    isBad(settings) ||
+    isBad(install) ||
+    isBad(lint) ||
+    isBad(test) ||
+    isBad(artefact) ||
+    !test;
   const report = base(input, failed ? 'FAILED' : 'PASSED');
   report.stages = stageReports(results);
   report.durationMs = durationMs;

@@ -9,11 +9,14 @@ export interface BuildLayout {
   reports: string;
   home: string;
   tmp: string;
+  /** Host variables the operator lets builds inherit (package index, TLS trust, proxies). */
+  inherited: Readonly<Record<string, string>>;
 }
 
 // Names the directories of a build; the checkout never contains the environment or the reports.
-export function buildLayout(buildDir: string): BuildLayout {
+export function buildLayout(buildDir: string, inherited: Readonly<Record<string, string>> = {}): BuildLayout {
   return {
+    inherited,
     root: buildDir,
     src: join(buildDir, 'src'),
     venv: join(buildDir, 'venv'),
@@ -28,9 +31,11 @@ export async function prepareLayout(layout: BuildLayout): Promise<void> {
   await Promise.all([layout.reports, layout.home, layout.tmp].map((dir) => mkdir(dir, { recursive: true })));
 }
 
-// The only environment a build's subprocesses see: none of the runner's own variables reach them.
+// The only environment a build's subprocesses see: the operator's pass-through list and nothing else of the
+// runner's (no Redis or Kafka addresses, no credentials).
 export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}): Record<string, string> {
   return {
+    ...layout.inherited,
     PATH: `${join(layout.venv, 'bin')}:/usr/local/bin:/usr/bin:/bin`,
     HOME: layout.home,
     TMPDIR: layout.tmp,

@@ -10,6 +10,8 @@ export interface TestInput {
   layout: BuildLayout;
   toolchain: Toolchain;
   mark: string;
+  /** The repository's own extra pytest arguments (already validated). */
+  extraArgs: string[];
   timeoutMs: number;
 }
 
@@ -47,6 +49,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     '-o',
     `cache_dir=${join(layout.tmp, 'pytest-cache')}`,
     '-q',
+    ...input.extraArgs,
   ];
   ctx.log(`running pytest -m "${input.mark}" under coverage`);
   const result = await runBounded(python, args, {

@@ -14,6 +14,8 @@ export interface Toolchain {
   dir: string;
   /** The tools venv's interpreter; tools run as `python -m pip|black|ruff` so the venv may be moved. */
   python: string;
+  /** uv's own binary from the tools venv (a real executable, unaffected by the venv's location). */
+  uv: string;
   testRequirements: string;
   pluginDir: string;
   /** Hash of everything that makes environments built with this toolchain differ. */
@@ -87,6 +89,7 @@ export async function ensureToolchain(
     pythonVersion: version,
     dir,
     python: join(dir, 'bin', 'python'),
+    uv: join(dir, 'bin', 'uv'),
     testRequirements: testFile,
     pluginDir: PYTHON_DIR,
     fingerprint,

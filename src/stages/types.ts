@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 
-export type StageName = 'checkout' | 'install' | 'lint' | 'test' | 'coverage' | 'artefact';
+export type StageName = 'checkout' | 'settings' | 'install' | 'lint' | 'test' | 'coverage' | 'artefact';
 
 /** What every stage gets besides its own input. Stages know nothing of Kafka, Redis or metrics. */
 export interface StageContext {

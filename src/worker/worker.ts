@@ -30,6 +30,7 @@ function processor(config: Readonly<Config>, toolchain: Toolchain, outbox: Repor
         workDir: config.workDir,
         pytestMark: config.pytestMark,
         gitCredentials: config.gitCredentials,
+        buildEnv: config.buildEnv,
         limits: config.limits,
         artefactMaxBytes: config.artefactMaxBytes,
         logger: log,

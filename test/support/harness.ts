@@ -22,6 +22,8 @@ export async function createTestSpace(overrides: Record<string, string> = {}): P
   const id = randomUUID().slice(0, 8);
   const dir = await mkdtemp(join(tmpdir(), `ci-runner-test-${id}-`));
   const env = {
+    // The machine's own settings (TLS trust, package index) as an operator's deployment would have them.
+    ...process.env,
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:16379',
     KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '127.0.0.1:19092',
     TOPIC_COMMIT_RESULTS: `commit-results-${id}`,

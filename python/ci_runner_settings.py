@@ -1,0 +1,34 @@
+"""Reads ./pyproject.toml for ci-runner: the [tool.ci-runner] table and the project's test extras, as JSON.
+
+Prints {"settings": {...}, "extras": [...], "installable": bool} or {"error": "..."}.
+"""
+
+import json
+import os
+import sys
+import tomllib
+
+TEST_EXTRAS = ("test", "tests", "testing", "dev")
+
+try:
+    with open("pyproject.toml", "rb") as handle:
+        data = tomllib.load(handle)
+except FileNotFoundError:
+    data = {}
+except tomllib.TOMLDecodeError as error:
+    json.dump({"error": f"pyproject.toml is not valid TOML: {error}"}, sys.stdout)
+    sys.exit(0)
+
+project = data.get("project", {})
+optional = project.get("optional-dependencies", {}) if isinstance(project, dict) else {}
+installable = (
+    "project" in data or "build-system" in data or os.path.exists("setup.py") or os.path.exists("setup.cfg")
+)
+json.dump(
+    {
+        "settings": data.get("tool", {}).get("ci-runner", {}),
+        "extras": [name for name in TEST_EXTRAS if isinstance(optional, dict) and name in optional],
+        "installable": installable,
+    },
+    sys.stdout,
+)
