@@ -52,6 +52,7 @@ function addEntry(
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const entry = pack.entry(header, (error) => (error ? reject(error) : resolve()));
+    entry.on('error', reject);
     if (source) createReadStream(source).on('error', reject).pipe(entry);
   });
 }

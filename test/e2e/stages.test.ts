@@ -1,0 +1,313 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { FixtureRepo } from '../support/fixtureRepo.js';
+import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
+import { cleanProject } from '../support/pythonProject.js';
+import { readArtefact } from '../support/readArtefact.js';
+
+const py = (...lines: string[]) => `${lines.join('\n')}\n`;
+
+describe('build stages on real repositories, Python and tools', () => {
+  let harness: PipelineHarness;
+
+  before(async () => {
+    harness = await createPipelineHarness();
+  });
+
+  after(async () => {
+    await harness.close();
+  });
+
+  const project = async (name: string, files: Record<string, string>): Promise<[FixtureRepo, string]> => {
+    const repo = await harness.newRepo(name);
+    const sha = await repo.commit({ ...cleanProject(), ...files }, name);
+    repo.push('main');
+    return [repo, sha];
+  };
+
+  test('failed_tests holds exact node ids: parametrised, class methods, errors in fixtures', async () => {
+    const [repo, sha] = await project('ids', {
+      'tests/test_ids.py': py(
+        'import pytest',
+        '',
+        '',
+        '@pytest.fixture',
+        'def broken():',
+        '    raise RuntimeError("fixture")',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("n", [1, 2, 3])',
+        'def test_odd(n):',
+        '    assert n % 2 == 1',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'class TestGroup:',
+        '    def test_ok(self):',
+        '        assert True',
+        '',
+        '    def test_bad(self):',
+        '        assert 1 == 2',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_uses_broken(broken):',
+        '    assert broken',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual([...report.failedTests].sort(), [
+      'tests/test_ids.py::TestGroup::test_bad',
+      'tests/test_ids.py::test_odd[2]',
+      'tests/test_ids.py::test_uses_broken',
+    ]);
+    assert.equal(report.testsRun, 8);
+  });
+
+  test('a test file that cannot be collected is named by its path', async () => {
+    const [repo, sha] = await project('collect', {
+      'tests/test_unimportable.py': py('import module_that_does_not_exist  # noqa: F401'),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, ['tests/test_unimportable.py']);
+  });
+
+  test('no tests collected (pytest exit 5) is not a failure: PASSED with zero tests run', async () => {
+    const [repo, sha] = await project('none', {
+      'pyproject.toml': py('[tool.ci-runner]', 'pytest-mark = "nothing_has_this"'),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.equal(report.testsRun, 0);
+    assert.deepEqual(report.failedTests, []);
+  });
+
+  test('a test run over its time limit is killed with everything it started: FAILED with a timeout entry', async () => {
+    const marker = String(4000 + Math.floor(Math.random() * 900));
+    const [repo, sha] = await project('slow', {
+      'pyproject.toml': py(
+        '[tool.pytest.ini_options]',
+        'markers = ["fast: quick tests"]',
+        '',
+        '[tool.ci-runner]',
+        'test-timeout-sec = 3',
+      ),
+      'tests/test_slow.py': py(
+        'import subprocess',
+        'import time',
+        '',
+        'import pytest',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_hangs():',
+        `    subprocess.Popen(["sleep", "${marker}"])`,
+        '    time.sleep(600)',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'FAILED');
+    assert.deepEqual(report.failedTests, ['TIMEOUT: tests exceeded their time limit of 3000 ms']);
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line.trim() === `sleep ${marker}`);
+    assert.deepEqual(left, [], 'nothing the tests started is still running');
+  });
+
+  test("the code under test sees none of the runner's variables", async () => {
+    process.env.CI_RUNNER_CANARY = 'must-not-leak';
+    const [repo, sha] = await project('env', {
+      'tests/test_env.py': py(
+        'import os',
+        '',
+        'import pytest',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_clean_environment():',
+        '    names = ("REDIS_URL", "KAFKA_BROKERS", "CI_RUNNER_CANARY")',
+        '    leaked = [k for k in os.environ if k in names]',
+        '    assert leaked == []',
+      ),
+    });
+    try {
+      const report = await harness.build(repo, sha);
+      assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
+    } finally {
+      delete process.env.CI_RUNNER_CANARY;
+    }
+  });
+
+  test('[tool.ci-runner] is validated: an unknown key or a wrong type fails the build naming it', async () => {
+    const [repo, unknown] = await project('settings', {
+      'pyproject.toml': py('[tool.ci-runner]', 'tset-timeout-sec = 3'),
+    });
+    const first = await harness.build(repo, unknown);
+    assert.equal(first.status, 'FAILED');
+    assert.match(first.error, /^settings: \[tool\.ci-runner\] tset-timeout-sec: unknown key/);
+
+    const wrongType = await repo.commit(
+      { 'pyproject.toml': py('[tool.ci-runner]', 'lint = "no"') },
+      'wrong type',
+    );
+    repo.push('main');
+    const second = await harness.build(repo, wrongType);
+    assert.equal(second.status, 'FAILED');
+    assert.match(second.error, /\[tool\.ci-runner\] lint: must be true or false/);
+
+    const reserved = await repo.commit(
+      { 'pyproject.toml': py('[tool.ci-runner]', 'pytest-args = ["--junitxml=/tmp/x"]') },
+      'r',
+    );
+    repo.push('main');
+    assert.match(
+      (await harness.build(repo, reserved)).error,
+      /pytest-args: "--junitxml=\/tmp\/x" is set by the runner/,
+    );
+  });
+
+  test('[tool.ci-runner] may turn lint off and add pytest arguments', async () => {
+    const [repo, sha] = await project('nolint', {
+      'pyproject.toml': py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["fast: quick tests"]',
+        '',
+        '[tool.ci-runner]',
+        'lint = false',
+        'pytest-args = ["-k", "add"]',
+      ),
+      'calc/ugly.py': 'import os\nx=1\n',
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.deepEqual(report.lintErrors, []);
+    assert.equal(report.testsRun, 1, '-k add selects one test');
+    assert.ok(!report.stages.some((stage) => stage.name === 'lint'));
+  });
+
+  test('dependencies: installed into the build, reused from the cache when the declarations are unchanged', async () => {
+    const requirements = 'six==1.16.0\n';
+    const usesSix = py(
+      'import pytest',
+      'import six',
+      '',
+      '',
+      '@pytest.mark.fast',
+      'def test_six():',
+      '    assert six.text_type is str',
+    );
+    const marker = `# ${Date.now()}\n`;
+    const [repo, sha] = await project('deps', {
+      'requirements.txt': requirements + marker,
+      'tests/test_six.py': usesSix,
+    });
+    const cold = await harness.build(repo, sha);
+    assert.equal(cold.status, 'PASSED', `${cold.error} ${cold.lintErrors} ${cold.failedTests}`);
+    assert.match(stage(cold, 'install'), /resolved and cached/);
+
+    const next = await repo.commit({ 'calc/more.py': py('def mul(a, b):', '    return a * b') }, 'code only');
+    repo.push('main');
+    const warm = await harness.build(repo, next);
+    assert.equal(warm.status, 'PASSED', warm.error);
+    assert.match(stage(warm, 'install'), /from cache/);
+
+    const changed = await repo.commit(
+      { 'requirements.txt': `${requirements}${marker}# changed\n` },
+      'declarations',
+    );
+    repo.push('main');
+    assert.match(stage(await harness.build(repo, changed), 'install'), /resolved and cached/);
+  });
+
+  test('dependencies that cannot be installed as declared: FAILED, and no cache entry is written', async () => {
+    const envs = resolve(process.env.CI_RUNNER_TEST_CACHE_DIR ?? '.cache/test', 'envs');
+    const before = await readdir(envs).catch(() => []);
+    const [repo, sha] = await project('baddeps', {
+      'requirements.txt': `ci-runner-no-such-package-${Date.now()}==1.0\n`,
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'FAILED');
+    assert.match(report.error, /^install: dependencies could not be installed as declared/);
+    assert.deepEqual(await readdir(envs).catch(() => []), before);
+  });
+
+  test('an installable project with a src layout and a test extra is installed editable', async () => {
+    const [repo, sha] = await project('srclayout', {
+      'pyproject.toml': py(
+        '[build-system]',
+        'requires = ["setuptools>=61"]',
+        'build-backend = "setuptools.build_meta"',
+        '',
+        '[project]',
+        'name = "srclayout"',
+        'version = "0.1.0"',
+        '',
+        '[project.optional-dependencies]',
+        'test = ["six==1.16.0"]',
+        '',
+        '[tool.pytest.ini_options]',
+        'markers = ["fast: quick tests"]',
+      ),
+      'src/srclayout/__init__.py': py('def greet():', '    return "hi"'),
+      'tests/test_greet.py': py(
+        'import pytest',
+        'import six  # noqa: F401',
+        '',
+        'from srclayout import greet',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_greet():',
+        '    assert greet() == "hi"',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
+    assert.equal(report.testsRun, 3);
+  });
+
+  test('the artefact holds the tree and every report; line coverage is covered lines over statements', async () => {
+    const [repo, sha] = await project('artefact', {});
+    const report = await harness.build(repo, sha);
+    const entries = await readArtefact(fileURLToPath(report.artefactUrl));
+    for (const name of [
+      'junit.xml',
+      'coverage.json',
+      'ruff.json',
+      'build.log',
+      'test.log',
+      'install.log',
+      'lint.log',
+    ]) {
+      assert.ok(entries.has(`reports/${name}`), `reports/${name}`);
+    }
+    const totals = JSON.parse(entries.get('reports/coverage.json')?.content ?? '{}').totals;
+    assert.equal(report.lineCoverage, (totals.covered_lines / totals.num_statements) * 100);
+    assert.ok(harness.lastLog.some((line) => line.startsWith('--- test output ---')));
+  });
+
+  test('an artefact over the size cap: FAILED with a clear error and no file left behind', async () => {
+    const [repo, sha] = await project('big', {
+      'data.txt': randomBytes(200_000).toString('base64'),
+    });
+    const report = await harness.build(repo, sha, { artefactMaxBytes: 50_000 });
+    assert.equal(report.status, 'FAILED');
+    assert.match(report.error, /^artefact: artefact exceeds the 50000-byte limit/);
+    assert.equal(report.artefactUrl, '');
+    const left = await readdir(join(harness.root, 'artefacts')).catch(() => []);
+    assert.ok(!left.some((name) => name.startsWith(sha)), `nothing left: ${left}`);
+  });
+});
+
+function stage(report: { stages: Array<{ name: string; summary: string }> }, name: string): string {
+  return report.stages.find((s) => s.name === name)?.summary ?? '(stage missing)';
+}
