@@ -5,6 +5,7 @@ Written to the JSON file named by CI_RUNNER_PYTEST_RESULTS, so the runner never 
 
 import json
 import os
+import re
 
 
 class _Recorder:
@@ -52,5 +53,16 @@ class _Recorder:
             )
 
 
+def _register_marks_in_expression(config):
+    """pytest 9 rejects unregistered marks in -m; the runner's mark (say `fast`) may be absent from a
+    repository that marks no tests with it, which must mean "no tests selected", not a usage error."""
+    expression = config.getoption("markexpr", "") or ""
+    registered = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression):
+        if name not in ("and", "or", "not") and name not in registered:
+            config.addinivalue_line("markers", f"{name}: selected by ci-runner's mark expression")
+
+
 def pytest_configure(config):
+    _register_marks_in_expression(config)
     config.pluginmanager.register(_Recorder(), "ci_runner_recorder")

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
 import { pathExists } from '../pathExists.js';
@@ -87,6 +87,13 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
       retriable: true,
     });
   }
+  // The runner's pytest plugin goes into site-packages, where coverage does not measure it.
+  const minor = toolchain.pythonVersion.split('.').slice(0, 2).join('.');
+  const plugin = 'ci_runner_pytest_plugin.py';
+  await copyFile(
+    join(toolchain.pluginDir, plugin),
+    join(layout.venv, 'lib', `python${minor}`, 'site-packages', plugin),
+  );
   if (await pathExists(frozenFile)) {
     const warm = await uv(['pip', 'install', '--python', python, '--offline', '--no-deps', '-r', frozenFile]);
     const editable =

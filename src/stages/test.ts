@@ -54,7 +54,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   ctx.log(`running pytest -m "${input.mark}" under coverage`);
   const result = await runBounded(python, args, {
     cwd: layout.src,
-    env: buildEnv(layout, { PYTHONPATH: input.toolchain.pluginDir, CI_RUNNER_PYTEST_RESULTS: resultsFile }),
+    env: buildEnv(layout, { CI_RUNNER_PYTEST_RESULTS: resultsFile }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'test.log'),
