@@ -111,6 +111,11 @@ function remoteRepo(env: Env): string | undefined {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new ConfigError(`REMOTE_REPO must be an http(s) URL, got "${raw}"`);
   }
+  if (url.username || url.password) {
+    throw new ConfigError(
+      'REMOTE_REPO must not carry credentials; set GIT_HTTP_USERNAME and GIT_HTTP_PASSWORD',
+    );
+  }
   return raw;
 }
 

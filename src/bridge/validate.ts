@@ -42,6 +42,9 @@ export function urlProblem(url: string): string | undefined {
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'is not an http(s) URL';
   if (!parsed.hostname) return 'has no host';
+  if (parsed.username || parsed.password) {
+    return 'carries credentials; configure GIT_HTTP_USERNAME/GIT_HTTP_PASSWORD on the runner instead';
+  }
   return undefined;
 }
 
@@ -54,6 +57,9 @@ export function decide(value: Buffer | null, remoteRepo: string | undefined): De
   } catch (thrown) {
     return { kind: 'reject', reason: `not a CommitResult: ${toError(thrown).message}` };
   }
+  // protobuf decoding is lenient: bytes that are not a CommitResult often decode to an empty one.
+  if (!message.commitSha.trim())
+    return { kind: 'reject', reason: 'commit_sha is missing (not a CommitResult?)' };
   if (message.status !== 'SUCCESS') {
     return { kind: 'skip', reason: `status is "${message.status || '(empty)'}", not SUCCESS` };
   }

@@ -32,6 +32,24 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(config.limits));
   });
 
+  test("builds inherit only the pass-through variables, never the runner's own", () => {
+    const config = loadConfig({
+      ...minimal,
+      SSL_CERT_FILE: '/etc/ssl/ca.pem',
+      HTTPS_PROXY: 'http://proxy:3128',
+      MY_INDEX_TOKEN: 'tok',
+      BUILD_ENV_PASSTHROUGH: 'MY_INDEX_TOKEN',
+      GIT_HTTP_USERNAME: 'agent',
+      GIT_HTTP_PASSWORD: 'secret',
+    });
+    assert.deepEqual(config.buildEnv, {
+      SSL_CERT_FILE: '/etc/ssl/ca.pem',
+      HTTPS_PROXY: 'http://proxy:3128',
+      MY_INDEX_TOKEN: 'tok',
+    });
+    assert.deepEqual(config.gitCredentials, { username: 'agent', password: 'secret', hosts: [] });
+  });
+
   test('reads every documented variable', () => {
     const config = loadConfig(
       {
@@ -72,6 +90,9 @@ describe('loadConfig', () => {
     rejects({ WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY', /between 1 and 256/);
     rejects({ REMOTE_REPO: 'git@github.com:org/repo.git' }, 'REMOTE_REPO', /http\(s\)/);
     rejects({ REMOTE_REPO: 'file:///etc' }, 'REMOTE_REPO');
+    rejects({ REMOTE_REPO: 'https://u:tok@git.example.com/r.git' }, 'REMOTE_REPO', /GIT_HTTP_USERNAME/);
+    rejects({ GIT_HTTP_USERNAME: 'agent' }, 'GIT_HTTP_PASSWORD');
+    rejects({ BUILD_ENV_PASSTHROUGH: 'OK,not valid' }, 'BUILD_ENV_PASSTHROUGH');
     rejects({ TOPIC_BUILD_REPORTS: 'bad topic' }, 'TOPIC_BUILD_REPORTS');
     rejects({ PYTEST_MARK: '--co' }, 'PYTEST_MARK');
     rejects({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL');

@@ -42,7 +42,12 @@ describe('decide', () => {
   });
 
   test('bad input is rejected with a reason', () => {
-    assert.match(reason(decide(Buffer.from([0xff, 0xff, 0xff]), undefined)), /not a CommitResult/);
+    assert.match(reason(decide(Buffer.from([0x0f]), undefined)), /not a CommitResult: /);
+    assert.match(
+      reason(decide(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f]), undefined)),
+      /commit_sha is missing/,
+    );
+    assert.match(reason(decideFor({ commitSha: '', status: 'FAILURE' })), /commit_sha is missing/);
     assert.match(reason(decide(null, undefined)), /empty/);
     assert.match(reason(decideFor({ commitSha: 'abc' })), /40 hex/);
     assert.match(reason(decideFor({ commitSha: `${sha.slice(0, 39)}g` })), /40 hex/);
@@ -51,6 +56,7 @@ describe('decide', () => {
     assert.match(reason(decideFor({ repositoryUrl: 'file:///etc/passwd' })), /http\(s\)/);
     assert.match(reason(decideFor({ repositoryUrl: '--config=x' })), /repository_url/);
     assert.match(reason(decideFor({ repositoryUrl: 'ssh://git@host/r.git' })), /http\(s\)/);
+    assert.match(reason(decideFor({ repositoryUrl: 'https://u:token@host/r.git' })), /credentials/);
   });
 
   test('branch names follow git check-ref-format', () => {

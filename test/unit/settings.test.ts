@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseRepoSettings, type RepoSettings } from '../../src/stages/settings.js';
+
+const defaults: RepoSettings = {
+  pytestMark: 'fast',
+  pytestArgs: [],
+  lint: true,
+  limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 300_000, testMs: 900_000 },
+};
+
+function problem(raw: unknown): string {
+  const result = parseRepoSettings(raw, defaults);
+  assert.ok('problem' in result, 'rejected');
+  return result.problem;
+}
+
+describe('parseRepoSettings', () => {
+  test('an empty table keeps the runner defaults', () => {
+    assert.deepEqual(parseRepoSettings({}, defaults), defaults);
+  });
+
+  test('every key is applied; limits may shorten but never lengthen the runner limits', () => {
+    const settings = parseRepoSettings(
+      {
+        'pytest-mark': 'unit and not slow',
+        'pytest-args': ['-k', 'api', '--maxfail=3'],
+        lint: false,
+        'test-timeout-sec': 60,
+        'install-timeout-sec': 99_999,
+        'lint-timeout-sec': 30,
+      },
+      defaults,
+    );
+    assert.deepEqual(settings, {
+      pytestMark: 'unit and not slow',
+      pytestArgs: ['-k', 'api', '--maxfail=3'],
+      lint: false,
+      limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 30_000, testMs: 60_000 },
+    });
+    assert.equal(defaults.limits.testMs, 900_000, 'defaults untouched');
+  });
+
+  test('unknown keys and wrong types name the key', () => {
+    assert.match(problem({ timeout: 3 }), /^\[tool\.ci-runner\] timeout: unknown key/);
+    assert.match(problem({ lint: 'yes' }), /^\[tool\.ci-runner\] lint: must be true or false/);
+    assert.match(problem({ 'pytest-mark': 3 }), /pytest-mark: must be a non-empty string/);
+    assert.match(problem({ 'pytest-args': '-x' }), /pytest-args: must be an array of strings/);
+    assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
+    assert.match(problem({ 'test-timeout-sec': 0 }), /test-timeout-sec: must be a whole number/);
+    assert.match(problem([]), /must be a table/);
+  });
+
+  test('arguments the runner owns cannot be overridden', () => {
+    for (const arg of [
+      '-p',
+      '--junitxml=x',
+      '--junit-xml',
+      '--basetemp=/',
+      '-o',
+      '--override-ini=x',
+      '-m',
+      '--co',
+    ]) {
+      assert.match(problem({ 'pytest-args': [arg] }), /is set by the runner/, arg);
+    }
+  });
+});
