@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
-import http from 'isomorphic-git/http/node';
 import { CiError, toError } from '../errors.js';
 import { redactUrl } from '../logger.js';
 import { pathExists } from '../pathExists.js';
 import { withDirLock } from '../withDirLock.js';
 import { materializeTree, UnsafeTreeError } from './materializeTree.js';
+import { thinPackHttp } from './thinPackHttp.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** Basic-auth credentials for http(s) remotes, from configuration only. */
@@ -71,29 +71,69 @@ async function hasCommit(gitdir: string, sha: string, cache: object): Promise<bo
   }
 }
 
-async function fetchInto(gitdir: string, input: CheckoutInput, ctx: StageContext): Promise<void> {
-  const base = { fs, http, gitdir, remote: 'origin', singleBranch: true, tags: false, ...authFor(input) };
-  try {
-    await git.fetch({ ...base, ref: input.commitSha, depth: 1 });
-    return;
-  } catch (thrown) {
-    const error = toError(thrown);
-    if (NETWORK_ERROR.test(error.message) || error.name === 'HttpError')
-      throw unreachable(input.repositoryUrl, error);
-    ctx.log(
-      `fetching ${input.commitSha} by sha failed (${error.message}); fetching branch ${input.branchName}`,
-    );
+async function resolveRef(gitdir: string, ref: string): Promise<string | undefined> {
+  return git.resolveRef({ fs, gitdir, ref }).catch(() => undefined);
+}
+
+function classify(input: CheckoutInput, error: Error): CiError | undefined {
+  if (error.message === 'Could not find HEAD.') {
+    // isomorphic-git issue #1654: it cannot fetch from a remote whose default branch does not exist.
+    return unreachable(input.repositoryUrl, new Error("the remote's HEAD (default branch) does not exist"));
   }
+  if (NETWORK_ERROR.test(error.message) || error.name === 'HttpError')
+    return unreachable(input.repositoryUrl, error);
+  return undefined;
+}
+
+const LAST_FETCHED = 'refs/ci-runner/last';
+
+// Fetches the branch tip first: isomorphic-git announces the local ref of the branch as "have", so the server sends
+// only objects the cache lacks (a branch seen for the first time starts from the last commit fetched from this
+// remote). When the commit is not the tip, it is fetched by sha (servers must allow reachable shas in want).
+async function fetchInto(
+  gitdir: string,
+  input: CheckoutInput,
+  ctx: StageContext,
+  cache: object,
+): Promise<void> {
+  const base = {
+    fs,
+    http: thinPackHttp,
+    gitdir,
+    remote: 'origin',
+    singleBranch: true,
+    tags: false,
+    depth: 1,
+    cache,
+    ...authFor(input),
+  };
+  const localRef = `refs/heads/${input.branchName}`;
+  const last = await resolveRef(gitdir, LAST_FETCHED);
+  if (last && !(await resolveRef(gitdir, localRef)))
+    await git.writeRef({ fs, gitdir, ref: localRef, value: last });
   try {
     await git.fetch({ ...base, ref: input.branchName });
+    const tip = await resolveRef(gitdir, `refs/remotes/origin/${input.branchName}`);
+    if (tip) {
+      await git.writeRef({ fs, gitdir, ref: localRef, value: tip, force: true });
+      await git.writeRef({ fs, gitdir, ref: LAST_FETCHED, value: tip, force: true });
+    }
   } catch (thrown) {
     const error = toError(thrown);
-    if (error.message === 'Could not find HEAD.') {
-      // isomorphic-git issue #1654: it cannot fetch from a remote whose default branch does not exist.
-      throw unreachable(input.repositoryUrl, new Error("the remote's HEAD (default branch) does not exist"));
-    }
-    if (error.name === 'NotFoundError') return; // The branch is gone; the sha check below reports it.
-    throw unreachable(input.repositoryUrl, error);
+    const fault = classify(input, error);
+    if (fault) throw fault;
+    ctx.log(
+      `fetching branch ${input.branchName} failed (${error.message}); fetching ${input.commitSha} by sha`,
+    );
+  }
+  if (await hasCommit(gitdir, input.commitSha, cache)) return;
+  try {
+    await git.fetch({ ...base, ref: input.commitSha });
+  } catch (thrown) {
+    const error = toError(thrown);
+    const fault = classify(input, error);
+    if (fault) throw fault;
+    ctx.log(`fetching ${input.commitSha} by sha failed: ${error.message}`);
   }
 }
 
@@ -123,7 +163,7 @@ async function ensureCommit(
         return;
       }
       ctx.log(`fetching ${input.commitSha} from ${redactUrl(input.repositoryUrl)}`);
-      await withTimeout(fetchInto(gitdir, input, ctx), input.timeoutMs, input.repositoryUrl);
+      await withTimeout(fetchInto(gitdir, input, ctx, cache), input.timeoutMs, input.repositoryUrl);
     },
     { timeoutMs: input.timeoutMs * 2 },
   );

@@ -25,22 +25,27 @@ export async function materializeTree(
   where = '',
 ): Promise<number> {
   const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache });
-  let files = 0;
-  for (const entry of tree) {
-    checkName(entry.path, where);
-    if (entry.path.toLowerCase() === '.git') continue;
-    const path = join(dir, entry.path);
-    if (entry.type === 'tree') {
-      await mkdir(path);
-      files += await materializeTree(gitdir, entry.oid, path, cache, `${where}/${entry.path}`);
-    } else if (entry.type === 'commit') {
-      await mkdir(path);
-    } else {
+  for (const entry of tree) checkName(entry.path, where);
+  // Entries of one directory are written concurrently; each path is created exclusively (mkdir, wx, symlink
+  // all fail on an existing path), so duplicate or colliding names fail instead of overwriting.
+  const counts = await Promise.all(
+    tree.map(async (entry) => {
+      if (entry.path.toLowerCase() === '.git') return 0;
+      const path = join(dir, entry.path);
+      if (entry.type === 'tree') {
+        await mkdir(path);
+        return materializeTree(gitdir, entry.oid, path, cache, `${where}/${entry.path}`);
+      }
+      if (entry.type === 'commit') {
+        await mkdir(path);
+        return 0;
+      }
       const { blob } = await git.readBlob({ fs, gitdir, oid: entry.oid, cache });
       if (entry.mode === '120000') await symlink(Buffer.from(blob).toString('utf8'), path);
       else await writeFile(path, blob, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
-      files += 1;
-    }
-  }
+      return 1;
+    }),
+  );
+  const files = counts.reduce((sum, count) => sum + count, 0);
   return files;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -107,6 +107,31 @@ describe('checkout from a persistent object cache', () => {
     assert.equal(await readFile(join(dir, 'v.txt'), 'utf8'), '2\n');
     const tip = await checkoutInto(repo.url, three);
     assert.equal(await readFile(join(tip.dir, 'v.txt'), 'utf8'), '3\n');
+  });
+
+  test('a new commit fetched into the warm cache transfers only its new objects', async () => {
+    const repo = await newRepo('incremental');
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 40; i += 1) files[`pkg/m${i}.py`] = `X = ${i}\n`;
+    const first = await repo.commit(files, 'forty files');
+    repo.push('main');
+    await checkoutInto(repo.url, first);
+    const second = await repo.commit({ 'pkg/m7.py': 'X = "seven"\n' }, 'one file changed');
+    repo.push('main');
+    const { dir } = await checkoutInto(repo.url, second);
+    assert.equal(await readFile(join(dir, 'pkg/m7.py'), 'utf8'), 'X = "seven"\n');
+    assert.equal((await readdir(join(dir, 'pkg'))).length, 40);
+    const packs = join(cacheGitdir(cacheDir, repo.url), 'objects', 'pack');
+    const indexes = (await readdir(packs)).filter((name) => name.endsWith('.idx'));
+    // A version-2 pack index is 1072 bytes plus 28 per object. First fetch: 40 blobs, 2 trees, 1 commit.
+    // Second: only the commit, the two trees on the changed path and the changed blob.
+    const counts = await Promise.all(
+      indexes.map(async (name) => ((await stat(join(packs, name))).size - 1072) / 28),
+    );
+    assert.deepEqual(
+      counts.sort((a, b) => a - b),
+      [4, 43],
+    );
   });
 
   test('a sha force-pushed away before it was fetched: COMMIT_MISSING', async () => {
