@@ -24,7 +24,12 @@ export async function materializeTree(
   cache: object,
   where = '',
 ): Promise<number> {
-  const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache });
+  const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache }).catch((error: Error) => {
+    // isomorphic-git refuses entries such as ".." itself.
+    if (error.name === 'UnsafeFilepathError')
+      throw new UnsafeTreeError(`${error.message} (in ${where || '/'})`);
+    throw error;
+  });
   for (const entry of tree) checkName(entry.path, where);
   // Entries of one directory are written concurrently; each path is created exclusively (mkdir, wx, symlink
   // all fail on an existing path), so duplicate or colliding names fail instead of overwriting.

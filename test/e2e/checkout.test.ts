@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,8 @@ describe('checkout from a persistent object cache', () => {
     await Promise.all(repos.map((repo) => repo.cleanup()));
     await rm(root, { recursive: true, force: true });
   });
+
+  const gitServerUrl = () => git.baseUrl;
 
   const newRepo = async (name: string) => {
     const repo = await createFixtureRepo(served, git.baseUrl, name);
@@ -132,6 +135,38 @@ describe('checkout from a persistent object cache', () => {
       counts.sort((a, b) => a - b),
       [4, 43],
     );
+  });
+
+  test('a crafted tree with a path-traversing entry fails the build and writes nothing', async () => {
+    const bare = join(served, 'crafted.git');
+    const git = (args: string[], input?: Buffer) =>
+      execFileSync('git', args, { cwd: bare, input, encoding: 'utf8' }).trim();
+    await mkdir(bare);
+    git(['init', '--quiet', '--bare', '--initial-branch=main']);
+    const blob = git(['hash-object', '-w', '--stdin'], Buffer.from('escaped\n'));
+    const entry = (name: string) =>
+      Buffer.concat([Buffer.from(`100644 ${name}\0`), Buffer.from(blob, 'hex')]);
+    const tree = git(
+      ['hash-object', '-w', '-t', 'tree', '--literally', '--stdin'],
+      Buffer.concat([entry('..'), entry('ok')]),
+    );
+    const env = {
+      GIT_AUTHOR_NAME: 'x',
+      GIT_AUTHOR_EMAIL: 'x@x',
+      GIT_COMMITTER_NAME: 'x',
+      GIT_COMMITTER_EMAIL: 'x@x',
+    };
+    const commit = execFileSync('git', ['commit-tree', tree, '-m', 'crafted'], {
+      cwd: bare,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    }).trim();
+    git(['update-ref', 'refs/heads/main', commit]);
+
+    const { dir, result } = await checkoutInto(`${gitServerUrl()}crafted.git`, commit);
+    assert.equal(result.outcome, 'failed');
+    assert.match(result.summary, /"\.\." contains unsafe character sequences \(in \/\)/);
+    assert.deepEqual(await readdir(dir), []);
   });
 
   test('a sha force-pushed away before it was fetched: COMMIT_MISSING', async () => {
