@@ -175,7 +175,9 @@ describe('build stages on real repositories, Python and tools', () => {
   });
 
   test('a pyproject.toml that is not valid TOML: FAILED naming the problem', async () => {
-    const [repo, sha] = await project('badtoml', { 'pyproject.toml': '[tool.pytest.ini_options\nmarkers = 1\n' });
+    const [repo, sha] = await project('badtoml', {
+      'pyproject.toml': '[tool.pytest.ini_options\nmarkers = 1\n',
+    });
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'FAILED');
     assert.match(report.error, /^settings: pyproject\.toml is not valid TOML/);
