@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { CiError, toError } from '../errors.js';
@@ -86,6 +86,12 @@ function classify(input: CheckoutInput, error: Error): CiError | undefined {
 }
 
 const LAST_FETCHED = 'refs/ci-runner/last';
+const MAX_PACKS = 64;
+
+async function tooManyPacks(gitdir: string): Promise<boolean> {
+  const names = await readdir(join(gitdir, 'objects', 'pack')).catch(() => []);
+  return names.filter((name) => name.endsWith('.pack')).length > MAX_PACKS;
+}
 
 // Fetches the branch tip first: isomorphic-git announces the local ref of the branch as "have", so the server sends
 // only objects the cache lacks (a branch seen for the first time starts from the last commit fetched from this
@@ -148,6 +154,11 @@ async function ensureCommit(
   await withDirLock(
     `${gitdir}.lock`,
     async () => {
+      if (await tooManyPacks(gitdir)) {
+        // isomorphic-git cannot repack: start the cache afresh rather than slow every lookup down.
+        ctx.log(`object cache ${gitdir} holds more than ${MAX_PACKS} packs; starting it afresh`);
+        await rm(gitdir, { recursive: true, force: true });
+      }
       if (!(await pathExists(join(gitdir, 'config')))) {
         await git.init({ fs, gitdir, bare: true, defaultBranch: 'ci-runner' });
       }
