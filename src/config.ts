@@ -30,6 +30,10 @@ export interface Config {
   workDir: string;
   artefactMaxBytes: number;
   workerConcurrency: number;
+  /** How long SIGTERM lets running builds finish before handing them back to the queue. */
+  drainGraceMs: number;
+  /** The bridge pauses consuming while more jobs than this wait. */
+  maxWaitingJobs: number;
   buildAttempts: number;
   pytestMark: string;
   pythonBin: string;
@@ -206,6 +210,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Conf
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
+    drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
+    maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),
     buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
     pytestMark: pytestMark(env),
     pythonBin: text(env, 'PYTHON', 'python3'),

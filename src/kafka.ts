@@ -36,8 +36,8 @@ export interface SubscribeOptions {
   /** earliest: from the group's committed offset or the start; now: only messages produced after subscribing. */
   startAt: 'earliest' | 'now';
   logger: Logger;
-  /** Resolves once the message is handled; only then is its offset committed. */
-  onMessage: (message: IncomingMessage) => Promise<void>;
+  /** Resolves once the message is handled; only then is its offset committed. Call heartbeat while waiting long. */
+  onMessage: (message: IncomingMessage, heartbeat: () => Promise<void>) => Promise<void>;
 }
 
 function client(brokers: string[], clientId: string, logger: Logger): Kafka {
@@ -133,15 +133,18 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
-    eachMessage: async ({ topic, partition, message }) => {
-      await options.onMessage({
-        topic,
-        partition,
-        offset: message.offset,
-        key: message.key,
-        value: message.value,
-        headers: headersOf(message.headers),
-      });
+    eachMessage: async ({ topic, partition, message, heartbeat }) => {
+      await options.onMessage(
+        {
+          topic,
+          partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+          headers: headersOf(message.headers),
+        },
+        heartbeat,
+      );
       await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
     },
   });

@@ -11,15 +11,12 @@ export interface BuildJobData {
 
 export const BUILD_JOB_NAME = 'build';
 const DAY_SECONDS = 86_400;
+/** How long finished jobs and their reports are kept: a redelivery within it gets the stored report. */
+export const RETENTION_SECONDS = 14 * DAY_SECONDS;
 
 // One job per commit: a redelivered CommitResult maps to the same id, and BullMQ refuses to add it twice.
 export function buildJobId(commitSha: string): string {
   return `build-${commitSha}`;
-}
-
-// The Redis hash holding reports not yet acknowledged by Kafka, shared by the workers and the bridge.
-export function outboxKey(queueName: string): string {
-  return `ci-runner:${queueName}:outbox`;
 }
 
 // A Redis connection as BullMQ needs it: commands wait for reconnection instead of failing after N retries.
@@ -34,7 +31,7 @@ export function createBuildQueue(name: string, connection: Redis, attempts: numb
     defaultJobOptions: {
       attempts,
       backoff: { type: 'exponential', delay: 5_000 },
-      removeOnComplete: { age: 14 * DAY_SECONDS },
+      removeOnComplete: { age: RETENTION_SECONDS },
       removeOnFail: { age: 30 * DAY_SECONDS },
     },
   });

@@ -1,76 +1,149 @@
+import type { Queue } from 'bullmq';
 import type { Config } from '../config.js';
-import { encodeBuildReport } from '../contracts.js';
-import { connectPublisher, ensureTopics, type IncomingMessage, subscribe } from '../kafka.js';
+import { toError } from '../errors.js';
+import { connectPublisher, ensureTopics, type IncomingMessage, type Publisher, subscribe } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { BUILD_JOB_NAME, buildJobId, connectRedis, createBuildQueue, outboxKey } from '../queue.js';
+import {
+  BUILD_JOB_NAME,
+  type BuildJobData,
+  buildJobId,
+  createBuildQueue,
+  RETENTION_SECONDS,
+} from '../queue.js';
+import { ReportStore } from '../reportStore.js';
+import { connectBridgeRedis } from './connectBridgeRedis.js';
 import { decide } from './validate.js';
 
-export interface Bridge extends Closable {}
+const BACKPRESSURE_CHECK_MS = 1_000;
+const RETRY_MAX_MS = 10_000;
+
+interface Parts {
+  config: Readonly<Config>;
+  logger: Logger;
+  queue: Queue<BuildJobData>;
+  store: ReportStore;
+  deadLetters: Publisher;
+  closing: { value: boolean };
+}
+
+// Retries a Redis or Kafka step with exponential backoff until it works, heartbeating so the group keeps the
+// partition; the message's offset is not committed meanwhile, so nothing is lost if the bridge dies.
+async function untilDone<T>(
+  parts: Parts,
+  what: string,
+  step: () => Promise<T>,
+  heartbeat: () => Promise<void>,
+) {
+  let delay = 200;
+  for (;;) {
+    try {
+      return await step();
+    } catch (thrown) {
+      if (parts.closing.value) throw thrown;
+      parts.logger.warn({ err: toError(thrown), retryInMs: delay }, `${what} failed; retrying`);
+      await heartbeat().catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  }
+}
+
+function handler(parts: Parts) {
+  const { config, logger, queue, store, deadLetters } = parts;
+  return async (message: IncomingMessage, heartbeat: () => Promise<void>): Promise<void> => {
+    const decision = decide(message.value, config.remoteRepo);
+    const where = { partition: message.partition, offset: message.offset };
+    if (decision.kind === 'skip') {
+      logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
+      return;
+    }
+    if (decision.kind === 'reject') {
+      logger.warn({ ...where, reason: decision.reason }, 'dead-lettered commit result');
+      const letter = {
+        key: message.key?.toString('utf8') ?? '',
+        value: message.value ?? Buffer.alloc(0),
+        headers: {
+          'x-ci-runner-error': decision.reason,
+          'x-original-topic': message.topic,
+          'x-original-partition': String(message.partition),
+          'x-original-offset': message.offset,
+        },
+      };
+      await untilDone(
+        parts,
+        'dead-lettering',
+        () => deadLetters.send(config.topicDeadLetter, [letter]),
+        heartbeat,
+      );
+      return;
+    }
+    const { commitSha, taskId } = decision.data;
+    const jobId = buildJobId(commitSha);
+    const outcome = await untilDone(
+      parts,
+      'enqueueing',
+      async () => {
+        // A finished build's report is published again (same bytes, same key) instead of building twice.
+        if (await store.republish(commitSha)) return 'republished';
+        if (await queue.getJob(jobId)) return 'duplicate';
+        await queue.add(BUILD_JOB_NAME, decision.data, { jobId });
+        return 'enqueued';
+      },
+      heartbeat,
+    );
+    logger.info({ ...where, jobId, commitSha, taskId, outcome }, `commit result ${outcome}`);
+  };
+}
+
+// Pauses consumption while too many builds wait and resumes below 80 % of the limit.
+function watchBackpressure(parts: Parts, subscription: { pause(): void; resume(): void }): () => void {
+  let paused = false;
+  const timer = setInterval(async () => {
+    try {
+      const waiting = await parts.queue.getWaitingCount();
+      if (!paused && waiting > parts.config.maxWaitingJobs) {
+        paused = true;
+        subscription.pause();
+        parts.logger.warn(
+          { waiting, limit: parts.config.maxWaitingJobs },
+          'too many waiting builds; pausing',
+        );
+      } else if (paused && waiting < parts.config.maxWaitingJobs * 0.8) {
+        paused = false;
+        subscription.resume();
+        parts.logger.info({ waiting }, 'resuming consumption');
+      }
+    } catch (thrown) {
+      parts.logger.warn({ err: toError(thrown) }, 'cannot read the queue length');
+    }
+  }, BACKPRESSURE_CHECK_MS);
+  return () => clearInterval(timer);
+}
 
 // Turns CommitResult messages into build jobs: validate, skip non-SUCCESS, enqueue once per commit, then commit
-// the offset; bad input goes to the dead-letter topic with its reason.
-export async function startBridge(config: Readonly<Config>, logger: Logger): Promise<Bridge> {
+// the offset; bad input goes to the dead-letter topic with its reason. It never crashes on input and waits out
+// Redis or Kafka outages without committing.
+export async function startBridge(config: Readonly<Config>, logger: Logger): Promise<Closable> {
   const teardown = new Teardown(logger);
+  const closing = { value: false };
   try {
-    const redis = connectRedis(config.redisUrl);
+    const redis = connectBridgeRedis(config.redisUrl);
     teardown.add('redis', async () => void redis.disconnect());
     const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
     teardown.add('queue', () => queue.close());
-    await ensureTopics(
-      config.kafkaBrokers,
-      [config.topicCommitResults, config.topicBuildReports, config.topicDeadLetter],
-      logger,
-    );
+    const topics = [config.topicCommitResults, config.topicBuildReports, config.topicDeadLetter];
+    await ensureTopics(config.kafkaBrokers, topics, logger);
     const deadLetters = await connectPublisher(config.kafkaBrokers, 'ci-runner-bridge', logger);
     teardown.add('dead-letter producer', () => deadLetters.close());
-
-    const handle = async (message: IncomingMessage): Promise<void> => {
-      const decision = decide(message.value, config.remoteRepo);
-      const where = { partition: message.partition, offset: message.offset };
-      if (decision.kind === 'skip') {
-        logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
-        return;
-      }
-      if (decision.kind === 'reject') {
-        logger.warn({ ...where, reason: decision.reason }, 'dead-lettered commit result');
-        await deadLetters.send(config.topicDeadLetter, [
-          {
-            key: message.key?.toString('utf8') ?? '',
-            value: message.value ?? Buffer.alloc(0),
-            headers: {
-              'x-ci-runner-error': decision.reason,
-              'x-original-topic': message.topic,
-              'x-original-partition': String(message.partition),
-              'x-original-offset': message.offset,
-            },
-          },
-        ]);
-        return;
-      }
-      const jobId = buildJobId(decision.data.commitSha);
-      const existing = await queue.getJob(jobId);
-      if (existing) {
-        const commitSha = decision.data.commitSha;
-        if (existing.returnvalue && (await existing.isCompleted())) {
-          // The build is done: publish its stored report again (same bytes, same key) instead of rebuilding.
-          await redis.hset(outboxKey(config.queueName), commitSha, encodeBuildReport(existing.returnvalue));
-          logger.info(
-            { ...where, jobId, commitSha },
-            'duplicate of a finished build: republishing its report',
-          );
-        } else {
-          logger.info({ ...where, jobId, commitSha }, 'duplicate of a queued or running build');
-        }
-        return;
-      }
-      await queue.add(BUILD_JOB_NAME, decision.data, { jobId });
-      logger.info(
-        { ...where, jobId, commitSha: decision.data.commitSha, taskId: decision.data.taskId },
-        'enqueued',
-      );
+    const parts: Parts = {
+      config,
+      logger,
+      queue,
+      store: new ReportStore(redis, config.queueName, RETENTION_SECONDS),
+      deadLetters,
+      closing,
     };
-
     const subscription = await subscribe({
       brokers: config.kafkaBrokers,
       clientId: 'ci-runner-bridge',
@@ -78,9 +151,14 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       topic: config.topicCommitResults,
       startAt: 'earliest',
       logger,
-      onMessage: handle,
+      onMessage: handler(parts),
     });
     teardown.add('consumer', () => subscription.close());
+    const stopWatching = watchBackpressure(parts, subscription);
+    teardown.add('backpressure', async () => stopWatching());
+    teardown.add('stop retrying', async () => {
+      closing.value = true;
+    });
     logger.info({ topic: config.topicCommitResults, queue: config.queueName }, 'bridge started');
     return teardown;
   } catch (error) {

@@ -1,33 +1,21 @@
-import type { Redis } from 'ioredis';
-import { type BuildReport, encodeBuildReport } from '../contracts.js';
 import { toError } from '../errors.js';
 import type { Publisher } from '../kafka.js';
 import type { Logger } from '../logger.js';
+import type { ReportStore } from '../reportStore.js';
 
-// Deletes the entry only if it still holds what was published, so a newer report is never dropped unsent.
-const DELETE_IF_SAME = `
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0`;
-
-/** Reports waiting to be published, kept in Redis so a worker crash or a Kafka outage loses none. */
+/** Publishes the reports the store holds for Kafka, so a worker crash or a Kafka outage loses none. */
 export class ReportOutbox {
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly key: string,
+    private readonly store: ReportStore,
     private readonly publisher: Publisher,
     private readonly topic: string,
     private readonly logger: Logger,
   ) {}
 
-  // Stores a finished build's report durably before its job is marked complete.
-  async put(report: BuildReport): Promise<void> {
-    await this.redis.hset(this.key, report.commitSha, encodeBuildReport(report));
-  }
-
-  // Publishes every stored report keyed by its sha and removes it once Kafka acknowledged it.
+  // Publishes every waiting report keyed by its sha and acknowledges it once Kafka has it.
   flush(): Promise<void> {
     this.flushing ??= this.publishAll().finally(() => {
       this.flushing = undefined;
@@ -48,11 +36,17 @@ export class ReportOutbox {
   }
 
   private async publishAll(): Promise<void> {
-    const pending = await this.redis.hgetallBuffer(this.key);
+    let pending: Record<string, Buffer>;
+    try {
+      pending = await this.store.pending();
+    } catch (thrown) {
+      this.logger.warn({ err: toError(thrown) }, 'outbox unreadable; will retry');
+      return;
+    }
     for (const [sha, bytes] of Object.entries(pending)) {
       try {
         await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
-        await this.redis.eval(DELETE_IF_SAME, 1, this.key, sha, bytes);
+        await this.store.acknowledge(sha, bytes);
         this.logger.info({ commitSha: sha, topic: this.topic }, 'report published');
       } catch (thrown) {
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');

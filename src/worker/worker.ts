@@ -1,4 +1,4 @@
-import { type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import type { BuildReport } from '../contracts.js';
 import { isRetriable, toError } from '../errors.js';
@@ -6,19 +6,37 @@ import { connectPublisher, ensureTopics } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { runPipeline } from '../pipeline.js';
-import { type BuildJobData, connectRedis, outboxKey } from '../queue.js';
+import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../queue.js';
 import { erroredReport } from '../report.js';
+import { ReportStore } from '../reportStore.js';
 import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
 import { ReportOutbox } from './outbox.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
 
-function processor(config: Readonly<Config>, toolchain: Toolchain, outbox: ReportOutbox, logger: Logger) {
-  return async (job: Job<BuildJobData, BuildReport>): Promise<BuildReport> => {
+interface Shared {
+  config: Readonly<Config>;
+  toolchain: Toolchain;
+  store: ReportStore;
+  logger: Logger;
+  /** Abort controllers of the builds running now, by job id; aborted to hand the builds back on shutdown. */
+  running: Map<string, AbortController>;
+  draining: { value: boolean };
+}
+
+function processor({ config, toolchain, store, logger, running, draining }: Shared) {
+  return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
-    const attempts = job.opts.attempts ?? 1;
-    const input = { ...job.data, attempt };
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
+    const stored = await store.get(job.data.commitSha);
+    if (stored) {
+      // A build of this sha already finished (this job ran before a crash or a lost lock): its report stands.
+      log.info({ status: stored.status }, 'already built; keeping the stored report');
+      return stored;
+    }
+    const input = { ...job.data, attempt };
+    const controller = new AbortController();
+    running.set(String(job.id), controller);
     const started = performance.now();
     log.info('build started');
     let report: BuildReport;
@@ -34,27 +52,37 @@ function processor(config: Readonly<Config>, toolchain: Toolchain, outbox: Repor
         limits: config.limits,
         artefactMaxBytes: config.artefactMaxBytes,
         logger: log,
-        signal: new AbortController().signal,
+        signal: controller.signal,
         onLog: (line) => void job.log(line).catch(() => undefined),
         onStage: (stage, result) =>
           void job.updateProgress({ stage, outcome: result?.outcome ?? 'running' }).catch(() => undefined),
       });
     } catch (thrown) {
       const error = toError(thrown);
-      if (isRetriable(error) && attempt < attempts) {
+      if (draining.value && controller.signal.aborted && token) {
+        // Shutting down: hand the build back to the queue without spending an attempt.
+        log.warn('worker shutting down; build handed back to the queue');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      if (isRetriable(error) && attempt < (job.opts.attempts ?? 1)) {
         log.warn({ err: error }, 'build hit an infrastructure fault; will retry');
         throw error;
       }
       log.error({ err: error }, 'build errored');
       report = erroredReport(input, error, Math.round(performance.now() - started));
+    } finally {
+      running.delete(String(job.id));
     }
-    await outbox.put(report);
-    log.info({ status: report.status, durationMs: report.durationMs }, 'build finished');
-    return report;
+    const standing = await store.record(report);
+    log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
+    return standing;
   };
 }
 
-// Hosts a BullMQ worker that runs the stage pipeline per job; finished reports go through the durable outbox.
+// Hosts a BullMQ worker that runs the stage pipeline per job. Reports are recorded in Redis before the job completes
+// and published from there, so a crash or a Kafka outage loses none and a re-run never publishes a second verdict.
+// close() stops taking jobs, lets running builds finish within the drain grace period, then hands them back.
 export async function startWorker(config: Readonly<Config>, logger: Logger): Promise<Closable> {
   const teardown = new Teardown(logger);
   try {
@@ -64,28 +92,39 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     teardown.add('producer', () => publisher.close());
     const redis = connectRedis(config.redisUrl);
     teardown.add('redis', async () => void redis.disconnect());
-    const outbox = new ReportOutbox(
-      redis,
-      outboxKey(config.queueName),
-      publisher,
-      config.topicBuildReports,
-      logger,
-    );
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    const outbox = new ReportOutbox(store, publisher, config.topicBuildReports, logger);
     outbox.start(OUTBOX_FLUSH_MS);
-    teardown.add('outbox', () => outbox.close());
+    teardown.add('outbox', async () => {
+      await outbox.close();
+      await outbox.flush();
+    });
     const workerRedis = connectRedis(config.redisUrl);
     teardown.add('worker redis', async () => void workerRedis.disconnect());
-    const worker = new Worker<BuildJobData, BuildReport>(
-      config.queueName,
-      processor(config, toolchain, outbox, logger),
-      {
-        connection: workerRedis,
-        concurrency: config.workerConcurrency,
-      },
-    );
+    const shared: Shared = {
+      config,
+      toolchain,
+      store,
+      logger,
+      running: new Map(),
+      draining: { value: false },
+    };
+    const worker = new Worker<BuildJobData, BuildReport>(config.queueName, processor(shared), {
+      connection: workerRedis,
+      concurrency: config.workerConcurrency,
+    });
     worker.on('completed', () => void outbox.flush());
     worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
-    teardown.add('worker', () => worker.close());
+    teardown.add('worker', async () => {
+      const closing = worker.close();
+      const grace = setTimeout(() => {
+        logger.warn({ running: shared.running.size }, 'drain grace period over; handing running builds back');
+        shared.draining.value = true;
+        for (const controller of shared.running.values()) controller.abort();
+      }, config.drainGraceMs);
+      await closing;
+      clearTimeout(grace);
+    });
     logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
     return teardown;
   } catch (error) {

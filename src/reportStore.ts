@@ -1,0 +1,84 @@
+import type { Redis } from 'ioredis';
+import { type BuildReport, decodeBuildReport, encodeBuildReport } from './contracts.js';
+
+// First report for a sha wins: stores it (with a retention) and queues it for publishing, atomically.
+const RECORD_FIRST = `
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+return ARGV[1]`;
+
+// Queues the stored report again, if there is one.
+const REQUEUE = `
+local existing = redis.call('GET', KEYS[1])
+if not existing then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], existing)
+return 1`;
+
+// Removes an outbox entry only if it still holds what was published.
+const ACKNOWLEDGE = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`;
+
+/**
+ * The one report of each commit, kept in Redis: every later build or delivery of that sha gets these exact bytes,
+ * and the outbox holds the reports not yet acknowledged by Kafka. Knows nothing of Kafka itself.
+ */
+export class ReportStore {
+  private readonly outbox: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly queueName: string,
+    private readonly retentionSeconds: number,
+  ) {
+    this.outbox = `ci-runner:${queueName}:outbox`;
+  }
+
+  private key(commitSha: string): string {
+    return `ci-runner:${this.queueName}:report:${commitSha}`;
+  }
+
+  // Records a finished build's report unless the sha already has one; resolves with the report that stands.
+  async record(report: BuildReport): Promise<BuildReport> {
+    const bytes = encodeBuildReport(report);
+    const standing = (await this.redis.callBuffer(
+      'EVAL',
+      RECORD_FIRST,
+      2,
+      this.key(report.commitSha),
+      this.outbox,
+      bytes,
+      this.retentionSeconds,
+      report.commitSha,
+    )) as Buffer;
+    return decodeBuildReport(standing);
+  }
+
+  // The stored report of a sha, if it has been built.
+  async get(commitSha: string): Promise<BuildReport | undefined> {
+    const bytes = await this.redis.getBuffer(this.key(commitSha));
+    return bytes ? decodeBuildReport(bytes) : undefined;
+  }
+
+  // Puts the stored report of a sha back in the outbox; false when the sha has no report.
+  async republish(commitSha: string): Promise<boolean> {
+    return (await this.redis.eval(REQUEUE, 2, this.key(commitSha), this.outbox, commitSha)) === 1;
+  }
+
+  // Reports waiting for Kafka, by sha.
+  pending(): Promise<Record<string, Buffer>> {
+    return this.redis.hgetallBuffer(this.outbox);
+  }
+
+  // Marks a report as published (unless the entry changed meanwhile).
+  async acknowledge(commitSha: string, bytes: Buffer): Promise<void> {
+    await this.redis.eval(ACKNOWLEDGE, 1, this.outbox, commitSha, bytes);
+  }
+
+  // How many reports wait for Kafka.
+  backlog(): Promise<number> {
+    return this.redis.hlen(this.outbox);
+  }
+}
