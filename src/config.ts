@@ -32,6 +32,8 @@ export interface Config {
   workerConcurrency: number;
   /** How long SIGTERM lets running builds finish before handing them back to the queue. */
   drainGraceMs: number;
+  /** A job's lock lifetime: a worker silent for this long (killed, stopped) has its job taken over. */
+  lockMs: number;
   /** The bridge pauses consuming while more jobs than this wait. */
   maxWaitingJobs: number;
   buildAttempts: number;
@@ -211,6 +213,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Conf
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
     drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
+    lockMs: integer(env, 'WORKER_LOCK_SEC', 30, 2, 3_600) * 1000,
     maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),
     buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
     pytestMark: pytestMark(env),

@@ -1,4 +1,5 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
@@ -77,6 +78,8 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   };
   try {
     await prepareLayout(layout);
+    // Names the process that owns this build, so a later worker can clean up if this one is killed.
+    await writeFile(join(layout.root, 'owner'), `${hostname()} ${process.pid}\n`);
     const { toolchain } = options;
     results.checkout = await stage('checkout', () =>
       checkout.run(

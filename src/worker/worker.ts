@@ -11,8 +11,10 @@ import { erroredReport } from '../report.js';
 import { ReportStore } from '../reportStore.js';
 import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
 import { ReportOutbox } from './outbox.js';
+import { reapOrphans } from './reapOrphans.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
+const REAP_MS = 15_000;
 
 interface Shared {
   config: Readonly<Config>;
@@ -87,6 +89,13 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
   const teardown = new Teardown(logger);
   try {
     const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger);
+    await reapOrphans(config.workDir, logger);
+    const reaper = setInterval(
+      () => void reapOrphans(config.workDir, logger).catch(() => undefined),
+      REAP_MS,
+    );
+    reaper.unref();
+    teardown.add('reaper', async () => clearInterval(reaper));
     await ensureTopics(config.kafkaBrokers, [config.topicBuildReports], logger);
     const publisher = await connectPublisher(config.kafkaBrokers, 'ci-runner-worker', logger);
     teardown.add('producer', () => publisher.close());
@@ -112,6 +121,9 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     const worker = new Worker<BuildJobData, BuildReport>(config.queueName, processor(shared), {
       connection: workerRedis,
       concurrency: config.workerConcurrency,
+      lockDuration: config.lockMs,
+      stalledInterval: config.lockMs,
+      maxStalledCount: 3,
     });
     worker.on('completed', () => void outbox.flush());
     worker.on('error', (error) => logger.error({ err: error }, 'worker error'));

@@ -1,0 +1,49 @@
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from '../logger.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// Pids of the processes whose environment has HOME=<home>: every process a build starts inherits it.
+async function processesOf(home: string): Promise<number[]> {
+  const marker = `HOME=${home}\0`;
+  const pids: number[] = [];
+  for (const name of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(name)) continue;
+    const environ = await readFile(`/proc/${name}/environ`, 'latin1').catch(() => '');
+    if (environ.includes(marker)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+// Kills what builds of dead workers on this host left running (a worker killed with SIGKILL cannot do it itself)
+// and removes their directories. Returns how many processes it killed.
+export async function reapOrphans(workDir: string, logger: Logger): Promise<number> {
+  let killed = 0;
+  for (const entry of await readdir(workDir).catch(() => [])) {
+    const dir = join(workDir, entry);
+    const owner = await readFile(join(dir, 'owner'), 'utf8').catch(() => undefined);
+    if (!owner) continue;
+    const [host, pid] = owner.trim().split(' ');
+    if (host !== hostname() || alive(Number(pid))) continue;
+    for (const orphan of await processesOf(join(dir, 'home'))) {
+      try {
+        process.kill(orphan, 'SIGKILL');
+        killed += 1;
+      } catch {
+        // Already gone.
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+    logger.warn({ dir, deadWorker: Number(pid) }, 'reaped the leftovers of a dead worker');
+  }
+  return killed;
+}

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { services } from '../../faults/cluster.js';
+import {
+  duplicates,
+  formatCounts,
+  killRedis,
+  killWorkers,
+  malformed,
+  restartKafka,
+  stopWorker,
+} from '../../faults/scenarios.js';
+
+// The bounded fault suite: the same scenarios as `npm run faults`, smaller. Real processes, real kills.
+const size = { commits: 3, kills: 2, malformed: 100 };
+
+describe('faults: nothing lost, nothing conflicting, healthy afterwards', () => {
+  before(async () => {
+    await services('up');
+  });
+
+  after(async () => {
+    await services('down');
+  });
+
+  for (const scenario of [killWorkers, restartKafka, killRedis, stopWorker, malformed, duplicates]) {
+    test(scenario.name, async () => {
+      const counts = await scenario(size);
+      const line = formatCounts(counts);
+      assert.equal(counts.lost, 0, line);
+      assert.equal(counts.conflicting, 0, line);
+      assert.equal(counts.strays, 0, line);
+      assert.ok(counts.healthy, line);
+      assert.equal(counts.reported, counts.sent, line);
+    });
+  }
+});
