@@ -55,6 +55,8 @@ export interface Cluster {
   announce(sha: string, override?: Buffer): Promise<void>;
   /** Finished builds per sha, read from every worker's log. */
   builds(): Promise<Map<string, number>>;
+  /** How many lines of the workers' logs carry this message. */
+  logCount(message: string): Promise<number>;
   /** Processes still running for this cluster's builds. */
   strays(): Promise<string[]>;
   close(): Promise<void>;
@@ -192,6 +194,15 @@ export async function createCluster(name: string, overrides: Record<string, stri
         }
       }
       return counts;
+    },
+    async logCount(message) {
+      let count = 0;
+      for (const file of await readdirLogs(dir)) {
+        count += (await readFile(file, 'utf8'))
+          .split('\n')
+          .filter((line) => line.includes(`"msg":"${message}"`)).length;
+      }
+      return count;
     },
     async strays() {
       const { stdout } = await run('ps', ['-eo', 'pid,args']);

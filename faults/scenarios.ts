@@ -146,6 +146,29 @@ export function stopWorker(size: Size): Promise<Counts> {
   });
 }
 
+// 4b. SIGTERM a worker mid-build with a grace period shorter than the build: the build is handed back and finished
+// by another worker, with no attempt spent.
+export function drainWorker(size: Size): Promise<Counts> {
+  return withCluster(
+    'drain-worker',
+    async (cluster) => {
+      await cluster.start('bridge');
+      await cluster.start('worker-a');
+      const shas: string[] = [];
+      for (let i = 0; i < Math.max(1, Math.floor(size.commits / 2)); i += 1)
+        shas.push(await cluster.commit(6));
+      for (const sha of shas) await cluster.announce(sha);
+      await sleep(2_000);
+      await cluster.start('worker-b');
+      await cluster.kill('worker-a', 'SIGTERM');
+      const counts = await tally(cluster, 'SIGTERM a worker mid-build (drain)', shas);
+      const handedBack = await cluster.logCount('worker shutting down; build handed back to the queue');
+      return { ...counts, note: `${handedBack} handed back` };
+    },
+    { DRAIN_GRACE_SEC: '2' },
+  );
+}
+
 // 5. Malformed and hostile messages mixed with valid ones.
 export function malformed(size: Size): Promise<Counts> {
   return withCluster('malformed', async (cluster) => {
@@ -219,7 +242,15 @@ export function duplicates(size: Size): Promise<Counts> {
   });
 }
 
-export const SCENARIOS = [killWorkers, restartKafka, killRedis, stopWorker, malformed, duplicates];
+export const SCENARIOS = [
+  killWorkers,
+  restartKafka,
+  killRedis,
+  stopWorker,
+  drainWorker,
+  malformed,
+  duplicates,
+];
 
 // Starts the fault suite's own Redis and Kafka, runs every scenario, stops them.
 export async function runAll(size: Size, onResult: (counts: Counts) => void): Promise<Counts[]> {

@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { services } from '../../faults/cluster.js';
-import {
-  duplicates,
-  formatCounts,
-  killRedis,
-  killWorkers,
-  malformed,
-  restartKafka,
-  stopWorker,
-} from '../../faults/scenarios.js';
+import { formatCounts, SCENARIOS } from '../../faults/scenarios.js';
 
 // The bounded fault suite: the same scenarios as `npm run faults`, smaller. Real processes, real kills.
 const size = { commits: 3, kills: 2, malformed: 100 };
@@ -23,7 +15,7 @@ describe('faults: nothing lost, nothing conflicting, healthy afterwards', () => 
     await services('down');
   });
 
-  for (const scenario of [killWorkers, restartKafka, killRedis, stopWorker, malformed, duplicates]) {
+  for (const scenario of SCENARIOS) {
     test(scenario.name, async () => {
       const counts = await scenario(size);
       const line = formatCounts(counts);
