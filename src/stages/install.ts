@@ -79,7 +79,8 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
     });
   const { key, requirements } = await environmentKey(layout.src, toolchain);
   const frozenFile = join(input.cacheDir, 'envs', `${key}.txt`);
-  const project = input.installable ? [`.${input.extras.length ? `[${input.extras.join(',')}]` : ''}`] : [];
+  const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
+  const project = input.installable ? `.${extras}` : undefined;
 
   const venv = await uv(['venv', '--quiet', '--python', toolchain.basePython, layout.venv], 60_000);
   if (venv.kind !== 'exited' || venv.exitCode !== 0) {
@@ -96,18 +97,10 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   );
   if (await pathExists(frozenFile)) {
     const warm = await uv(['pip', 'install', '--python', python, '--offline', '--no-deps', '-r', frozenFile]);
+    const warmed = warm.kind === 'exited' && warm.exitCode === 0;
     const editable =
-      warm.kind === 'exited' && warm.exitCode === 0 && project.length
-        ? await uv([
-            'pip',
-            'install',
-            '--python',
-            python,
-            '--offline',
-            '--no-deps',
-            '-e',
-            project[0] as string,
-          ])
+      warmed && project
+        ? await uv(['pip', 'install', '--python', python, '--offline', '--no-deps', '-e', project])
         : warm;
     if (editable.kind === 'exited' && editable.exitCode === 0) {
       const value = { cacheHit: true, key };
@@ -119,7 +112,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   }
 
   const args = ['-r', toolchain.testRequirements, ...requirements.flatMap((file) => ['-r', file])];
-  if (project.length) args.push('-e', project[0] as string);
+  if (project) args.push('-e', project);
   ctx.log(`resolving and installing: ${args.join(' ')}`);
   const cold = await uv(['pip', 'install', '--python', python, ...args]);
   const value = { cacheHit: false, key };

@@ -282,6 +282,16 @@ describe('build stages on real repositories, Python and tools', () => {
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
     assert.equal(report.testsRun, 3);
+
+    const changed = await repo.commit(
+      { 'src/srclayout/__init__.py': py('def greet():', '    return "hello"') },
+      'v2',
+    );
+    repo.push('main');
+    const warm = await harness.build(repo, changed);
+    assert.match(stage(warm, 'install'), /from cache/);
+    assert.equal(warm.status, 'FAILED', 'the new source is what gets tested, not a cached copy');
+    assert.deepEqual(warm.failedTests, ['tests/test_greet.py::test_greet']);
   });
 
   test('the artefact holds the tree and every report; line coverage is covered lines over statements', async () => {
