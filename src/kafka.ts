@@ -23,8 +23,6 @@ export interface Publisher {
 }
 
 export interface Subscription {
-  pause(): void;
-  resume(): void;
   close(): Promise<void>;
 }
 
@@ -152,8 +150,6 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
     consumer.seek({ topic: options.topic, partition, offset });
   let closed = false;
   return {
-    pause: () => consumer.pause([{ topic: options.topic }]),
-    resume: () => consumer.resume([{ topic: options.topic }]),
     async close() {
       if (closed) return;
       closed = true;

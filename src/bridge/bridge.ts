@@ -80,6 +80,7 @@ function handler(parts: Parts) {
     }
     const { commitSha, taskId } = decision.data;
     const jobId = buildJobId(commitSha);
+    await belowLimit(parts, heartbeat);
     const outcome = await untilDone(
       parts,
       'enqueueing',
@@ -96,29 +97,24 @@ function handler(parts: Parts) {
   };
 }
 
-// Pauses consumption while too many builds wait and resumes below 80 % of the limit.
-function watchBackpressure(parts: Parts, subscription: { pause(): void; resume(): void }): () => void {
+// Holds the message (and so its partition) while MAX_WAITING_JOBS builds wait, heartbeating so the group keeps the
+// partition; the offset stays uncommitted, so a bridge restart meanwhile loses nothing.
+async function belowLimit(parts: Parts, heartbeat: () => Promise<void>): Promise<void> {
   let paused = false;
-  const timer = setInterval(async () => {
-    try {
-      const waiting = await parts.queue.getWaitingCount();
-      if (!paused && waiting > parts.config.maxWaitingJobs) {
-        paused = true;
-        subscription.pause();
-        parts.logger.warn(
-          { waiting, limit: parts.config.maxWaitingJobs },
-          'too many waiting builds; pausing',
-        );
-      } else if (paused && waiting < parts.config.maxWaitingJobs * 0.8) {
-        paused = false;
-        subscription.resume();
-        parts.logger.info({ waiting }, 'resuming consumption');
-      }
-    } catch (thrown) {
-      parts.logger.warn({ err: toError(thrown) }, 'cannot read the queue length');
+  for (;;) {
+    const waiting = await parts.queue.getWaitingCount().catch(() => Number.POSITIVE_INFINITY);
+    if (waiting < parts.config.maxWaitingJobs) {
+      if (paused) parts.logger.info({ waiting }, 'resuming consumption');
+      return;
     }
-  }, BACKPRESSURE_CHECK_MS);
-  return () => clearInterval(timer);
+    if (!paused) {
+      paused = true;
+      parts.logger.warn({ waiting, limit: parts.config.maxWaitingJobs }, 'too many waiting builds; pausing');
+    }
+    if (parts.closing.value) throw new Error('bridge closing');
+    await heartbeat();
+    await new Promise((resolve) => setTimeout(resolve, BACKPRESSURE_CHECK_MS));
+  }
 }
 
 // Turns CommitResult messages into build jobs: validate, skip non-SUCCESS, enqueue once per commit, then commit
@@ -154,8 +150,6 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       onMessage: handler(parts),
     });
     teardown.add('consumer', () => subscription.close());
-    const stopWatching = watchBackpressure(parts, subscription);
-    teardown.add('backpressure', async () => stopWatching());
     teardown.add('stop retrying', async () => {
       closing.value = true;
     });
