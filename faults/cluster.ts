@@ -87,6 +87,8 @@ export async function createCluster(name: string, overrides: Record<string, stri
     CACHE_DIR: process.env.CI_RUNNER_TEST_CACHE_DIR ?? resolve(ROOT, '.cache/test'),
     WORK_DIR: join(dir, 'work'),
     WORKER_CONCURRENCY: '2',
+    WORKER_METRICS_PORT: '0',
+    BRIDGE_METRICS_PORT: '0',
     WORKER_LOCK_SEC: '4',
     DRAIN_GRACE_SEC: '5',
     BUILD_ATTEMPTS: '6',

@@ -34,6 +34,9 @@ export interface Config {
   drainGraceMs: number;
   /** A job's lock lifetime: a worker silent for this long (killed, stopped) has its job taken over. */
   lockMs: number;
+  metricsHost: string;
+  workerMetricsPort: number;
+  bridgeMetricsPort: number;
   /** The bridge pauses consuming while more jobs than this wait. */
   maxWaitingJobs: number;
   buildAttempts: number;
@@ -215,6 +218,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Conf
     drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
     lockMs: integer(env, 'WORKER_LOCK_SEC', 30, 2, 3_600) * 1000,
     maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),
+    metricsHost: text(env, 'METRICS_HOST', '0.0.0.0'),
+    workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9700, 0, 65_535),
+    bridgeMetricsPort: integer(env, 'BRIDGE_METRICS_PORT', 9701, 0, 65_535),
     buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
     pytestMark: pytestMark(env),
     pythonBin: text(env, 'PYTHON', 'python3'),

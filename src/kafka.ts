@@ -19,6 +19,8 @@ export interface IncomingMessage {
 
 export interface Publisher {
   send(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  /** The producer is connected to the cluster right now. */
+  connected(): boolean;
   close(): Promise<void>;
 }
 
@@ -95,9 +97,17 @@ export async function connectPublisher(
     createPartitioner: Partitioners.DefaultPartitioner,
     allowAutoTopicCreation: false,
   });
+  let isConnected = false;
+  producer.on(producer.events.CONNECT, () => {
+    isConnected = true;
+  });
+  producer.on(producer.events.DISCONNECT, () => {
+    isConnected = false;
+  });
   await producer.connect();
   let closed = false;
   return {
+    connected: () => isConnected,
     async send(topic, messages) {
       await producer.send({ topic, acks: -1, messages });
     },
@@ -155,5 +165,39 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
       closed = true;
       await consumer.disconnect();
     },
+  };
+}
+
+/** Read-only cluster queries for metrics. */
+export interface KafkaAdmin {
+  /** Messages on the topic the group has not committed yet, summed over partitions. */
+  lag(groupId: string, topic: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+// Connects an admin client used to measure consumer lag.
+export async function connectAdmin(brokers: string[], logger: Logger): Promise<KafkaAdmin> {
+  const admin = client(brokers, 'ci-runner-metrics', logger).admin();
+  await admin.connect();
+  return {
+    async lag(groupId, topic) {
+      const [ends, committed] = await Promise.all([
+        admin.fetchTopicOffsets(topic),
+        admin.fetchOffsets({ groupId, topics: [topic] }),
+      ]);
+      const done = new Map(
+        (committed[0]?.partitions ?? []).map((p) => [
+          p.partition,
+          BigInt(p.offset === '-1' ? '0' : p.offset),
+        ]),
+      );
+      let lag = 0n;
+      for (const { partition, high } of ends) {
+        const behind = BigInt(high) - (done.get(partition) ?? 0n);
+        if (behind > 0n) lag += behind;
+      }
+      return Number(lag);
+    },
+    close: () => admin.disconnect(),
   };
 }

@@ -1,9 +1,17 @@
 import type { Queue } from 'bullmq';
 import type { Config } from '../config.js';
 import { toError } from '../errors.js';
-import { connectPublisher, ensureTopics, type IncomingMessage, type Publisher, subscribe } from '../kafka.js';
+import {
+  connectAdmin,
+  connectPublisher,
+  ensureTopics,
+  type IncomingMessage,
+  type Publisher,
+  subscribe,
+} from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { startMetricsServer } from '../metricsServer.js';
 import {
   BUILD_JOB_NAME,
   type BuildJobData,
@@ -12,6 +20,7 @@ import {
   RETENTION_SECONDS,
 } from '../queue.js';
 import { ReportStore } from '../reportStore.js';
+import { createBridgeMetrics, type MessageOutcome } from './bridgeMetrics.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
 import { decide } from './validate.js';
 
@@ -25,6 +34,7 @@ interface Parts {
   store: ReportStore;
   deadLetters: Publisher;
   closing: { value: boolean };
+  count: (outcome: MessageOutcome) => void;
 }
 
 // Retries a Redis or Kafka step with exponential backoff until it works, heartbeating so the group keeps the
@@ -50,12 +60,13 @@ async function untilDone<T>(
 }
 
 function handler(parts: Parts) {
-  const { config, logger, queue, store, deadLetters } = parts;
+  const { config, logger, queue, store, deadLetters, count } = parts;
   return async (message: IncomingMessage, heartbeat: () => Promise<void>): Promise<void> => {
     const decision = decide(message.value, config.remoteRepo);
     const where = { partition: message.partition, offset: message.offset };
     if (decision.kind === 'skip') {
       logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
+      count('skipped');
       return;
     }
     if (decision.kind === 'reject') {
@@ -84,7 +95,7 @@ function handler(parts: Parts) {
     const outcome = await untilDone(
       parts,
       'enqueueing',
-      async () => {
+      async (): Promise<MessageOutcome> => {
         // A finished build's report is published again (same bytes, same key) instead of building twice.
         if (await store.republish(commitSha)) return 'republished';
         if (await queue.getJob(jobId)) return 'duplicate';
@@ -93,6 +104,7 @@ function handler(parts: Parts) {
       },
       heartbeat,
     );
+    count(outcome);
     logger.info({ ...where, jobId, commitSha, taskId, outcome }, `commit result ${outcome}`);
   };
 }
@@ -117,10 +129,15 @@ async function belowLimit(parts: Parts, heartbeat: () => Promise<void>): Promise
   }
 }
 
+/** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
+export interface RunningBridge extends Closable {
+  metricsUrl: string;
+}
+
 // Turns CommitResult messages into build jobs: validate, skip non-SUCCESS, enqueue once per commit, then commit
 // the offset; bad input goes to the dead-letter topic with its reason. It never crashes on input and waits out
 // Redis or Kafka outages without committing.
-export async function startBridge(config: Readonly<Config>, logger: Logger): Promise<Closable> {
+export async function startBridge(config: Readonly<Config>, logger: Logger): Promise<RunningBridge> {
   const teardown = new Teardown(logger);
   const closing = { value: false };
   try {
@@ -132,6 +149,9 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     await ensureTopics(config.kafkaBrokers, topics, logger);
     const deadLetters = await connectPublisher(config.kafkaBrokers, 'ci-runner-bridge', logger);
     teardown.add('dead-letter producer', () => deadLetters.close());
+    const admin = await connectAdmin(config.kafkaBrokers, logger);
+    teardown.add('admin', () => admin.close());
+    const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
     const parts: Parts = {
       config,
       logger,
@@ -139,6 +159,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       store: new ReportStore(redis, config.queueName, RETENTION_SECONDS),
       deadLetters,
       closing,
+      count: metrics.message,
     };
     const subscription = await subscribe({
       brokers: config.kafkaBrokers,
@@ -153,8 +174,19 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     teardown.add('stop retrying', async () => {
       closing.value = true;
     });
-    logger.info({ topic: config.topicCommitResults, queue: config.queueName }, 'bridge started');
-    return teardown;
+    const server = await startMetricsServer({
+      host: config.metricsHost,
+      port: config.bridgeMetricsPort,
+      registry: metrics.registry,
+      logger,
+      ready: async () => ({ redis: redis.status === 'ready', kafka: deadLetters.connected() }),
+    });
+    teardown.add('metrics server', () => server.close());
+    logger.info(
+      { topic: config.topicCommitResults, queue: config.queueName, metrics: server.url },
+      'bridge started',
+    );
+    return { metricsUrl: server.url, close: () => teardown.close() };
   } catch (error) {
     await teardown.close();
     throw error;

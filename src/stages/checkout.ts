@@ -149,9 +149,9 @@ async function ensureCommit(
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<void> {
+): Promise<boolean> {
   await mkdir(join(input.cacheDir, 'git'), { recursive: true });
-  await withDirLock(
+  const fetched = await withDirLock(
     `${gitdir}.lock`,
     async () => {
       if (await tooManyPacks(gitdir)) {
@@ -162,19 +162,19 @@ async function ensureCommit(
       if (!(await pathExists(join(gitdir, 'config')))) {
         await git.init({ fs, gitdir, bare: true, defaultBranch: 'ci-runner' });
       }
-      await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: redactUrl(input.repositoryUrl) });
-      await git.setConfig({
-        fs,
-        gitdir,
-        path: 'remote.origin.fetch',
-        value: '+refs/heads/*:refs/remotes/origin/*',
-      });
+      const url = redactUrl(input.repositoryUrl);
+      if ((await git.getConfig({ fs, gitdir, path: 'remote.origin.url' })) !== url) {
+        await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
+        const refspec = '+refs/heads/*:refs/remotes/origin/*';
+        await git.setConfig({ fs, gitdir, path: 'remote.origin.fetch', value: refspec });
+      }
       if (await hasCommit(gitdir, input.commitSha, cache)) {
         ctx.log(`commit ${input.commitSha} already in the object cache`);
-        return;
+        return false;
       }
-      ctx.log(`fetching ${input.commitSha} from ${redactUrl(input.repositoryUrl)}`);
+      ctx.log(`fetching ${input.commitSha} from ${url}`);
       await withTimeout(fetchInto(gitdir, input, ctx, cache), input.timeoutMs, input.repositoryUrl);
+      return true;
     },
     { timeoutMs: input.timeoutMs * 2 },
   );
@@ -185,16 +185,20 @@ async function ensureCommit(
       { retriable: true },
     );
   }
+  return fetched;
 }
 
 // Materialises exactly the requested commit (branch tip or not) from a persistent per-remote object cache into a
 // fresh directory, fetching only what the cache lacks, and proves the tree written is that commit's.
-export async function run(input: CheckoutInput, ctx: StageContext): Promise<StageResult<{ files: number }>> {
+export async function run(
+  input: CheckoutInput,
+  ctx: StageContext,
+): Promise<StageResult<{ files: number; fetched: boolean }>> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const gitdir = cacheGitdir(input.cacheDir, input.repositoryUrl);
   const cache = {};
-  await ensureCommit(gitdir, input, ctx, cache);
+  const fetched = await ensureCommit(gitdir, input, ctx, cache);
   const { commit, oid } = await git.readCommit({ fs, gitdir, oid: input.commitSha, cache });
   if (oid !== input.commitSha) {
     throw new CiError('CHECKOUT_MISMATCH', `object cache returned ${oid}, expected ${input.commitSha}`, {
@@ -208,11 +212,16 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
       outcome: 'passed',
       durationMs: elapsed(),
       summary: `checked out ${oid} (${files} files)`,
-      value: { files },
+      value: { files, fetched },
     };
   } catch (thrown) {
     if (thrown instanceof UnsafeTreeError) {
-      return { outcome: 'failed', durationMs: elapsed(), summary: thrown.message, value: { files: 0 } };
+      return {
+        outcome: 'failed',
+        durationMs: elapsed(),
+        summary: thrown.message,
+        value: { files: 0, fetched },
+      };
     }
     throw thrown;
   }

@@ -13,6 +13,7 @@ export class ReportOutbox {
     private readonly publisher: Publisher,
     private readonly topic: string,
     private readonly logger: Logger,
+    private readonly onPublished: (commitSha: string) => void = () => undefined,
   ) {}
 
   // Publishes every waiting report keyed by its sha and acknowledges it once Kafka has it.
@@ -47,6 +48,7 @@ export class ReportOutbox {
       try {
         await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
         await this.store.acknowledge(sha, bytes);
+        this.onPublished(sha);
         this.logger.info({ commitSha: sha, topic: this.topic }, 'report published');
       } catch (thrown) {
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');

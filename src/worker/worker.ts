@@ -1,23 +1,28 @@
-import { DelayedError, type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import type { BuildReport } from '../contracts.js';
 import { isRetriable, toError } from '../errors.js';
 import { connectPublisher, ensureTopics } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { startMetricsServer } from '../metricsServer.js';
 import { runPipeline } from '../pipeline.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../queue.js';
 import { erroredReport } from '../report.js';
 import { ReportStore } from '../reportStore.js';
 import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
+import type { StageName, StageResult } from '../stages/types.js';
+import { BuildEvents } from './buildEvents.js';
 import { ReportOutbox } from './outbox.js';
 import { reapOrphans } from './reapOrphans.js';
+import { createWorkerMetrics } from './workerMetrics.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
 const REAP_MS = 15_000;
 
 interface Shared {
   config: Readonly<Config>;
+  events: BuildEvents;
   toolchain: Toolchain;
   store: ReportStore;
   logger: Logger;
@@ -26,7 +31,7 @@ interface Shared {
   draining: { value: boolean };
 }
 
-function processor({ config, toolchain, store, logger, running, draining }: Shared) {
+function processor({ config, events, toolchain, store, logger, running, draining }: Shared) {
   return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
@@ -56,8 +61,10 @@ function processor({ config, toolchain, store, logger, running, draining }: Shar
         logger: log,
         signal: controller.signal,
         onLog: (line) => void job.log(line).catch(() => undefined),
-        onStage: (stage, result) =>
-          void job.updateProgress({ stage, outcome: result?.outcome ?? 'running' }).catch(() => undefined),
+        onStage: (stage, result) => {
+          void job.updateProgress({ stage, outcome: result?.outcome ?? 'running' }).catch(() => undefined);
+          if (result) observeStage(events, stage, result);
+        },
       });
     } catch (thrown) {
       const error = toError(thrown);
@@ -69,6 +76,7 @@ function processor({ config, toolchain, store, logger, running, draining }: Shar
       }
       if (isRetriable(error) && attempt < (job.opts.attempts ?? 1)) {
         log.warn({ err: error }, 'build hit an infrastructure fault; will retry');
+        events.emit('retry', { reason: error.message });
         throw error;
       }
       log.error({ err: error }, 'build errored');
@@ -77,15 +85,32 @@ function processor({ config, toolchain, store, logger, running, draining }: Shar
       running.delete(String(job.id));
     }
     const standing = await store.record(report);
+    events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
     return standing;
   };
 }
 
+// Turns a finished stage into metrics events: its duration, and cache hits for checkout and install.
+function observeStage(events: BuildEvents, stage: StageName, result: StageResult<unknown>): void {
+  events.emit('stageFinished', { stage, outcome: result.outcome, durationMs: result.durationMs });
+  if (result.outcome !== 'passed' && result.outcome !== 'failed') return;
+  const value = result.value as { fetched?: boolean; cacheHit?: boolean };
+  if (stage === 'checkout' && value.fetched !== undefined)
+    events.emit('cache', { cache: 'git', hit: !value.fetched });
+  if (stage === 'install' && value.cacheHit !== undefined)
+    events.emit('cache', { cache: 'env', hit: value.cacheHit });
+}
+
+/** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
+export interface RunningWorker extends Closable {
+  metricsUrl: string;
+}
+
 // Hosts a BullMQ worker that runs the stage pipeline per job. Reports are recorded in Redis before the job completes
 // and published from there, so a crash or a Kafka outage loses none and a re-run never publishes a second verdict.
 // close() stops taking jobs, lets running builds finish within the drain grace period, then hands them back.
-export async function startWorker(config: Readonly<Config>, logger: Logger): Promise<Closable> {
+export async function startWorker(config: Readonly<Config>, logger: Logger): Promise<RunningWorker> {
   const teardown = new Teardown(logger);
   try {
     const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger);
@@ -102,7 +127,10 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     const redis = connectRedis(config.redisUrl);
     teardown.add('redis', async () => void redis.disconnect());
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
-    const outbox = new ReportOutbox(store, publisher, config.topicBuildReports, logger);
+    const events = new BuildEvents(logger);
+    const outbox = new ReportOutbox(store, publisher, config.topicBuildReports, logger, (commitSha) =>
+      events.emit('reportPublished', { commitSha }),
+    );
     outbox.start(OUTBOX_FLUSH_MS);
     teardown.add('outbox', async () => {
       await outbox.close();
@@ -110,8 +138,12 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     });
     const workerRedis = connectRedis(config.redisUrl);
     teardown.add('worker redis', async () => void workerRedis.disconnect());
+    const queue = new Queue(config.queueName, { connection: redis });
+    teardown.add('queue', () => queue.close());
+    const registry = createWorkerMetrics(events, store, queue);
     const shared: Shared = {
       config,
+      events,
       toolchain,
       store,
       logger,
@@ -137,8 +169,22 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       await closing;
       clearTimeout(grace);
     });
-    logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
-    return teardown;
+    const server = await startMetricsServer({
+      host: config.metricsHost,
+      port: config.workerMetricsPort,
+      registry,
+      logger,
+      ready: async () => ({
+        redis: redis.status === 'ready' && workerRedis.status === 'ready',
+        kafka: publisher.connected(),
+      }),
+    });
+    teardown.add('metrics server', () => server.close());
+    logger.info(
+      { queue: config.queueName, concurrency: config.workerConcurrency, metrics: server.url },
+      'worker started',
+    );
+    return { metricsUrl: server.url, close: () => teardown.close() };
   } catch (error) {
     await teardown.close();
     throw error;

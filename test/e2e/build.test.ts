@@ -5,12 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
-import { startBridge } from '../../src/bridge/bridge.js';
+import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
 import { encodeCommitResult } from '../../src/contracts.js';
 import { connectPublisher, type Publisher } from '../../src/kafka.js';
-import type { Closable } from '../../src/lifecycle.js';
 import { buildJobId, connectRedis } from '../../src/queue.js';
-import { startWorker } from '../../src/worker/worker.js';
+import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
 import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
 import { type GitServer, startGitServer } from '../support/gitServer.js';
 import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
@@ -24,8 +23,8 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
   let git: GitServer;
   let served: string;
   const repos: FixtureRepo[] = [];
-  let bridge: Closable;
-  let worker: Closable;
+  let bridge: RunningBridge;
+  let worker: RunningWorker;
   let agent: Publisher;
   let reports: ReportCollector;
   const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
@@ -191,5 +190,45 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     assert.equal(await queue.getJob(buildJobId(skipped)), undefined);
     assert.equal(await queue.getJob(buildJobId(built)).then((job) => job?.id), buildJobId(built));
     assert.deepEqual(reports.received(skipped), []);
+  });
+
+  test('metrics, health and readiness tell on-call what happened', async () => {
+    const scrape = async (url: string) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return (name: string) => {
+        const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+        return line === undefined ? undefined : Number(line.slice(name.length + 1));
+      };
+    };
+    // The suite so far: 4 PASSED builds (one of them delivered twice), 2 FAILED, 1 commit skipped.
+    let worker_ = await scrape(worker.metricsUrl);
+    for (let waited = 0; (worker_('ci_reports_published_total') ?? 0) < 7 && waited < 20_000; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      worker_ = await scrape(worker.metricsUrl);
+    }
+    assert.equal(worker_('ci_build_ok_total'), 4);
+    assert.equal(worker_('ci_build_fail_total'), 2);
+    assert.equal(worker_('ci_build_errored_total'), 0);
+    assert.equal(worker_('ci_build_latency_sec_count'), 6);
+    assert.equal(worker_('ci_stage_duration_sec_count{stage="test",outcome="passed"}'), 5);
+    assert.equal(worker_('ci_stage_duration_sec_count{stage="test",outcome="failed"}'), 1);
+    assert.equal(worker_('ci_reports_published_total'), 7, 'six reports and one republished');
+    assert.equal(worker_('ci_reports_unpublished'), 0);
+    assert.ok((worker_('ci_cache_hits_total{cache="env"}') ?? 0) >= 1, 'the environment cache was hit');
+    assert.equal(worker_('ci_queue_jobs{state="completed"}'), 6);
+    assert.ok((worker_('process_resident_memory_bytes') ?? 0) > 0, "Node's default metrics");
+
+    const bridge_ = await scrape(bridge.metricsUrl);
+    assert.equal(bridge_('ci_bridge_messages_total{outcome="enqueued"}'), 6);
+    assert.equal(bridge_('ci_bridge_messages_total{outcome="republished"}'), 1);
+    assert.equal(bridge_('ci_bridge_messages_total{outcome="skipped"}'), 1);
+    assert.equal(bridge_('ci_bridge_consumer_lag'), 0);
+
+    for (const url of [worker.metricsUrl, bridge.metricsUrl]) {
+      assert.equal((await fetch(`${url}/healthz`)).status, 200);
+      const ready = await fetch(`${url}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(await ready.json(), { ready: true, checks: { redis: true, kafka: true } });
+    }
   });
 });

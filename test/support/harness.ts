@@ -35,6 +35,8 @@ export async function createTestSpace(overrides: Record<string, string> = {}): P
     CACHE_DIR: process.env.CI_RUNNER_TEST_CACHE_DIR ?? resolve('.cache/test'),
     WORK_DIR: join(dir, 'work'),
     WORKER_CONCURRENCY: '2',
+    WORKER_METRICS_PORT: '0',
+    BRIDGE_METRICS_PORT: '0',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     ...overrides,
   };

@@ -1,0 +1,38 @@
+import type { Queue } from 'bullmq';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { KafkaAdmin } from '../kafka.js';
+import { queueDepthGauge } from '../worker/workerMetrics.js';
+
+export type MessageOutcome = 'enqueued' | 'duplicate' | 'republished' | 'skipped' | 'dead_lettered';
+
+export interface BridgeMetrics {
+  registry: Registry;
+  message(outcome: MessageOutcome): void;
+}
+
+// The bridge's Prometheus registry: messages by outcome, consumer lag and queue depth.
+export function createBridgeMetrics(
+  admin: KafkaAdmin,
+  groupId: string,
+  topic: string,
+  queue: Queue,
+): BridgeMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const messages = new Counter({
+    name: 'ci_bridge_messages_total',
+    help: 'CommitResult messages handled, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'ci_bridge_consumer_lag',
+    help: 'CommitResult messages not yet handled (committed) by the bridge group',
+    registers: [registry],
+    async collect() {
+      this.set(await admin.lag(groupId, topic));
+    },
+  });
+  queueDepthGauge(registry, queue);
+  return { registry, message: (outcome) => messages.inc({ outcome }) };
+}
