@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
+import { startGitServer } from '../src/gitServer.js';
 import { createLogger } from '../src/logger.js';
 import { runPipeline } from '../src/pipeline.js';
 import * as checkout from '../src/stages/checkout.js';
@@ -13,7 +14,6 @@ import { buildLayout, prepareLayout } from '../src/stages/layout.js';
 import { ensureToolchain } from '../src/stages/toolchain.js';
 import type { StageContext } from '../src/stages/types.js';
 import { createFixtureRepo, type Files } from '../test/support/fixtureRepo.js';
-import { startGitServer } from '../test/support/gitServer.js';
 import { cleanProject } from '../test/support/pythonProject.js';
 
 // Asynchronous on purpose: the git server runs in this process and must keep answering.

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { encodeCommitResult } from '../src/contracts.js';
+import { type GitServer, startGitServer } from '../src/gitServer.js';
 import { connectPublisher, type Publisher } from '../src/kafka.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { createFixtureRepo, type FixtureRepo } from '../test/support/fixtureRepo.js';
-import { type GitServer, startGitServer } from '../test/support/gitServer.js';
 import { collectReports, type ReportCollector } from '../test/support/reportCollector.js';
 
 const run = promisify(execFile);

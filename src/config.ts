@@ -83,7 +83,8 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
 }
 
-function brokers(env: Env): string[] {
+function brokers(env: Env, required: boolean): string[] {
+  if (!required && !optional(env, 'KAFKA_BROKERS')) return [];
   const raw = text(env, 'KAFKA_BROKERS');
   const list = raw.split(',').map((b) => b.trim());
   for (const broker of list) {
@@ -94,7 +95,8 @@ function brokers(env: Env): string[] {
   return list;
 }
 
-function redisUrl(env: Env): string {
+function redisUrl(env: Env, required: boolean): string {
+  if (!required && !optional(env, 'REDIS_URL')) return '';
   const raw = text(env, 'REDIS_URL');
   let url: URL;
   try {
@@ -197,12 +199,19 @@ function logLevel(env: Env): string {
   return value;
 }
 
+/** The services a process cannot run without (the local `ci-runner build` needs neither). */
+export type RequiredService = 'kafka' | 'redis';
+
 // Reads the environment once at start-up into one frozen object; every bad value names its variable.
-export function loadConfig(env: Env, cwd: string = process.cwd()): Readonly<Config> {
+export function loadConfig(
+  env: Env,
+  cwd: string = process.cwd(),
+  requires: RequiredService[] = ['kafka', 'redis'],
+): Readonly<Config> {
   const seconds = (name: string, fallback: number) => integer(env, name, fallback, 1, 86_400) * 1000;
   const config: Config = {
-    kafkaBrokers: brokers(env),
-    redisUrl: redisUrl(env),
+    kafkaBrokers: brokers(env, requires.includes('kafka')),
+    redisUrl: redisUrl(env, requires.includes('redis')),
     topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),
     topicBuildReports: topic(env, 'TOPIC_BUILD_REPORTS', 'build-reports'),
     topicDeadLetter: topic(env, 'TOPIC_DEAD_LETTER', 'commit-results.dlq'),

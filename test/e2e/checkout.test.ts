@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CiError } from '../../src/errors.js';
+import { type GitServer, startGitServer } from '../../src/gitServer.js';
 import { cacheGitdir, run as checkout } from '../../src/stages/checkout.js';
 import type { StageContext } from '../../src/stages/types.js';
 import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
-import { type GitServer, startGitServer } from '../support/gitServer.js';
 import { testLogger } from '../support/harness.js';
 
 describe('checkout from a persistent object cache', () => {

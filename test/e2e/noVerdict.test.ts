@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startBridge } from '../../src/bridge/bridge.js';
 import { encodeCommitResult } from '../../src/contracts.js';
+import { type GitServer, startGitServer } from '../../src/gitServer.js';
 import {
   connectPublisher,
   type IncomingMessage,
@@ -15,7 +16,6 @@ import {
 import type { Closable } from '../../src/lifecycle.js';
 import { startWorker } from '../../src/worker/worker.js';
 import { createFixtureRepo } from '../support/fixtureRepo.js';
-import { type GitServer, startGitServer } from '../support/gitServer.js';
 import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { collectReports, type ReportCollector } from '../support/reportCollector.js';

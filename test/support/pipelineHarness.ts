@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import type { BuildReport } from '../../src/contracts.js';
+import { type GitServer, startGitServer } from '../../src/gitServer.js';
 import { type PipelineOptions, runPipeline } from '../../src/pipeline.js';
 import { ensureToolchain } from '../../src/stages/toolchain.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
-import { type GitServer, startGitServer } from './gitServer.js';
 import { testLogger } from './harness.js';
 
 /** Runs the real stage pipeline (no Kafka, no Redis) on fixture repositories served over HTTP. */

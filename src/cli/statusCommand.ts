@@ -1,0 +1,54 @@
+import { Queue } from 'bullmq';
+import { loadConfig } from '../config.js';
+import type { BuildReport } from '../contracts.js';
+import { connectRedis } from '../queue.js';
+import { QUEUE_STATES } from '../worker/workerMetrics.js';
+import { parseCommand } from './parseCommand.js';
+
+export const STATUS_USAGE = `usage: ci-runner status [--json]
+Shows the builds queue (REDIS_URL, QUEUE_NAME): jobs by state, connected workers and the latest builds.`;
+
+// `ci-runner status`: what on-call wants at a glance, straight from Redis.
+export async function statusCommand(argv: string[]): Promise<number> {
+  const args = parseCommand(argv, STATUS_USAGE, { json: { type: 'boolean', default: false } });
+  if (!args) return 0;
+  const config = loadConfig(process.env, process.cwd(), ['redis']);
+  const redis = connectRedis(config.redisUrl);
+  const queue = new Queue(config.queueName, { connection: redis });
+  try {
+    const counts = await queue.getJobCounts(...QUEUE_STATES);
+    const workers = await queue.getWorkers();
+    const jobs = await queue.getJobs([...QUEUE_STATES], 0, 49);
+    const latest = jobs
+      .sort((a, b) => b.timestamp - a.timestamp)
+      .slice(0, 10)
+      .map((job) => ({
+        commitSha: String(job.data.commitSha),
+        state: job.finishedOn
+          ? job.failedReason
+            ? 'failed'
+            : 'completed'
+          : job.processedOn
+            ? 'active'
+            : 'waiting',
+        status: (job.returnvalue as BuildReport | undefined)?.status ?? '',
+        enqueuedAt: new Date(job.timestamp).toISOString(),
+      }));
+    const status = { queue: config.queueName, counts, workers: workers.length, latest };
+    if (args.values.json) {
+      process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      return 0;
+    }
+    const lines = [
+      `queue ${config.queueName}: ${QUEUE_STATES.map((state) => `${state} ${counts[state] ?? 0}`).join(', ')}`,
+      `workers connected: ${workers.length}`,
+      'latest builds:',
+      ...latest.map((b) => `  ${b.enqueuedAt}  ${b.commitSha}  ${b.state.padEnd(9)} ${b.status}`),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+}

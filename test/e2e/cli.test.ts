@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
+import { connectRedis } from '../../src/queue.js';
+import { cleanProject, failingTest } from '../support/pythonProject.js';
+
+const run = promisify(execFile);
+const CLI = resolve('bin/ci-runner');
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(args: string[], env: Record<string, string> = {}, cwd = process.cwd()): Promise<Outcome> {
+  try {
+    const { stdout, stderr } = await run(CLI, args, {
+      cwd,
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe('the ci-runner command', () => {
+  let root: string;
+  let project: string;
+  const env = () => ({
+    CACHE_DIR: process.env.CI_RUNNER_TEST_CACHE_DIR ?? resolve('.cache/test'),
+    ARTEFACT_DIR: join(root, 'artefacts'),
+    WORK_DIR: join(root, 'work'),
+  });
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.email=cli@example.invalid', '-c', 'user.name=cli', ...args], {
+      cwd: project,
+      encoding: 'utf8',
+    }).trim();
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cli-test-'));
+    project = join(root, 'project');
+    await mkdir(project);
+    for (const [path, content] of Object.entries(cleanProject())) {
+      await mkdir(dirname(join(project, path)), { recursive: true });
+      await writeFile(join(project, path), content);
+    }
+    git('init', '--quiet', '--initial-branch=main');
+    git('add', '--all');
+    git('commit', '--quiet', '-m', 'clean');
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('build on a local working copy: the report as JSON, exit 0 for PASSED', async () => {
+    const { code, stdout } = await cli(['build', project, '--json'], env(), root);
+    const report = JSON.parse(stdout);
+    assert.equal(code, 0, stdout);
+    assert.equal(report.status, 'PASSED');
+    assert.equal(report.commitSha, git('rev-parse', 'HEAD'));
+    assert.equal(report.testsRun, 2);
+  });
+
+  test('build: exit 1 for FAILED with a readable summary naming the test', async () => {
+    for (const [path, content] of Object.entries(failingTest()))
+      await writeFile(join(project, path), content);
+    git('add', '--all');
+    git('commit', '--quiet', '-m', 'failing');
+    const { code, stdout } = await cli(['build', project], env(), root);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^FAILED {2}[0-9a-f]{40}/);
+    assert.match(stdout, /failed {5}tests\/test_broken\.py::test_add_is_wrong/);
+  });
+
+  test('build: exit 2 for ERRORED when the repository cannot be reached', async () => {
+    const { code, stdout } = await cli(
+      ['build', 'http://127.0.0.1:9/nothing.git', '--sha', 'e'.repeat(40), '--json'],
+      { ...env(), CHECKOUT_TIMEOUT_SEC: '5' },
+      root,
+    );
+    assert.equal(code, 2, stdout);
+    assert.equal(JSON.parse(stdout).status, 'ERRORED');
+  });
+
+  test('--help on every command; an unknown command is refused', async () => {
+    for (const command of ['build', 'enqueue', 'status']) {
+      const { code, stdout } = await cli([command, '--help']);
+      assert.equal(code, 0);
+      assert.match(stdout, new RegExp(`^usage: ci-runner ${command}`));
+    }
+    const top = await cli(['--help']);
+    assert.match(top.stdout, /commands:\n {2}build/);
+    assert.equal((await cli(['frobnicate'])).code, 2);
+  });
+
+  test('status shows the queue by state and the latest builds', async () => {
+    const queueName = `cli-status-${Date.now()}`;
+    const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
+    const queue = new Queue(queueName, { connection: redis });
+    await queue.add('build', { commitSha: 'f'.repeat(40) }, { jobId: `build-${'f'.repeat(40)}` });
+    try {
+      const { code, stdout } = await cli(['status'], { QUEUE_NAME: queueName });
+      assert.equal(code, 0, stdout);
+      assert.match(
+        stdout,
+        new RegExp(`queue ${queueName}: waiting 1, active 0, delayed 0, failed 0, completed 0`),
+      );
+      assert.match(stdout, /workers connected: 0/);
+      assert.match(stdout, new RegExp(`${'f'.repeat(40)} {2}waiting`));
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      redis.disconnect();
+    }
+  });
+});
