@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm start`: runs the bridge and one worker. When REDIS_URL / KAFKA_BROKERS are not set, starts local Redis and
+# `npm start`: runs the bridge, one worker and the board. When REDIS_URL / KAFKA_BROKERS are not set, starts local Redis and
 # Kafka first (scripts/services.sh) and stops them again on exit. Ctrl-C stops everything.
 set -euo pipefail
 SAY_PREFIX=start
@@ -21,7 +21,7 @@ if [ -t 1 ] && [ -z "${LOG_PRETTY:-}" ]; then export LOG_PRETTY=true; fi
 pids=()
 stop() {
   trap - INT TERM EXIT
-  say "stopping bridge and worker"
+  say "stopping bridge, worker and board"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait "${pids[@]}" 2>/dev/null || true
   if [ "$started_services" = 1 ]; then scripts/services.sh down; fi
@@ -31,6 +31,12 @@ trap stop INT TERM EXIT
 node --import tsx src/bridge/main.ts &
 pids+=($!)
 node --import tsx src/worker/main.ts &
+pids+=($!)
+if [ -z "${BOARD_USERNAME:-}" ]; then
+  # No board credentials configured: serve it on loopback only, which the board allows without authentication.
+  export BOARD_HOST=127.0.0.1 BOARD_ALLOW_NO_AUTH=true
+fi
+node --import tsx src/board/main.ts &
 pids+=($!)
 
 cat >&2 <<INFO
@@ -42,6 +48,8 @@ cat >&2 <<INFO
     publishes      ${TOPIC_BUILD_REPORTS:-build-reports}
     queue          ${QUEUE_NAME:-builds}   (worker concurrency ${WORKER_CONCURRENCY:-2})
     artefacts      ${ARTEFACT_DIR:-./artefacts}
+    Bull Board     http://${BOARD_HOST:-127.0.0.1}:${BOARD_PORT:-9800}/
+    metrics        worker http://127.0.0.1:${WORKER_METRICS_PORT:-9700}/metrics, bridge http://127.0.0.1:${BRIDGE_METRICS_PORT:-9701}/metrics
   Send a build from a second terminal:
     npm run enqueue -- --repo <http(s) git url> --sha <commit sha> --branch <branch>
   Ctrl-C stops everything.

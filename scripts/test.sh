@@ -8,6 +8,8 @@ SAY_PREFIX=test
 cd "$ROOT"
 
 ensure_deps
+# The board test drives Debian's Chromium through playwright-core (no browser download).
+command -v chromium >/dev/null || apt_install chromium
 say "biome (format + lint)"
 npx biome ci .
 say "tsc (types)"

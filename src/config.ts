@@ -15,6 +15,14 @@ export interface GitCredentials {
   hosts: string[];
 }
 
+export interface BoardConfig {
+  host: string;
+  port: number;
+  username: string | undefined;
+  password: string | undefined;
+  allowNoAuth: boolean;
+}
+
 export interface Config {
   kafkaBrokers: string[];
   redisUrl: string;
@@ -37,6 +45,7 @@ export interface Config {
   metricsHost: string;
   workerMetricsPort: number;
   bridgeMetricsPort: number;
+  board: Readonly<BoardConfig>;
   /** The bridge pauses consuming while more jobs than this wait. */
   maxWaitingJobs: number;
   buildAttempts: number;
@@ -227,6 +236,13 @@ export function loadConfig(
     drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
     lockMs: integer(env, 'WORKER_LOCK_SEC', 30, 2, 3_600) * 1000,
     maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),
+    board: Object.freeze({
+      host: text(env, 'BOARD_HOST', '127.0.0.1'),
+      port: integer(env, 'BOARD_PORT', 9800, 0, 65_535),
+      username: optional(env, 'BOARD_USERNAME'),
+      password: optional(env, 'BOARD_PASSWORD'),
+      allowNoAuth: boolean(env, 'BOARD_ALLOW_NO_AUTH', false),
+    }),
     metricsHost: text(env, 'METRICS_HOST', '0.0.0.0'),
     workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9700, 0, 65_535),
     bridgeMetricsPort: integer(env, 'BRIDGE_METRICS_PORT', 9701, 0, 65_535),

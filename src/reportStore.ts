@@ -1,11 +1,13 @@
 import type { Redis } from 'ioredis';
 import { type BuildReport, decodeBuildReport, encodeBuildReport } from './contracts.js';
 
-// First report for a sha wins: stores it (with a retention) and queues it for publishing, atomically.
+// The first verdict for a sha stands (an ERRORED one only until a retry reaches a verdict): stores the report with a
+// retention and queues it for publishing, atomically.
 const RECORD_FIRST = `
 local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
+if existing and redis.call('GET', KEYS[3]) ~= 'ERRORED' then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 return ARGV[1]`;
 
@@ -40,18 +42,21 @@ export class ReportStore {
     return `ci-runner:${this.queueName}:report:${commitSha}`;
   }
 
-  // Records a finished build's report unless the sha already has one; resolves with the report that stands.
+  // Records a finished build's report unless the sha already has a PASSED or FAILED one; resolves with the report
+  // that stands.
   async record(report: BuildReport): Promise<BuildReport> {
     const bytes = encodeBuildReport(report);
     const standing = (await this.redis.callBuffer(
       'EVAL',
       RECORD_FIRST,
-      2,
+      3,
       this.key(report.commitSha),
       this.outbox,
+      `${this.key(report.commitSha)}:status`,
       bytes,
       this.retentionSeconds,
       report.commitSha,
+      report.status,
     )) as Buffer;
     return decodeBuildReport(standing);
   }

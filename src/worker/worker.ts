@@ -1,4 +1,4 @@
-import { DelayedError, type Job, Queue, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import type { BuildReport } from '../contracts.js';
 import { isRetriable, toError } from '../errors.js';
@@ -36,7 +36,7 @@ function processor({ config, events, toolchain, store, logger, running, draining
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
     const stored = await store.get(job.data.commitSha);
-    if (stored) {
+    if (stored && stored.status !== 'ERRORED') {
       // A build of this sha already finished (this job ran before a crash or a lost lock): its report stands.
       log.info({ status: stored.status }, 'already built; keeping the stored report');
       return stored;
@@ -87,6 +87,11 @@ function processor({ config, events, toolchain, store, logger, running, draining
     const standing = await store.record(report);
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
+    void job.log(`artefact on the board: /artefacts/${job.data.commitSha}.tar.gz`).catch(() => undefined);
+    if (standing.status === 'ERRORED') {
+      // Reported (the outbox has it) and shown to on-call as a failed job they can retry from the board.
+      throw new UnrecoverableError(`ERRORED: ${standing.error}`);
+    }
     return standing;
   };
 }
@@ -158,6 +163,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       maxStalledCount: 3,
     });
     worker.on('completed', () => void outbox.flush());
+    worker.on('failed', () => void outbox.flush());
     worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
     teardown.add('worker', async () => {
       const closing = worker.close();

@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import express from 'express';
+import type { Config } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { type Closable, Teardown } from '../lifecycle.js';
+import type { Logger } from '../logger.js';
+import { connectRedis, createBuildQueue } from '../queue.js';
+import { basicAuth } from './boardAuth.js';
+
+export interface RunningBoard extends Closable {
+  url: string;
+}
+
+// Refuses to serve the board without credentials, unless bound to 127.0.0.1 with the explicit opt-out.
+function credentials(config: Readonly<Config>): { username: string; password: string } | undefined {
+  const { username, password, host, allowNoAuth } = config.board;
+  if (username && password) return { username, password };
+  if (allowNoAuth && host === '127.0.0.1') return undefined;
+  throw new ConfigError(
+    'BOARD_USERNAME and BOARD_PASSWORD are required (BOARD_ALLOW_NO_AUTH=true is accepted only with BOARD_HOST=127.0.0.1)',
+  );
+}
+
+// Serves Bull Board for the builds queue (progress, stage logs, retry, clean) and the build artefacts, behind
+// basic authentication.
+export async function startBoard(config: Readonly<Config>, logger: Logger): Promise<RunningBoard> {
+  const auth = credentials(config);
+  const teardown = new Teardown(logger);
+  try {
+    const redis = connectRedis(config.redisUrl);
+    teardown.add('redis', async () => void redis.disconnect());
+    const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
+    teardown.add('queue', () => queue.close());
+    const serverAdapter = new ExpressAdapter();
+    serverAdapter.setBasePath('/');
+    createBullBoard({
+      queues: [new BullMQAdapter(queue, { description: 'ci-runner builds: one job per commit' })],
+      serverAdapter,
+      options: { uiConfig: { boardTitle: 'ci-runner' } },
+    });
+    const app = express();
+    app.disable('x-powered-by');
+    if (auth) app.use(basicAuth(auth.username, auth.password));
+    app.get('/artefacts/:file', (req, res) => {
+      const match = /^([0-9a-f]{40})\.tar\.gz$/.exec(req.params.file ?? '');
+      const path = match ? join(config.artefactDir, `${match[1]}.tar.gz`) : undefined;
+      if (!path || !existsSync(path)) {
+        res.status(404).type('text').send('no such artefact');
+        return;
+      }
+      res.download(path);
+    });
+    app.use('/', serverAdapter.getRouter());
+    const server: Server = await new Promise((resolve, reject) => {
+      const listening = app.listen(config.board.port, config.board.host, () => resolve(listening));
+      listening.once('error', reject);
+    });
+    teardown.add('http server', () => new Promise((resolve) => server.close(() => resolve())));
+    const { port } = server.address() as AddressInfo;
+    const url = `http://${config.board.host === '0.0.0.0' ? '127.0.0.1' : config.board.host}:${port}`;
+    logger.info({ url, auth: auth ? 'basic' : 'none (127.0.0.1 only)' }, 'board started');
+    return { url, close: () => teardown.close() };
+  } catch (error) {
+    await teardown.close();
+    throw error;
+  }
+}

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Browser, chromium } from 'playwright-core';
+import { type RunningBoard, startBoard } from '../../src/board/board.js';
+import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
+import { loadConfig } from '../../src/config.js';
+import { encodeCommitResult } from '../../src/contracts.js';
+import { ConfigError } from '../../src/errors.js';
+import { type GitServer, startGitServer } from '../../src/gitServer.js';
+import { connectPublisher, type Publisher } from '../../src/kafka.js';
+import { buildJobId } from '../../src/queue.js';
+import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
+import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
+import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
+import { cleanProject } from '../support/pythonProject.js';
+import { collectReports, type ReportCollector } from '../support/reportCollector.js';
+
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const USER = 'oncall';
+const PASSWORD = 'correct horse battery staple';
+
+describe('Bull Board for on-call, in a real browser', () => {
+  const logger = testLogger('board');
+  let space: TestSpace;
+  let git: GitServer;
+  let repo: FixtureRepo;
+  let bridge: RunningBridge;
+  let worker: RunningWorker;
+  let board: RunningBoard;
+  let agent: Publisher;
+  let reports: ReportCollector;
+  let browser: Browser;
+
+  before(async () => {
+    space = await createTestSpace({
+      BOARD_USERNAME: USER,
+      BOARD_PASSWORD: PASSWORD,
+      BOARD_PORT: '0',
+      BUILD_ATTEMPTS: '1',
+      CHECKOUT_TIMEOUT_SEC: '10',
+    });
+    const served = join(space.dir, 'served');
+    await mkdir(served);
+    git = await startGitServer(served);
+    repo = await createFixtureRepo(served, git.baseUrl, 'board');
+    bridge = await startBridge(space.config, logger);
+    worker = await startWorker(space.config, logger);
+    board = await startBoard(space.config, logger);
+    agent = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
+    reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: CHROMIUM_FLAGS,
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([reports?.close(), agent?.close()]);
+    await Promise.all([bridge?.close(), worker?.close(), board?.close()]);
+    await git?.close();
+    await repo?.cleanup();
+    await space?.cleanup();
+  });
+
+  const announce = (sha: string) =>
+    agent.send(space.config.topicCommitResults, [
+      {
+        key: sha,
+        value: encodeCommitResult({
+          taskId: 't',
+          commitSha: sha,
+          branchName: 'main',
+          status: 'SUCCESS',
+          repositoryUrl: repo.url,
+        }),
+      },
+    ]);
+
+  test('the board refuses to start without credentials unless bound to 127.0.0.1 with the opt-out', async () => {
+    const open = loadConfig(
+      { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', BOARD_HOST: '0.0.0.0', BOARD_USERNAME: '' },
+      '.',
+      ['redis'],
+    );
+    await assert.rejects(
+      startBoard(open, logger),
+      (error: unknown) => error instanceof ConfigError && /BOARD_PASSWORD/.test(error.message),
+    );
+  });
+
+  test('a wrong password gets 401 and no page content', async () => {
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: 'wrong' } });
+    const response = await context.request.get(`${board.url}/`);
+    assert.equal(response.status(), 401);
+    assert.equal((await response.text()).trim(), '', 'no page content');
+    const page = await context.newPage();
+    await assert.rejects(page.goto(board.url), /ERR_HTTP_RESPONSE_CODE_FAILURE|401/);
+    await context.close();
+  });
+
+  test('on-call logs in, reads a build’s stage logs, downloads its artefact, and retries a failed build', async () => {
+    const built = await repo.commit(cleanProject(), 'clean');
+    repo.push('main');
+    const unpushed = await repo.commit({ 'LATE.txt': 'pushed late\n' }, 'not pushed yet');
+    await announce(built);
+    await announce(unpushed);
+    assert.equal((await reports.waitFor(built)).status, 'PASSED');
+    const errored = await reports.waitFor(unpushed);
+    assert.equal(errored.status, 'ERRORED');
+
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+    const page = await context.newPage();
+    await page.goto(`${board.url}/queue/${space.config.queueName}/${buildJobId(built)}`);
+    await page
+      .getByRole('tab', { name: /logs/i })
+      .or(page.getByText(/^logs$/i))
+      .first()
+      .click();
+    await page
+      .getByText(/stage test passed/)
+      .first()
+      .waitFor({ timeout: 15_000 });
+    await page.screenshot({ path: resolve('test-results', 'board-job.png'), fullPage: true });
+
+    const download = await context.request.get(`${board.url}/artefacts/${built}.tar.gz`);
+    assert.equal(download.status(), 200);
+    assert.deepEqual([...(await download.body()).subarray(0, 2)], [0x1f, 0x8b], 'a gzip file');
+    const anonymous = await fetch(`${board.url}/artefacts/${built}.tar.gz`);
+    assert.equal(anonymous.status, 401);
+
+    repo.push('main');
+    await page.goto(`${board.url}/queue/${space.config.queueName}/${buildJobId(unpushed)}`);
+    await page
+      .getByText(/UnrecoverableError: ERRORED: commit .* cannot be fetched/)
+      .waitFor({ timeout: 15_000 });
+    // The failed job's card: its first action (the circular-arrows icon) is Retry.
+    await page.getByText(buildJobId(unpushed), { exact: true }).locator('xpath=following::button[1]').click();
+    const confirm = page.getByRole('button', { name: /^(confirm|retry|yes)$/i });
+    if (
+      await confirm
+        .first()
+        .isVisible({ timeout: 2_000 })
+        .catch(() => false)
+    )
+      await confirm.first().click();
+    const rebuilt = await reports.waitFor(unpushed, 120_000, 2);
+    assert.equal(rebuilt.status, 'PASSED', rebuilt.error);
+    await context.close();
+  });
+});
