@@ -1,16 +1,28 @@
-# ci-runner image: Node 20 for the runner, Python 3 and git for the builds it runs.
-FROM node:20-bookworm-slim
+# ci-runner: Node 20 for the runner, Python 3 and git for the builds it runs. Multi-stage: compile, then a slim,
+# non-root runtime with production dependencies only. Build with `docker build -t ci-runner .`.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY proto ./proto
+COPY python ./python
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
-COPY proto ./proto
-COPY python ./python
-COPY src ./src
-COPY tsconfig.json ./
-RUN useradd --create-home --uid 10001 runner && mkdir -p /data/artefacts /data/cache && chown -R runner /data
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+RUN useradd --create-home --uid 10001 runner \
+ && mkdir -p /data/artefacts /data/cache /data/work \
+ && chown -R runner /data
 USER runner
-ENV ARTEFACT_DIR=/data/artefacts CACHE_DIR=/data/cache NODE_ENV=production
-CMD ["node", "--import", "tsx", "src/worker/main.ts"]
+ENV NODE_ENV=production ARTEFACT_DIR=/data/artefacts CACHE_DIR=/data/cache WORK_DIR=/data/work
+EXPOSE 9700 9701 9800
+CMD ["node", "dist/src/worker/main.js"]

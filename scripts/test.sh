@@ -10,6 +10,8 @@ cd "$ROOT"
 ensure_deps
 # The board test drives Debian's Chromium through playwright-core (no browser download).
 command -v chromium >/dev/null || apt_install chromium
+# The deployment test validates docker-compose.yml with Debian's compose implementation (no Docker engine needed).
+command -v docker-compose >/dev/null || apt_install docker-compose
 say "biome (format + lint)"
 npx biome ci .
 say "tsc (types)"

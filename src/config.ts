@@ -55,7 +55,8 @@ export interface Config {
   /** Host variables builds inherit (package index, TLS trust, proxies); nothing else of the runner's reaches them. */
   buildEnv: Readonly<Record<string, string>>;
   logLevel: string;
-  logPretty: boolean;
+  /** Human-readable logs; undefined means "when writing to a terminal". */
+  logPretty: boolean | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -257,7 +258,7 @@ export function loadConfig(
     }),
     buildEnv: buildEnv(env),
     logLevel: logLevel(env),
-    logPretty: boolean(env, 'LOG_PRETTY', false),
+    logPretty: optional(env, 'LOG_PRETTY') === undefined ? undefined : boolean(env, 'LOG_PRETTY', false),
   };
   return Object.freeze(config);
 }

@@ -12,13 +12,14 @@ const REDACT = [
   'headers.authorization',
 ];
 
-// One pino logger per process: JSON for machines, pretty when asked for, credentials always redacted.
-export function createLogger(options: { level: string; pretty: boolean; name: string }): Logger {
+// One pino logger per process: JSON for machines, readable when asked for or on a terminal, credentials redacted.
+export function createLogger(options: { level: string; pretty: boolean | undefined; name: string }): Logger {
+  const pretty = options.pretty ?? process.stdout.isTTY === true;
   return pino({
     name: options.name,
     level: options.level,
     redact: { paths: REDACT, censor: '[redacted]' },
-    ...(options.pretty ? { transport: { target: 'pino-pretty', options: { colorize: true } } } : {}),
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true } } } : {}),
   });
 }
 

@@ -46,6 +46,9 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     });
     const app = express();
     app.disable('x-powered-by');
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    });
     if (auth) app.use(basicAuth(auth.username, auth.password));
     app.get('/artefacts/:file', (req, res) => {
       const match = /^([0-9a-f]{40})\.tar\.gz$/.exec(req.params.file ?? '');

@@ -64,6 +64,7 @@ function handler(parts: Parts) {
   return async (message: IncomingMessage, heartbeat: () => Promise<void>): Promise<void> => {
     const decision = decide(message.value, config.remoteRepo);
     const where = { partition: message.partition, offset: message.offset };
+    logger.info({ ...where, key: message.key?.toString('utf8') }, 'commit result received');
     if (decision.kind === 'skip') {
       logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
       count('skipped');

@@ -49,7 +49,7 @@ export class ReportOutbox {
         await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
         await this.store.acknowledge(sha, bytes);
         this.onPublished(sha);
-        this.logger.info({ commitSha: sha, topic: this.topic }, 'report published');
+        this.logger.info({ commitSha: sha, jobId: `build-${sha}`, topic: this.topic }, 'report published');
       } catch (thrown) {
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');
         return;

@@ -63,7 +63,12 @@ function processor({ config, events, toolchain, store, logger, running, draining
         onLog: (line) => void job.log(line).catch(() => undefined),
         onStage: (stage, result) => {
           void job.updateProgress({ stage, outcome: result?.outcome ?? 'running' }).catch(() => undefined);
-          if (result) observeStage(events, stage, result);
+          if (result) {
+            log.info({ stage, outcome: result.outcome, durationMs: result.durationMs }, 'stage finished');
+            observeStage(events, stage, result);
+          } else {
+            log.info({ stage }, 'stage started');
+          }
         },
       });
     } catch (thrown) {

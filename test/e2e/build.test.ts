@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -223,6 +223,15 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     assert.equal(bridge_('ci_bridge_messages_total{outcome="republished"}'), 1);
     assert.equal(bridge_('ci_bridge_messages_total{outcome="skipped"}'), 1);
     assert.equal(bridge_('ci_bridge_consumer_lag'), 0);
+
+    // Every metric the shipped dashboard and alert rules use exists in a real scrape.
+    const exposed = `${await (await fetch(`${worker.metricsUrl}/metrics`)).text()}${await (await fetch(`${bridge.metricsUrl}/metrics`)).text()}`;
+    const shipped = `${await readFile('deploy/grafana-dashboard.json', 'utf8')}${await readFile('deploy/prometheus-alerts.yml', 'utf8')}`;
+    const used = new Set(
+      [...shipped.matchAll(/\bci_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')),
+    );
+    assert.ok(used.size >= 10, `${used.size} metrics used`);
+    for (const name of used) assert.match(exposed, new RegExp(`# TYPE ${name} `), `${name} is exposed`);
 
     for (const url of [worker.metricsUrl, bridge.metricsUrl]) {
       assert.equal((await fetch(`${url}/healthz`)).status, 200);

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+describe('deployment files', () => {
+  test('docker-compose.yml is valid for a real compose implementation, and every command exists in the build', async () => {
+    const env = { ...process.env, BOARD_USERNAME: 'oncall', BOARD_PASSWORD: 'secret' };
+    const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env });
+    for (const service of ['kafka', 'redis', 'bridge', 'worker', 'board']) {
+      assert.match(stdout, new RegExp(`\\n  ${service}:\\n`), `service ${service}`);
+    }
+    assert.match(stdout, /appendfsync[\s\S]*always[\s\S]*noeviction/);
+    assert.match(stdout, /replicas: 3/);
+    const entries = [...new Set(stdout.match(/dist\/src\/[\w/]+\.js/g) ?? [])].sort();
+    assert.deepEqual(entries, [
+      'dist/src/board/main.js',
+      'dist/src/bridge/main.js',
+      'dist/src/worker/main.js',
+    ]);
+
+    const out = await mkdtemp(join(tmpdir(), 'ci-runner-dist-'));
+    try {
+      await run('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', out]);
+      for (const entry of entries) assert.ok(existsSync(join(out, entry.replace(/^dist\//, ''))), entry);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  test('without board credentials compose refuses to render the deployment', async () => {
+    const env = { ...process.env, BOARD_USERNAME: '', BOARD_PASSWORD: '' };
+    await assert.rejects(
+      run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env }),
+      /BOARD_USERNAME/,
+    );
+  });
+
+  test('every file the Dockerfile copies exists, and it runs as a non-root user', async () => {
+    const dockerfile = await readFile('Dockerfile', 'utf8');
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
+      (m[1] ?? '').split(' '),
+    );
+    assert.ok(sources.length >= 5);
+    for (const source of sources) assert.ok(existsSync(source), source);
+    assert.match(dockerfile, /^USER runner$/m);
+    assert.match(dockerfile, /^FROM node:20-bookworm-slim AS build$/m);
+  });
+});
