@@ -49,6 +49,10 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok' });
     });
+    app.get('/readyz', (_req, res) => {
+      const ready = redis.status === 'ready';
+      res.status(ready ? 200 : 503).json({ ready, checks: { redis: ready } });
+    });
     if (auth) app.use(basicAuth(auth.username, auth.password));
     app.get('/artefacts/:file', (req, res) => {
       const match = /^([0-9a-f]{40})\.tar\.gz$/.exec(req.params.file ?? '');

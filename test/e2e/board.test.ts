@@ -100,6 +100,13 @@ describe('Bull Board for on-call, in a real browser', () => {
     );
   });
 
+  test('health and readiness answer without credentials and reveal nothing else', async () => {
+    assert.equal((await fetch(`${board.url}/healthz`)).status, 200);
+    const ready = await fetch(`${board.url}/readyz`);
+    assert.deepEqual(await ready.json(), { ready: true, checks: { redis: true } });
+    assert.equal((await fetch(`${board.url}/api/queues`)).status, 401);
+  });
+
   test('a wrong password gets 401 and no page content', async () => {
     const context = await browser.newContext({ httpCredentials: { username: USER, password: 'wrong' } });
     const response = await context.request.get(`${board.url}/`);
