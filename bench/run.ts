@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     config.pythonBin,
     resolve(process.env.CACHE_DIR ?? '.cache'),
     logger,
+    { path: config.hostPath, inherited: config.buildEnv },
   );
   const repo = await createFixtureRepo(served, git.baseUrl, 'bench');
   const ctx = (dir: string): StageContext => ({

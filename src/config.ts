@@ -54,6 +54,8 @@ export interface Config {
   limits: StageLimits;
   /** Host variables builds inherit (package index, TLS trust, proxies); nothing else of the runner's reaches them. */
   buildEnv: Readonly<Record<string, string>>;
+  /** The PATH the runner finds git and Python on (the host's). */
+  hostPath: string;
   logLevel: string;
   /** Human-readable logs; undefined means "when writing to a terminal". */
   logPretty: boolean | undefined;
@@ -257,6 +259,7 @@ export function loadConfig(
       testMs: seconds('TEST_TIMEOUT_SEC', 900),
     }),
     buildEnv: buildEnv(env),
+    hostPath: text(env, 'PATH', '/usr/local/bin:/usr/bin:/bin'),
     logLevel: logLevel(env),
     logPretty: optional(env, 'LOG_PRETTY') === undefined ? undefined : boolean(env, 'LOG_PRETTY', false),
   };

@@ -9,6 +9,8 @@ export interface GitServer {
 }
 
 export interface GitServerOptions {
+  /** Where to find git (the host's PATH). */
+  path?: string;
   /** When set, every request needs these basic-auth credentials. */
   auth?: { username: string; password: string };
 }
@@ -27,7 +29,7 @@ export async function startGitServer(root: string, options: GitServerOptions = {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const backend = spawn('git', ['http-backend'], {
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PATH: options.path ?? '/usr/local/bin:/usr/bin:/bin',
         GIT_PROJECT_ROOT: root,
         GIT_HTTP_EXPORT_ALL: '1',
         GIT_CONFIG_COUNT: '1',

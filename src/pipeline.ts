@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { GitCredentials, StageLimits } from './config.js';
+import type { Config, GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
 import { CiError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -37,6 +37,33 @@ export interface PipelineOptions {
 }
 
 const JOB_LOG_TAIL_BYTES = 64 * 1024;
+
+/** The part of the pipeline options that comes from configuration. */
+export type ConfiguredOptions = Pick<
+  PipelineOptions,
+  | 'artefactDir'
+  | 'cacheDir'
+  | 'workDir'
+  | 'pytestMark'
+  | 'gitCredentials'
+  | 'buildEnv'
+  | 'limits'
+  | 'artefactMaxBytes'
+>;
+
+// The pipeline options every runner of builds (worker, CLI) takes from the configuration.
+export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
+  return {
+    artefactDir: config.artefactDir,
+    cacheDir: config.cacheDir,
+    workDir: config.workDir,
+    pytestMark: config.pytestMark,
+    gitCredentials: config.gitCredentials,
+    buildEnv: config.buildEnv,
+    limits: config.limits,
+    artefactMaxBytes: config.artefactMaxBytes,
+  };
+}
 
 // Runs the stages in order (lint and tests side by side) for one commit and turns their results into a report.
 // Throws only for faults outside the commit (unreachable repository, runner fault, cancellation).

@@ -2,17 +2,9 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CiError } from './errors.js';
+import { pidAlive } from './pidAlive.js';
 
 const POLL_MS = 50;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function isStale(lockDir: string, staleMs: number): Promise<boolean> {
   try {

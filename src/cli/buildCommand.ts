@@ -9,7 +9,7 @@ import { CiError, toError } from '../errors.js';
 import { formatReport } from '../formatReport.js';
 import { type GitServer, startGitServer } from '../gitServer.js';
 import { createLogger } from '../logger.js';
-import { runPipeline } from '../pipeline.js';
+import { configuredOptions, runPipeline } from '../pipeline.js';
 import { erroredReport } from '../report.js';
 import { ensureToolchain } from '../stages/toolchain.js';
 import { parseCommand } from './parseCommand.js';
@@ -33,7 +33,12 @@ interface Target {
 }
 
 // A local working copy is served over smart HTTP for the checkout stage; a URL is used as it is.
-async function target(repo: string, sha: string | undefined, branch: string | undefined): Promise<Target> {
+async function target(
+  repo: string,
+  sha: string | undefined,
+  branch: string | undefined,
+  path: string,
+): Promise<Target> {
   const local = await stat(repo).then(
     (s) => s.isDirectory(),
     () => false,
@@ -42,7 +47,7 @@ async function target(repo: string, sha: string | undefined, branch: string | un
     const dir = resolve(repo);
     const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
     const bare = (await inDir('rev-parse', '--is-bare-repository')) === 'true';
-    const server = await startGitServer(dirname(dir));
+    const server = await startGitServer(dirname(dir), { path });
     return {
       url: `${server.baseUrl}${basename(dir)}${bare ? '' : '/.git'}`,
       sha: sha ?? (await inDir('rev-parse', 'HEAD')),
@@ -79,6 +84,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     repo,
     args.values.sha as string | undefined,
     args.values.branch as string | undefined,
+    config.hostPath,
   );
   const input = {
     taskId: 'local',
@@ -88,20 +94,16 @@ export async function buildCommand(argv: string[]): Promise<number> {
     attempt: 1,
   };
   const started = performance.now();
-  const progress = process.stderr.isTTY || process.env.CI_RUNNER_PROGRESS === '1';
+  const progress = process.stderr.isTTY === true;
   let report: Awaited<ReturnType<typeof runPipeline>>;
   try {
-    const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger);
+    const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger, {
+      path: config.hostPath,
+      inherited: config.buildEnv,
+    });
     report = await runPipeline(input, {
       toolchain,
-      artefactDir: config.artefactDir,
-      cacheDir: config.cacheDir,
-      workDir: config.workDir,
-      pytestMark: config.pytestMark,
-      gitCredentials: config.gitCredentials,
-      buildEnv: config.buildEnv,
-      limits: config.limits,
-      artefactMaxBytes: config.artefactMaxBytes,
+      ...configuredOptions(config),
       logger,
       signal: new AbortController().signal,
       onStage: (stage, result) => {

@@ -25,10 +25,10 @@ export interface Toolchain {
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
 const INSTALL_TIMEOUT_MS = 600_000;
 
-async function pythonVersion(basePython: string): Promise<string> {
+async function pythonVersion(basePython: string, env: Record<string, string>): Promise<string> {
   const result = await runBounded(basePython, ['-c', 'import sys; print(sys.version.split()[0])'], {
     cwd: '/',
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    env,
     timeoutMs: 30_000,
     signal: new AbortController().signal,
   });
@@ -38,8 +38,13 @@ async function pythonVersion(basePython: string): Promise<string> {
   return result.stdout.trim();
 }
 
-async function install(basePython: string, target: string, requirements: string): Promise<void> {
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: target, PIP_DISABLE_PIP_VERSION_CHECK: '1' };
+async function install(
+  basePython: string,
+  target: string,
+  requirements: string,
+  host: Record<string, string>,
+) {
+  const env = { ...host, HOME: target, PIP_DISABLE_PIP_VERSION_CHECK: '1' };
   const steps: Array<[string, string[]]> = [
     [basePython, ['-m', 'venv', target]],
     [join(target, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '-r', requirements]],
@@ -60,13 +65,21 @@ async function install(basePython: string, target: string, requirements: string)
   }
 }
 
+/** What installing the toolchain may use from the host: its PATH and the operator's pass-through variables. */
+export interface HostEnv {
+  path: string;
+  inherited: Readonly<Record<string, string>>;
+}
+
 // Installs the pinned lint tools and pip once per (Python version, pins) under cacheDir; later calls reuse them.
 export async function ensureToolchain(
   basePython: string,
   cacheDir: string,
   logger: Logger,
+  host: HostEnv,
 ): Promise<Toolchain> {
-  const version = await pythonVersion(basePython);
+  const env = { ...host.inherited, PATH: host.path };
+  const version = await pythonVersion(basePython, env);
   const toolsFile = join(PYTHON_DIR, 'requirements-tools.txt');
   const testFile = join(PYTHON_DIR, 'requirements-test.txt');
   const pins = `${await readFile(toolsFile, 'utf8')}\n${await readFile(testFile, 'utf8')}`;
@@ -76,7 +89,7 @@ export async function ensureToolchain(
     logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
     await mkdir(join(cacheDir, 'tools'), { recursive: true });
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
-    await install(basePython, staging, toolsFile);
+    await install(basePython, staging, toolsFile, env);
     await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
     try {
       await rename(staging, dir);

@@ -2,15 +2,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from '../pidAlive.js';
 
 // Pids of the processes whose environment has HOME=<home>: every process a build starts inherits it.
 async function processesOf(home: string): Promise<number[]> {
@@ -33,7 +25,7 @@ export async function reapOrphans(workDir: string, logger: Logger): Promise<numb
     const owner = await readFile(join(dir, 'owner'), 'utf8').catch(() => undefined);
     if (!owner) continue;
     const [host, pid] = owner.trim().split(' ');
-    if (host !== hostname() || alive(Number(pid))) continue;
+    if (host !== hostname() || pidAlive(Number(pid))) continue;
     for (const orphan of await processesOf(join(dir, 'home'))) {
       try {
         process.kill(orphan, 'SIGKILL');

@@ -6,7 +6,7 @@ import { connectPublisher, ensureTopics } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { startMetricsServer } from '../metricsServer.js';
-import { runPipeline } from '../pipeline.js';
+import { configuredOptions, runPipeline } from '../pipeline.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../queue.js';
 import { erroredReport } from '../report.js';
 import { ReportStore } from '../reportStore.js';
@@ -50,14 +50,7 @@ function processor({ config, events, toolchain, store, logger, running, draining
     try {
       report = await runPipeline(input, {
         toolchain,
-        artefactDir: config.artefactDir,
-        cacheDir: config.cacheDir,
-        workDir: config.workDir,
-        pytestMark: config.pytestMark,
-        gitCredentials: config.gitCredentials,
-        buildEnv: config.buildEnv,
-        limits: config.limits,
-        artefactMaxBytes: config.artefactMaxBytes,
+        ...configuredOptions(config),
         logger: log,
         signal: controller.signal,
         onLog: (line) => void job.log(line).catch(() => undefined),
@@ -123,7 +116,10 @@ export interface RunningWorker extends Closable {
 export async function startWorker(config: Readonly<Config>, logger: Logger): Promise<RunningWorker> {
   const teardown = new Teardown(logger);
   try {
-    const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger);
+    const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger, {
+      path: config.hostPath,
+      inherited: config.buildEnv,
+    });
     await reapOrphans(config.workDir, logger);
     const reaper = setInterval(
       () => void reapOrphans(config.workDir, logger).catch(() => undefined),

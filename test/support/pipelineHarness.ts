@@ -35,7 +35,10 @@ export async function createPipelineHarness(env: Record<string, string> = {}): P
     ...env,
   });
   const logger = testLogger('pipeline');
-  const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger);
+  const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger, {
+    path: config.hostPath,
+    inherited: config.buildEnv,
+  });
   const repos: FixtureRepo[] = [];
   const harness: PipelineHarness = {
     root,
