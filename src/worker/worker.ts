@@ -85,7 +85,9 @@ function processor({ config, events, toolchain, store, logger, running, draining
     const standing = await store.record(report);
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
-    void job.log(`artefact on the board: /artefacts/${job.data.commitSha}.tar.gz`).catch(() => undefined);
+    if (standing.artefactUrl) {
+      void job.log(`artefact on the board: /artefacts/${job.data.commitSha}.tar.gz`).catch(() => undefined);
+    }
     if (standing.status === 'ERRORED') {
       // Reported (the outbox has it) and shown to on-call as a failed job they can retry from the board.
       throw new UnrecoverableError(`ERRORED: ${standing.error}`);
