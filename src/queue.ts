@@ -10,6 +10,8 @@ export interface BuildJobData {
 }
 
 export const BUILD_JOB_NAME = 'build';
+/** The job states on-call and the metrics count. */
+export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 const DAY_SECONDS = 86_400;
 /** How long finished jobs and their reports are kept: a redelivery within it gets the stored report. */
 export const RETENTION_SECONDS = 14 * DAY_SECONDS;

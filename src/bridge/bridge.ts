@@ -34,6 +34,8 @@ interface Parts {
   store: ReportStore;
   deadLetters: Publisher;
   closing: { value: boolean };
+  /** The last waiting-jobs reading and the builds enqueued since, so most messages need no extra Redis query. */
+  backlog: { waiting: number; readAt: number; enqueuedSince: number };
   count: (outcome: MessageOutcome) => void;
 }
 
@@ -101,6 +103,7 @@ function handler(parts: Parts) {
         if (await store.republish(commitSha)) return 'republished';
         if (await queue.getJob(jobId)) return 'duplicate';
         await queue.add(BUILD_JOB_NAME, decision.data, { jobId });
+        parts.backlog.enqueuedSince += 1;
         return 'enqueued';
       },
       heartbeat,
@@ -113,9 +116,13 @@ function handler(parts: Parts) {
 // Holds the message (and so its partition) while MAX_WAITING_JOBS builds wait, heartbeating so the group keeps the
 // partition; the offset stays uncommitted, so a bridge restart meanwhile loses nothing.
 async function belowLimit(parts: Parts, heartbeat: () => Promise<void>): Promise<void> {
+  const { backlog } = parts;
+  const recent = Date.now() - backlog.readAt < BACKPRESSURE_CHECK_MS;
+  if (recent && backlog.waiting + backlog.enqueuedSince < parts.config.maxWaitingJobs) return;
   let paused = false;
   for (;;) {
     const waiting = await parts.queue.getWaitingCount().catch(() => Number.POSITIVE_INFINITY);
+    Object.assign(backlog, { waiting, readAt: Date.now(), enqueuedSince: 0 });
     if (waiting < parts.config.maxWaitingJobs) {
       if (paused) parts.logger.info({ waiting }, 'resuming consumption');
       return;
@@ -161,6 +168,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       deadLetters,
       closing,
       count: metrics.message,
+      backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },
     };
     const subscription = await subscribe({
       brokers: config.kafkaBrokers,

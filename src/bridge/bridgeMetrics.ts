@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { KafkaAdmin } from '../kafka.js';
-import { queueDepthGauge } from '../worker/workerMetrics.js';
+import { queueDepthGauge } from '../queueDepthGauge.js';
 
 export type MessageOutcome = 'enqueued' | 'duplicate' | 'republished' | 'skipped' | 'dead_lettered';
 

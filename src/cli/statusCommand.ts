@@ -1,8 +1,7 @@
 import { Queue } from 'bullmq';
 import { loadConfig } from '../config.js';
 import type { BuildReport } from '../contracts.js';
-import { connectRedis } from '../queue.js';
-import { QUEUE_STATES } from '../worker/workerMetrics.js';
+import { connectRedis, QUEUE_STATES } from '../queue.js';
 import { parseCommand } from './parseCommand.js';
 
 export const STATUS_USAGE = `usage: ci-runner status [--json]

@@ -49,41 +49,38 @@ function unexpected(tool: string, result: RunResult): never {
   throw new CiError('RUNNER_FAULT', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
-async function black(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
+// Runs one of the runner's lint tools (`python -m <tool>`) in the checkout, its cache kept out of the tree.
+function runTool(input: LintInput, ctx: StageContext, tool: string, args: string[]): Promise<RunResult> {
   const { layout } = input;
-  const result = await runBounded(input.toolchain.python, ['-m', 'black', '--check', '.'], {
+  const cacheVariable = `${tool.toUpperCase()}_CACHE_DIR`;
+  return runBounded(input.toolchain.python, ['-m', tool, ...args], {
     cwd: layout.src,
-    env: buildEnv(layout, { BLACK_CACHE_DIR: join(layout.tmp, 'black-cache') }),
+    env: buildEnv(layout, { [cacheVariable]: join(layout.tmp, `${tool}-cache`) }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'lint.log'),
   });
+}
+
+function toolError(tool: string, exitCode: number, stderr: string): string {
+  return `${tool}: exited ${exitCode}: ${stderr.trim().split('\n').slice(-3).join(' ')}`;
+}
+
+async function black(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
+  const result = await runTool(input, ctx, 'black', ['--check', '.']);
   if (result.kind !== 'exited') return result;
   if (result.exitCode === 0) return [];
-  const findings = parseBlackOutput(result.stderr, layout.src);
-  if (findings.length > 0) return findings;
-  return [`black: exited ${result.exitCode}: ${result.stderr.trim().split('\n').slice(-3).join(' ')}`];
+  const findings = parseBlackOutput(result.stderr, input.layout.src);
+  return findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
 }
 
 async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
-  const { layout } = input;
-  const output = join(layout.reports, 'ruff.json');
-  const result = await runBounded(
-    input.toolchain.python,
-    ['-m', 'ruff', 'check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'],
-    {
-      cwd: layout.src,
-      env: buildEnv(layout, { RUFF_CACHE_DIR: join(layout.tmp, 'ruff-cache') }),
-      timeoutMs: input.timeoutMs,
-      signal: ctx.signal,
-      logFile: join(layout.reports, 'lint.log'),
-    },
-  );
+  const output = join(input.layout.reports, 'ruff.json');
+  const args = ['check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'];
+  const result = await runTool(input, ctx, 'ruff', args);
   if (result.kind !== 'exited') return result;
-  if (result.exitCode !== 0) {
-    return [`ruff: exited ${result.exitCode}: ${result.stderr.trim().split('\n').slice(-3).join(' ')}`];
-  }
-  return formatRuffFindings(JSON.parse(await readFile(output, 'utf8')) as RuffFinding[], layout.src);
+  if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
+  return formatRuffFindings(JSON.parse(await readFile(output, 'utf8')) as RuffFinding[], input.layout.src);
 }
 
 // Runs black --check and ruff check side by side with the repository's own configuration; one entry per finding.

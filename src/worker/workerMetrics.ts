@@ -1,23 +1,8 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { queueDepthGauge } from '../queueDepthGauge.js';
 import type { ReportStore } from '../reportStore.js';
 import type { BuildEvents } from './buildEvents.js';
-
-export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
-
-// Queue depth by state, read from Redis at scrape time.
-export function queueDepthGauge(registry: Registry, queue: Queue): void {
-  new Gauge({
-    name: 'ci_queue_jobs',
-    help: 'Build jobs in the queue by state',
-    labelNames: ['state'],
-    registers: [registry],
-    async collect() {
-      const counts = await queue.getJobCounts(...QUEUE_STATES);
-      for (const state of QUEUE_STATES) this.set({ state }, counts[state] ?? 0);
-    },
-  });
-}
 
 // The worker's Prometheus registry: the phase document's build metrics plus stages, caches, retries and the outbox.
 export function createWorkerMetrics(events: BuildEvents, store: ReportStore, queue: Queue): Registry {
