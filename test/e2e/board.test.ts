@@ -1,21 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
 import { type RunningBoard, startBoard } from '../../src/board/board.js';
-import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
 import { loadConfig } from '../../src/config.js';
-import { encodeCommitResult } from '../../src/contracts.js';
 import { ConfigError } from '../../src/errors.js';
-import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { connectPublisher, type Publisher } from '../../src/kafka.js';
+import type { Logger } from '../../src/logger.js';
 import { buildJobId } from '../../src/queue.js';
-import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
-import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
-import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
+import type { FixtureRepo } from '../support/fixtureRepo.js';
+import type { TestSpace } from '../support/harness.js';
 import { cleanProject } from '../support/pythonProject.js';
-import { collectReports, type ReportCollector } from '../support/reportCollector.js';
+import type { ReportCollector } from '../support/reportCollector.js';
+import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
 
 const CHROMIUM_FLAGS = [
   '--headless',
@@ -31,34 +27,27 @@ const USER = 'oncall';
 const PASSWORD = 'correct horse battery staple';
 
 describe('Bull Board for on-call, in a real browser', () => {
-  const logger = testLogger('board');
+  let harness: RunnerHarness;
   let space: TestSpace;
-  let git: GitServer;
-  let repo: FixtureRepo;
-  let bridge: RunningBridge;
-  let worker: RunningWorker;
-  let board: RunningBoard;
-  let agent: Publisher;
   let reports: ReportCollector;
+  let logger: Logger;
+  let repo: FixtureRepo;
+  let board: RunningBoard;
   let browser: Browser;
 
   before(async () => {
-    space = await createTestSpace({
+    harness = await createRunnerHarness('board', {
       BOARD_USERNAME: USER,
       BOARD_PASSWORD: PASSWORD,
       BOARD_PORT: '0',
       BUILD_ATTEMPTS: '1',
       CHECKOUT_TIMEOUT_SEC: '10',
     });
-    const served = join(space.dir, 'served');
-    await mkdir(served);
-    git = await startGitServer(served);
-    repo = await createFixtureRepo(served, git.baseUrl, 'board');
-    bridge = await startBridge(space.config, logger);
-    worker = await startWorker(space.config, logger);
-    board = await startBoard(space.config, logger);
-    agent = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
-    reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+    ({ space, reports, logger } = harness);
+    repo = await harness.newRepo('board');
+    await harness.startBridge();
+    await harness.startWorker();
+    board = harness.track(await startBoard(space.config, logger));
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
       args: CHROMIUM_FLAGS,
@@ -67,26 +56,10 @@ describe('Bull Board for on-call, in a real browser', () => {
 
   after(async () => {
     await browser?.close();
-    await Promise.all([reports?.close(), agent?.close()]);
-    await Promise.all([bridge?.close(), worker?.close(), board?.close()]);
-    await git?.close();
-    await repo?.cleanup();
-    await space?.cleanup();
+    await harness?.close();
   });
 
-  const announce = (sha: string) =>
-    agent.send(space.config.topicCommitResults, [
-      {
-        key: sha,
-        value: encodeCommitResult({
-          taskId: 't',
-          commitSha: sha,
-          branchName: 'main',
-          status: 'SUCCESS',
-          repositoryUrl: repo.url,
-        }),
-      },
-    ]);
+  const announce = (sha: string) => harness.announce({ sha, repositoryUrl: repo.url });
 
   test('the board refuses to start without credentials unless bound to 127.0.0.1 with the opt-out', async () => {
     const open = loadConfig(

@@ -1,70 +1,41 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
-import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
-import { encodeCommitResult } from '../../src/contracts.js';
-import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { connectPublisher, type Publisher } from '../../src/kafka.js';
+import type { RunningBridge } from '../../src/bridge/bridge.js';
 import { buildJobId, connectRedis } from '../../src/queue.js';
-import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
-import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
-import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
+import type { RunningWorker } from '../../src/worker/worker.js';
+import type { FixtureRepo } from '../support/fixtureRepo.js';
+import type { TestSpace } from '../support/harness.js';
 import { cleanProject, failingTest } from '../support/pythonProject.js';
 import { readArtefact } from '../support/readArtefact.js';
-import { collectReports, type ReportCollector } from '../support/reportCollector.js';
+import type { ReportCollector } from '../support/reportCollector.js';
+import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
 
 describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
-  const logger = testLogger('e2e');
+  let harness: RunnerHarness;
   let space: TestSpace;
-  let git: GitServer;
-  let served: string;
-  const repos: FixtureRepo[] = [];
+  let reports: ReportCollector;
   let bridge: RunningBridge;
   let worker: RunningWorker;
-  let agent: Publisher;
-  let reports: ReportCollector;
   const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
-
-  // Each test gets its own repository, so no test builds on another's commits.
-  const newRepo = async (name: string) => {
-    const repo = await createFixtureRepo(served, git.baseUrl, name);
-    repos.push(repo);
-    return repo;
-  };
-
-  const announce = async (repo: FixtureRepo, sha: string, branch: string, status = 'SUCCESS') => {
-    const value = encodeCommitResult({
-      taskId: `task-${sha.slice(0, 6)}`,
-      commitSha: sha,
-      branchName: branch,
-      status,
-      repositoryUrl: repo.url,
-    });
-    await agent.send(space.config.topicCommitResults, [{ key: sha, value }]);
-  };
+  const newRepo = (name: string) => harness.newRepo(name);
+  const announce = (repo: FixtureRepo, sha: string, branch: string, status = 'SUCCESS') =>
+    harness.announce({ sha, repositoryUrl: repo.url, branch, status });
 
   before(async () => {
-    space = await createTestSpace();
-    served = join(space.dir, 'served');
-    await mkdir(served);
-    git = await startGitServer(served);
-    bridge = await startBridge(space.config, logger);
-    worker = await startWorker(space.config, logger);
-    agent = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
-    reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+    harness = await createRunnerHarness('e2e');
+    ({ space, reports } = harness);
+    bridge = await harness.startBridge();
+    worker = await harness.startWorker();
   });
 
   after(async () => {
-    await Promise.all([reports?.close(), agent?.close()]);
-    await Promise.all([bridge?.close(), worker?.close()]);
-    await git?.close();
-    await Promise.all(repos.map((repo) => repo.cleanup()));
+    await harness?.close();
     redis.disconnect();
-    await space?.cleanup();
   });
 
   test('clean lint and passing fast tests: PASSED with coverage and an artefact of that commit', async () => {

@@ -1,0 +1,95 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
+import { encodeCommitResult } from '../../src/contracts.js';
+import { type GitServer, startGitServer } from '../../src/gitServer.js';
+import { connectPublisher, ensureTopics, type Publisher } from '../../src/kafka.js';
+import type { Closable } from '../../src/lifecycle.js';
+import type { Logger } from '../../src/logger.js';
+import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
+import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
+import { createTestSpace, type TestSpace, testLogger } from './harness.js';
+import { collectReports, type ReportCollector } from './reportCollector.js';
+
+export interface Announcement {
+  sha: string;
+  repositoryUrl: string;
+  branch?: string;
+  status?: string;
+  taskId?: string;
+}
+
+/** The pieces around a ci-runner under test: a git server, the coding agent and the orchestrator. */
+export interface RunnerHarness {
+  space: TestSpace;
+  logger: Logger;
+  reports: ReportCollector;
+  /** A fresh fixture repository on the git server, so no test builds on another's commits. */
+  newRepo(name: string): Promise<FixtureRepo>;
+  /** Produces a CommitResult keyed by its sha, as the coding agent does (task id defaults to task-<sha prefix>). */
+  announce(commit: Announcement): Promise<void>;
+  /** Produces raw bytes to the commit-results topic. */
+  send(key: string, value: Buffer): Promise<void>;
+  startBridge(): Promise<RunningBridge>;
+  startWorker(): Promise<RunningWorker>;
+  /** Closes the part with the harness, before the services it depends on. */
+  track<T extends Closable>(part: T): T;
+  close(): Promise<void>;
+}
+
+// Builds a private namespace on the real services (see createTestSpace) plus what talks to the runner from outside.
+export async function createRunnerHarness(
+  name: string,
+  env: Record<string, string> = {},
+): Promise<RunnerHarness> {
+  const logger = testLogger(name);
+  const space = await createTestSpace(env);
+  const served = join(space.dir, 'served');
+  await mkdir(served);
+  const git: GitServer = await startGitServer(served);
+  const { config } = space;
+  // Topics exist before anyone subscribes (kafkajs cannot subscribe to a missing topic).
+  await ensureTopics(
+    config.kafkaBrokers,
+    [config.topicCommitResults, config.topicBuildReports, config.topicDeadLetter],
+    logger,
+  );
+  const agent: Publisher = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
+  const reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+  const repos: FixtureRepo[] = [];
+  const parts: Closable[] = [];
+  const send = (key: string, value: Buffer) => agent.send(space.config.topicCommitResults, [{ key, value }]);
+  const harness: RunnerHarness = {
+    space,
+    logger,
+    reports,
+    async newRepo(repoName) {
+      const repo = await createFixtureRepo(served, git.baseUrl, repoName);
+      repos.push(repo);
+      return repo;
+    },
+    announce: ({
+      sha,
+      repositoryUrl,
+      branch = 'main',
+      status = 'SUCCESS',
+      taskId = `task-${sha.slice(0, 6)}`,
+    }) =>
+      send(sha, encodeCommitResult({ taskId, commitSha: sha, branchName: branch, status, repositoryUrl })),
+    send,
+    startBridge: async () => harness.track(await startBridge(space.config, logger)),
+    startWorker: async () => harness.track(await startWorker(space.config, logger)),
+    track(part) {
+      parts.push(part);
+      return part;
+    },
+    async close() {
+      await Promise.all([reports.close(), agent.close()]);
+      await Promise.all(parts.map((part) => part.close()));
+      await git.close();
+      await Promise.all(repos.map((repo) => repo.cleanup()));
+      await space.cleanup();
+    },
+  };
+  return harness;
+}
