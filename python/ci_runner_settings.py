@@ -1,6 +1,6 @@
 """Reads ./pyproject.toml for ci-runner: the [tool.ci-runner] table and the project's test extras, as JSON.
 
-Prints {"settings": {...}, "extras": [...], "installable": bool} or {"error": "..."}.
+Prints {"settings": {...}, "extras": [...], "installable": bool, "build_requires": [...]} or {"error": "..."}.
 """
 
 import json
@@ -24,11 +24,17 @@ optional = project.get("optional-dependencies", {}) if isinstance(project, dict)
 installable = (
     "project" in data or "build-system" in data or os.path.exists("setup.py") or os.path.exists("setup.cfg")
 )
+build_system = data.get("build-system", {})
+requires = build_system.get("requires") if isinstance(build_system, dict) else None
+if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):
+    # No (valid) [build-system]: pip's and uv's legacy default backend.
+    requires = ["setuptools>=40.8.0"]
 json.dump(
     {
         "settings": data.get("tool", {}).get("ci-runner", {}),
         "extras": [name for name in TEST_EXTRAS if isinstance(optional, dict) and name in optional],
         "installable": installable,
+        "build_requires": requires if installable else [],
     },
     sys.stdout,
 )

@@ -9,6 +9,23 @@ export interface StageLimits {
   testMs: number;
 }
 
+/** What one build may use at most, all its processes together where the kernel allows (see the sandbox). */
+export interface BuildResources {
+  memoryMb: number;
+  maxProcesses: number;
+  fileSizeMb: number;
+  openFiles: number;
+  cpuSec: number;
+}
+
+export interface SandboxConfig {
+  /** false only when an operator set SANDBOX=off. */
+  enabled: boolean;
+  /** Builds started by root run as uid/gid uidBase + a random offset below 65,536. */
+  uidBase: number;
+  resources: BuildResources;
+}
+
 export interface GitCredentials {
   username: string;
   password: string;
@@ -52,6 +69,7 @@ export interface Config {
   pytestMark: string;
   pythonBin: string;
   limits: StageLimits;
+  sandbox: Readonly<SandboxConfig>;
   /** Host variables builds inherit (package index, TLS trust, proxies); nothing else of the runner's reaches them. */
   buildEnv: Readonly<Record<string, string>>;
   /** The PATH the runner finds git and Python on (the host's). */
@@ -189,6 +207,13 @@ function buildEnv(env: Env): Readonly<Record<string, string>> {
   return Object.freeze(inherited);
 }
 
+function sandboxSwitch(env: Env): boolean {
+  const raw = optional(env, 'SANDBOX')?.toLowerCase();
+  if (raw === undefined || raw === 'on') return true;
+  if (raw === 'off') return false;
+  throw new ConfigError(`SANDBOX must be on or off, got "${raw}"`);
+}
+
 function topic(env: Env, name: string, fallback: string): string {
   const value = text(env, name, fallback);
   if (!/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
@@ -257,6 +282,17 @@ export function loadConfig(
       installMs: seconds('INSTALL_TIMEOUT_SEC', 900),
       lintMs: seconds('LINT_TIMEOUT_SEC', 300),
       testMs: seconds('TEST_TIMEOUT_SEC', 900),
+    }),
+    sandbox: Object.freeze({
+      enabled: sandboxSwitch(env),
+      uidBase: integer(env, 'SANDBOX_UID_BASE', 800_000, 1_000, 4_294_000_000),
+      resources: Object.freeze({
+        memoryMb: integer(env, 'BUILD_MEMORY_MB', 2048, 64, 1_048_576),
+        maxProcesses: integer(env, 'BUILD_MAX_PROCESSES', 512, 16, 4_194_304),
+        fileSizeMb: integer(env, 'BUILD_FILE_SIZE_MB', 1024, 1, 1_048_576),
+        openFiles: integer(env, 'BUILD_OPEN_FILES', 1024, 64, 1_048_576),
+        cpuSec: integer(env, 'BUILD_CPU_SEC', 1800, 1, 86_400),
+      }),
     }),
     buildEnv: buildEnv(env),
     hostPath: text(env, 'PATH', '/usr/local/bin:/usr/bin:/bin'),

@@ -34,6 +34,8 @@ export interface BuildReport {
   durationMs: number;
   testsRun: number;
   attempt: number;
+  /** How the build was contained, in one line; starts with UNSANDBOXED when it was not. */
+  sandbox: string;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../proto/ci.proto', import.meta.url));

@@ -1,11 +1,14 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Config, GitCredentials, StageLimits } from './config.js';
+import type { BuildResources, Config, GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
 import { CiError } from './errors.js';
-import type { Logger } from './logger.js';
+import { type Logger, redactUrl } from './logger.js';
+import { readBuildFile } from './readBuildFile.js';
 import { assembleReport, type BuildInput, type BuildResults } from './report.js';
+import { openBuildSandbox } from './sandbox/buildSandbox.js';
+import type { NoSandbox, SandboxHost } from './sandbox/sandboxHost.js';
 import * as artefact from './stages/artefact.js';
 import * as checkout from './stages/checkout.js';
 import * as coverage from './stages/coverage.js';
@@ -19,6 +22,10 @@ import type { StageContext, StageName, StageResult } from './stages/types.js';
 
 export interface PipelineOptions {
   toolchain: Toolchain;
+  /** The host's sandbox (prepareSandbox), or SANDBOX=off. */
+  sandbox: SandboxHost | NoSandbox;
+  /** Per-build resource limits (the repository may lower them). */
+  resources: BuildResources;
   artefactDir: string;
   cacheDir: string;
   workDir: string;
@@ -49,6 +56,7 @@ export type ConfiguredOptions = Pick<
   | 'buildEnv'
   | 'limits'
   | 'artefactMaxBytes'
+  | 'resources'
 >;
 
 // The pipeline options every runner of builds (worker, CLI) takes from the configuration.
@@ -62,7 +70,19 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     buildEnv: config.buildEnv,
     limits: config.limits,
     artefactMaxBytes: config.artefactMaxBytes,
+    resources: config.sandbox.resources,
   };
+}
+
+/** Reports the build's tools write (in its out/ directory), copied into the artefact's reports/. */
+const TOOL_REPORTS = ['junit.xml', 'coverage.json', 'ruff.json', 'pytest-results.json'];
+
+// Copies the tools' reports out of the build's reach into the runner's reports, read as plain files only.
+async function collectToolReports(out: string, reports: string): Promise<void> {
+  for (const name of TOOL_REPORTS) {
+    const bytes = await readBuildFile(join(out, name));
+    if (bytes) await writeFile(join(reports, name), bytes);
+  }
 }
 
 // Runs the stages in order (lint and tests side by side) for one commit and turns their results into a report.
@@ -72,7 +92,9 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   const elapsed = () => Math.round(performance.now() - started);
   await mkdir(options.workDir, { recursive: true });
   const buildDir = await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`));
-  const layout = buildLayout(buildDir, options.buildEnv);
+  const layout = buildLayout(buildDir, options.buildEnv, options.sandbox.enabled);
+  await prepareLayout(layout);
+  const sandbox = await openBuildSandbox(options.sandbox, layout, options.resources);
   const lines: string[] = [];
   const ctx: StageContext = {
     logger: options.logger,
@@ -82,6 +104,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
       lines.push(`${new Date().toISOString()} ${line}`);
       options.onLog?.(line);
     },
+    sandbox,
   };
   const forwardOutput = async (name: StageName) => {
     const text = await readFile(join(layout.reports, `${name}.log`)).catch(() => undefined);
@@ -89,11 +112,16 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     const kept = text.subarray(Math.max(0, text.length - JOB_LOG_TAIL_BYTES)).toString('utf8');
     options.onLog?.(`--- ${name} output${kept.length < text.length ? ' (tail)' : ''} ---\n${kept}`);
   };
-  const results: BuildResults = { stages: [] };
+  const results: BuildResults = { stages: [], sandbox: sandbox.description() };
   const stage = async <T>(name: StageName, work: () => Promise<StageResult<T>>): Promise<StageResult<T>> => {
     options.onStage?.(name);
     ctx.log(`stage ${name} started`);
-    const result = await work();
+    const finished = await work();
+    // What the kernel enforced during the stage is part of its result ("memory limit … reached").
+    const enforced = await sandbox.limitEvents();
+    const result = enforced.length
+      ? { ...finished, summary: `${finished.summary}; ${enforced.join('; ')}` }
+      : finished;
     results.stages.push([name, result]);
     ctx.log(`stage ${name} ${result.outcome}: ${result.summary}`);
     await forwardOutput(name);
@@ -104,7 +132,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     return result;
   };
   try {
-    await prepareLayout(layout);
+    ctx.log(`sandbox: ${sandbox.description()}`);
     // Names the process that owns this build, so a later worker can clean up if this one is killed.
     await writeFile(join(layout.root, 'owner'), `${hostname()} ${process.pid}\n`);
     const { toolchain } = options;
@@ -121,22 +149,45 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
       ),
     );
     if (results.checkout.outcome !== 'passed') return assembleReport(input, results, elapsed());
-    const defaults = { pytestMark: options.pytestMark, pytestArgs: [], lint: true, limits: options.limits };
+    await sandbox.handOver([layout.src, layout.out, layout.home, layout.tmp]);
+    const defaults = {
+      pytestMark: options.pytestMark,
+      pytestArgs: [],
+      lint: true,
+      limits: options.limits,
+      resources: options.resources,
+    };
     const repo = await stage('settings', () => settings.run({ layout, toolchain, defaults }, ctx));
     results.settings = repo;
     if (repo.outcome === 'passed') {
-      const { limits } = repo.value.settings;
-      const installInput = { layout, toolchain, cacheDir: options.cacheDir, timeoutMs: limits.installMs };
-      results.install = await stage('install', () =>
-        install.run({ ...installInput, extras: repo.value.extras, installable: repo.value.installable }, ctx),
+      const { limits, resources } = repo.value.settings;
+      await sandbox.lower(resources);
+      results.sandbox = sandbox.description();
+      const installed = await stage('install', () =>
+        install.run(
+          {
+            layout,
+            repository: redactUrl(input.repositoryUrl),
+            toolchain,
+            cacheDir: options.cacheDir,
+            timeoutMs: limits.installMs,
+            extras: repo.value.extras,
+            installable: repo.value.installable,
+            buildRequires: repo.value.buildRequires,
+          },
+          ctx,
+        ),
       );
-      if (results.install.outcome === 'passed') {
+      results.install = installed;
+      if (installed.outcome === 'passed') {
+        const sharedEnv = installed.value.sharedEnv;
         const testInput = {
           layout,
           toolchain,
           mark: repo.value.settings.pytestMark,
           extraArgs: repo.value.settings.pytestArgs,
           timeoutMs: limits.testMs,
+          sharedEnv,
         };
         const [lintResult, testResult] = await Promise.all([
           repo.value.settings.lint
@@ -148,11 +199,12 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
         results.test = testResult;
         if (testResult.outcome === 'passed' || testResult.outcome === 'failed') {
           results.coverage = await stage('coverage', () =>
-            coverage.run({ layout, timeoutMs: limits.lintMs }, ctx),
+            coverage.run({ layout, timeoutMs: limits.lintMs, sharedEnv }, ctx),
           );
         }
       }
     }
+    await collectToolReports(layout.out, layout.reports);
     await writeFile(join(layout.reports, 'build.log'), `${lines.join('\n')}\n`);
     results.artefact = await stage('artefact', () =>
       artefact.run(
@@ -170,6 +222,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     );
     return assembleReport(input, results, elapsed());
   } finally {
+    await sandbox.close();
     await rm(layout.root, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,8 @@
 import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { execa } from 'execa';
+import type { Readable, Writable } from 'node:stream';
+import { execa, type ResultPromise } from 'execa';
+import { CiError, toError } from './errors.js';
 
 export interface RunOptions {
   cwd: string;
@@ -11,6 +13,19 @@ export interface RunOptions {
   logFile?: string;
   /** How much of each stream's tail is kept (the log file gets at most this much per command, too). */
   tailBytes?: number;
+  /** Runs the command inside something (the build sandbox) instead of directly. */
+  launch?: Launch;
+}
+
+/** How a wrapper (the build sandbox) runs a command: its own command line, and a hand-shake before it may start. */
+export interface Launch {
+  /** The command line that runs `command` in `cwd` (a directory as the wrapped command sees it). */
+  wrap(command: string, args: string[], cwd: string): { command: string; args: string[] };
+  /**
+   * Called once the wrapper reported the pid of what it started (a JSON `child-pid` on fd 3); the wrapper waits on
+   * fd 4 until this resolved. Returns what to undo when the command has ended.
+   */
+  started(childPid: number): Promise<() => void>;
 }
 
 export type RunResult =
@@ -55,6 +70,46 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
+/** Signals the kernel sends when a process crosses one of the build's limits. */
+const LIMIT_SIGNALS: Record<string, string> = {
+  SIGXFSZ: 'killed by SIGXFSZ: a file reached the file size limit',
+  SIGXCPU: 'killed by SIGXCPU: the CPU time limit was reached',
+  SIGKILL: 'killed by SIGKILL (out of memory, or the run was stopped)',
+};
+
+// What an exit status above 128 says about the signal that ended a command, when it is one of the limits'.
+export function exitReason(exitCode: number): string | undefined {
+  if (exitCode <= 128) return undefined;
+  const name = Object.entries(constants.signals).find(([, number]) => number === exitCode - 128)?.[0];
+  return name ? (LIMIT_SIGNALS[name] ?? `killed by ${name}`) : undefined;
+}
+
+// Reads the wrapper's pid report, lets the launcher attach what it needs, then lets the command start. On any
+// failure the wrapper is killed, so the command never runs half set up.
+async function handshake(child: ResultPromise, launch: Launch): Promise<() => void> {
+  const info = child.stdio[3] as Readable | undefined;
+  const go = child.stdio[4] as Writable | undefined;
+  try {
+    let text = '';
+    const pid = await new Promise<number>((resolve, reject) => {
+      info?.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        const match = /"child-pid":\s*(\d+)/.exec(text);
+        if (match) resolve(Number(match[1]));
+      });
+      info?.on('end', () => reject(new Error(`no pid reported (${text.trim() || 'nothing'})`)));
+      info?.on('error', reject);
+    });
+    const cleanup = await launch.started(pid);
+    go?.end('1');
+    return cleanup;
+  } catch (error) {
+    killGroup(child.pid);
+    child.kill('SIGKILL');
+    throw error;
+  }
+}
+
 // Runs one command bounded in time, cancellable, with only the given environment and its whole process group
 // killed afterwards, so nothing the build started keeps running.
 export async function runBounded(command: string, args: string[], options: RunOptions): Promise<RunResult> {
@@ -64,15 +119,17 @@ export async function runBounded(command: string, args: string[], options: RunOp
   const out = new Tail(tailBytes);
   const err = new Tail(tailBytes);
   const all = new Tail(tailBytes);
-  const child = execa(command, args, {
-    cwd: options.cwd,
+  const wrapped = options.launch?.wrap(command, args, options.cwd) ?? { command, args };
+  const child = execa(wrapped.command, wrapped.args, {
+    // A wrapped command's directory exists only inside the wrapper.
+    cwd: options.launch ? '/' : options.cwd,
     env: options.env,
     extendEnv: false,
     detached: true,
     cleanup: true,
     buffer: false,
     reject: false,
-    stdin: 'ignore',
+    stdio: options.launch ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
     timeout: options.timeoutMs,
     cancelSignal: options.signal,
     forceKillAfterDelay: KILL_GRACE_MS,
@@ -85,8 +142,28 @@ export async function runBounded(command: string, args: string[], options: RunOp
     err.push(chunk);
     all.push(chunk);
   });
+  // Settled into a value at once, so a failed hand-shake is never an unhandled rejection while the child ends.
+  const setup = options.launch
+    ? handshake(child, options.launch).then(
+        (cleanup) => ({ cleanup }),
+        (error: unknown) => ({ error: toError(error) }),
+      )
+    : undefined;
   const result = await child;
   killGroup(child.pid);
+  const prepared = await setup;
+  if (prepared && 'error' in prepared && !result.isCanceled && !result.timedOut) {
+    const said = err.text().trim().split('\n').slice(-2).join(' ');
+    throw new CiError(
+      'RUNNER_FAULT',
+      `the build sandbox could not start: ${prepared.error.message}${said ? ` (${said})` : ''}`,
+      {
+        retriable: true,
+        cause: prepared.error,
+      },
+    );
+  }
+  if (prepared && 'cleanup' in prepared) prepared.cleanup();
   if (options.logFile)
     await appendFile(options.logFile, `$ ${[command, ...args].join(' ')}\n${all.text()}\n`);
   const captured = { stdout: out.text(), stderr: err.text(), durationMs: elapsed() };

@@ -21,6 +21,8 @@ export interface BuildResults {
   coverage?: StageResult<{ lineCoverage: number }>;
   artefact?: StageResult<{ path: string; sha256: string }>;
   stages: Array<[StageName, StageResult<unknown>]>;
+  /** The sandbox's description of itself. */
+  sandbox?: string;
 }
 
 function base(input: BuildInput, status: BuildStatus): BuildReport {
@@ -40,6 +42,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     durationMs: 0,
     testsRun: 0,
     attempt: input.attempt,
+    sandbox: '',
   };
 }
 
@@ -70,6 +73,7 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
   const report = base(input, failed ? 'FAILED' : 'PASSED');
   report.stages = stageReports(results);
   report.durationMs = durationMs;
+  report.sandbox = results.sandbox ?? '';
   if (lint?.outcome === 'passed' || lint?.outcome === 'failed') report.lintErrors = lint.value.findings;
   if (lint?.outcome === 'timedOut') report.lintErrors = [`TIMEOUT: ${lint.summary}`];
   if (test?.outcome === 'passed' || test?.outcome === 'failed') {

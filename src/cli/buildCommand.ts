@@ -11,6 +11,7 @@ import { type GitServer, startGitServer } from '../gitServer.js';
 import { createLogger } from '../logger.js';
 import { configuredOptions, runPipeline } from '../pipeline.js';
 import { erroredReport } from '../report.js';
+import { prepareSandbox, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { ensureToolchain } from '../stages/toolchain.js';
 import { parseCommand } from './parseCommand.js';
 
@@ -101,8 +102,10 @@ export async function buildCommand(argv: string[]): Promise<number> {
       path: config.hostPath,
       inherited: config.buildEnv,
     });
+    const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
     report = await runPipeline(input, {
       toolchain,
+      sandbox,
       ...configuredOptions(config),
       logger,
       signal: new AbortController().signal,

@@ -1,12 +1,14 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runBounded } from '../process.js';
+import { readBuildJson } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface CoverageInput {
   layout: BuildLayout;
   timeoutMs: number;
+  /** The shared environment the build's venv extends (read-only). */
+  sharedEnv?: string;
 }
 
 interface CoverageTotals {
@@ -26,16 +28,24 @@ export async function run(
   ctx: StageContext,
 ): Promise<StageResult<{ lineCoverage: number }>> {
   const { layout } = input;
-  const output = join(layout.reports, 'coverage.json');
+  const { inside } = layout;
   const result = await runBounded(
-    join(layout.venv, 'bin', 'python'),
-    ['-m', 'coverage', 'json', `--data-file=${join(layout.reports, '.coverage')}`, '-o', output],
+    join(inside.venv, 'bin', 'python'),
+    [
+      '-m',
+      'coverage',
+      'json',
+      `--data-file=${join(inside.out, '.coverage')}`,
+      '-o',
+      join(inside.out, 'coverage.json'),
+    ],
     {
-      cwd: layout.src,
+      cwd: inside.src,
       env: buildEnv(layout),
       timeoutMs: input.timeoutMs,
       signal: ctx.signal,
       logFile: join(layout.reports, 'coverage.log'),
+      launch: ctx.sandbox.launch({ venv: true, readOnly: input.sharedEnv ? [input.sharedEnv] : [] }),
     },
   );
   const durationMs = result.durationMs;
@@ -46,7 +56,11 @@ export async function run(
     ctx.log('no coverage data to report');
     return { outcome: 'passed', durationMs, summary: 'no coverage data', value: { lineCoverage: 0 } };
   }
-  const report = JSON.parse(await readFile(output, 'utf8')) as { totals: CoverageTotals };
+  const report = await readBuildJson<{ totals?: CoverageTotals }>(join(layout.out, 'coverage.json'));
+  if (!report?.totals) {
+    ctx.log('coverage report missing or unreadable');
+    return { outcome: 'passed', durationMs, summary: 'no coverage data', value: { lineCoverage: 0 } };
+  }
   const value = { lineCoverage: lineCoverage(report.totals) };
   return { outcome: 'passed', durationMs, summary: `${value.lineCoverage.toFixed(2)}% of lines`, value };
 }

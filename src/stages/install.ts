@@ -1,26 +1,33 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
-import { pathExists } from '../pathExists.js';
 import { type RunResult, runBounded } from '../process.js';
+import { readBuildFile } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
+import { dependencyLines, sharedEnvironment } from './sharedEnvironment.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface InstallInput {
   layout: BuildLayout;
+  /** The repository (without credentials): what one repository resolved is never reused by another. */
+  repository: string;
   toolchain: Toolchain;
   cacheDir: string;
   /** Test extras of the project (`.[test]`), and whether there is a project to install at all. */
   extras: string[];
   installable: boolean;
+  /** The project's build-system requirements (its backend), installed beside its dependencies. */
+  buildRequires: string[];
   timeoutMs: number;
 }
 
 export interface InstallValue {
   cacheHit: boolean;
   key: string;
+  /** The shared, read-only environment the build's venv extends, when every dependency had a wheel. */
+  sharedEnv?: string;
 }
 
 /** Files whose content decides what gets installed; any change makes a new environment key. */
@@ -31,14 +38,23 @@ const INSTALLED_REQUIREMENTS = /^requirements([-_.](dev|test|tests|testing))?\.t
 /** Messages of faults outside the commit: the package index or the network, not the declarations. */
 const INFRASTRUCTURE =
   /error sending request|failed to fetch|connection (refused|reset)|timed out|dns error|temporary failure in name resolution|tcp connect error|network is unreachable|HTTP status server error|status code: 5\d\d/i;
+/** A build requirement as PEP 508 writes it; anything else (an option, a newline) is not passed on. */
+const REQUIREMENT = /^[A-Za-z0-9][A-Za-z0-9._\-[\], <>=!~;:'"()*+@/]*$/;
 
-// The environment cache key: the repository's dependency declarations, the Python version and the runner's pins.
+// The environment cache key: the repository, its dependency declarations, the Python version and the runner's
+// pins. Only regular files count: a declaration that is a symlink is not read (it could point anywhere on the host).
 export async function environmentKey(
   src: string,
   toolchain: Toolchain,
+  repository: string,
 ): Promise<{ key: string; requirements: string[] }> {
-  const names = (await readdir(src)).filter((name) => DECLARATIONS.test(name)).sort();
-  const hash = createHash('sha256').update(`${toolchain.fingerprint}\n${toolchain.pythonVersion}\n`);
+  const names: string[] = [];
+  for (const name of (await readdir(src)).filter((n) => DECLARATIONS.test(n)).sort()) {
+    if ((await lstat(join(src, name))).isFile()) names.push(name);
+  }
+  const hash = createHash('sha256').update(
+    `${toolchain.fingerprint}\n${toolchain.pythonVersion}\n${repository}\n`,
+  );
   for (const name of names) {
     hash.update(`${name}\n`);
     hash.update(await readFile(join(src, name)));
@@ -55,111 +71,157 @@ function tail(result: RunResult, lines = 8): string {
   return result.stderr.trim().split('\n').slice(-lines).join('\n');
 }
 
-// Installs the build's dependencies into its own new venv with uv (copying from uv's cache, never linking, so a
-// test cannot alter what later builds get). A key seen before installs its frozen list offline; a new key resolves
-// and saves the frozen list only after the install succeeded.
+type Outcome = Exclude<StageResult<InstallValue>, { outcome: 'passed' }>;
+
+// A finished uv run as the stage's verdict: undefined when it succeeded. Network trouble is the runner's fault
+// (retried); anything else is the declarations' (FAILED).
+function verdict(
+  result: RunResult,
+  what: string,
+  timeoutMs: number,
+  value: InstallValue,
+): Outcome | undefined {
+  const durationMs = result.durationMs;
+  switch (result.kind) {
+    case 'canceled':
+      return { outcome: 'canceled', durationMs, summary: 'canceled' };
+    case 'timedOut':
+      return { outcome: 'timedOut', durationMs, summary: `install exceeded ${timeoutMs} ms` };
+    case 'notStarted':
+      throw new CiError('RUNNER_FAULT', `uv could not start: ${result.message}`, { retriable: true });
+    case 'exited':
+      if (result.exitCode === 0) return undefined;
+      if (INFRASTRUCTURE.test(result.stderr)) {
+        throw new CiError('RUNNER_FAULT', `package index unreachable: ${tail(result, 3)}`, {
+          retriable: true,
+        });
+      }
+      return { outcome: 'failed', durationMs, summary: `${what}: ${tail(result, 5)}`, value };
+  }
+}
+
+// What uv resolves for a new environment key: the runner's test tools, the requirement files, the project with
+// its test extras, and its build backend (so the project installs offline, without build isolation).
+async function writeInputs(input: InstallInput, requirements: string[], ctx: StageContext): Promise<string> {
+  const { layout } = input;
+  const lines = [`-r ${ctx.sandbox.runnerFile(input.toolchain.testRequirements)}`];
+  lines.push(...requirements.map((file) => `-r ${join(layout.inside.src, file)}`));
+  if (input.installable) {
+    const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
+    lines.push(`-e ${layout.inside.src}${extras}`);
+    lines.push(...input.buildRequires.filter((r) => REQUIREMENT.test(r) && !r.startsWith('-')));
+  }
+  const file = join(layout.sandbox, 'inputs.in');
+  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o644 });
+  return file;
+}
+
+// Installs the build's dependencies. A new environment key is resolved inside the sandbox (the project's build
+// backend runs there, with the internet but not the host), then the runner alone builds a shared environment from
+// registry wheels, read-only to every build. Each build gets its own small venv on top of it, where the project
+// is installed editable, offline and sandboxed. Nothing a build does can change what another build installs.
 export async function run(input: InstallInput, ctx: StageContext): Promise<StageResult<InstallValue>> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const { layout, toolchain } = input;
-  const python = join(layout.venv, 'bin', 'python');
+  const python = join(layout.inside.venv, 'bin', 'python');
   const env = buildEnv(layout, {
-    UV_CACHE_DIR: join(input.cacheDir, 'uv'),
+    UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
     UV_LINK_MODE: 'copy',
     UV_PYTHON_DOWNLOADS: 'never',
     UV_NO_PROGRESS: '1',
   });
-  const uv = (args: string[], timeoutMs = input.timeoutMs) =>
+  const { key, requirements } = await environmentKey(layout.src, toolchain, input.repository);
+  const shared = sharedEnvironment(input.cacheDir, key, toolchain, layout.inherited);
+  const value: InstallValue = { cacheHit: false, key };
+  const sandboxed = (args: string[], access: Parameters<typeof ctx.sandbox.launch>[0]) =>
     runBounded(toolchain.uv, args, {
-      cwd: layout.src,
+      cwd: layout.inside.src,
       env,
-      timeoutMs,
+      timeoutMs: input.timeoutMs,
       signal: ctx.signal,
       logFile: join(layout.reports, 'install.log'),
+      launch: ctx.sandbox.launch(access),
     });
-  const { key, requirements } = await environmentKey(layout.src, toolchain);
-  const frozenFile = join(input.cacheDir, 'envs', `${key}.txt`);
-  const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
-  const project = input.installable ? `.${extras}` : undefined;
 
-  const venv = await uv(['venv', '--quiet', '--python', toolchain.basePython, layout.venv], 60_000);
-  if (venv.kind !== 'exited' || venv.exitCode !== 0) {
-    throw new CiError('RUNNER_FAULT', `creating the build environment failed: ${tail(venv)}`, {
-      retriable: true,
-    });
-  }
-  // The runner's pytest plugin goes into site-packages, where coverage does not measure it.
-  const minor = toolchain.pythonVersion.split('.').slice(0, 2).join('.');
+  // The runner prepares the venv completely before any sandboxed process may write it.
+  await shared.createBuildVenv(layout.venv);
   const plugin = 'ci_runner_pytest_plugin.py';
-  await copyFile(
-    join(toolchain.pluginDir, plugin),
-    join(layout.venv, 'lib', `python${minor}`, 'site-packages', plugin),
-  );
-  if (await pathExists(frozenFile)) {
-    const warm = await uv(['pip', 'install', '--python', python, '--offline', '--no-deps', '-r', frozenFile]);
-    const warmed = warm.kind === 'exited' && warm.exitCode === 0;
-    const editable =
-      warmed && project
-        ? await uv(['pip', 'install', '--python', python, '--offline', '--no-deps', '-e', project])
-        : warm;
-    if (editable.kind === 'exited' && editable.exitCode === 0) {
-      const value = { cacheHit: true, key };
-      return { outcome: 'passed', durationMs: elapsed(), summary: `environment ${key} from cache`, value };
-    }
-    if (editable.kind === 'canceled')
-      return { outcome: 'canceled', durationMs: elapsed(), summary: 'canceled' };
-    ctx.log(`cached environment ${key} could not be installed offline; resolving again`);
+  await copyFile(join(toolchain.pluginDir, plugin), join(shared.sitePackages(layout.venv), plugin));
+  const recorded = await shared.pins();
+  value.cacheHit = recorded !== undefined;
+  let pins = recorded;
+  if (!pins) {
+    const inputs = await writeInputs(input, requirements, ctx);
+    const output = join(layout.inside.out, 'pins.txt');
+    ctx.log(
+      `resolving ${[...requirements, input.installable ? 'the project' : ''].filter(Boolean).join(', ') || 'the runner tools'}`,
+    );
+    const compile = await sandboxed(
+      [
+        'pip',
+        'compile',
+        '--python',
+        python,
+        '--no-header',
+        '--no-annotate',
+        '--quiet',
+        '-o',
+        output,
+        ctx.sandbox.runnerFile(inputs),
+      ],
+      { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
+    );
+    const failed = verdict(
+      compile,
+      'dependencies could not be installed as declared',
+      input.timeoutMs,
+      value,
+    );
+    if (failed) return failed;
+    pins = dependencyLines(
+      (await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024))?.toString('utf8') ?? '',
+    );
   }
-
-  const args = ['-r', toolchain.testRequirements, ...requirements.flatMap((file) => ['-r', file])];
-  if (project) args.push('-e', project);
-  ctx.log(`resolving and installing: ${args.join(' ')}`);
-  const cold = await uv(['pip', 'install', '--python', python, ...args]);
-  const value = { cacheHit: false, key };
-  switch (cold.kind) {
-    case 'canceled':
-      return { outcome: 'canceled', durationMs: elapsed(), summary: 'canceled' };
-    case 'timedOut':
-      return {
-        outcome: 'timedOut',
-        durationMs: elapsed(),
-        summary: `install exceeded ${input.timeoutMs} ms`,
-      };
-    case 'notStarted':
-      throw new CiError('RUNNER_FAULT', `uv could not start: ${cold.message}`, { retriable: true });
-    case 'exited':
-      if (cold.exitCode !== 0) {
-        if (INFRASTRUCTURE.test(cold.stderr)) {
-          throw new CiError('RUNNER_FAULT', `package index unreachable: ${tail(cold, 3)}`, {
-            retriable: true,
-          });
-        }
-        const summary = `dependencies could not be installed as declared: ${tail(cold, 5)}`;
-        return { outcome: 'failed', durationMs: elapsed(), summary, value };
-      }
+  const sharedDir = await shared.ensure(pins, ctx.log);
+  if (sharedDir) {
+    value.sharedEnv = sharedDir;
+    await shared.extendBuildVenv(layout.venv, sharedDir);
   }
-  await saveFrozen(uv, python, frozenFile);
-  return {
-    outcome: 'passed',
-    durationMs: elapsed(),
-    summary: `environment ${key} resolved and cached`,
-    value,
-  };
-}
-
-// Records exactly what was installed (without the project itself) as the cache entry, atomically.
-async function saveFrozen(
-  uv: (args: string[]) => Promise<RunResult>,
-  python: string,
-  file: string,
-): Promise<void> {
-  const freeze = await uv(['pip', 'freeze', '--python', python]);
-  if (freeze.kind !== 'exited' || freeze.exitCode !== 0) return;
-  const pinned = freeze.stdout
-    .split('\n')
-    .filter((line) => line.trim() && !line.startsWith('-e ') && !line.includes(' @ file:'));
-  await mkdir(join(file, '..'), { recursive: true });
-  const temporary = `${file}.tmp-${process.pid}-${Date.now()}`;
-  await writeFile(temporary, `${pinned.join('\n')}\n`);
-  await rename(temporary, file);
+  await ctx.sandbox.handOver([layout.venv]);
+  if (!sharedDir) {
+    // Some dependency has no wheel or is a direct reference: it is built here, in this build's sandbox only.
+    const pinsFile = join(layout.sandbox, 'pins.txt');
+    await writeFile(pinsFile, pins, { mode: 0o644 });
+    const own = await sandboxed(
+      ['pip', 'install', '--python', python, '--no-deps', '-r', ctx.sandbox.runnerFile(pinsFile)],
+      { venv: true, write: ['venv', 'src'], network: true, files: [pinsFile] },
+    );
+    const failed = verdict(own, 'dependencies could not be installed as declared', input.timeoutMs, value);
+    if (failed) return failed;
+  }
+  if (input.installable) {
+    const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
+    const project = await sandboxed(
+      [
+        'pip',
+        'install',
+        '--python',
+        python,
+        '--offline',
+        '--no-deps',
+        '--no-build-isolation',
+        '-e',
+        `${layout.inside.src}${extras}`,
+      ],
+      { venv: true, write: ['venv', 'src'], readOnly: sharedDir ? [sharedDir] : [] },
+    );
+    const failed = verdict(project, 'the project could not be installed', input.timeoutMs, value);
+    if (failed) return failed;
+  }
+  if (!recorded) await shared.recordPins(pins);
+  const summary = sharedDir
+    ? `environment ${key} ${value.cacheHit ? 'from cache' : 'resolved and cached'}`
+    : `environment ${key} installed for this build only (not every dependency has a wheel)`;
+  return { outcome: 'passed', durationMs: elapsed(), summary, value };
 }

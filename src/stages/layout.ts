@@ -1,49 +1,89 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Where each part of one build lives inside its private directory. */
-export interface BuildLayout {
-  root: string;
+/** The build's directories as its own processes see them (fixed paths inside the sandbox). */
+export interface BuildPaths {
   src: string;
   venv: string;
-  reports: string;
+  /** Where the build's tools write their reports (JUnit XML, coverage data, ruff JSON). */
+  out: string;
   home: string;
   tmp: string;
+}
+
+/** Where each part of one build lives inside its private directory on the host. */
+export interface BuildLayout extends BuildPaths {
+  root: string;
+  /** The runner's own records of the build (stage output, build log); never visible to the build. */
+  reports: string;
+  /** Files the runner writes for the sandbox (passwd, resolv.conf); never writable by the build. */
+  sandbox: string;
+  /** The same directories as the build's processes see them. */
+  inside: BuildPaths;
   /** Host variables the operator lets builds inherit (package index, TLS trust, proxies). */
   inherited: Readonly<Record<string, string>>;
 }
 
-// Names the directories of a build; the checkout never contains the environment or the reports.
-export function buildLayout(buildDir: string, inherited: Readonly<Record<string, string>> = {}): BuildLayout {
-  return {
-    inherited,
-    root: buildDir,
+/** Where a sandboxed build finds its directories, whatever the host path of its build directory. */
+export const SANDBOX_PATHS: Readonly<BuildPaths> = Object.freeze({
+  src: '/build/src',
+  venv: '/build/venv',
+  out: '/build/out',
+  home: '/build/home',
+  tmp: '/build/tmp',
+});
+
+// Names the directories of a build; the checkout never contains the environment or the reports. Sandboxed builds
+// see their directories at fixed paths, unsandboxed ones at their host paths.
+export function buildLayout(
+  buildDir: string,
+  inherited: Readonly<Record<string, string>> = {},
+  sandboxed = true,
+): BuildLayout {
+  const host: BuildPaths = {
     src: join(buildDir, 'src'),
     venv: join(buildDir, 'venv'),
-    reports: join(buildDir, 'reports'),
+    out: join(buildDir, 'out'),
     home: join(buildDir, 'home'),
     tmp: join(buildDir, 'tmp'),
   };
+  return {
+    ...host,
+    inherited,
+    root: buildDir,
+    reports: join(buildDir, 'reports'),
+    sandbox: join(buildDir, 'sandbox'),
+    inside: sandboxed ? SANDBOX_PATHS : host,
+  };
 }
 
-// Creates the directories a build writes to (the source dir is created by checkout).
+// Creates the directories a build writes to (the source dir is created by checkout, the venv by install).
 export async function prepareLayout(layout: BuildLayout): Promise<void> {
-  await Promise.all([layout.reports, layout.home, layout.tmp].map((dir) => mkdir(dir, { recursive: true })));
+  await Promise.all(
+    [layout.reports, layout.sandbox, layout.out, layout.home, layout.tmp].map((dir) =>
+      mkdir(dir, { recursive: true }),
+    ),
+  );
 }
 
 // The only environment a build's subprocesses see: the operator's pass-through list and nothing else of the
-// runner's (no Redis or Kafka addresses, no credentials).
+// runner's (no Redis or Kafka addresses, no credentials). `CI_RUNNER_BUILD` lets the runner find the build's
+// processes if the worker that started them dies.
 export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}): Record<string, string> {
+  const { inside } = layout;
   return {
     ...layout.inherited,
-    PATH: `${join(layout.venv, 'bin')}:/usr/local/bin:/usr/bin:/bin`,
-    HOME: layout.home,
-    TMPDIR: layout.tmp,
+    PATH: `${join(inside.venv, 'bin')}:/usr/local/bin:/usr/bin:/bin`,
+    HOME: inside.home,
+    TMPDIR: inside.tmp,
+    USER: 'build',
+    LOGNAME: 'build',
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
     PYTHONDONTWRITEBYTECODE: '1',
     PYTHONUNBUFFERED: '1',
-    VIRTUAL_ENV: layout.venv,
+    VIRTUAL_ENV: inside.venv,
+    CI_RUNNER_BUILD: layout.root,
     ...extra,
   };
 }

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
+import { readBuildJson } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
@@ -49,16 +49,18 @@ function unexpected(tool: string, result: RunResult): never {
   throw new CiError('RUNNER_FAULT', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
-// Runs one of the runner's lint tools (`python -m <tool>`) in the checkout, its cache kept out of the tree.
+// Runs one of the runner's lint tools (`python -m <tool>`) in the checkout, sandboxed with the tree read-only, its
+// cache kept out of the tree.
 function runTool(input: LintInput, ctx: StageContext, tool: string, args: string[]): Promise<RunResult> {
   const { layout } = input;
   const cacheVariable = `${tool.toUpperCase()}_CACHE_DIR`;
   return runBounded(input.toolchain.python, ['-m', tool, ...args], {
-    cwd: layout.src,
-    env: buildEnv(layout, { [cacheVariable]: join(layout.tmp, `${tool}-cache`) }),
+    cwd: layout.inside.src,
+    env: buildEnv(layout, { [cacheVariable]: join(layout.inside.tmp, `${tool}-cache`) }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'lint.log'),
+    launch: ctx.sandbox.launch({}),
   });
 }
 
@@ -70,17 +72,20 @@ async function black(input: LintInput, ctx: StageContext): Promise<string[] | Ru
   const result = await runTool(input, ctx, 'black', ['--check', '.']);
   if (result.kind !== 'exited') return result;
   if (result.exitCode === 0) return [];
-  const findings = parseBlackOutput(result.stderr, input.layout.src);
+  const findings = parseBlackOutput(result.stderr, input.layout.inside.src);
   return findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
 }
 
 async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
-  const output = join(input.layout.reports, 'ruff.json');
+  const { layout } = input;
+  const output = join(layout.inside.out, 'ruff.json');
   const args = ['check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'];
   const result = await runTool(input, ctx, 'ruff', args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
-  return formatRuffFindings(JSON.parse(await readFile(output, 'utf8')) as RuffFinding[], input.layout.src);
+  const findings = await readBuildJson<RuffFinding[]>(join(layout.out, 'ruff.json'));
+  if (!Array.isArray(findings)) return ['ruff: its report is missing or unreadable'];
+  return formatRuffFindings(findings, layout.inside.src);
 }
 
 // Runs black --check and ruff check side by side with the repository's own configuration; one entry per finding.

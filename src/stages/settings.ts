@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { StageLimits } from '../config.js';
+import type { BuildResources, StageLimits } from '../config.js';
 import { CiError } from '../errors.js';
 import { runBounded } from '../process.js';
 import { type BuildLayout, buildEnv } from './layout.js';
@@ -12,6 +12,7 @@ export interface RepoSettings {
   pytestArgs: string[];
   lint: boolean;
   limits: StageLimits;
+  resources: BuildResources;
 }
 
 /** What the repository declares about itself, read with its settings. */
@@ -21,6 +22,8 @@ export interface RepoFacts {
   extras: string[];
   /** pyproject/setup.py declares an installable project. */
   installable: boolean;
+  /** Its build backend's requirements ([build-system] requires, or setuptools for a legacy project). */
+  buildRequires: string[];
 }
 
 export interface SettingsInput {
@@ -35,14 +38,28 @@ const TIMEOUT_KEYS = {
   'test-timeout-sec': 'testMs',
 } as const;
 
-const KNOWN_KEYS = ['pytest-mark', 'pytest-args', 'lint', ...Object.keys(TIMEOUT_KEYS)];
+const RESOURCE_KEYS = {
+  'memory-mb': 'memoryMb',
+  'max-processes': 'maxProcesses',
+  'file-size-mb': 'fileSizeMb',
+  'open-files': 'openFiles',
+  'cpu-sec': 'cpuSec',
+} as const;
+
+const KNOWN_KEYS = [
+  'pytest-mark',
+  'pytest-args',
+  'lint',
+  ...Object.keys(TIMEOUT_KEYS),
+  ...Object.keys(RESOURCE_KEYS),
+];
 
 // pytest options the runner owns: a repository may not redirect its reports, plugins or temporary directories.
 const RESERVED_ARGS =
   /^(-p|-m|-o|--override-ini|--junit-?xml|--basetemp|--rootdir|--co|--collect-only|--cov.*)(=.*)?$/;
 
 // Checks a [tool.ci-runner] table and merges it over the runner's defaults; a problem names the key at fault.
-// A repository may shorten the runner's time limits, never lengthen them.
+// A repository may shorten the runner's time limits and lower its resource limits, never raise them.
 export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSettings | { problem: string } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { problem: '[tool.ci-runner] must be a table' };
@@ -52,6 +69,7 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
     ...defaults,
     pytestArgs: [...defaults.pytestArgs],
     limits: { ...defaults.limits },
+    resources: { ...defaults.resources },
   };
   for (const [key, value] of Object.entries(table)) {
     const where = `[tool.ci-runner] ${key}`;
@@ -72,6 +90,12 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
     } else if (key === 'lint') {
       if (typeof value !== 'boolean') return { problem: `${where}: must be true or false` };
       settings.lint = value;
+    } else if (key in RESOURCE_KEYS) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+        return { problem: `${where}: must be a whole number (at least 1)` };
+      }
+      const resource = RESOURCE_KEYS[key as keyof typeof RESOURCE_KEYS];
+      settings.resources[resource] = Math.min(value, defaults.resources[resource]);
     } else {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
         return { problem: `${where}: must be a whole number of seconds (at least 1)` };
@@ -83,38 +107,67 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
   return settings;
 }
 
-// Reads the repository's [tool.ci-runner] table with Python's own TOML parser and validates it.
+// Reads the repository's [tool.ci-runner] table with Python's own TOML parser, in the sandbox (the file is the
+// repository's), and validates it.
 export async function run(input: SettingsInput, ctx: StageContext): Promise<StageResult<RepoFacts>> {
   const { layout } = input;
-  const result = await runBounded(
-    input.toolchain.python,
-    [join(input.toolchain.pluginDir, 'ci_runner_settings.py')],
-    {
-      cwd: layout.src,
-      env: buildEnv(layout),
-      timeoutMs: 30_000,
-      signal: ctx.signal,
-    },
-  );
-  if (result.kind === 'canceled')
-    return { outcome: 'canceled', durationMs: result.durationMs, summary: 'canceled' };
-  if (result.kind !== 'exited' || result.exitCode !== 0) {
-    throw new CiError('RUNNER_FAULT', 'reading [tool.ci-runner] failed', { retriable: true });
-  }
+  const script = join(input.toolchain.pluginDir, 'ci_runner_settings.py');
+  const result = await runBounded(input.toolchain.python, [ctx.sandbox.runnerFile(script)], {
+    cwd: layout.inside.src,
+    env: buildEnv(layout),
+    timeoutMs: 30_000,
+    signal: ctx.signal,
+    logFile: join(layout.reports, 'settings.log'),
+    launch: ctx.sandbox.launch({ files: [script] }),
+  });
+  const fallback: RepoFacts = { settings: input.defaults, extras: [], installable: false, buildRequires: [] };
   const durationMs = result.durationMs;
-  const parsed = JSON.parse(result.stdout) as {
+  if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
+  if (result.kind === 'notStarted') {
+    throw new CiError('RUNNER_FAULT', `reading [tool.ci-runner] failed: ${result.message}`, {
+      retriable: true,
+    });
+  }
+  if (result.kind === 'timedOut') {
+    return {
+      outcome: 'failed',
+      durationMs,
+      summary: 'reading pyproject.toml took over 30 s',
+      value: fallback,
+    };
+  }
+  let parsed: {
     settings?: unknown;
     extras?: string[];
     installable?: boolean;
+    build_requires?: string[];
     error?: string;
   };
-  const fallback: RepoFacts = { settings: input.defaults, extras: [], installable: false };
+  try {
+    parsed = result.exitCode === 0 ? JSON.parse(result.stdout) : {};
+  } catch {
+    parsed = {};
+  }
+  if (result.exitCode !== 0 || typeof parsed !== 'object' || parsed === null) {
+    const last = result.stderr.trim().split('\n').slice(-1)[0] ?? '';
+    return {
+      outcome: 'failed',
+      durationMs,
+      summary: `pyproject.toml could not be read: ${last}`,
+      value: fallback,
+    };
+  }
   if (parsed.error) return { outcome: 'failed', durationMs, summary: parsed.error, value: fallback };
   const settings = parseRepoSettings(parsed.settings ?? {}, input.defaults);
   if ('problem' in settings)
     return { outcome: 'failed', durationMs, summary: settings.problem, value: fallback };
   const custom = Object.keys(parsed.settings ?? {});
   const summary = custom.length ? `repository sets ${custom.join(', ')}` : 'runner defaults';
-  const value = { settings, extras: parsed.extras ?? [], installable: parsed.installable ?? false };
+  const value: RepoFacts = {
+    settings,
+    extras: parsed.extras ?? [],
+    installable: parsed.installable ?? false,
+    buildRequires: parsed.build_requires ?? [],
+  };
   return { outcome: 'passed', durationMs, summary, value };
 }

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
-import { runBounded } from '../process.js';
+import { exitReason, runBounded } from '../process.js';
+import { readBuildJson } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
@@ -13,6 +13,8 @@ export interface TestInput {
   /** The repository's own extra pytest arguments (already validated). */
   extraArgs: string[];
   timeoutMs: number;
+  /** The shared environment the build's venv extends (read-only). */
+  sharedEnv?: string;
 }
 
 export interface TestValue {
@@ -32,32 +34,37 @@ const NO_TESTS_COLLECTED = 5;
 // Runs `pytest -m <mark>` under coverage; failed ids come from pytest itself (our plugin), never from its text.
 export async function run(input: TestInput, ctx: StageContext): Promise<StageResult<TestValue>> {
   const { layout } = input;
-  const resultsFile = join(layout.reports, 'pytest-results.json');
-  const python = join(layout.venv, 'bin', 'python');
+  const { inside } = layout;
+  const python = join(inside.venv, 'bin', 'python');
   const args = [
     '-m',
     'coverage',
     'run',
-    `--data-file=${join(layout.reports, '.coverage')}`,
+    `--data-file=${join(inside.out, '.coverage')}`,
     '-m',
     'pytest',
     '-m',
     input.mark,
-    `--junitxml=${join(layout.reports, 'junit.xml')}`,
+    `--junitxml=${join(inside.out, 'junit.xml')}`,
     '-p',
     'ci_runner_pytest_plugin',
     '-o',
-    `cache_dir=${join(layout.tmp, 'pytest-cache')}`,
+    `cache_dir=${join(inside.tmp, 'pytest-cache')}`,
     '-q',
     ...input.extraArgs,
   ];
   ctx.log(`running pytest -m "${input.mark}" under coverage`);
   const result = await runBounded(python, args, {
-    cwd: layout.src,
-    env: buildEnv(layout, { CI_RUNNER_PYTEST_RESULTS: resultsFile }),
+    cwd: inside.src,
+    env: buildEnv(layout, { CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json') }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'test.log'),
+    launch: ctx.sandbox.launch({
+      venv: true,
+      write: ['src'],
+      readOnly: input.sharedEnv ? [input.sharedEnv] : [],
+    }),
   });
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
@@ -71,10 +78,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (result.kind === 'notStarted') {
     throw new CiError('RUNNER_FAULT', `pytest could not start: ${result.message}`, { retriable: true });
   }
-  const plugin = await readFile(resultsFile, 'utf8').then(
-    (text) => JSON.parse(text) as PluginResults,
-    () => undefined,
-  );
+  const plugin = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
     testsRun: plugin?.ran ?? 0,
@@ -85,9 +89,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     return { outcome: 'passed', durationMs, summary, value };
   }
   if (value.failedTests.length === 0) {
-    value.failedTests.push(
-      `pytest exited ${result.exitCode}: ${result.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
-    );
+    const why = exitReason(result.exitCode) ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
+    value.failedTests.push(`pytest exited ${result.exitCode}: ${why}`);
   }
   return { outcome: 'failed', durationMs, summary: `${value.failedTests.length} test(s) failed`, value };
 }

@@ -9,8 +9,11 @@ import { runBounded } from '../process.js';
 
 /** The runner's own pinned Python tools, shared read-only by every build. */
 export interface Toolchain {
+  /** The interpreter builds run on: exactly the configured PYTHON, resolved to its real executable. */
   basePython: string;
   pythonVersion: string;
+  /** The interpreter's installation (sys.base_prefix): what sandboxes must be able to read. */
+  pythonPrefix: string;
   dir: string;
   /** The tools venv's interpreter; tools run as `python -m pip|black|ruff` so the venv may be moved. */
   python: string;
@@ -25,8 +28,17 @@ export interface Toolchain {
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
 const INSTALL_TIMEOUT_MS = 600_000;
 
-async function pythonVersion(basePython: string, env: Record<string, string>): Promise<string> {
-  const result = await runBounded(basePython, ['-c', 'import sys; print(sys.version.split()[0])'], {
+interface Interpreter {
+  version: string;
+  executable: string;
+  prefix: string;
+}
+
+// What PYTHON really is: a launcher such as pyenv's shim resolves to the interpreter it starts.
+async function interpreter(basePython: string, env: Record<string, string>): Promise<Interpreter> {
+  const script =
+    'import os, sys; print(sys.version.split()[0]); print(os.path.realpath(sys.executable)); print(sys.base_prefix)';
+  const result = await runBounded(basePython, ['-c', script], {
     cwd: '/',
     env,
     timeoutMs: 30_000,
@@ -35,7 +47,8 @@ async function pythonVersion(basePython: string, env: Record<string, string>): P
   if (result.kind !== 'exited' || result.exitCode !== 0) {
     throw new CiError('RUNNER_FAULT', `cannot run Python at "${basePython}"`, { retriable: false });
   }
-  return result.stdout.trim();
+  const [version = '', executable = '', prefix = ''] = result.stdout.trim().split('\n');
+  return { version, executable, prefix };
 }
 
 async function install(
@@ -79,17 +92,21 @@ export async function ensureToolchain(
   host: HostEnv,
 ): Promise<Toolchain> {
   const env = { ...host.inherited, PATH: host.path };
-  const version = await pythonVersion(basePython, env);
+  const python = await interpreter(basePython, env);
+  const version = python.version;
   const toolsFile = join(PYTHON_DIR, 'requirements-tools.txt');
   const testFile = join(PYTHON_DIR, 'requirements-test.txt');
   const pins = `${await readFile(toolsFile, 'utf8')}\n${await readFile(testFile, 'utf8')}`;
-  const fingerprint = createHash('sha256').update(`${version}\n${pins}`).digest('hex').slice(0, 16);
+  const fingerprint = createHash('sha256')
+    .update(`${version}\n${python.executable}\n${pins}`)
+    .digest('hex')
+    .slice(0, 16);
   const dir = join(cacheDir, 'tools', fingerprint);
   if (!(await pathExists(join(dir, '.ready')))) {
     logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
     await mkdir(join(cacheDir, 'tools'), { recursive: true });
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
-    await install(basePython, staging, toolsFile, env);
+    await install(python.executable, staging, toolsFile, env);
     await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
     try {
       await rename(staging, dir);
@@ -98,8 +115,9 @@ export async function ensureToolchain(
     }
   }
   return {
-    basePython,
+    basePython: python.executable,
     pythonVersion: version,
+    pythonPrefix: python.prefix,
     dir,
     python: join(dir, 'bin', 'python'),
     uv: join(dir, 'bin', 'uv'),

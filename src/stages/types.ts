@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import type { BuildSandbox } from '../sandbox/buildSandbox.js';
 
 export type StageName = 'checkout' | 'settings' | 'install' | 'lint' | 'test' | 'coverage' | 'artefact';
 
@@ -10,6 +11,8 @@ export interface StageContext {
   buildDir: string;
   /** Appends a line to the build's log (the job log on a worker). */
   log: (line: string) => void;
+  /** Runs every process the repository controls; stages pass `sandbox.launch(...)` to runBounded. */
+  sandbox: BuildSandbox;
 }
 
 /** A finished stage. Failure is data: only infrastructure faults throw. */

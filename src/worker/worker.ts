@@ -10,6 +10,7 @@ import { configuredOptions, runPipeline } from '../pipeline.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../queue.js';
 import { erroredReport } from '../report.js';
 import { ReportStore } from '../reportStore.js';
+import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
 import type { StageName, StageResult } from '../stages/types.js';
 import { BuildEvents } from './buildEvents.js';
@@ -24,6 +25,7 @@ interface Shared {
   config: Readonly<Config>;
   events: BuildEvents;
   toolchain: Toolchain;
+  sandbox: SandboxHost | NoSandbox;
   store: ReportStore;
   logger: Logger;
   /** Abort controllers of the builds running now, by job id; aborted to hand the builds back on shutdown. */
@@ -31,7 +33,7 @@ interface Shared {
   draining: { value: boolean };
 }
 
-function processor({ config, events, toolchain, store, logger, running, draining }: Shared) {
+function processor({ config, events, toolchain, sandbox, store, logger, running, draining }: Shared) {
   return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
@@ -50,6 +52,7 @@ function processor({ config, events, toolchain, store, logger, running, draining
     try {
       report = await runPipeline(input, {
         toolchain,
+        sandbox,
         ...configuredOptions(config),
         logger: log,
         signal: controller.signal,
@@ -122,6 +125,8 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       path: config.hostPath,
       inherited: config.buildEnv,
     });
+    // Fails closed: a worker that cannot sandbox builds does not take any (unless SANDBOX=off).
+    const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
     await reapOrphans(config.workDir, logger);
     const reaper = setInterval(
       () => void reapOrphans(config.workDir, logger).catch(() => undefined),
@@ -153,6 +158,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       config,
       events,
       toolchain,
+      sandbox,
       store,
       logger,
       running: new Map(),

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CiError } from '../../src/errors.js';
 import { type GitServer, startGitServer } from '../../src/gitServer.js';
+import { noSandbox } from '../../src/sandbox/buildSandbox.js';
 import { cacheGitdir, run as checkout } from '../../src/stages/checkout.js';
 import type { StageContext } from '../../src/stages/types.js';
 import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
@@ -25,6 +26,7 @@ describe('checkout from a persistent object cache', () => {
     signal: new AbortController().signal,
     buildDir: root,
     log: (line) => lines.push(line),
+    sandbox: noSandbox(),
   });
 
   const checkoutInto = async (url: string, sha: string, branch = 'main', lines: string[] = []) => {

@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import type { BuildReport } from '../../src/contracts.js';
 import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { type PipelineOptions, runPipeline } from '../../src/pipeline.js';
+import { configuredOptions, type PipelineOptions, runPipeline } from '../../src/pipeline.js';
+import { prepareSandbox, sandboxRequest } from '../../src/sandbox/sandboxHost.js';
 import { ensureToolchain } from '../../src/stages/toolchain.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
 import { testLogger } from './harness.js';
@@ -39,6 +40,7 @@ export async function createPipelineHarness(env: Record<string, string> = {}): P
     path: config.hostPath,
     inherited: config.buildEnv,
   });
+  const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
   const repos: FixtureRepo[] = [];
   const harness: PipelineHarness = {
     root,
@@ -55,13 +57,8 @@ export async function createPipelineHarness(env: Record<string, string> = {}): P
         { taskId: 't', commitSha: sha, branchName: 'main', repositoryUrl: repo.url, attempt: 1 },
         {
           toolchain,
-          artefactDir: config.artefactDir,
-          cacheDir: config.cacheDir,
-          workDir: config.workDir,
-          pytestMark: config.pytestMark,
-          buildEnv: config.buildEnv,
-          limits: config.limits,
-          artefactMaxBytes: config.artefactMaxBytes,
+          sandbox,
+          ...configuredOptions(config),
           logger,
           signal: new AbortController().signal,
           onLog: (line) => lines.push(line),

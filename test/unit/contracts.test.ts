@@ -27,6 +27,7 @@ const report: BuildReport = {
   durationMs: 98765,
   testsRun: 10,
   attempt: 2,
+  sandbox: 'bubblewrap as uid 812345 (unprivileged, all capabilities dropped)',
 };
 
 describe('contracts', () => {

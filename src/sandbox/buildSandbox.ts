@@ -1,0 +1,217 @@
+import { randomInt } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { BuildResources } from '../config.js';
+import { CiError } from '../errors.js';
+import { type Launch, runBounded } from '../process.js';
+import type { BuildLayout } from '../stages/layout.js';
+import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
+import type { BuildCgroup } from './cgroups.js';
+import type { NoSandbox, SandboxHost } from './sandboxHost.js';
+import { attachUserNetwork } from './slirp.js';
+
+/** What one sandboxed process may touch beyond the build's out/, home/ and tmp/ (always writable). */
+export interface SandboxAccess {
+  /** src/ and venv/ are read-only unless named here. */
+  write?: Array<'src' | 'venv'>;
+  /** The build's venv exists and is visible (read-only unless written). */
+  venv?: boolean;
+  /** The internet through user-mode networking that cannot reach the host's loopback. Otherwise none at all. */
+  network?: boolean;
+  /** Host paths visible read-only at the same path (shared environments). */
+  readOnly?: string[];
+  /** Runner files visible read-only at `runnerFile(path)`. */
+  files?: string[];
+}
+
+/** One build's box: every process a repository controls runs through `launch`. */
+export interface BuildSandbox {
+  /** The runBounded launch for one process, or undefined when builds run unsandboxed. */
+  launch(access: SandboxAccess): Launch | undefined;
+  /** Where a runner file listed in `files` appears to the build. */
+  runnerFile(hostPath: string): string;
+  /** Gives directories the runner prepared to the build's user (before the build writes them). */
+  handOver(dirs: string[]): Promise<void>;
+  /** Applies lower limits (from the repository's settings) to the rest of the build. */
+  lower(resources: BuildResources): Promise<void>;
+  /** How the build is contained, in one line, for its report. */
+  description(): string;
+  /** What the kernel enforced since the last call ("memory limit of 2048 MiB reached: …"). */
+  limitEvents(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+const MIB = 1024 * 1024;
+const TMPFS_BYTES = 256 * MIB;
+const RUNNER_FILES = '/build/runner';
+
+function passwd(uid: number, gid: number, home: string): { passwd: string; group: string } {
+  return {
+    passwd: `root:x:0:0:root:/root:/usr/sbin/nologin\nbuild:x:${uid}:${gid}:ci-runner build:${home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    group: `root:x:0:\nbuild:x:${gid}:\nnogroup:x:65534:\n`,
+  };
+}
+
+/** A build run with the runner's own powers: only an operator's SANDBOX=off leads here. */
+export function noSandbox(): BuildSandbox {
+  return {
+    launch: () => undefined,
+    runnerFile: (hostPath) => hostPath,
+    handOver: async () => undefined,
+    lower: async () => undefined,
+    description: () => 'UNSANDBOXED (SANDBOX=off): the build ran with the runner’s user, network and files',
+    limitEvents: async () => [],
+    close: async () => undefined,
+  };
+}
+
+// Opens the sandbox of one build: its own unprivileged uid (when the runner is root), its cgroup with memory and
+// process limits where the host has one, and rlimits for everything else.
+export async function openBuildSandbox(
+  host: SandboxHost | NoSandbox,
+  layout: BuildLayout,
+  resources: BuildResources,
+): Promise<BuildSandbox> {
+  if (!host.enabled) return noSandbox();
+  const uid = host.privileged ? host.uidBase + randomInt(65_536) : (process.getuid?.() ?? 0);
+  const gid = host.privileged ? uid : (process.getgid?.() ?? 0);
+  const ids = passwd(uid, gid, layout.inside.home);
+  await writeFile(join(layout.sandbox, 'passwd'), ids.passwd, { mode: 0o644 });
+  await writeFile(join(layout.sandbox, 'group'), ids.group, { mode: 0o644 });
+  await writeFile(join(layout.sandbox, 'resolv.conf'), 'nameserver 10.0.2.3\n', { mode: 0o644 });
+  let current = { ...resources };
+  const notes: string[] = [];
+  let cgroup: BuildCgroup | undefined;
+  const cgroupLimits = () => ({ memoryBytes: current.memoryMb * MIB, maxProcesses: current.maxProcesses });
+  if (host.privileged && (host.cgroups.memory || host.cgroups.pids)) {
+    cgroup = await host.cgroups.create(`build-${basename(layout.root)}`, cgroupLimits()).catch((error) => {
+      notes.push(`cgroup not created (${String(error)})`);
+      return undefined;
+    });
+  } else if (!host.privileged) {
+    notes.push('no cgroup: the runner is not root');
+  } else {
+    notes.push(host.cgroups.description);
+  }
+  const memoryByCgroup = cgroup !== undefined && host.cgroups.memory;
+  const pidsByCgroup = cgroup !== undefined && host.cgroups.pids;
+  const processLimits = (): ProcessLimits => ({
+    fileSizeBytes: current.fileSizeMb * MIB,
+    openFiles: current.openFiles,
+    cpuSec: current.cpuSec,
+    maxProcesses: current.maxProcesses,
+    ...(memoryByCgroup ? {} : { addressSpaceBytes: current.memoryMb * MIB }),
+  });
+  let seen = { oomKills: 0, forkRefusals: 0 };
+
+  const mountsFor = (access: SandboxAccess): SandboxMount[] => {
+    const write = access.write ?? [];
+    const { inside } = layout;
+    const mounts: SandboxMount[] = [
+      { source: layout.src, target: inside.src, writable: write.includes('src') },
+      { source: layout.out, target: inside.out, writable: true },
+      { source: layout.home, target: inside.home, writable: true },
+      { source: layout.tmp, target: inside.tmp, writable: true },
+      { source: join(layout.sandbox, 'passwd'), target: '/etc/passwd' },
+      { source: join(layout.sandbox, 'group'), target: '/etc/group' },
+    ];
+    if (access.venv)
+      mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
+    if (access.network)
+      mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
+    for (const path of access.readOnly ?? []) mounts.push({ source: path, target: path });
+    for (const path of access.files ?? [])
+      mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
+    return mounts;
+  };
+
+  return {
+    launch(access) {
+      const plan = {
+        system: host.system,
+        symlinks: host.symlinks,
+        mounts: mountsFor(access),
+        privileged: host.privileged,
+        uid,
+        gid,
+        limits: processLimits(),
+        tmpfsBytes: TMPFS_BYTES,
+        prlimit: host.prlimit,
+        setpriv: host.setpriv,
+        handshake: { infoFd: 3, blockFd: 4 },
+      };
+      return {
+        wrap: (command, args, cwd) => ({
+          command: host.bwrap,
+          args: bwrapArgs({ ...plan, cwd }, command, args),
+        }),
+        async started(pid) {
+          await cgroup?.join(pid);
+          const network = access.network
+            ? await attachUserNetwork(host.slirp, pid, host.privileged)
+            : undefined;
+          return () => network?.close();
+        },
+      };
+    },
+    runnerFile: (hostPath) => join(RUNNER_FILES, basename(hostPath)),
+    async handOver(dirs) {
+      if (!host.privileged || dirs.length === 0) return;
+      // -h: a symlink in the tree is changed itself, never what it points to.
+      const result = await runBounded(host.chown, ['-hR', `${uid}:${gid}`, ...dirs], {
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin' },
+        timeoutMs: 120_000,
+        signal: new AbortController().signal,
+      });
+      if (result.kind !== 'exited' || result.exitCode !== 0) {
+        const detail = result.kind === 'notStarted' ? result.message : result.stderr.trim();
+        throw new CiError('RUNNER_FAULT', `handing the build directory to the build user failed: ${detail}`, {
+          retriable: true,
+        });
+      }
+    },
+    async lower(lowered) {
+      current = { ...lowered };
+      await cgroup?.setLimits(cgroupLimits());
+    },
+    description() {
+      const user = host.privileged
+        ? `uid ${uid} (unprivileged, all capabilities dropped)`
+        : `the runner's uid ${uid} in a user namespace (capabilities dropped)`;
+      const memory = memoryByCgroup
+        ? `memory ${current.memoryMb} MiB (${host.cgroups.description})`
+        : `memory ${current.memoryMb} MiB per process (RLIMIT_AS; ${notes.join('; ') || 'no memory cgroup'})`;
+      const pids = pidsByCgroup
+        ? `${current.maxProcesses} processes (${host.cgroups.description} + RLIMIT_NPROC)`
+        : `${current.maxProcesses} processes (RLIMIT_NPROC only)`;
+      return [
+        `bubblewrap as ${user}; own PID, IPC, UTS, mount and network namespaces`,
+        'no network except install (internet, host loopback blocked)',
+        memory,
+        pids,
+        `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
+      ].join('; ');
+    },
+    async limitEvents() {
+      if (!cgroup) return [];
+      const now = await cgroup.counters();
+      const events: string[] = [];
+      if (now.oomKills > seen.oomKills) {
+        events.push(
+          `memory limit of ${current.memoryMb} MiB reached: the kernel killed ${now.oomKills - seen.oomKills} process(es)`,
+        );
+      }
+      if (now.forkRefusals > seen.forkRefusals) {
+        events.push(
+          `process limit of ${current.maxProcesses} reached: ${now.forkRefusals - seen.forkRefusals} fork(s) refused`,
+        );
+      }
+      seen = now;
+      return events;
+    },
+    close: async () => {
+      await cgroup?.close();
+    },
+  };
+}
