@@ -16,9 +16,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# Installs what running ci-runner needs on a fresh machine: npm packages, git, Python with venv.
+# Installs what running ci-runner needs on a fresh machine: npm packages, git, Python with venv, and the build
+# sandbox (bubblewrap, slirp4netns; prlimit and setpriv come with util-linux).
 ensure_deps() {
   command -v git >/dev/null || apt_install git
+  command -v bwrap >/dev/null || apt_install bubblewrap
+  command -v slirp4netns >/dev/null || apt_install slirp4netns
+  { command -v prlimit >/dev/null && command -v setpriv >/dev/null; } || apt_install util-linux
   if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
   if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then

@@ -1,13 +1,13 @@
 import { randomInt } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, isAbsolute, join, relative } from 'node:path';
 import type { BuildResources } from '../config.js';
 import { CiError } from '../errors.js';
 import { type Launch, runBounded } from '../process.js';
 import type { BuildLayout } from '../stages/layout.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
-import type { NoSandbox, SandboxHost } from './sandboxHost.js';
+import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
 import { attachUserNetwork } from './slirp.js';
 
 /** What one sandboxed process may touch beyond the build's out/, home/ and tmp/ (always writable). */
@@ -18,8 +18,8 @@ export interface SandboxAccess {
   venv?: boolean;
   /** The internet through user-mode networking that cannot reach the host's loopback. Otherwise none at all. */
   network?: boolean;
-  /** Host paths visible read-only at the same path (shared environments). */
-  readOnly?: string[];
+  /** A shared environment (host directory), visible read-only at `sharedEnvPath()`. */
+  shared?: string;
   /** Runner files visible read-only at `runnerFile(path)`. */
   files?: string[];
 }
@@ -30,6 +30,10 @@ export interface BuildSandbox {
   launch(access: SandboxAccess): Launch | undefined;
   /** Where a runner file listed in `files` appears to the build. */
   runnerFile(hostPath: string): string;
+  /** Where a host path of the runner's tools (interpreter, uv, pins) appears to the build. */
+  tool(hostPath: string): string;
+  /** Where the shared environment given as `shared` appears to the build. */
+  sharedEnvPath(hostDir: string): string;
   /** Gives directories the runner prepared to the build's user (before the build writes them). */
   handOver(dirs: string[]): Promise<void>;
   /** Applies lower limits (from the repository's settings) to the rest of the build. */
@@ -43,7 +47,8 @@ export interface BuildSandbox {
 
 const MIB = 1024 * 1024;
 const TMPFS_BYTES = 256 * MIB;
-const RUNNER_FILES = '/build/runner';
+const RUNNER_FILES = '/ci/runner';
+const SHARED_ENV = '/ci/shared';
 
 function passwd(uid: number, gid: number, home: string): { passwd: string; group: string } {
   return {
@@ -57,6 +62,8 @@ export function noSandbox(): BuildSandbox {
   return {
     launch: () => undefined,
     runnerFile: (hostPath) => hostPath,
+    tool: (hostPath) => hostPath,
+    sharedEnvPath: (hostDir) => hostDir,
     handOver: async () => undefined,
     lower: async () => undefined,
     description: () => 'UNSANDBOXED (SANDBOX=off): the build ran with the runner’s user, network and files',
@@ -119,7 +126,7 @@ export async function openBuildSandbox(
       mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
     if (access.network)
       mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
-    for (const path of access.readOnly ?? []) mounts.push({ source: path, target: path });
+    if (access.shared) mounts.push({ source: access.shared, target: SHARED_ENV });
     for (const path of access.files ?? [])
       mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
     return mounts;
@@ -155,6 +162,11 @@ export async function openBuildSandbox(
       };
     },
     runnerFile: (hostPath) => join(RUNNER_FILES, basename(hostPath)),
+    tool: (hostPath) => {
+      const within = relative(host.tools, hostPath);
+      return within.startsWith('..') || isAbsolute(within) ? hostPath : join(TOOLS_PATH, within);
+    },
+    sharedEnvPath: () => SHARED_ENV,
     async handOver(dirs) {
       if (!host.privileged || dirs.length === 0) return;
       // -h: a symlink in the tree is changed itself, never what it points to.

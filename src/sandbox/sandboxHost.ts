@@ -21,6 +21,8 @@ export interface SandboxHost {
   cgroups: Cgroups;
   system: SandboxMount[];
   symlinks: Array<{ target: string; link: string }>;
+  /** The runner's tools directory on the host (seen at TOOLS_PATH). */
+  tools: string;
 }
 
 /** SANDBOX=off: an operator's explicit, logged choice to run builds with the runner's own powers. */
@@ -89,9 +91,14 @@ export interface SandboxRequest {
   enabled: boolean;
   uidBase: number;
   hostPath: string;
-  /** Host paths every sandbox reads at the same path: the build interpreter's prefix, the runner's tools. */
+  /** Host paths every sandbox reads at the same path: the build interpreter's installation. */
   readOnly: string[];
+  /** The runner's tools directory, which every sandbox reads at TOOLS_PATH. */
+  tools: string;
 }
+
+/** Where the runner's tools appear inside every sandbox (not at their host path, which names the cache). */
+export const TOOLS_PATH = '/ci/tools';
 
 // Finds bubblewrap, slirp4netns and the cgroups this host offers, and proves a sandbox starts. Fails closed: when
 // anything is missing the error names it and how to fix it (or, explicitly, SANDBOX=off).
@@ -131,8 +138,10 @@ export async function prepareSandbox(
     privileged: process.getuid?.() === 0,
     uidBase: request.uidBase,
     cgroups: await detectCgroups(),
+    tools: request.tools,
     ...(await systemMounts(request.readOnly)),
   };
+  host.system.push({ source: request.tools, target: TOOLS_PATH });
   await proveSandbox(host, request.hostPath);
   logger.info(
     { privileged: host.privileged, cgroups: host.cgroups.description },
@@ -186,6 +195,7 @@ export function sandboxRequest(
     enabled: config.enabled,
     uidBase: config.uidBase,
     hostPath,
-    readOnly: [toolchain.pythonPrefix, toolchain.dir],
+    readOnly: [toolchain.pythonPrefix],
+    tools: toolchain.dir,
   };
 }

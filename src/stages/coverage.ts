@@ -45,7 +45,7 @@ export async function run(
       timeoutMs: input.timeoutMs,
       signal: ctx.signal,
       logFile: join(layout.reports, 'coverage.log'),
-      launch: ctx.sandbox.launch({ venv: true, readOnly: input.sharedEnv ? [input.sharedEnv] : [] }),
+      launch: ctx.sandbox.launch({ venv: true, shared: input.sharedEnv }),
     },
   );
   const durationMs = result.durationMs;

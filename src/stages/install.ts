@@ -135,7 +135,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   const shared = sharedEnvironment(input.cacheDir, key, toolchain, layout.inherited);
   const value: InstallValue = { cacheHit: false, key };
   const sandboxed = (args: string[], access: Parameters<typeof ctx.sandbox.launch>[0]) =>
-    runBounded(toolchain.uv, args, {
+    runBounded(ctx.sandbox.tool(toolchain.uv), args, {
       cwd: layout.inside.src,
       env,
       timeoutMs: input.timeoutMs,
@@ -186,7 +186,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   const sharedDir = await shared.ensure(pins, ctx.log);
   if (sharedDir) {
     value.sharedEnv = sharedDir;
-    await shared.extendBuildVenv(layout.venv, sharedDir);
+    await shared.extendBuildVenv(layout.venv, ctx.sandbox.sharedEnvPath(sharedDir));
   }
   await ctx.sandbox.handOver([layout.venv]);
   if (!sharedDir) {
@@ -214,7 +214,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
         '-e',
         `${layout.inside.src}${extras}`,
       ],
-      { venv: true, write: ['venv', 'src'], readOnly: sharedDir ? [sharedDir] : [] },
+      { venv: true, write: ['venv', 'src'], shared: sharedDir },
     );
     const failed = verdict(project, 'the project could not be installed', input.timeoutMs, value);
     if (failed) return failed;

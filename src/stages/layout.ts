@@ -24,13 +24,16 @@ export interface BuildLayout extends BuildPaths {
   inherited: Readonly<Record<string, string>>;
 }
 
-/** Where a sandboxed build finds its directories, whatever the host path of its build directory. */
+/**
+ * Where a sandboxed build finds its directories, whatever the host path of its build directory. No component is
+ * a name tools skip by default (black and ruff exclude `build/`, `dist/`, `venv/`).
+ */
 export const SANDBOX_PATHS: Readonly<BuildPaths> = Object.freeze({
-  src: '/build/src',
-  venv: '/build/venv',
-  out: '/build/out',
-  home: '/build/home',
-  tmp: '/build/tmp',
+  src: '/workspace',
+  venv: '/ci/env',
+  out: '/ci/out',
+  home: '/ci/home',
+  tmp: '/ci/tmp',
 });
 
 // Names the directories of a build; the checkout never contains the environment or the reports. Sandboxed builds

@@ -54,7 +54,7 @@ function unexpected(tool: string, result: RunResult): never {
 function runTool(input: LintInput, ctx: StageContext, tool: string, args: string[]): Promise<RunResult> {
   const { layout } = input;
   const cacheVariable = `${tool.toUpperCase()}_CACHE_DIR`;
-  return runBounded(input.toolchain.python, ['-m', tool, ...args], {
+  return runBounded(ctx.sandbox.tool(input.toolchain.python), ['-m', tool, ...args], {
     cwd: layout.inside.src,
     env: buildEnv(layout, { [cacheVariable]: join(layout.inside.tmp, `${tool}-cache`) }),
     timeoutMs: input.timeoutMs,

@@ -112,14 +112,18 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
 export async function run(input: SettingsInput, ctx: StageContext): Promise<StageResult<RepoFacts>> {
   const { layout } = input;
   const script = join(input.toolchain.pluginDir, 'ci_runner_settings.py');
-  const result = await runBounded(input.toolchain.python, [ctx.sandbox.runnerFile(script)], {
-    cwd: layout.inside.src,
-    env: buildEnv(layout),
-    timeoutMs: 30_000,
-    signal: ctx.signal,
-    logFile: join(layout.reports, 'settings.log'),
-    launch: ctx.sandbox.launch({ files: [script] }),
-  });
+  const result = await runBounded(
+    ctx.sandbox.tool(input.toolchain.python),
+    [ctx.sandbox.runnerFile(script)],
+    {
+      cwd: layout.inside.src,
+      env: buildEnv(layout),
+      timeoutMs: 30_000,
+      signal: ctx.signal,
+      logFile: join(layout.reports, 'settings.log'),
+      launch: ctx.sandbox.launch({ files: [script] }),
+    },
+  );
   const fallback: RepoFacts = { settings: input.defaults, extras: [], installable: false, buildRequires: [] };
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };

@@ -24,8 +24,8 @@ export interface SharedEnvironment {
   createBuildVenv(dir: string): Promise<void>;
   /** Records the pins for this key, once the build that resolved them installed them. */
   recordPins(pins: string): Promise<void>;
-  /** Makes a build's venv see the shared environment's packages (after its own). */
-  extendBuildVenv(venv: string, shared: string): Promise<void>;
+  /** Makes a build's venv see the shared environment's packages (after its own), at the path the build sees. */
+  extendBuildVenv(venv: string, sharedSeenAt: string): Promise<void>;
   sitePackages(venv: string): string;
 }
 
@@ -91,8 +91,8 @@ export function sharedEnvironment(
         });
       }
     },
-    async extendBuildVenv(venv, shared) {
-      const line = `import site; site.addsitedir(${JSON.stringify(sitePackages(shared))})\n`;
+    async extendBuildVenv(venv, sharedSeenAt) {
+      const line = `import site; site.addsitedir(${JSON.stringify(sitePackages(sharedSeenAt))})\n`;
       await writeFile(join(sitePackages(venv), '_ci_runner_shared.pth'), line);
     },
     async ensure(pins, log) {

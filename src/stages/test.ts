@@ -63,7 +63,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     launch: ctx.sandbox.launch({
       venv: true,
       write: ['src'],
-      readOnly: input.sharedEnv ? [input.sharedEnv] : [],
+      shared: input.sharedEnv,
     }),
   });
   const durationMs = result.durationMs;

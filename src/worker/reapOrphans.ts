@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { pidAlive } from '../pidAlive.js';
 
-// Pids of the processes whose environment has HOME=<home>: every process a build starts inherits it.
-async function processesOf(home: string): Promise<number[]> {
-  const marker = `HOME=${home}\0`;
+// Pids of the processes whose environment has CI_RUNNER_BUILD=<build dir>: every process a build starts inherits it.
+async function processesOf(buildDir: string): Promise<number[]> {
+  const marker = `CI_RUNNER_BUILD=${buildDir}\0`;
   const pids: number[] = [];
   for (const name of await readdir('/proc').catch(() => [])) {
     if (!/^\d+$/.test(name)) continue;
@@ -26,7 +26,7 @@ export async function reapOrphans(workDir: string, logger: Logger): Promise<numb
     if (!owner) continue;
     const [host, pid] = owner.trim().split(' ');
     if (host !== hostname() || pidAlive(Number(pid))) continue;
-    for (const orphan of await processesOf(join(dir, 'home'))) {
+    for (const orphan of await processesOf(dir)) {
       try {
         process.kill(orphan, 'SIGKILL');
         killed += 1;

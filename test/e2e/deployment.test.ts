@@ -18,6 +18,9 @@ describe('deployment files', () => {
     }
     assert.match(stdout, /appendfsync[\s\S]*always[\s\S]*noeviction/);
     assert.match(stdout, /replicas: 3/);
+    // The worker's sandbox needs namespaces a default container profile refuses; the worker keeps no capabilities.
+    assert.match(stdout, /seccomp=unconfined[\s\S]*systempaths=unconfined/);
+    assert.match(stdout, /cap_drop:\n\s+- ALL/);
     const entries = [...new Set(stdout.match(/dist\/src\/[\w/]+\.js/g) ?? [])].sort();
     assert.deepEqual(entries, [
       'dist/src/board/main.js',
@@ -50,6 +53,7 @@ describe('deployment files', () => {
     assert.ok(sources.length >= 5);
     for (const source of sources) assert.ok(existsSync(source), source);
     assert.match(dockerfile, /^USER runner$/m);
+    assert.match(dockerfile, /bubblewrap slirp4netns/);
     assert.match(dockerfile, /^FROM node:20-bookworm-slim AS build$/m);
   });
 });

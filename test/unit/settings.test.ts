@@ -30,6 +30,11 @@ describe('parseRepoSettings', () => {
         'test-timeout-sec': 60,
         'install-timeout-sec': 99_999,
         'lint-timeout-sec': 30,
+        'memory-mb': 512,
+        'max-processes': 99_999,
+        'file-size-mb': 10,
+        'open-files': 256,
+        'cpu-sec': 60,
       },
       defaults,
     );
@@ -38,8 +43,10 @@ describe('parseRepoSettings', () => {
       pytestArgs: ['-k', 'api', '--maxfail=3'],
       lint: false,
       limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 30_000, testMs: 60_000 },
+      resources: { memoryMb: 512, maxProcesses: 512, fileSizeMb: 10, openFiles: 256, cpuSec: 60 },
     });
     assert.equal(defaults.limits.testMs, 900_000, 'defaults untouched');
+    assert.equal(defaults.resources.memoryMb, 2048, 'defaults untouched');
   });
 
   test('unknown keys and wrong types name the key', () => {
@@ -49,6 +56,7 @@ describe('parseRepoSettings', () => {
     assert.match(problem({ 'pytest-args': '-x' }), /pytest-args: must be an array of strings/);
     assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
     assert.match(problem({ 'test-timeout-sec': 0 }), /test-timeout-sec: must be a whole number/);
+    assert.match(problem({ 'memory-mb': '1G' }), /memory-mb: must be a whole number/);
     assert.match(problem([]), /must be a table/);
   });
 

