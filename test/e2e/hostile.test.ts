@@ -137,11 +137,14 @@ describe('a hostile repository fails its own build and nothing else', () => {
   const scale = { bigFileGiB: 10, memoryGiB: 4 };
   test('every attack: the expected status with its reason, nothing leaked, the runner unharmed', async (t) => {
     for (const attack of hostileCases(facts, scale)) {
-      await t.test(`${attack.name}: ${attack.status}`, async () => {
+      await t.test(`${attack.name}: ${attack.status}`, async (each) => {
         const { report, entries } = await buildOne(attack.name, attack.files, attack.links);
         built.set(attack.name, { report, entries });
 
         const said = `${report.error} ${report.failedTests.join(' ')}`;
+        each.diagnostic(
+          `REPORT ${attack.name}: ${report.status} | ${said.trim() || '-'} | ${report.durationMs} ms`,
+        );
         assert.equal(report.status, attack.status, said);
         if (attack.reason) assert.match(said, attack.reason);
         assert.match(report.sandbox, /^bubblewrap as uid \d+ \(unprivileged/);
@@ -247,15 +250,16 @@ describe('a hostile repository fails its own build and nothing else', () => {
     const work = await mkdtemp(join(tmpdir(), 'hostile-oracle-'));
     try {
       const tree = join(work, 'tree');
-      execFileSync('git', ['clone', '--quiet', repo.url, tree]);
-      execFileSync('python3', ['-m', 'venv', join(work, 'venv')]);
+      // Asynchronous: the git server answers from this process.
+      await run('git', ['clone', '--quiet', repo.url, tree], { timeout: 60_000 });
+      await run('python3', ['-m', 'venv', join(work, 'venv')]);
       const python = join(work, 'venv', 'bin', 'python');
       const pins = (await readFile('python/requirements-test.txt', 'utf8'))
         .split('\n')
-        .filter((l) => /^[a-z]/.test(l));
-      execFileSync(python, ['-m', 'pip', 'install', '--quiet', ...pins]);
-      execFileSync(python, ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-m', 'fast'], { cwd: tree });
-      execFileSync(python, ['-m', 'coverage', 'json', '-o', join(work, 'coverage.json')], { cwd: tree });
+        .filter((line) => /^[a-z]/.test(line));
+      await run(python, ['-m', 'pip', 'install', '--quiet', ...pins]);
+      await run(python, ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-m', 'fast'], { cwd: tree });
+      await run(python, ['-m', 'coverage', 'json', '-o', join(work, 'coverage.json')], { cwd: tree });
       const totals = JSON.parse(await readFile(join(work, 'coverage.json'), 'utf8')).totals;
       assert.equal(report.lineCoverage, (totals.covered_lines / totals.num_statements) * 100);
       assert.equal(report.testsRun, 2);

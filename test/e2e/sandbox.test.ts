@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { ConfigError } from '../../src/errors.js';
+import type { RunResult } from '../../src/process.js';
+import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
+import { testLogger } from '../support/harness.js';
+
+const run = promisify(execFile);
+const REDIS_PORT = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379').port;
+
+/** What each command printed, and the sandbox's description of itself. */
+type ProbeOutput = [...Array<RunResult & { stdout: string }>, { description: string }];
+
+// The commands every probe runs: who it is, what it sees, what it may write, where it may connect.
+const COMMANDS = [
+  { script: 'id -u; grep CapEff /proc/self/status; ls /proc | grep -c "^[0-9]"' },
+  { script: 'cat /etc/passwd; ls /root 2>&1; ls /home 2>&1 | head -1' },
+  {
+    script:
+      'touch /usr/hostile 2>/dev/null && echo wrote-usr; touch hello.txt 2>/dev/null && echo wrote-src; true',
+  },
+  { script: 'touch hello.txt && echo wrote-src', access: { write: ['src'] } },
+  { script: `bash -c 'echo > /dev/tcp/127.0.0.1/${REDIS_PORT}' 2>/dev/null && echo reached-redis; true` },
+  {
+    script: `getent hosts pypi.org >/dev/null && echo resolved; bash -c 'echo > /dev/tcp/10.0.2.2/${REDIS_PORT}' 2>/dev/null && echo reached-host; true`,
+    access: { network: true },
+  },
+];
+
+async function probe(asUser?: number): Promise<ProbeOutput> {
+  const dir = await mkdtemp(join(tmpdir(), 'sandbox-probe-'));
+  try {
+    const args = [
+      '--import',
+      'tsx',
+      'test/support/sandboxProbe.ts',
+      dir,
+      JSON.stringify({ commands: COMMANDS }),
+    ];
+    if (asUser === undefined) return JSON.parse((await run('node', args)).stdout);
+    await chown(dir, asUser, asUser);
+    const user = [`--reuid=${asUser}`, `--regid=${asUser}`, '--clear-groups'];
+    return JSON.parse((await run('setpriv', [...user, process.execPath, ...args])).stdout);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('the build sandbox itself', () => {
+  let asRoot: ProbeOutput;
+  let asUser: ProbeOutput;
+
+  before(async () => {
+    [asRoot, asUser] = await Promise.all([probe(), probe(65_534)]);
+  });
+
+  after(() => undefined);
+
+  for (const [who, output, uid] of [
+    ['started by root', () => asRoot, (id: number) => id >= 800_000 && id < 865_536],
+    ['started by an unprivileged user', () => asUser, (id: number) => id === 65_534],
+  ] as const) {
+    test(`${who}: an unprivileged user with no capabilities, alone in its PID namespace`, () => {
+      const [identity] = output();
+      assert.ok(identity && 'stdout' in identity);
+      const [id, caps, processes] = identity.stdout.trim().split('\n');
+      assert.ok(uid(Number(id)), `uid ${id}`);
+      assert.match(caps ?? '', /CapEff:\s+0+$/);
+      assert.ok(Number(processes) <= 4, `${processes} processes visible`);
+    });
+
+    test(`${who}: its own passwd, no /root or /home content, a read-only system and checkout unless granted`, () => {
+      const [, files, writes, granted] = output();
+      assert.ok(files && 'stdout' in files && writes && 'stdout' in writes && granted && 'stdout' in granted);
+      assert.match(files.stdout, /^build:x:\d+:\d+:ci-runner build:\/ci\/home:\/bin\/sh$/m);
+      assert.doesNotMatch(files.stdout, /\.ssh|cloudsdk|\.bashrc/);
+      assert.equal(writes.stdout.trim(), '', 'neither /usr nor the read-only checkout was written');
+      assert.equal(granted.stdout.trim(), 'wrote-src');
+    });
+
+    test(`${who}: no network at all, and during install the internet but not the host's loopback`, () => {
+      const [, , , , offline, install] = output();
+      assert.ok(offline && 'stdout' in offline && install && 'stdout' in install);
+      assert.equal(offline.stdout.trim(), '', "the host's Redis is out of reach");
+      assert.equal(install.stdout.trim(), 'resolved', 'names resolve; the host loopback stays closed');
+    });
+  }
+
+  test('says how it contains builds, and what it could not apply', () => {
+    const rootSays = (asRoot.at(-1) as { description: string }).description;
+    const userSays = (asUser.at(-1) as { description: string }).description;
+    assert.match(rootSays, /^bubblewrap as uid \d+ \(unprivileged, all capabilities dropped\)/);
+    assert.match(rootSays, /memory 512 MiB \(cgroup v[12]/);
+    assert.match(userSays, /in a user namespace/);
+    assert.match(userSays, /memory 512 MiB per process \(RLIMIT_AS; no cgroup: the runner is not root\)/);
+  });
+
+  test('fails closed: without bubblewrap the runner refuses, naming what is missing and the opt-out', async () => {
+    const request = { enabled: true, uidBase: 800_000, hostPath: '/nonexistent', readOnly: [], tools: '/' };
+    await assert.rejects(prepareSandbox(request, testLogger('sandbox')), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /needs bwrap \(Debian package bubblewrap\).*SANDBOX=off/);
+      return true;
+    });
+    const off = await prepareSandbox({ ...request, enabled: false }, testLogger('sandbox'));
+    assert.deepEqual(off, { enabled: false });
+  });
+});

@@ -1,0 +1,57 @@
+// Runs shell commands in a real build sandbox and prints what they said as JSON: run by the sandbox tests as root
+// and, through setpriv, as an unprivileged user (the Docker image's case). Usage: sandboxProbe.ts <dir> <json>.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLogger } from '../../src/logger.js';
+import { runBounded } from '../../src/process.js';
+import { openBuildSandbox, type SandboxAccess } from '../../src/sandbox/buildSandbox.js';
+import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
+import { buildEnv, buildLayout, prepareLayout } from '../../src/stages/layout.js';
+
+interface Probe {
+  commands: Array<{ script: string; access?: SandboxAccess }>;
+  resources?: {
+    memoryMb: number;
+    maxProcesses: number;
+    fileSizeMb: number;
+    openFiles: number;
+    cpuSec: number;
+  };
+}
+
+const [dir = '', json = '{}'] = process.argv.slice(2);
+const probe = JSON.parse(json) as Probe;
+const logger = createLogger({ level: 'warn', pretty: false, name: 'probe' });
+const tools = join(dir, 'tools');
+await mkdir(tools, { recursive: true });
+const host = await prepareSandbox(
+  { enabled: true, uidBase: 800_000, hostPath: '/usr/local/bin:/usr/bin:/bin', readOnly: [], tools },
+  logger,
+);
+const layout = buildLayout(join(dir, 'build'), {}, true);
+await prepareLayout(layout);
+await mkdir(layout.src);
+await writeFile(join(layout.src, 'hello.txt'), 'hello\n');
+const resources = probe.resources ?? {
+  memoryMb: 512,
+  maxProcesses: 64,
+  fileSizeMb: 8,
+  openFiles: 256,
+  cpuSec: 60,
+};
+const sandbox = await openBuildSandbox(host, layout, resources);
+await sandbox.handOver([layout.src, layout.out, layout.home, layout.tmp]);
+const results = [];
+for (const command of probe.commands) {
+  const result = await runBounded('/bin/sh', ['-c', command.script], {
+    cwd: layout.inside.src,
+    env: buildEnv(layout),
+    timeoutMs: 60_000,
+    signal: new AbortController().signal,
+    launch: sandbox.launch(command.access ?? {}),
+  });
+  results.push(result);
+}
+results.push({ description: sandbox.description() });
+await sandbox.close();
+process.stdout.write(JSON.stringify(results));
