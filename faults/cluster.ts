@@ -206,11 +206,15 @@ export async function createCluster(name: string, overrides: Record<string, stri
       }
       return count;
     },
+    // Processes of builds: anything naming the work directory (the sandbox's bwrap), or running as a build user.
     async strays() {
-      const { stdout } = await run('ps', ['-eo', 'pid,args']);
-      return stdout
-        .split('\n')
-        .filter((line) => line.includes(env.WORK_DIR as string) && !line.includes('ps -eo'));
+      const { stdout } = await run('ps', ['-eo', 'pid=,uid=,args=']);
+      const base = Number(env.SANDBOX_UID_BASE ?? 800_000);
+      return stdout.split('\n').filter((line) => {
+        const uid = Number(line.trim().split(/\s+/)[1]);
+        const buildUser = uid >= base && uid < base + 65_536;
+        return (buildUser || line.includes(env.WORK_DIR as string)) && !line.includes('ps -eo');
+      });
     },
     async close() {
       for (const part of parts.values()) if (part.child.exitCode === null) part.child.kill('SIGKILL');

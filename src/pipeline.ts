@@ -93,8 +93,12 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   await mkdir(options.workDir, { recursive: true });
   const buildDir = await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`));
   const layout = buildLayout(buildDir, options.buildEnv, options.sandbox.enabled);
-  await prepareLayout(layout);
-  const sandbox = await openBuildSandbox(options.sandbox, layout, options.resources);
+  const sandbox = await prepareLayout(layout)
+    .then(() => openBuildSandbox(options.sandbox, layout, options.resources))
+    .catch(async (error: unknown) => {
+      await rm(layout.root, { recursive: true, force: true });
+      throw error;
+    });
   const lines: string[] = [];
   const ctx: StageContext = {
     logger: options.logger,

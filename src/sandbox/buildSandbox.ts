@@ -57,6 +57,11 @@ function passwd(uid: number, gid: number, home: string): { passwd: string; group
   };
 }
 
+/** The name of a build's control group, derived from its directory (so a later worker can clean it up). */
+export function buildCgroupName(buildDir: string): string {
+  return `build-${basename(buildDir)}`;
+}
+
 /** A build run with the runner's own powers: only an operator's SANDBOX=off leads here. */
 export function noSandbox(): BuildSandbox {
   return {
@@ -91,7 +96,7 @@ export async function openBuildSandbox(
   let cgroup: BuildCgroup | undefined;
   const cgroupLimits = () => ({ memoryBytes: current.memoryMb * MIB, maxProcesses: current.maxProcesses });
   if (host.privileged && (host.cgroups.memory || host.cgroups.pids)) {
-    cgroup = await host.cgroups.create(`build-${basename(layout.root)}`, cgroupLimits()).catch((error) => {
+    cgroup = await host.cgroups.create(buildCgroupName(layout.root), cgroupLimits()).catch((error) => {
       notes.push(`cgroup not created (${String(error)})`);
       return undefined;
     });

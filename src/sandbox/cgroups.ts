@@ -29,6 +29,8 @@ export interface Cgroups {
   memory: boolean;
   pids: boolean;
   create(name: string, limits: CgroupLimits): Promise<BuildCgroup | undefined>;
+  /** Kills what is left in a group a dead worker created, and removes it. */
+  remove(name: string): Promise<void>;
 }
 
 interface Mount {
@@ -155,6 +157,7 @@ const NONE = (description: string): Cgroups => ({
   memory: false,
   pids: false,
   create: async () => undefined,
+  remove: async () => undefined,
 });
 
 // Finds where this host lets the runner create per-build groups with memory and process limits: cgroup v2 when
@@ -189,6 +192,7 @@ export async function detectCgroups(): Promise<Cgroups> {
             await group.setLimits(limits);
             return group;
           },
+          remove: (name) => killAndRemove([join(parent, name)]),
         };
       }
     }
@@ -214,5 +218,11 @@ export async function detectCgroups(): Promise<Cgroups> {
       await group.setLimits(limits);
       return group;
     },
+    remove: (name) =>
+      killAndRemove(
+        [memory && memoryParent, pids && pidsParent]
+          .filter((dir): dir is string => typeof dir === 'string')
+          .map((dir) => join(dir, name)),
+      ),
   };
 }

@@ -64,8 +64,9 @@ export function sharedEnvironment(
   const minor = toolchain.pythonVersion.split('.').slice(0, 2).join('.');
   const sitePackages = (venv: string) => join(venv, 'lib', `python${minor}`, 'site-packages');
   // The runner's own uv: its cache (only the runner writes it), no configuration files from anywhere.
-  const uv = (args: string[]) =>
-    runBounded(toolchain.uv, args, {
+  const uv = async (args: string[]) => {
+    await mkdir(root, { recursive: true });
+    return runBounded(toolchain.uv, args, {
       cwd: root,
       env: {
         ...inherited,
@@ -79,6 +80,7 @@ export function sharedEnvironment(
       timeoutMs: BUILD_TIMEOUT_MS,
       signal: new AbortController().signal,
     });
+  };
 
   return {
     pins: () => readFile(pinsFile, 'utf8').catch(() => undefined),

@@ -3,6 +3,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { pidAlive } from '../pidAlive.js';
+import { buildCgroupName } from '../sandbox/buildSandbox.js';
+import type { Cgroups } from '../sandbox/cgroups.js';
 
 // Pids of the processes whose environment has CI_RUNNER_BUILD=<build dir>: every process a build starts inherits it.
 async function processesOf(buildDir: string): Promise<number[]> {
@@ -17,8 +19,8 @@ async function processesOf(buildDir: string): Promise<number[]> {
 }
 
 // Kills what builds of dead workers on this host left running (a worker killed with SIGKILL cannot do it itself)
-// and removes their directories. Returns how many processes it killed.
-export async function reapOrphans(workDir: string, logger: Logger): Promise<number> {
+// and removes their directories and control groups. Returns how many processes it killed.
+export async function reapOrphans(workDir: string, logger: Logger, cgroups?: Cgroups): Promise<number> {
   let killed = 0;
   for (const entry of await readdir(workDir).catch(() => [])) {
     const dir = join(workDir, entry);
@@ -34,6 +36,7 @@ export async function reapOrphans(workDir: string, logger: Logger): Promise<numb
         // Already gone.
       }
     }
+    await cgroups?.remove(buildCgroupName(dir));
     await rm(dir, { recursive: true, force: true });
     logger.warn({ dir, deadWorker: Number(pid) }, 'reaped the leftovers of a dead worker');
   }

@@ -127,9 +127,10 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     });
     // Fails closed: a worker that cannot sandbox builds does not take any (unless SANDBOX=off).
     const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
-    await reapOrphans(config.workDir, logger);
+    const cgroups = sandbox.enabled ? sandbox.cgroups : undefined;
+    await reapOrphans(config.workDir, logger, cgroups);
     const reaper = setInterval(
-      () => void reapOrphans(config.workDir, logger).catch(() => undefined),
+      () => void reapOrphans(config.workDir, logger, cgroups).catch(() => undefined),
       REAP_MS,
     );
     reaper.unref();
