@@ -179,9 +179,8 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
       value,
     );
     if (failed) return failed;
-    pins = dependencyLines(
-      (await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024))?.toString('utf8') ?? '',
-    );
+    const resolved = await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024);
+    pins = dependencyLines(resolved?.toString('utf8') ?? '', layout.inside.src);
   }
   const sharedDir = await shared.ensure(pins, ctx.log);
   if (sharedDir) {

@@ -29,19 +29,24 @@ export interface SharedEnvironment {
   sitePackages(venv: string): string;
 }
 
-// The dependencies uv resolved, one per line: without comments and without the project itself (installed apart).
-export function dependencyLines(text: string): string {
+// The dependencies uv resolved, one per line: without comments and without the project itself (`-e <project>`,
+// installed apart). Other editable or local requirements stay, and keep the environment out of sharing.
+export function dependencyLines(text: string, project: string): string {
+  const own = new RegExp(`^-e (file://)?${project.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/?(\\[.*\\])?$`);
   const lines = text
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#') && !line.startsWith('-e '));
+    .filter((line) => line && !line.startsWith('#') && !own.test(line));
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
 // The pins as the lines a shared environment is built from, or undefined when any line is something else (a URL,
 // a path, an option): those environments are only ever installed inside the build's own sandbox.
 export function exactPins(text: string): string[] | undefined {
-  const lines = dependencyLines(text).split('\n').filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   return lines.every((line) => PIN.test(line)) ? lines : undefined;
 }
 
