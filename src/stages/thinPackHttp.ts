@@ -29,11 +29,8 @@ export const thinPackHttp: HttpClient = {
       return http.request(request);
     }
     const body = withThinPack(await collect(request.body));
-    return http.request({
-      ...request,
-      body: (async function* () {
-        yield body;
-      })(),
-    });
+    // An array, not a stream: isomorphic-git then sends one buffer with a Content-Length. A chunked body breaks
+    // every server that does not de-chunk CGI input (Apache, nginx + fcgiwrap, Python's CGI handler).
+    return http.request({ ...request, body: [body] as unknown as GitHttpRequest['body'] });
   },
 };
