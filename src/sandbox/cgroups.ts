@@ -97,9 +97,14 @@ async function killAndRemove(dirs: string[]): Promise<void> {
   }
 }
 
-// cgroup v1: one directory per controller, nested under this process's own group so outer limits still hold.
-function v1Group(memoryDir: string | undefined, pidsDir: string | undefined): BuildCgroup {
-  const dirs = [memoryDir, pidsDir].filter((dir): dir is string => dir !== undefined);
+// cgroup v1: one directory per controller, nested under this process's own group so outer limits still hold. The
+// cpu group has no limit: it makes the build one scheduling group, so a fork bomb shares one group's CPU time.
+function v1Group(
+  memoryDir: string | undefined,
+  pidsDir: string | undefined,
+  cpuDir: string | undefined,
+): BuildCgroup {
+  const dirs = [memoryDir, pidsDir, cpuDir].filter((dir): dir is string => dir !== undefined);
   return {
     async join(pid) {
       for (const dir of dirs) await writeFile(join(dir, 'cgroup.procs'), `${pid}\n`);
@@ -170,13 +175,14 @@ export async function detectCgroups(): Promise<Cgroups> {
     const controllers = await readFile(join(unified.path, 'cgroup.controllers'), 'utf8').catch(() => '');
     if (/\bmemory\b/.test(controllers) && /\bpids\b/.test(controllers)) {
       const parent = join(unified.path, 'ci-runner');
+      const wanted = /\bcpu\b/.test(controllers) ? '+memory +pids +cpu\n' : '+memory +pids\n';
       const enabled =
         (await tryMkdir(parent)) &&
-        (await writeFile(join(unified.path, 'cgroup.subtree_control'), '+memory +pids\n').then(
+        (await writeFile(join(unified.path, 'cgroup.subtree_control'), wanted).then(
           () => true,
           () => false,
         )) &&
-        (await writeFile(join(parent, 'cgroup.subtree_control'), '+memory +pids\n').then(
+        (await writeFile(join(parent, 'cgroup.subtree_control'), wanted).then(
           () => true,
           () => false,
         ));
@@ -203,8 +209,10 @@ export async function detectCgroups(): Promise<Cgroups> {
   };
   const memoryParent = v1('memory');
   const pidsParent = v1('pids');
+  const cpuParent = v1('cpu');
   const memory = memoryParent !== undefined && (await tryMkdir(memoryParent));
   const pids = pidsParent !== undefined && (await tryMkdir(pidsParent));
+  const cpu = cpuParent !== undefined && (await tryMkdir(cpuParent));
   if (!memory && !pids) return NONE('no cgroup the runner may create groups in');
   return {
     description: `cgroup v1 (${[memory && 'memory', pids && 'pids'].filter(Boolean).join(', ')})`,
@@ -213,14 +221,15 @@ export async function detectCgroups(): Promise<Cgroups> {
     async create(name, limits) {
       const memoryDir = memory && memoryParent ? join(memoryParent, name) : undefined;
       const pidsDir = pids && pidsParent ? join(pidsParent, name) : undefined;
-      for (const dir of [memoryDir, pidsDir]) if (dir) await mkdir(dir);
-      const group = v1Group(memoryDir, pidsDir);
+      const cpuDir = cpu && cpuParent ? join(cpuParent, name) : undefined;
+      for (const dir of [memoryDir, pidsDir, cpuDir]) if (dir) await mkdir(dir);
+      const group = v1Group(memoryDir, pidsDir, cpuDir);
       await group.setLimits(limits);
       return group;
     },
     remove: (name) =>
       killAndRemove(
-        [memory && memoryParent, pids && pidsParent]
+        [memory && memoryParent, pids && pidsParent, cpu && cpuParent]
           .filter((dir): dir is string => typeof dir === 'string')
           .map((dir) => join(dir, name)),
       ),

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError } from '../../src/errors.js';
@@ -55,11 +55,24 @@ describe('the build sandbox itself', () => {
   let asRoot: ProbeOutput;
   let asUser: ProbeOutput;
 
+  // The unprivileged probe runs this checkout's code: every directory above it must let others pass (a clone in a
+  // mkdtemp directory is 0700). Restored afterwards.
+  const opened: Array<[string, number]> = [];
+
   before(async () => {
+    for (let dir = process.cwd(); dir !== dirname(dir); dir = dirname(dir)) {
+      const { mode } = await stat(dir);
+      if ((mode & 0o001) === 0) {
+        opened.push([dir, mode & 0o7777]);
+        await chmod(dir, (mode & 0o7777) | 0o001);
+      }
+    }
     [asRoot, asUser] = await Promise.all([probe(), probe(65_534)]);
   });
 
-  after(() => undefined);
+  after(async () => {
+    for (const [dir, mode] of opened) await chmod(dir, mode);
+  });
 
   for (const [who, output, uid] of [
     ['started by root', () => asRoot, (id: number) => id >= 800_000 && id < 865_536],

@@ -96,6 +96,14 @@ function pyproject(...more: string[]): string {
   return `${cleanProject()['pyproject.toml']}\n[tool.ci-runner]\nlint = false\n${more.join('\n')}\n`;
 }
 
+// The repository lowers its own limits (so the attack ends sooner; the runner's defaults are proved elsewhere).
+const withLimits =
+  (...settings: string[]) =>
+  (files: Files): Files => ({
+    ...files,
+    'pyproject.toml': pyproject().replace('lint = false', ['lint = false', ...settings].join('\n')),
+  });
+
 const withSix = (files: Files): Files => ({
   ...cleanProject(),
   'pyproject.toml': pyproject(),
@@ -239,15 +247,20 @@ export function hostileCases(
     {
       name: 'fork-bomb',
       status: 'FAILED',
-      reason: /process limit of \d+ reached|Resource temporarily unavailable|BlockingIOError/,
-      files: hostileTest(
-        facts,
-        '@pytest.mark.fast',
-        'def test_fork_bomb():',
-        '    bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n"',
-        '    subprocess.Popen([sys.executable, "-c", bomb])',
-        '    time.sleep(3)',
-        '    subprocess.run(["true"], check=True)',
+      reason: /process limit of \d+ reached|Resource temporarily unavailable|BlockingIOError|TIMEOUT/,
+      files: withLimits(
+        'max-processes = 64',
+        'test-timeout-sec = 120',
+      )(
+        hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_fork_bomb():',
+          '    bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n"',
+          '    subprocess.Popen([sys.executable, "-c", bomb])',
+          '    time.sleep(3)',
+          '    subprocess.run(["true"], check=True)',
+        ),
       ),
     },
     {
