@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { lchown, readdir, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
 import type { BuildResources } from '../config.js';
 import { CiError } from '../errors.js';
-import { type Launch, runBounded } from '../process.js';
+import type { Launch } from '../process.js';
 import type { BuildLayout } from '../stages/layout.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
@@ -60,6 +60,19 @@ function passwd(uid: number, gid: number, home: string): { passwd: string; group
 /** The name of a build's control group, derived from its directory (so a later worker can clean it up). */
 export function buildCgroupName(buildDir: string): string {
   return `build-${basename(buildDir)}`;
+}
+
+// Gives a tree to the build user: lchown, so a symlink in it is changed itself, never what it points to.
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  const entries = await readdir(dir, { withFileTypes: true });
+  await Promise.all(
+    entries.map((entry) =>
+      entry.isDirectory()
+        ? chownTree(join(dir, entry.name), uid, gid)
+        : lchown(join(dir, entry.name), uid, gid),
+    ),
+  );
 }
 
 /** A build run with the runner's own powers: only an operator's SANDBOX=off leads here. */
@@ -143,6 +156,7 @@ export async function openBuildSandbox(
         system: host.system,
         symlinks: host.symlinks,
         mounts: mountsFor(access),
+        network: access.network === true,
         privileged: host.privileged,
         uid,
         gid,
@@ -173,19 +187,18 @@ export async function openBuildSandbox(
     },
     sharedEnvPath: () => SHARED_ENV,
     async handOver(dirs) {
-      if (!host.privileged || dirs.length === 0) return;
-      // -h: a symlink in the tree is changed itself, never what it points to.
-      const result = await runBounded(host.chown, ['-hR', `${uid}:${gid}`, ...dirs], {
-        cwd: '/',
-        env: { PATH: '/usr/bin:/bin' },
-        timeoutMs: 120_000,
-        signal: new AbortController().signal,
-      });
-      if (result.kind !== 'exited' || result.exitCode !== 0) {
-        const detail = result.kind === 'notStarted' ? result.message : result.stderr.trim();
-        throw new CiError('RUNNER_FAULT', `handing the build directory to the build user failed: ${detail}`, {
-          retriable: true,
-        });
+      if (!host.privileged) return;
+      try {
+        for (const dir of dirs) await chownTree(dir, uid, gid);
+      } catch (error) {
+        throw new CiError(
+          'RUNNER_FAULT',
+          `handing the build directory to the build user failed: ${String(error)}`,
+          {
+            retriable: true,
+            cause: error,
+          },
+        );
       }
     },
     async lower(lowered) {

@@ -25,6 +25,13 @@ export interface BwrapPlan {
   /** What this run sees of the build: its own directories and files. */
   mounts: SandboxMount[];
   cwd: string;
+  /**
+   * User-mode networking joins the sandbox after it started. Started by a normal user, bubblewrap moves a sandbox
+   * whose uid differs from its namespace's (or that disables nested namespaces) into a second user namespace at a
+   * moment slirp4netns cannot tell; these runs keep the first one (uid 0 inside, without capabilities, mapped to
+   * the runner's uid outside; mounts stay locked either way).
+   */
+  network: boolean;
   /** Started by root: drop to this unprivileged uid/gid inside. Otherwise the runner's own user, namespaced. */
   privileged: boolean;
   uid: number;
@@ -86,7 +93,10 @@ export function bwrapArgs(plan: BwrapPlan, command: string, args: string[]): str
     '--hostname',
     'ci-build',
   ];
-  if (!plan.privileged) out.push('--unshare-user', '--disable-userns', '--cap-drop', 'ALL');
+  if (!plan.privileged) {
+    out.push('--unshare-user', ...(plan.network ? ['--uid', '0', '--gid', '0'] : ['--disable-userns']));
+    out.push('--cap-drop', 'ALL');
+  }
   const operations: Array<{ target: string; args: string[] }> = [
     ...plan.symlinks.map((s) => ({ target: s.link, args: ['--symlink', s.target, s.link] })),
     ...[...plan.system, ...plan.mounts].map((m) => ({

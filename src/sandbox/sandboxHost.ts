@@ -14,7 +14,6 @@ export interface SandboxHost {
   slirp: string;
   prlimit: string;
   setpriv: string;
-  chown: string;
   /** Started as root: builds drop to a per-build unprivileged uid. Otherwise they keep the runner's uid. */
   privileged: boolean;
   uidBase: number;
@@ -134,7 +133,6 @@ export async function prepareSandbox(
     slirp: found.slirp4netns as string,
     prlimit: found.prlimit as string,
     setpriv: found.setpriv as string,
-    chown: (await findOnPath('chown', request.hostPath)) ?? '/bin/chown',
     privileged: process.getuid?.() === 0,
     uidBase: request.uidBase,
     cgroups: await detectCgroups(),
@@ -159,6 +157,7 @@ async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> 
       system: host.system,
       symlinks: host.symlinks,
       mounts: [],
+      network: false,
       cwd: '/',
       privileged: host.privileged,
       uid: host.uidBase,

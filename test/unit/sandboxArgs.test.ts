@@ -14,6 +14,7 @@ const plan: BwrapPlan = {
     { source: '/tmp/w/b1/venv', target: '/ci/env' },
   ],
   cwd: '/workspace',
+  network: false,
   privileged: true,
   uid: 812_345,
   gid: 812_345,
@@ -72,6 +73,14 @@ describe('bwrapArgs', () => {
     assert.equal(args[args.indexOf('--cap-drop') + 1], 'ALL');
     assert.ok(!args.includes('/usr/bin/setpriv'));
     assert.ok(args.includes(`--as=${1 << 31}`));
+    const online = bwrapArgs({ ...plan, privileged: false, network: true }, 'true', []);
+    assert.ok(!online.includes('--disable-userns'), 'slirp4netns must be able to join its user namespace');
+    assert.deepEqual(online.slice(online.indexOf('--uid'), online.indexOf('--uid') + 4), [
+      '--uid',
+      '0',
+      '--gid',
+      '0',
+    ]);
   });
 });
 
