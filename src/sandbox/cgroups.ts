@@ -215,7 +215,7 @@ export async function detectCgroups(): Promise<Cgroups> {
   const cpu = cpuParent !== undefined && (await tryMkdir(cpuParent));
   if (!memory && !pids) return NONE('no cgroup the runner may create groups in');
   return {
-    description: `cgroup v1 (${[memory && 'memory', pids && 'pids'].filter(Boolean).join(', ')})`,
+    description: `cgroup v1 (${[memory && 'memory', pids && 'pids', cpu && 'cpu'].filter(Boolean).join(', ')})`,
     memory,
     pids,
     async create(name, limits) {
