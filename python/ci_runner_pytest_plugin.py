@@ -1,4 +1,5 @@
-"""pytest plugin loaded by ci-runner: records exact node ids of failed and errored tests.
+"""pytest plugin loaded by ci-runner: selects tests by the runner's mark expression and the repository's own,
+and records exact node ids of failed and errored tests.
 
 Written to the JSON file named by CI_RUNNER_PYTEST_RESULTS, so the runner never scrapes pytest's text output.
 """
@@ -48,6 +49,7 @@ class _Recorder:
                     "passed": self.passed,
                     "skipped": self.skipped,
                     "failed": self.failed,
+                    "mark_expression": session.config.getoption("markexpr", "") or "",
                 },
                 handle,
             )
@@ -63,6 +65,17 @@ def _register_marks_in_expression(config):
             config.addinivalue_line("markers", f"{name}: selected by ci-runner's mark expression")
 
 
+def _combine_mark_expressions(config):
+    """The runner's expression (CI_RUNNER_PYTEST_MARK) narrows the repository's own `-m` (from addopts, say
+    "not stress") instead of replacing it, as a second `-m` on the command line would."""
+    runner = os.environ.get("CI_RUNNER_PYTEST_MARK", "").strip()
+    if not runner:
+        return
+    own = (config.getoption("markexpr", "") or "").strip()
+    config.option.markexpr = f"({own}) and ({runner})" if own else runner
+
+
 def pytest_configure(config):
+    _combine_mark_expressions(config)
     _register_marks_in_expression(config)
     config.pluginmanager.register(_Recorder(), "ci_runner_recorder")

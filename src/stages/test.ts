@@ -27,6 +27,7 @@ interface PluginResults {
   exit_status: number;
   ran: number;
   failed: string[];
+  mark_expression?: string;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -43,8 +44,6 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     `--data-file=${join(inside.out, '.coverage')}`,
     '-m',
     'pytest',
-    '-m',
-    input.mark,
     `--junitxml=${join(inside.out, 'junit.xml')}`,
     '-p',
     'ci_runner_pytest_plugin',
@@ -53,10 +52,14 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     '-q',
     ...input.extraArgs,
   ];
-  ctx.log(`running pytest -m "${input.mark}" under coverage`);
+  ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own`);
   const result = await runBounded(python, args, {
     cwd: inside.src,
-    env: buildEnv(layout, { CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json') }),
+    // The plugin narrows the repository's own -m (addopts) by the runner's expression rather than replacing it.
+    env: buildEnv(layout, {
+      CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
+      CI_RUNNER_PYTEST_MARK: input.mark,
+    }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'test.log'),
@@ -79,6 +82,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     throw new CiError('RUNNER_FAULT', `pytest could not start: ${result.message}`, { retriable: true });
   }
   const plugin = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
+  if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
     testsRun: plugin?.ran ?? 0,

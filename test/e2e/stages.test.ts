@@ -90,6 +90,39 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.deepEqual(report.failedTests, []);
   });
 
+  test("the repository's own -m in addopts narrows the selection together with the runner's mark", async () => {
+    const [repo, sha] = await project('own-marks', {
+      'pyproject.toml': py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["fast: quick", "stress: long"]',
+        `addopts = "-m 'not stress'"`,
+      ),
+      'tests/test_calc.py': py(
+        'import pytest',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_quick():',
+        '    assert True',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.stress',
+        'def test_quick_but_stress():',
+        '    assert False',
+        '',
+        '',
+        'def test_unmarked():',
+        '    assert False',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
+    assert.equal(report.testsRun, 1, 'only the fast test that is not a stress test');
+    assert.ok(harness.lastLog.some((line) => line.includes('-m "(not stress) and (fast)"')));
+  });
+
   test('a test run over its time limit is killed with everything it started: FAILED with a timeout entry', async () => {
     const marker = String(4000 + Math.floor(Math.random() * 900));
     const [repo, sha] = await project('slow', {
