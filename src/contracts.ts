@@ -36,6 +36,8 @@ export interface BuildReport {
   attempt: number;
   /** How the build was contained, in one line; starts with UNSANDBOXED when it was not. */
   sandbox: string;
+  /** The interpreter the build ran on. */
+  pythonVersion: string;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../proto/ci.proto', import.meta.url));

@@ -116,7 +116,11 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     const kept = text.subarray(Math.max(0, text.length - JOB_LOG_TAIL_BYTES)).toString('utf8');
     options.onLog?.(`--- ${name} output${kept.length < text.length ? ' (tail)' : ''} ---\n${kept}`);
   };
-  const results: BuildResults = { stages: [], sandbox: sandbox.description() };
+  const results: BuildResults = {
+    stages: [],
+    sandbox: sandbox.description(),
+    pythonVersion: options.toolchain.pythonVersion,
+  };
   const stage = async <T>(name: StageName, work: () => Promise<StageResult<T>>): Promise<StageResult<T>> => {
     options.onStage?.(name);
     ctx.log(`stage ${name} started`);
@@ -137,6 +141,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   };
   try {
     ctx.log(`sandbox: ${sandbox.description()}`);
+    ctx.log(`python ${options.toolchain.pythonVersion} (${options.toolchain.basePython})`);
     // Names the process that owns this build, so a later worker can clean up if this one is killed.
     await writeFile(join(layout.root, 'owner'), `${hostname()} ${process.pid}\n`);
     const { toolchain } = options;

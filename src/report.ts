@@ -23,6 +23,8 @@ export interface BuildResults {
   stages: Array<[StageName, StageResult<unknown>]>;
   /** The sandbox's description of itself. */
   sandbox?: string;
+  /** The interpreter the build ran on. */
+  pythonVersion?: string;
 }
 
 function base(input: BuildInput, status: BuildStatus): BuildReport {
@@ -43,6 +45,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     testsRun: 0,
     attempt: input.attempt,
     sandbox: '',
+    pythonVersion: '',
   };
 }
 
@@ -74,6 +77,7 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
   report.stages = stageReports(results);
   report.durationMs = durationMs;
   report.sandbox = results.sandbox ?? '';
+  report.pythonVersion = results.pythonVersion ?? '';
   if (lint?.outcome === 'passed' || lint?.outcome === 'failed') report.lintErrors = lint.value.findings;
   if (lint?.outcome === 'timedOut') report.lintErrors = [`TIMEOUT: ${lint.summary}`];
   if (test?.outcome === 'passed' || test?.outcome === 'failed') {

@@ -123,6 +123,31 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.ok(harness.lastLog.some((line) => line.includes('-m "(not stress) and (fast)"')));
   });
 
+  test('builds run on exactly the configured PYTHON, and the report and job log name its version', async () => {
+    const [repo, sha] = await project('interpreter', {
+      'tests/test_version.py': py(
+        'import sys',
+        '',
+        'import pytest',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_record_version():',
+        '    with open("VERSION-SEEN.txt", "w") as handle:',
+        '        handle.write(sys.version.split()[0])',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', report.error);
+    const configured = execFileSync('python3', ['-c', 'import sys; print(sys.version.split()[0])'], {
+      encoding: 'utf8',
+    }).trim();
+    const entries = await readArtefact(fileURLToPath(report.artefactUrl));
+    assert.equal(entries.get('source/VERSION-SEEN.txt')?.content, configured, 'the tests ran on PYTHON');
+    assert.equal(report.pythonVersion, configured);
+    assert.ok(harness.lastLog.some((line) => line.startsWith(`python ${configured} (`)));
+  });
+
   test('a test run over its time limit is killed with everything it started: FAILED with a timeout entry', async () => {
     const marker = String(4000 + Math.floor(Math.random() * 900));
     const [repo, sha] = await project('slow', {

@@ -28,6 +28,7 @@ const report: BuildReport = {
   testsRun: 10,
   attempt: 2,
   sandbox: 'bubblewrap as uid 812345 (unprivileged, all capabilities dropped)',
+  pythonVersion: '3.11.7',
 };
 
 describe('contracts', () => {
