@@ -32,15 +32,25 @@ export function formatRuffFindings(findings: RuffFinding[], root: string): strin
   });
 }
 
-// black --check's stderr as `path: would reformat` / `path: cannot format (reason)` entries.
+// black --check's stderr as `path: would reformat` / `path: cannot format (reason)` entries. black 26 reports a
+// file it cannot parse as `error: cannot parse: <path>:<line>:<col>`, the source line, a caret and the error.
 export function parseBlackOutput(stderr: string, root: string): string[] {
   const findings: string[] = [];
-  for (const line of stderr.split('\n')) {
-    const reformat = /^would reformat (.+)$/.exec(line.trim());
+  const lines = stderr.split('\n').map((line) => line.trim());
+  lines.forEach((line, index) => {
+    const reformat = /^would reformat (.+)$/.exec(line);
     if (reformat?.[1]) findings.push(`${repoPath(root, reformat[1])}: would reformat`);
-    const broken = /^error: cannot format (.+?): (.+)$/.exec(line.trim());
+    const broken = /^error: cannot format (.+?): (.+)$/.exec(line);
     if (broken?.[1]) findings.push(`${repoPath(root, broken[1])}: cannot format (${broken[2]})`);
-  }
+    const unparsable = /^error: cannot parse: (.+):(\d+):(\d+)$/.exec(line);
+    if (unparsable?.[1]) {
+      const why =
+        lines.slice(index + 1, index + 5).find((next) => /^\w*Error\b/.test(next)) ?? 'cannot parse';
+      findings.push(
+        `${repoPath(root, unparsable[1])}: cannot format (${why} at line ${unparsable[2]}, column ${unparsable[3]})`,
+      );
+    }
+  });
   return findings;
 }
 

@@ -38,6 +38,21 @@ describe('lint output parsing', () => {
       'bad.py: cannot format (Cannot parse: 1:4: def ()',
     ]);
   });
+
+  test("black 26's unparsable file is one entry naming the file and the error", () => {
+    const stderr = [
+      'error: cannot parse: /workspace/pkg/bad.py:1:6',
+      '    def f(:',
+      '         ^',
+      'ParseError: bad input',
+      '',
+      'Oh no! 💥 💔 💥',
+      '1 file would be left unchanged, 1 file would fail to reformat.',
+    ].join('\n');
+    assert.deepEqual(parseBlackOutput(stderr, '/workspace'), [
+      'pkg/bad.py: cannot format (ParseError: bad input at line 1, column 6)',
+    ]);
+  });
 });
 
 describe('lineCoverage', () => {
