@@ -1,6 +1,7 @@
 """Reads ./pyproject.toml for ci-runner: the [tool.ci-runner] table and the project's test extras, as JSON.
 
-Prints {"settings": {...}, "extras": [...], "installable": bool, "build_requires": [...]} or {"error": "..."}.
+Prints {"settings": {...}, "extras": [...], "groups": [...], "installable": bool, "build_requires": [...]}
+or {"error": "..."}.
 """
 
 import json
@@ -24,6 +25,7 @@ optional = project.get("optional-dependencies", {}) if isinstance(project, dict)
 installable = (
     "project" in data or "build-system" in data or os.path.exists("setup.py") or os.path.exists("setup.cfg")
 )
+groups = data.get("dependency-groups", {})
 build_system = data.get("build-system", {})
 requires = build_system.get("requires") if isinstance(build_system, dict) else None
 if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):
@@ -33,6 +35,7 @@ json.dump(
     {
         "settings": data.get("tool", {}).get("ci-runner", {}),
         "extras": [name for name in TEST_EXTRAS if isinstance(optional, dict) and name in optional],
+        "groups": [name for name in TEST_EXTRAS if isinstance(groups, dict) and name in groups],
         "installable": installable,
         "build_requires": requires if installable else [],
     },

@@ -181,6 +181,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
             cacheDir: options.cacheDir,
             timeoutMs: limits.installMs,
             extras: repo.value.extras,
+            groups: repo.value.groups,
             installable: repo.value.installable,
             buildRequires: repo.value.buildRequires,
           },

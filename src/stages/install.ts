@@ -17,6 +17,8 @@ export interface InstallInput {
   cacheDir: string;
   /** Test extras of the project (`.[test]`), and whether there is a project to install at all. */
   extras: string[];
+  /** Test dependency groups of pyproject.toml (PEP 735), resolved with everything else. */
+  groups: string[];
   installable: boolean;
   /** The project's build-system requirements (its backend), installed beside its dependencies. */
   buildRequires: string[];
@@ -168,6 +170,10 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
         '--quiet',
         '-o',
         output,
+        ...input.groups.flatMap((group) => [
+          '--group',
+          `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
+        ]),
         ctx.sandbox.runnerFile(inputs),
       ],
       { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },

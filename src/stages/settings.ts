@@ -20,6 +20,8 @@ export interface RepoFacts {
   settings: RepoSettings;
   /** Test extras the project declares (installed as `.[test]`). */
   extras: string[];
+  /** Test dependency groups (PEP 735 `[dependency-groups]` test, tests, testing, dev). */
+  groups: string[];
   /** pyproject/setup.py declares an installable project. */
   installable: boolean;
   /** Its build backend's requirements ([build-system] requires, or setuptools for a legacy project). */
@@ -124,7 +126,13 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
       launch: ctx.sandbox.launch({ files: [script] }),
     },
   );
-  const fallback: RepoFacts = { settings: input.defaults, extras: [], installable: false, buildRequires: [] };
+  const fallback: RepoFacts = {
+    settings: input.defaults,
+    extras: [],
+    groups: [],
+    installable: false,
+    buildRequires: [],
+  };
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'notStarted') {
@@ -143,6 +151,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   let parsed: {
     settings?: unknown;
     extras?: string[];
+    groups?: string[];
     installable?: boolean;
     build_requires?: string[];
     error?: string;
@@ -170,6 +179,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   const value: RepoFacts = {
     settings,
     extras: parsed.extras ?? [],
+    groups: parsed.groups ?? [],
     installable: parsed.installable ?? false,
     buildRequires: parsed.build_requires ?? [],
   };

@@ -148,6 +148,32 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.ok(harness.lastLog.some((line) => line.startsWith(`python ${configured} (`)));
   });
 
+  test('test dependencies declared as a PEP 735 dependency group are installed', async () => {
+    const [repo, sha] = await project('groups', {
+      'pyproject.toml': py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["fast: quick"]',
+        '',
+        '[dependency-groups]',
+        'test = ["six==1.17.0"]',
+        'docs = ["this-package-does-not-exist-anywhere==0"]',
+      ),
+      'tests/test_six.py': py(
+        'import pytest',
+        'import six',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_six_from_the_group():',
+        '    assert six.ensure_str(b"x") == "x"',
+      ),
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests} ${report.lintErrors}`);
+    assert.equal(report.testsRun, 3);
+  });
+
   test('a test run over its time limit is killed with everything it started: FAILED with a timeout entry', async () => {
     const marker = String(4000 + Math.floor(Math.random() * 900));
     const [repo, sha] = await project('slow', {
