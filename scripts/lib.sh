@@ -16,6 +16,15 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Installs packages whose Debian scripts would start a system service: nothing is started (policy-rc.d says no).
+apt_install_no_start() {
+  local policy=/usr/sbin/policy-rc.d restore=""
+  if [ -e "$policy" ]; then restore="$(mktemp)"; cp -p "$policy" "$restore"; fi
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+  apt_install "$@"
+  if [ -n "$restore" ]; then mv "$restore" "$policy"; else rm -f "$policy"; fi
+}
+
 # Installs what running ci-runner needs on a fresh machine: npm packages, git, Python with venv, and the build
 # sandbox (bubblewrap, slirp4netns; prlimit and setpriv come with util-linux).
 ensure_deps() {

@@ -12,6 +12,8 @@ ensure_deps
 command -v chromium >/dev/null || apt_install chromium
 # The deployment test validates docker-compose.yml with Debian's compose implementation (no Docker engine needed).
 command -v docker-compose >/dev/null || apt_install docker-compose
+# The git interop test serves repositories through stock web servers: nginx + fcgiwrap (Debian's), not started here.
+{ command -v nginx >/dev/null && command -v fcgiwrap >/dev/null; } || apt_install_no_start nginx-light fcgiwrap
 say "biome (format + lint)"
 npx biome ci .
 say "tsc (types)"

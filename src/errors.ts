@@ -3,6 +3,7 @@
 export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'REPO_UNREACHABLE'
+  | 'REPO_REFUSED'
   | 'COMMIT_MISSING'
   | 'RUNNER_FAULT'
   | 'ARTEFACT_TOO_LARGE'

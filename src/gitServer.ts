@@ -1,6 +1,8 @@
-import { spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
+import { execFile, spawn } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 export interface GitServer {
   /** http://127.0.0.1:<port>/ — append a repository's folder name. */
@@ -13,6 +15,35 @@ export interface GitServerOptions {
   path?: string;
   /** When set, every request needs these basic-auth credentials. */
   auth?: { username: string; password: string };
+  /** Sends only commits that are a ref's tip, as servers without uploadpack.allowReachableSHA1InWant do. */
+  tipsOnly?: boolean;
+  /** A path prefix that answers 301 to the same path without it (a repository that moved). */
+  movedFrom?: string;
+}
+
+const pktLine = (text: string) => `${(text.length + 4).toString(16).padStart(4, '0')}${text}`;
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+// The first want of an upload-pack request that is not a ref's tip, if any.
+async function untippedWant(root: string, pathInfo: string, body: Buffer): Promise<string | undefined> {
+  const wants = [...body.toString('latin1').matchAll(/want ([0-9a-f]{40})/g)].map((match) => match[1]);
+  if (wants.length === 0) return undefined;
+  const repo = join(root, pathInfo.replace(/\/git-upload-pack$/, ''));
+  const { stdout } = await promisify(execFile)('git', ['for-each-ref', '--format=%(objectname)'], {
+    cwd: repo,
+  });
+  const tips = new Set(stdout.split('\n'));
+  return wants.find((want) => !tips.has(want as string));
+}
+
+function refuse(res: ServerResponse, want: string): void {
+  res.writeHead(200, { 'Content-Type': 'application/x-git-upload-pack-result' });
+  res.end(pktLine(`ERR upload-pack: not our ref ${want}`));
 }
 
 // Serves every bare repository under root over git's smart HTTP protocol via `git http-backend` (CGI).
@@ -27,6 +58,31 @@ export async function startGitServer(root: string, options: GitServerOptions = {
       return;
     }
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (options.movedFrom && url.pathname.startsWith(options.movedFrom)) {
+      res.writeHead(301, { Location: `/${url.pathname.slice(options.movedFrom.length)}${url.search}` });
+      res.end();
+      return;
+    }
+    const pathInfo = decodeURIComponent(url.pathname);
+    if (pathInfo.split('/').includes('..')) {
+      res.writeHead(400);
+      res.end();
+      return;
+    }
+    if (options.tipsOnly && req.method === 'POST' && pathInfo.endsWith('/git-upload-pack')) {
+      void readBody(req)
+        .then(async (body) => {
+          const want = await untippedWant(root, pathInfo, body);
+          if (want) refuse(res, want);
+          else serve(req, res, url, body);
+        })
+        .catch(() => res.destroy());
+      return;
+    }
+    serve(req, res, url);
+  });
+
+  const serve = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer) => {
     const backend = spawn('git', ['http-backend'], {
       env: {
         PATH: options.path ?? '/usr/local/bin:/usr/bin:/bin',
@@ -37,6 +93,7 @@ export async function startGitServer(root: string, options: GitServerOptions = {
         GIT_CONFIG_VALUE_0: 'true',
         REQUEST_METHOD: req.method ?? 'GET',
         PATH_INFO: decodeURIComponent(url.pathname),
+        ...(body ? { CONTENT_LENGTH: String(body.length) } : {}),
         QUERY_STRING: url.search.slice(1),
         CONTENT_TYPE: req.headers['content-type'] ?? '',
         HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
@@ -44,7 +101,8 @@ export async function startGitServer(root: string, options: GitServerOptions = {
         REMOTE_ADDR: '127.0.0.1',
       },
     });
-    req.pipe(backend.stdin);
+    if (body) backend.stdin.end(body);
+    else req.pipe(backend.stdin);
     let head = Buffer.alloc(0);
     let headersSent = false;
     backend.stdout.on('data', (chunk: Buffer) => {
@@ -72,7 +130,7 @@ export async function startGitServer(root: string, options: GitServerOptions = {
       res.end();
     });
     backend.on('error', () => res.destroy());
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

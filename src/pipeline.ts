@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { collectKeptFiles } from './collectKeptFiles.js';
 import type { BuildResources, Config, GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
 import { CiError } from './errors.js';
@@ -145,7 +146,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     // Names the process that owns this build, so a later worker can clean up if this one is killed.
     await writeFile(join(layout.root, 'owner'), `${hostname()} ${process.pid}\n`);
     const { toolchain } = options;
-    results.checkout = await stage('checkout', () =>
+    const checkedOut = await stage('checkout', () =>
       checkout.run(
         {
           ...input,
@@ -157,7 +158,9 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
         ctx,
       ),
     );
-    if (results.checkout.outcome !== 'passed') return assembleReport(input, results, elapsed());
+    results.checkout = checkedOut;
+    if (checkedOut.outcome !== 'passed') return assembleReport(input, results, elapsed());
+    const { source } = checkedOut.value;
     await sandbox.handOver([layout.src, layout.out, layout.home, layout.tmp]);
     const defaults = {
       pytestMark: options.pytestMark,
@@ -215,13 +218,19 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
       }
     }
     await collectToolReports(layout.out, layout.reports);
+    const outputs = join(layout.root, 'outputs');
+    const kept = await collectKeptFiles(layout.keep, outputs);
+    if (kept > 0)
+      ctx.log(`kept ${kept} file(s) the build wrote to $CI_RUNNER_KEEP (the artefact's outputs/)`);
     await writeFile(join(layout.reports, 'build.log'), `${lines.join('\n')}\n`);
     results.artefact = await stage('artefact', () =>
       artefact.run(
         {
           trees: [
-            { dir: layout.src, prefix: 'source' },
+            // The tree at that commit, from the object store: not what the install or the tests wrote into it.
+            ...(source ? [{ ...source, prefix: 'source' }] : []),
             { dir: layout.reports, prefix: 'reports' },
+            ...(kept > 0 ? [{ dir: outputs, prefix: 'outputs' }] : []),
           ],
           artefactDir: options.artefactDir,
           name: input.commitSha,

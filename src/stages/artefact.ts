@@ -1,16 +1,25 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import fs, { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import git from 'isomorphic-git';
 import tar, { type Header } from 'tar-stream';
 import type { StageContext, StageResult } from './types.js';
 
+/** A commit's tree read from a git object store: exactly what was committed, whatever the build wrote since. */
+export interface GitTree {
+  gitdir: string;
+  tree: string;
+  /** Every entry's modification time: the commit's. */
+  mtime: Date;
+}
+
 export interface ArtefactInput {
-  /** Directories to store, each under its archive prefix. */
-  trees: Array<{ dir: string; prefix: string }>;
+  /** Directories or git trees to store, each under its archive prefix. */
+  trees: Array<({ dir: string } | GitTree) & { prefix: string }>;
   artefactDir: string;
   name: string;
   maxBytes: number;
@@ -77,6 +86,34 @@ async function addTree(pack: tar.Pack, dir: string, prefix: string): Promise<voi
   }
 }
 
+// Adds a git tree in sorted order with git's modes; submodules and `.git` entries are left out, as in the checkout.
+async function addGitTree(pack: tar.Pack, source: GitTree, oid: string, prefix: string, cache: object) {
+  const { tree } = await git.readTree({ fs, gitdir: source.gitdir, oid, cache });
+  const entries = [...tree].sort((a, b) => a.path.localeCompare(b.path));
+  for (const entry of entries) {
+    if (entry.path.toLowerCase() === '.git' || entry.type === 'commit') continue;
+    const name = posix.join(prefix, entry.path);
+    const base = { name, mtime: source.mtime };
+    if (entry.type === 'tree') {
+      await addEntry(pack, { ...base, mode: 0o755, type: 'directory' });
+      await addGitTree(pack, source, entry.oid, name, cache);
+      continue;
+    }
+    const { blob } = await git.readBlob({ fs, gitdir: source.gitdir, oid: entry.oid, cache });
+    if (entry.mode === '120000') {
+      const linkname = Buffer.from(blob).toString('utf8');
+      await addEntry(pack, { ...base, mode: 0o777, type: 'symlink', linkname });
+    } else {
+      const mode = entry.mode === '100755' ? 0o755 : 0o644;
+      await new Promise<void>((resolve, reject) => {
+        pack.entry({ ...base, mode, type: 'file', size: blob.length }, Buffer.from(blob), (error) =>
+          error ? reject(error) : resolve(),
+        );
+      });
+    }
+  }
+}
+
 // Writes <artefactDir>/<name>.tar.gz under a temporary name, renamed only when complete, with its sha256.
 export async function run(input: ArtefactInput, ctx: StageContext): Promise<StageResult<ArtefactValue>> {
   const started = performance.now();
@@ -87,7 +124,10 @@ export async function run(input: ArtefactInput, ctx: StageContext): Promise<Stag
   const meter = new Meter(input.maxBytes);
   const writing = pipeline(pack, createGzip(), meter, createWriteStream(temporary));
   const adding = (async () => {
-    for (const tree of input.trees) await addTree(pack, tree.dir, tree.prefix);
+    for (const tree of input.trees) {
+      if ('dir' in tree) await addTree(pack, tree.dir, tree.prefix);
+      else await addGitTree(pack, tree, tree.tree, tree.prefix, {});
+    }
     pack.finalize();
   })();
   adding.catch(() => undefined);

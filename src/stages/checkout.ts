@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { CiError, toError } from '../errors.js';
@@ -8,7 +8,7 @@ import { redactUrl } from '../logger.js';
 import { pathExists } from '../pathExists.js';
 import { withDirLock } from '../withDirLock.js';
 import { materializeTree, UnsafeTreeError } from './materializeTree.js';
-import { thinPackHttp } from './thinPackHttp.js';
+import { smartHttp } from './smartHttp.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** Basic-auth credentials for http(s) remotes, from configuration only. */
@@ -75,41 +75,90 @@ async function resolveRef(gitdir: string, ref: string): Promise<string | undefin
   return git.resolveRef({ fs, gitdir, ref }).catch(() => undefined);
 }
 
+// Turns what a fetch threw into the fault to report: the server's own answer for HTTP errors (credentials,
+// permissions and missing repositories are not retried; a server error or a network fault is), or undefined when
+// the server answered the git protocol itself (a refused want), which the caller works around.
 function classify(input: CheckoutInput, error: Error): CiError | undefined {
-  if (error.message === 'Could not find HEAD.') {
-    // isomorphic-git issue #1654: it cannot fetch from a remote whose default branch does not exist.
-    return unreachable(input.repositoryUrl, new Error("the remote's HEAD (default branch) does not exist"));
+  const url = redactUrl(input.repositoryUrl);
+  if (error.name === 'HttpError') {
+    const { statusCode, statusMessage } = (error as Error & { data: HttpErrorData }).data;
+    const answer = `the server answered ${statusCode} ${statusMessage}`.trim();
+    const hint = HTTP_HINTS[statusCode];
+    if (hint) {
+      return new CiError('REPO_REFUSED', `fetching from ${url} failed: ${answer} (${hint})`, {
+        retriable: false,
+        cause: error,
+      });
+    }
+    return unreachable(input.repositoryUrl, new Error(answer));
   }
-  if (NETWORK_ERROR.test(error.message) || error.name === 'HttpError')
-    return unreachable(input.repositoryUrl, error);
+  if (error.name === 'SmartHttpError') {
+    return new CiError('REPO_REFUSED', `${url} is not a git smart-HTTP server: ${error.message}`, {
+      retriable: false,
+      cause: error,
+    });
+  }
+  if (NETWORK_ERROR.test(error.message)) return unreachable(input.repositoryUrl, error);
   return undefined;
 }
 
+interface HttpErrorData {
+  statusCode: number;
+  statusMessage: string;
+}
+
+const HTTP_HINTS: Record<number, string> = {
+  401: 'credentials missing or wrong: set GIT_HTTP_USERNAME and GIT_HTTP_PASSWORD',
+  403: 'the credentials may not read this repository',
+  404: 'no repository at this URL',
+  410: 'the repository is gone',
+};
+
 const LAST_FETCHED = 'refs/ci-runner/last';
 const MAX_PACKS = 64;
+// How deep the branch is fetched, in turn, when the server will not send a commit by its sha.
+const DEEPEN_STEPS = [64, 1024, 0x7fffffff];
 
 async function tooManyPacks(gitdir: string): Promise<boolean> {
   const names = await readdir(join(gitdir, 'objects', 'pack')).catch(() => []);
   return names.filter((name) => name.endsWith('.pack')).length > MAX_PACKS;
 }
 
+async function isShallow(gitdir: string): Promise<boolean> {
+  const text = await readFile(join(gitdir, 'shallow'), 'utf8').catch(() => '');
+  return text.trim().length > 0;
+}
+
+// Runs one fetch; a fault the server or network caused is thrown, a refusal in the git protocol is returned.
+async function attempt(input: CheckoutInput, work: () => Promise<unknown>): Promise<string | undefined> {
+  try {
+    await work();
+    return undefined;
+  } catch (thrown) {
+    const error = toError(thrown);
+    const fault = classify(input, error);
+    if (fault) throw fault;
+    return error.message;
+  }
+}
+
 // Fetches the branch tip first: isomorphic-git announces the local ref of the branch as "have", so the server sends
 // only objects the cache lacks (a branch seen for the first time starts from the last commit fetched from this
-// remote). When the commit is not the tip, it is fetched by sha (servers must allow reachable shas in want).
+// remote). When the commit is not the tip, it is fetched by sha; a server that refuses that gets the branch fetched
+// deeper until the commit is in it. Returns why the commit is still missing, if it is.
 async function fetchInto(
   gitdir: string,
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<void> {
+): Promise<string | undefined> {
   const base = {
     fs,
-    http: thinPackHttp,
+    http: smartHttp(),
     gitdir,
     remote: 'origin',
     singleBranch: true,
     tags: false,
-    depth: 1,
     cache,
     ...authFor(input),
   };
@@ -117,30 +166,32 @@ async function fetchInto(
   const last = await resolveRef(gitdir, LAST_FETCHED);
   if (last && !(await resolveRef(gitdir, localRef)))
     await git.writeRef({ fs, gitdir, ref: localRef, value: last });
-  try {
-    await git.fetch({ ...base, ref: input.branchName });
+  const recordTip = async () => {
     const tip = await resolveRef(gitdir, `refs/remotes/origin/${input.branchName}`);
-    if (tip) {
-      await git.writeRef({ fs, gitdir, ref: localRef, value: tip, force: true });
-      await git.writeRef({ fs, gitdir, ref: LAST_FETCHED, value: tip, force: true });
+    if (!tip) return;
+    await git.writeRef({ fs, gitdir, ref: localRef, value: tip, force: true });
+    await git.writeRef({ fs, gitdir, ref: LAST_FETCHED, value: tip, force: true });
+  };
+  const branchRefused = await attempt(input, () => git.fetch({ ...base, ref: input.branchName, depth: 1 }));
+  if (branchRefused) ctx.log(`fetching branch ${input.branchName} failed: ${branchRefused}`);
+  else await recordTip();
+  if (await hasCommit(gitdir, input.commitSha, cache)) return undefined;
+
+  const shaRefused = await attempt(input, () => git.fetch({ ...base, ref: input.commitSha, depth: 1 }));
+  if (!shaRefused) return undefined;
+  ctx.log(`the server would not send ${input.commitSha} by sha: ${shaRefused}`);
+  if (branchRefused) return `branch ${input.branchName}: ${branchRefused}; by sha: ${shaRefused}`;
+  for (const depth of DEEPEN_STEPS) {
+    const refused = await attempt(input, () => git.fetch({ ...base, ref: input.branchName, depth }));
+    if (refused) return `deepening branch ${input.branchName}: ${refused}`;
+    if (await hasCommit(gitdir, input.commitSha, cache)) {
+      const how = depth < 0x7fffffff ? `${depth} commits deep` : 'with its whole history';
+      ctx.log(`fetched branch ${input.branchName} ${how} to reach ${input.commitSha}`);
+      return undefined;
     }
-  } catch (thrown) {
-    const error = toError(thrown);
-    const fault = classify(input, error);
-    if (fault) throw fault;
-    ctx.log(
-      `fetching branch ${input.branchName} failed (${error.message}); fetching ${input.commitSha} by sha`,
-    );
+    if (!(await isShallow(gitdir))) break;
   }
-  if (await hasCommit(gitdir, input.commitSha, cache)) return;
-  try {
-    await git.fetch({ ...base, ref: input.commitSha });
-  } catch (thrown) {
-    const error = toError(thrown);
-    const fault = classify(input, error);
-    if (fault) throw fault;
-    ctx.log(`fetching ${input.commitSha} by sha failed: ${error.message}`);
-  }
+  return `it is not in the history of branch ${input.branchName}, and the server answered "${shaRefused}" when asked for it by sha`;
 }
 
 // Makes sure the remote's cache holds the commit, fetching only when it does not (one fetch per remote at a time).
@@ -149,9 +200,9 @@ async function ensureCommit(
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<boolean> {
+): Promise<{ fetched: boolean; missing?: string }> {
   await mkdir(join(input.cacheDir, 'git'), { recursive: true });
-  const fetched = await withDirLock(
+  return withDirLock(
     `${gitdir}.lock`,
     async () => {
       if (await tooManyPacks(gitdir)) {
@@ -170,46 +221,56 @@ async function ensureCommit(
       }
       if (await hasCommit(gitdir, input.commitSha, cache)) {
         ctx.log(`commit ${input.commitSha} already in the object cache`);
-        return false;
+        return { fetched: false };
       }
       ctx.log(`fetching ${input.commitSha} from ${url}`);
-      await withTimeout(fetchInto(gitdir, input, ctx, cache), input.timeoutMs, input.repositoryUrl);
-      return true;
+      const missing = await withTimeout(
+        fetchInto(gitdir, input, ctx, cache),
+        input.timeoutMs,
+        input.repositoryUrl,
+      );
+      return { fetched: true, missing };
     },
     { timeoutMs: input.timeoutMs * 2 },
   );
-  return fetched;
+}
+
+export interface CheckoutValue {
+  files: number;
+  fetched: boolean;
+  /** The commit's tree in the object cache, so the artefact stores exactly what was committed. */
+  source?: { gitdir: string; tree: string; mtime: Date };
 }
 
 // Materialises exactly the requested commit (branch tip or not) from a persistent per-remote object cache into a
 // fresh directory, fetching only what the cache lacks, and proves the tree written is that commit's.
-export async function run(
-  input: CheckoutInput,
-  ctx: StageContext,
-): Promise<StageResult<{ files: number; fetched: boolean }>> {
+export async function run(input: CheckoutInput, ctx: StageContext): Promise<StageResult<CheckoutValue>> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const gitdir = cacheGitdir(input.cacheDir, input.repositoryUrl);
   const cache = {};
-  const fetched = await ensureCommit(gitdir, input, ctx, cache);
+  const { fetched, missing } = await ensureCommit(gitdir, input, ctx, cache);
   // The object store is content-addressed: reading the commit by its sha is what proves we have exactly it.
   const { commit } = await git
     .readCommit({ fs, gitdir, oid: input.commitSha, cache })
     .catch((thrown: unknown) => {
+      // Retried: an agent may announce a commit a moment before its push lands.
+      const why = missing ?? 'the server sent it but it is not in the object cache';
       throw new CiError(
         'COMMIT_MISSING',
-        `commit ${input.commitSha} cannot be fetched from ${redactUrl(input.repositoryUrl)} (not pushed, or force-pushed away)`,
+        `commit ${input.commitSha} cannot be fetched from ${redactUrl(input.repositoryUrl)}: ${why}`,
         { retriable: true, cause: thrown },
       );
     });
   await mkdir(input.dir, { recursive: true });
   try {
     const files = await materializeTree(gitdir, commit.tree, input.dir, cache);
+    const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000) };
     return {
       outcome: 'passed',
       durationMs: elapsed(),
       summary: `checked out ${input.commitSha} (${files} files)`,
-      value: { files, fetched },
+      value: { files, fetched, source },
     };
   } catch (thrown) {
     if (thrown instanceof UnsafeTreeError) {

@@ -7,6 +7,8 @@ export interface BuildPaths {
   venv: string;
   /** Where the build's tools write their reports (JUnit XML, coverage data, ruff JSON). */
   out: string;
+  /** Files the build wants kept: stored in the artefact under outputs/ (the build finds it in $CI_RUNNER_KEEP). */
+  keep: string;
   home: string;
   tmp: string;
 }
@@ -32,6 +34,7 @@ export const SANDBOX_PATHS: Readonly<BuildPaths> = Object.freeze({
   src: '/workspace',
   venv: '/ci/env',
   out: '/ci/out',
+  keep: '/ci/out/keep',
   home: '/ci/home',
   tmp: '/ci/tmp',
 });
@@ -47,6 +50,7 @@ export function buildLayout(
     src: join(buildDir, 'src'),
     venv: join(buildDir, 'venv'),
     out: join(buildDir, 'out'),
+    keep: join(buildDir, 'out', 'keep'),
     home: join(buildDir, 'home'),
     tmp: join(buildDir, 'tmp'),
   };
@@ -63,7 +67,7 @@ export function buildLayout(
 // Creates the directories a build writes to (the source dir is created by checkout, the venv by install).
 export async function prepareLayout(layout: BuildLayout): Promise<void> {
   await Promise.all(
-    [layout.reports, layout.sandbox, layout.out, layout.home, layout.tmp].map((dir) =>
+    [layout.reports, layout.sandbox, layout.keep, layout.home, layout.tmp].map((dir) =>
       mkdir(dir, { recursive: true }),
     ),
   );
@@ -87,6 +91,7 @@ export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}
     PYTHONUNBUFFERED: '1',
     VIRTUAL_ENV: inside.venv,
     CI_RUNNER_BUILD: layout.root,
+    CI_RUNNER_KEEP: inside.keep,
     ...extra,
   };
 }

@@ -32,7 +32,7 @@ const LIMITS: Record<string, string> = FULL ? {} : { BUILD_MEMORY_MB: '768', BUI
 
 /** Every line of attacks.txt in the artefact: what the attack tried, and what became of it. */
 function attacks(entries: Map<string, ArtefactEntry>): Map<string, string> {
-  const text = entries.get('source/attacks.txt')?.content ?? '';
+  const text = entries.get('outputs/attacks.txt')?.content ?? '';
   return new Map(
     text
       .split('\n')

@@ -31,22 +31,31 @@ describe('no verdict possible, and bad input', () => {
     await harness?.close();
   });
 
-  test('an unreachable repository and a commit the remote does not have: ERRORED with the reason, after the retries', async () => {
+  test('an unreachable repository, a missing one and a commit the remote does not have: ERRORED with the reason', async () => {
     const repo = await harness.newRepo('present');
     await repo.commit(cleanProject(), 'pushed');
     repo.push('main');
     const neverPushed = await repo.commit({ 'x.txt': 'x\n' }, 'not pushed');
     const unreachableSha = 'd'.repeat(40);
+    const absentSha = 'e'.repeat(40);
+    await harness.announce({
+      sha: absentSha,
+      repositoryUrl: repo.url.replace(/present\.git$/, 'absent.git'),
+    });
     await harness.announce({
       sha: unreachableSha,
       repositoryUrl: 'http://127.0.0.1:9/nothing-listens-here.git',
     });
     await harness.announce({ sha: neverPushed, repositoryUrl: repo.url });
 
-    const [unreachable, missing] = await Promise.all([
+    const [unreachable, missing, absent] = await Promise.all([
       harness.reports.waitFor(unreachableSha),
       harness.reports.waitFor(neverPushed),
+      harness.reports.waitFor(absentSha),
     ]);
+    assert.equal(absent.status, 'ERRORED');
+    assert.match(absent.error, /the server answered 404 Not Found \(no repository at this URL\)/);
+    assert.equal(absent.attempt, 1, 'a refusal is not retried');
     assert.equal(unreachable.status, 'ERRORED');
     assert.match(
       unreachable.error,

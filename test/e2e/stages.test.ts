@@ -126,6 +126,7 @@ describe('build stages on real repositories, Python and tools', () => {
   test('builds run on exactly the configured PYTHON, and the report and job log name its version', async () => {
     const [repo, sha] = await project('interpreter', {
       'tests/test_version.py': py(
+        'import os',
         'import sys',
         '',
         'import pytest',
@@ -133,7 +134,7 @@ describe('build stages on real repositories, Python and tools', () => {
         '',
         '@pytest.mark.fast',
         'def test_record_version():',
-        '    with open("VERSION-SEEN.txt", "w") as handle:',
+        '    with open(os.path.join(os.environ["CI_RUNNER_KEEP"], "VERSION-SEEN.txt"), "w") as handle:',
         '        handle.write(sys.version.split()[0])',
       ),
     });
@@ -143,7 +144,7 @@ describe('build stages on real repositories, Python and tools', () => {
       encoding: 'utf8',
     }).trim();
     const entries = await readArtefact(fileURLToPath(report.artefactUrl));
-    assert.equal(entries.get('source/VERSION-SEEN.txt')?.content, configured, 'the tests ran on PYTHON');
+    assert.equal(entries.get('outputs/VERSION-SEEN.txt')?.content, configured, 'the tests ran on PYTHON');
     assert.equal(report.pythonVersion, configured);
     assert.ok(harness.lastLog.some((line) => line.startsWith(`python ${configured} (`)));
   });

@@ -28,7 +28,7 @@ export interface HostileCase {
 
 const py = (...lines: string[]) => `${lines.join('\n')}\n`;
 
-// Records what each attack achieved in attacks.txt at the repository root (the artefact's source/attacks.txt).
+// Records what each attack achieved in $CI_RUNNER_KEEP/attacks.txt (the artefact's outputs/attacks.txt).
 function probe(facts: HostFacts): string {
   return py(
     'import json',
@@ -39,7 +39,7 @@ function probe(facts: HostFacts): string {
     '',
     '',
     'def record(what, outcome):',
-    '    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "attacks.txt"), "a") as f:',
+    '    with open(os.path.join(os.environ["CI_RUNNER_KEEP"], "attacks.txt"), "a") as f:',
     '        f.write(f"{what}\\t{outcome}\\n")',
     '',
     '',
