@@ -10,7 +10,8 @@ import re
 
 
 class _Recorder:
-    def __init__(self):
+    def __init__(self, config):
+        self.config = config
         self.failed = []
         self.passed = 0
         self.skipped = 0
@@ -35,24 +36,35 @@ class _Recorder:
         elif report.skipped and report.when in ("setup", "call"):
             self.skipped += 1
 
+    def pytest_runtest_logstart(self, nodeid, location):
+        # Written before each test, so a run killed at its time limit still tells which test was running and
+        # which had failed before it.
+        self._write(running=nodeid)
+
     def pytest_sessionfinish(self, session, exitstatus):
+        self._write(exit_status=int(exitstatus))
+
+    def _write(self, running=None, exit_status=None):
         path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
         if not path:
             return
         ran = self.passed + len([n for n in self.failed if "::" in n])
-        with open(path, "w", encoding="utf-8") as handle:
+        partial = f"{path}.partial"
+        with open(partial, "w", encoding="utf-8") as handle:
             json.dump(
                 {
-                    "exit_status": int(exitstatus),
+                    "exit_status": exit_status,
+                    "running": running,
                     "collected": self.collected,
                     "ran": ran,
                     "passed": self.passed,
                     "skipped": self.skipped,
                     "failed": self.failed,
-                    "mark_expression": session.config.getoption("markexpr", "") or "",
+                    "mark_expression": self.config.getoption("markexpr", "") or "",
                 },
                 handle,
             )
+        os.replace(partial, path)
 
 
 def _register_marks_in_expression(config):
@@ -78,4 +90,4 @@ def _combine_mark_expressions(config):
 def pytest_configure(config):
     _combine_mark_expressions(config)
     _register_marks_in_expression(config)
-    config.pluginmanager.register(_Recorder(), "ci_runner_recorder")
+    config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")

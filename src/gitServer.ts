@@ -17,6 +17,11 @@ export interface GitServerOptions {
   auth?: { username: string; password: string };
   /** Sends only commits that are a ref's tip, as servers without uploadpack.allowReachableSHA1InWant do. */
   tipsOnly?: boolean;
+  /** Serves only the repository in this folder of root (404 for every other path). */
+  only?: string;
+  /** Where to listen; default 127.0.0.1 on a free port. */
+  host?: string;
+  port?: number;
   /** A path prefix that answers 301 to the same path without it (a repository that moved). */
   movedFrom?: string;
 }
@@ -64,8 +69,9 @@ export async function startGitServer(root: string, options: GitServerOptions = {
       return;
     }
     const pathInfo = decodeURIComponent(url.pathname);
-    if (pathInfo.split('/').includes('..')) {
-      res.writeHead(400);
+    const outside = options.only !== undefined && !pathInfo.startsWith(`/${options.only}/`);
+    if (outside || pathInfo.split('/').includes('..')) {
+      res.writeHead(outside ? 404 : 400);
       res.end();
       return;
     }
@@ -131,10 +137,14 @@ export async function startGitServer(root: string, options: GitServerOptions = {
     });
     backend.on('error', () => res.destroy());
   };
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, resolve);
+  });
   const { port } = server.address() as AddressInfo;
   return {
-    baseUrl: `http://127.0.0.1:${port}/`,
+    baseUrl: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

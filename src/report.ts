@@ -84,7 +84,10 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
     report.failedTests = test.value.failedTests;
     report.testsRun = test.value.testsRun;
   }
-  if (test?.outcome === 'timedOut') report.failedTests = [`TIMEOUT: ${test.summary}`];
+  if (test?.outcome === 'timedOut') {
+    report.failedTests = [...(test.value?.failedTests ?? []), `TIMEOUT: ${test.summary}`];
+    report.testsRun = test.value?.testsRun ?? 0;
+  }
   if (coverage?.outcome === 'passed') report.lineCoverage = coverage.value.lineCoverage;
   if (artefact?.outcome === 'passed') {
     report.artefactUrl = `file://${artefact.value.path}`;

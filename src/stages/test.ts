@@ -24,7 +24,9 @@ export interface TestValue {
 }
 
 interface PluginResults {
-  exit_status: number;
+  exit_status: number | null;
+  /** The test that had started and not finished when the file was written (a run killed at its limit). */
+  running?: string | null;
   ran: number;
   failed: string[];
   mark_expression?: string;
@@ -72,11 +74,12 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'timedOut') {
-    return {
-      outcome: 'timedOut',
-      durationMs,
-      summary: `tests exceeded their time limit of ${input.timeoutMs} ms`,
-    };
+    // The plugin writes its results before every test: the tests that failed before the limit keep their ids.
+    const partial = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
+    const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
+    const summary = partial?.running ? `${partial.running} was running when ${limit}` : limit;
+    const value = { failedTests: partial?.failed ?? [], testsRun: partial?.ran ?? 0, exitCode: -1 };
+    return { outcome: 'timedOut', durationMs, summary, value };
   }
   if (result.kind === 'notStarted') {
     throw new CiError('RUNNER_FAULT', `pytest could not start: ${result.message}`, { retriable: true });

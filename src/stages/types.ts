@@ -19,7 +19,8 @@ export interface StageContext {
 export type StageResult<T> =
   | { outcome: 'passed'; durationMs: number; summary: string; value: T }
   | { outcome: 'failed'; durationMs: number; summary: string; value: T }
-  | { outcome: 'timedOut'; durationMs: number; summary: string }
+  /** value: what the stage learnt before its time ran out (tests that had failed, the one running). */
+  | { outcome: 'timedOut'; durationMs: number; summary: string; value?: T }
   | { outcome: 'canceled'; durationMs: number; summary: string };
 
 export type StageOutcome = StageResult<unknown>['outcome'];

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -94,7 +94,7 @@ describe('the ci-runner command', () => {
   });
 
   test('--help on every command; an unknown command is refused', async () => {
-    for (const command of ['build', 'enqueue', 'status']) {
+    for (const command of ['build', 'enqueue', 'status', 'serve']) {
       const { code, stdout } = await cli([command, '--help']);
       assert.equal(code, 0);
       assert.match(stdout, new RegExp(`^usage: ci-runner ${command}`));
@@ -122,6 +122,34 @@ describe('the ci-runner command', () => {
       await queue.obliterate({ force: true });
       await queue.close();
       redis.disconnect();
+    }
+  });
+
+  test('serve: a local repository over smart HTTP, a build of it by URL, nothing beside it served', async () => {
+    execFileSync('git', ['init', '--quiet', '--bare', join(root, 'neighbour.git')]);
+    const server = spawn(CLI, ['serve', project], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolveUrl, reject) => {
+        let output = '';
+        server.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          const match = /^serving \S+ at (\S+)\n/.exec(output);
+          if (match?.[1]) resolveUrl(match[1]);
+        });
+        server.once('exit', (code) => reject(new Error(`serve exited ${code}: ${output}`)));
+      });
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/project\/\.git$/);
+      const head = git('rev-parse', 'HEAD');
+      const built = await cli(['build', url, '--sha', head, '--branch', 'main', '--json'], env(), root);
+      assert.equal(JSON.parse(built.stdout).commitSha, head);
+      assert.notEqual(JSON.parse(built.stdout).status, 'ERRORED', built.stdout);
+      const neighbour = url.replace(/project\/\.git$/, 'neighbour.git');
+      await assert.rejects(run('git', ['ls-remote', neighbour]), /not found|404/);
+      const exited = new Promise((resolveExit) => server.once('exit', resolveExit));
+      server.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      server.kill('SIGKILL');
     }
   });
 });

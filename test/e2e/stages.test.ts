@@ -193,6 +193,11 @@ describe('build stages on real repositories, Python and tools', () => {
         '',
         '',
         '@pytest.mark.fast',
+        'def test_fails_first():',
+        '    assert 1 == 2',
+        '',
+        '',
+        '@pytest.mark.fast',
         'def test_hangs():',
         `    subprocess.Popen(["sleep", "${marker}"])`,
         '    time.sleep(600)',
@@ -200,7 +205,10 @@ describe('build stages on real repositories, Python and tools', () => {
     });
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'FAILED');
-    assert.deepEqual(report.failedTests, ['TIMEOUT: tests exceeded their time limit of 3000 ms']);
+    assert.deepEqual(report.failedTests, [
+      'tests/test_slow.py::test_fails_first',
+      'TIMEOUT: tests/test_slow.py::test_hangs was running when the tests exceeded their time limit of 3000 ms',
+    ]);
     const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
       .split('\n')
       .filter((line) => line.trim() === `sleep ${marker}`);

@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { startGitServer } from '../gitServer.js';
+import { parseCommand } from './parseCommand.js';
+
+const run = promisify(execFile);
+
+export const SERVE_USAGE = `usage: ci-runner serve <local-repository-path> [--port N] [--host ADDRESS]
+Serves a local git repository (a working copy or a bare one) over smart HTTP, read-only, so that
+\`npm run enqueue -- --repo <printed URL> ...\` can send a real build of it. Runs until interrupted.
+  --port N        port to listen on (default: a free one)
+  --host ADDRESS  address to listen on (default 127.0.0.1; workers elsewhere need an address they can reach)
+Exit status: 0 stopped by a signal, 2 bad arguments or the port is taken.`;
+
+function fail(message: string): number {
+  process.stderr.write(`ci-runner serve: ${message}\n`);
+  return 2;
+}
+
+// `ci-runner serve`: git's own http-backend behind the project's server, for a newcomer's first real build.
+export async function serveCommand(argv: string[]): Promise<number> {
+  const args = parseCommand(argv, SERVE_USAGE, { port: { type: 'string' }, host: { type: 'string' } });
+  if (!args) return 0;
+  const path = args.positionals[0];
+  if (!path || args.positionals.length > 1) return fail(`give one repository path\n${SERVE_USAGE}`);
+  const port = args.values.port === undefined ? 0 : Number(args.values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    return fail(`--port must be 0-65535, got "${args.values.port}"`);
+  // `npm run serve` runs in the package's directory; the path is relative to where the user typed it.
+  const cwd = process.env.npm_lifecycle_event === 'serve' ? process.env.INIT_CWD : undefined;
+  const dir = resolve(cwd ?? process.cwd(), path);
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) return fail(`${path} is not a directory`);
+  const inDir = (...gitArgs: string[]) =>
+    run('git', gitArgs, { cwd: dir }).then(({ stdout }) => stdout.trim());
+  const bare = await inDir('rev-parse', '--is-bare-repository').catch(() => undefined);
+  if (bare === undefined) return fail(`${path} is not a git repository`);
+  const top = bare === 'true' ? dir : await inDir('rev-parse', '--show-toplevel');
+  const head = await inDir('rev-parse', 'HEAD').catch(() => '');
+  const branch = await inDir('rev-parse', '--abbrev-ref', 'HEAD').catch(() => '');
+  const server = await startGitServer(dirname(top), {
+    host: args.values.host as string | undefined,
+    port,
+  }).catch((error: Error) => error);
+  if (server instanceof Error) return fail(`cannot listen: ${server.message}`);
+  const url = `${server.baseUrl}${basename(top)}${bare === 'true' ? '' : '/.git'}`;
+  process.stdout.write(`serving ${top} at ${url}\n`);
+  if (head) {
+    process.stdout.write(`try: npm run enqueue -- --repo ${url} --sha ${head} --branch ${branch}\n`);
+  }
+  await new Promise<void>((resolveStop) => {
+    process.once('SIGINT', () => resolveStop());
+    process.once('SIGTERM', () => resolveStop());
+  });
+  await server.close();
+  return 0;
+}
