@@ -1,15 +1,21 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import type { BuildReport } from '../../src/contracts.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
+import { REAL_PROJECTS } from '../support/realProjects.js';
 
-// A real, well-known project with its own test suite, fetched from PyPI as an sdist with pip at test time.
-const PROJECT = 'toolz==1.2.0';
-// Selects every test, as the direct run without -m does (no toolz test is marked `network`).
-const MARK = 'not network';
+// Real projects from PyPI (sdists, with their own tests and settings), built by the runner and run by hand with the
+// same tool versions in a plain venv: the report must say what pytest, coverage, ruff and black say themselves.
+// `npm run realworld` builds every project; `npm test` the first two.
+const FULL = process.env.REALWORLD_SCALE === 'full';
+const PROJECTS = FULL ? REAL_PROJECTS : REAL_PROJECTS.slice(0, 2);
+// A mark no project uses: the runner's expression then selects what the project's own settings select.
+const MARK = 'not ci_runner_excluded';
 const INJECTED_TEST = `import pytest
 
 
@@ -23,117 +29,202 @@ class TestInjected:
         assert [] == [0]
 `;
 
-function run(command: string, args: string[], cwd: string): string {
+const run = promisify(execFile);
+
+async function output(command: string, args: string[], cwd: string): Promise<string> {
+  const options = {
+    cwd,
+    maxBuffer: 256 * 1024 * 1024,
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+  };
   try {
-    return execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const { stdout, stderr } = await run(command, args, options);
+    return `${stdout}\n${stderr}`;
   } catch (error) {
-    return String((error as { stdout?: string }).stdout ?? '');
+    const failed = error as { stdout?: string; stderr?: string };
+    return `${failed.stdout ?? ''}\n${failed.stderr ?? ''}`;
   }
 }
 
-/** pytest and coverage run by hand, in a plain venv, on the same tree: the oracle the report must match. */
-function runDirectly(tree: string, venv: string): { failed: string[]; lineCoverage: number } {
-  const python = join(venv, 'bin', 'python');
-  const output = run(
-    python,
-    ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-rfE', '-p', 'no:cacheprovider'],
-    tree,
-  );
-  const failed = output
-    .split('\n')
-    .filter((line) => /^(FAILED|ERROR) /.test(line))
-    .map((line) => line.replace(/^(FAILED|ERROR) /, '').replace(/ - .*$/, ''));
-  run(python, ['-m', 'coverage', 'json', '-o', join(venv, 'coverage.json')], tree);
-  const totals = JSON.parse(execFileSync('cat', [join(venv, 'coverage.json')], { encoding: 'utf8' })).totals;
-  execFileSync('rm', ['-f', join(tree, '.coverage')]);
-  return { failed: failed.sort(), lineCoverage: (totals.covered_lines / totals.num_statements) * 100 };
+interface Verdict {
+  failed: string[];
+  testsRun: number;
+  lineCoverage: number;
+  lint: number;
 }
 
-describe(`a real-world project (${PROJECT} from PyPI)`, () => {
+/** pytest, coverage, ruff and black run by hand in the tree: the oracle the report must equal. */
+async function runDirectly(tree: string, venv: string): Promise<Verdict> {
+  const python = join(venv, 'bin', 'python');
+  const junit = join(venv, 'junit.xml');
+  await output(
+    python,
+    ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', `--junitxml=${junit}`],
+    tree,
+  );
+  const xml = await readFile(junit, 'utf8');
+  const failed = new Set<string>();
+  let testsRun = 0;
+  for (const match of xml.matchAll(
+    /<testcase classname="([^"]*)" name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g,
+  )) {
+    const body = match[4] ?? '';
+    if (/<skipped/.test(body)) continue;
+    testsRun += 1;
+    if (/<(failure|error)/.test(body)) failed.add(`${match[1]}::${match[2]}`);
+  }
+  await output(python, ['-m', 'coverage', 'json', '-o', join(venv, 'coverage.json')], tree);
+  const totals = JSON.parse(await readFile(join(venv, 'coverage.json'), 'utf8')).totals;
+  await rm(join(tree, '.coverage'), { force: true });
+  const ruff = JSON.parse(
+    (
+      await run(
+        python,
+        ['-m', 'ruff', 'check', '--output-format', 'json', '--exit-zero', '--no-cache', '.'],
+        { cwd: tree, maxBuffer: 64 * 1024 * 1024 },
+      )
+    ).stdout,
+  ) as unknown[];
+  const black = (await output(python, ['-m', 'black', '--check', '.'], tree))
+    .split('\n')
+    .filter((line) => line.startsWith('would reformat ') || line.startsWith('error: cannot format ')).length;
+  return {
+    failed: [...failed].sort(),
+    testsRun,
+    lineCoverage: (totals.covered_lines / totals.num_statements) * 100,
+    lint: ruff.length + black,
+  };
+}
+
+// JUnit names a test by its class path and name; pytest's node ids by file path. Compare on the parts both have:
+// the test function (with parameters) and, when there is one, its class.
+function shortId(id: string): string {
+  const parts = id.split('::');
+  const name = parts.at(-1) ?? id;
+  const owner = parts.at(-2) ?? '';
+  const className = owner.includes('/') || owner.endsWith('.py') ? '' : owner.split('.').at(-1);
+  return className && /^[A-Z]/.test(className) ? `${className}::${name}` : name;
+}
+
+const table: string[][] = [];
+
+describe('real projects from PyPI: the report equals the tools run directly', () => {
   let harness: PipelineHarness;
   let work: string;
-  let tree: string;
-  let venv: string;
 
   before(async () => {
     harness = await createPipelineHarness({ PYTEST_MARK: MARK });
     work = await mkdtemp(join(tmpdir(), 'real-world-'));
-    execFileSync('python3', [
-      '-m',
-      'pip',
-      'download',
-      '--quiet',
-      '--no-deps',
-      '--no-binary',
-      ':all:',
-      PROJECT,
-      '-d',
-      work,
-    ]);
-    const sdist = (await readdir(work)).find((name) => name.endsWith('.tar.gz'));
-    assert.ok(sdist, 'pip downloaded an sdist');
-    execFileSync('tar', ['xzf', sdist, '-C', work], { cwd: work });
-    tree = join(work, sdist.replace(/\.tar\.gz$/, ''));
-    venv = join(work, 'venv');
-    execFileSync('python3', ['-m', 'venv', venv]);
-    const pinned = await readFile(new URL('../../python/requirements-test.txt', import.meta.url), 'utf8');
-    const pins = pinned.split('\n').filter((line) => /^[a-z]/.test(line));
-    execFileSync(join(venv, 'bin', 'pip'), ['install', '--quiet', ...pins, '-e', tree]);
   });
 
   after(async () => {
-    await harness.close();
+    await harness?.close();
     await rm(work, { recursive: true, force: true });
-  });
-
-  const commitTree = async (
-    name: string,
-  ): Promise<[Awaited<ReturnType<PipelineHarness['newRepo']>>, string]> => {
-    const repo = await harness.newRepo(name);
-    const files: Record<string, string> = {};
-    const walk = async (dir: string, prefix: string) => {
-      for (const entry of await readdir(dir, { withFileTypes: true })) {
-        const path = join(dir, entry.name);
-        const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
-        if (entry.name === '.coverage' || entry.name.endsWith('.egg-info') || entry.name === '__pycache__')
-          continue;
-        if (entry.isDirectory()) await walk(path, relative);
-        else if (entry.isFile()) files[relative] = await readFile(path, 'utf8');
-      }
-    };
-    await walk(tree, '');
-    const sha = await repo.commit(files, name);
-    repo.push('main');
-    return [repo, sha];
-  };
-
-  test('as published: the report matches pytest and coverage run directly', async () => {
-    const [repo, sha] = await commitTree('pristine');
-    const report = await harness.build(repo, sha);
-    const direct = runDirectly(tree, venv);
-    assert.ok(report.testsRun > 150, `ran ${report.testsRun} tests`);
-    assert.deepEqual([...report.failedTests].sort(), direct.failed);
-    assert.equal(report.lineCoverage, direct.lineCoverage);
-  });
-
-  test('with an injected failing test and lint error: the same failures and coverage as run directly', async () => {
-    const utils = await readFile(join(tree, 'toolz', 'utils.py'), 'utf8');
-    await writeFile(join(tree, 'toolz', 'tests', 'test_injected.py'), INJECTED_TEST);
-    await writeFile(join(tree, 'toolz', 'utils.py'), `import os\n${utils}`);
-    const [repo, sha] = await commitTree('injected');
-    const report = await harness.build(repo, sha);
-    const direct = runDirectly(tree, venv);
-
-    assert.equal(report.status, 'FAILED');
-    assert.deepEqual(direct.failed, [
-      'toolz/tests/test_injected.py::TestInjected::test_method',
-      'toolz/tests/test_injected.py::test_injected[2]',
-    ]);
-    assert.deepEqual([...report.failedTests].sort(), direct.failed);
-    assert.equal(report.lineCoverage, direct.lineCoverage);
-    assert.ok(
-      report.lintErrors.includes('toolz/utils.py:1:8: F401 `os` imported but unused'),
-      report.lintErrors.slice(0, 5).join('\n'),
+    console.log(
+      [
+        'project | backend | layout | case | tests run (ours/tools) | failed ids equal | coverage ours vs tools | lint ours vs tools',
+        '--- | --- | --- | --- | --- | --- | --- | ---',
+        ...table.map((row) => row.join(' | ')),
+      ].join('\n'),
     );
   });
+
+  for (const project of PROJECTS) {
+    describe(`${project.requirement} (${project.backend}, ${project.layout} layout: ${project.exercises})`, () => {
+      let tree: string;
+      let venv: string;
+
+      before(async () => {
+        const dir = await mkdtemp(join(work, 'sdist-'));
+        execFileSync('python3', [
+          '-m',
+          'pip',
+          'download',
+          '--quiet',
+          '--no-deps',
+          '--no-binary',
+          ':all:',
+          project.requirement,
+          '-d',
+          dir,
+        ]);
+        const sdist = (await readdir(dir)).find((name) => name.endsWith('.tar.gz'));
+        assert.ok(sdist, 'pip downloaded an sdist');
+        execFileSync('tar', ['xzf', sdist, '-C', dir], { cwd: dir });
+        tree = join(dir, sdist.replace(/\.tar\.gz$/, ''));
+        venv = join(dir, 'venv');
+        execFileSync('python3', ['-m', 'venv', venv]);
+        const pip = join(venv, 'bin', 'pip');
+        const pins = async (name: string) =>
+          (await readFile(new URL(`../../python/${name}`, import.meta.url), 'utf8'))
+            .split('\n')
+            .filter((line) => /^[a-z]/.test(line));
+        const tools = await pins('requirements-tools.txt');
+        execFileSync(pip, ['install', '--quiet', ...tools.filter((line) => line.startsWith('pip=='))]);
+        execFileSync(pip, ['install', '--quiet', '-e', '.', ...project.testDependencies], { cwd: tree });
+        // The runner's own tools at the runner's versions, as the build gets them.
+        execFileSync(pip, [
+          'install',
+          '--quiet',
+          ...(await pins('requirements-test.txt')),
+          ...tools.filter((line) => /^(black|ruff)==/.test(line)),
+        ]);
+        await rm(join(tree, '.coverage'), { force: true });
+      });
+
+      const compare = async (name: string, sha: string, repoReport: BuildReport) => {
+        const direct = await runDirectly(tree, venv);
+        const ours = [...repoReport.failedTests].map(shortId).sort();
+        const theirs = direct.failed.map(shortId).sort();
+        const idsEqual = JSON.stringify(ours) === JSON.stringify(theirs);
+        table.push([
+          project.requirement,
+          project.backend,
+          project.layout,
+          name,
+          `${repoReport.testsRun}/${direct.testsRun}`,
+          idsEqual ? `yes (${ours.length})` : `NO: ours ${ours.join(' ')} tools ${theirs.join(' ')}`,
+          `${repoReport.lineCoverage.toFixed(2)} vs ${direct.lineCoverage.toFixed(2)}`,
+          `${repoReport.lintErrors.length} vs ${direct.lint}`,
+        ]);
+        assert.ok(direct.testsRun >= project.minTests, `the tools ran ${direct.testsRun} tests`);
+        assert.deepEqual(ours, theirs, `failed tests of ${sha}`);
+        assert.equal(repoReport.testsRun, direct.testsRun);
+        assert.ok(
+          Math.abs(repoReport.lineCoverage - direct.lineCoverage) < 0.01,
+          `coverage ${repoReport.lineCoverage} vs ${direct.lineCoverage}`,
+        );
+        assert.equal(
+          repoReport.lintErrors.length,
+          direct.lint,
+          repoReport.lintErrors.slice(0, 10).join('\n'),
+        );
+        return direct;
+      };
+
+      test('as published', async () => {
+        const repo = await harness.newRepo(`pristine-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
+        const sha = repo.commitDir(tree, 'as published');
+        repo.push('main');
+        const report = await harness.build(repo, sha);
+        assert.notEqual(report.status, 'ERRORED', report.error);
+        await compare('as published', sha, report);
+      });
+
+      test('with an injected failing test and lint finding', async () => {
+        await writeFile(join(tree, project.testsDir, 'test_ci_runner_injected.py'), INJECTED_TEST);
+        const module = await readFile(join(tree, project.lintTarget), 'utf8');
+        await writeFile(join(tree, project.lintTarget), `import os\n${module}`);
+        const repo = await harness.newRepo(`injected-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
+        const sha = repo.commitDir(tree, 'injected');
+        repo.push('main');
+        const report = await harness.build(repo, sha);
+        assert.equal(report.status, 'FAILED', report.error);
+        const direct = await compare('injected', sha, report);
+        for (const id of ['test_injected[2]', 'TestInjected::test_method']) {
+          assert.ok(direct.failed.map(shortId).includes(id), `the tools name ${id}`);
+        }
+      });
+    });
+  }
 });

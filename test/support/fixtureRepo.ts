@@ -9,6 +9,8 @@ export type Files = Record<string, string>;
 export interface FixtureRepo {
   url: string;
   commit(files: Files, message: string, remove?: string[], links?: Array<[string, string]>): Promise<string>;
+  /** Commits a whole directory tree as it is (binary files, modes), on top of what the work tree holds. */
+  commitDir(dir: string, message: string): string;
   /** Moves the work tree's branch back to an earlier commit (to rewrite history before a force push). */
   resetTo(sha: string): void;
   push(branch: string): void;
@@ -52,6 +54,12 @@ export async function createFixtureRepo(
       for (const path of remove) git(work, 'rm', '--quiet', path);
       for (const [path, target] of links) await symlink(target, join(work, path));
       git(work, 'add', '--all');
+      git(work, 'commit', '--quiet', '--allow-empty', '-m', message);
+      return git(work, 'rev-parse', 'HEAD');
+    },
+    commitDir(dir, message) {
+      execFileSync('cp', ['-R', '--preserve=mode', `${dir}/.`, work]);
+      git(work, 'add', '--all', '--force');
       git(work, 'commit', '--quiet', '--allow-empty', '-m', message);
       return git(work, 'rev-parse', 'HEAD');
     },
