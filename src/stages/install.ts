@@ -104,19 +104,34 @@ function verdict(
 
 // What uv resolves for a new environment key: the runner's test tools, the requirement files, the project with
 // its test extras, and its build backend (so the project installs offline, without build isolation).
-async function writeInputs(input: InstallInput, requirements: string[], ctx: StageContext): Promise<string> {
+async function writeInputs(
+  input: InstallInput,
+  requirements: string[],
+  ctx: StageContext,
+  runnerTestPins: boolean,
+): Promise<string> {
   const { layout } = input;
-  const lines = [`-r ${ctx.sandbox.runnerFile(input.toolchain.testRequirements)}`];
+  const lines = runnerTestPins
+    ? [`-r ${ctx.sandbox.runnerFile(input.toolchain.testRequirements)}`]
+    : [...PROJECT_TEST_TOOLS];
   lines.push(...requirements.map((file) => `-r ${join(layout.inside.src, file)}`));
   if (input.installable) {
     const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
     lines.push(`-e ${layout.inside.src}${extras}`);
     lines.push(...input.buildRequires.filter((r) => REQUIREMENT.test(r) && !r.startsWith('-')));
+    // hatchling asks for `editables` when building an editable wheel (PEP 660's get_requires_for_build_editable),
+    // which --no-build-isolation does not install by itself.
+    if (input.buildRequires.some((r) => /^hatchling\b/i.test(r))) lines.push('editables');
   }
   const file = join(layout.sandbox, 'inputs.in');
   await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o644 });
   return file;
 }
+
+// The oldest test tools the runner's plugin and reports work with, for a project that pins its own.
+const PROJECT_TEST_TOOLS = ['pytest>=7', 'coverage>=7'];
+// uv's answer when the project's own requirements conflict with the runner's pinned test tools.
+const TEST_TOOL_CONFLICT = /you require (pytest|coverage)==/;
 
 // Installs the build's dependencies. A new environment key is resolved inside the sandbox (the project's build
 // backend runs there, with the internet but not the host), then the runner alone builds a shared environment from
@@ -154,30 +169,41 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   value.cacheHit = recorded !== undefined;
   let pins = recorded;
   if (!pins) {
-    const inputs = await writeInputs(input, requirements, ctx);
     const output = join(layout.inside.out, 'pins.txt');
     ctx.log(
       `resolving ${[...requirements, input.installable ? 'the project' : ''].filter(Boolean).join(', ') || 'the runner tools'}`,
     );
-    const compile = await sandboxed(
-      [
-        'pip',
-        'compile',
-        '--python',
-        python,
-        '--no-header',
-        '--no-annotate',
-        '--quiet',
-        '-o',
-        output,
-        ...input.groups.flatMap((group) => [
-          '--group',
-          `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
-        ]),
-        ctx.sandbox.runnerFile(inputs),
-      ],
-      { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
-    );
+    const resolve = async (runnerTestPins: boolean) => {
+      const inputs = await writeInputs(input, requirements, ctx, runnerTestPins);
+      return sandboxed(
+        [
+          'pip',
+          'compile',
+          '--python',
+          python,
+          '--no-header',
+          '--no-annotate',
+          '--quiet',
+          '-o',
+          output,
+          ...input.groups.flatMap((group) => [
+            '--group',
+            `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
+          ]),
+          ctx.sandbox.runnerFile(inputs),
+        ],
+        { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
+      );
+    };
+    let compile = await resolve(true);
+    if (compile.kind === 'exited' && compile.exitCode !== 0 && TEST_TOOL_CONFLICT.test(compile.stderr)) {
+      // The project pins its own pytest or coverage (say pytest~=7.2): its tests are meant to run on that.
+      const retry = await resolve(false);
+      if (retry.kind === 'exited' && retry.exitCode === 0) {
+        ctx.log(`the project pins its own test tools, which conflict with the runner's; using the project's`);
+      }
+      if (retry.kind !== 'exited' || retry.exitCode === 0) compile = retry;
+    }
     const failed = verdict(
       compile,
       'dependencies could not be installed as declared',
