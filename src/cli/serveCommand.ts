@@ -46,6 +46,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const server = await startGitServer(dirname(top), {
     host: args.values.host as string | undefined,
     port,
+    only: basename(top),
   }).catch((error: Error) => error);
   if (server instanceof Error) return fail(`cannot listen: ${server.message}`);
   const url = `${server.baseUrl}${basename(top)}${bare === 'true' ? '' : '/.git'}`;

@@ -134,7 +134,8 @@ describe('build stages on real repositories, Python and tools', () => {
         '',
         '@pytest.mark.fast',
         'def test_record_version():',
-        '    with open(os.path.join(os.environ["CI_RUNNER_KEEP"], "VERSION-SEEN.txt"), "w") as handle:',
+        '    path = os.path.join(os.environ["CI_RUNNER_KEEP"], "VERSION-SEEN.txt")',
+        '    with open(path, "w") as handle:',
         '        handle.write(sys.version.split()[0])',
       ),
     });
