@@ -1,4 +1,6 @@
+import { decide } from '../bridge/validate.js';
 import { loadConfig } from '../config.js';
+import { encodeCommitResult } from '../contracts.js';
 import { enqueueAndWait } from '../enqueueAndWait.js';
 import { formatReport } from '../formatReport.js';
 import { createLogger } from '../logger.js';
@@ -30,20 +32,39 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
     process.stderr.write(`--sha, --branch and --repo (or REMOTE_REPO) are required\n${ENQUEUE_USAGE}\n`);
     return 2;
   }
-  const logger = createLogger({ level: 'warn', pretty: false, name: 'enqueue' });
   const timeoutMs = Number(values.timeout) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    process.stderr.write(
+      `ci-runner enqueue: --timeout must be a positive number of seconds, got "${values.timeout}"\n`,
+    );
+    return 2;
+  }
+  const message = {
+    repositoryUrl,
+    commitSha: values.sha as string,
+    branchName: values.branch as string,
+    taskId: (values.task as string | undefined) ?? `manual-${Date.now()}`,
+    status: values.status as string,
+  };
+  // The bridge's own edge validation: what it would dead-letter is refused here, before waiting for a report.
+  const decision = decide(encodeCommitResult(message), undefined);
+  if (decision.kind === 'reject') {
+    process.stderr.write(
+      `ci-runner enqueue: the bridge would reject this CommitResult: ${decision.reason}\n`,
+    );
+    return 2;
+  }
+  if (decision.kind === 'skip') {
+    process.stderr.write(
+      `ci-runner enqueue: ${decision.reason}: the bridge builds nothing for it; sending anyway\n`,
+    );
+  }
+  const logger = createLogger({ level: 'warn', pretty: false, name: 'enqueue' });
   try {
     const report = await enqueueAndWait(
       config.kafkaBrokers,
       { commitResults: config.topicCommitResults, buildReports: config.topicBuildReports },
-      {
-        repositoryUrl,
-        commitSha: values.sha as string,
-        branchName: values.branch as string,
-        taskId: (values.task as string | undefined) ?? `manual-${Date.now()}`,
-        status: values.status as string,
-        timeoutMs,
-      },
+      { ...message, timeoutMs },
       logger,
     );
     process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);

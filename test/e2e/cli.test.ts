@@ -104,6 +104,24 @@ describe('the ci-runner command', () => {
     assert.equal((await cli(['frobnicate'])).code, 2);
   });
 
+  test('enqueue refuses what the bridge would dead-letter, at once, with one line and exit 2', async () => {
+    const base = ['enqueue', '--repo', 'http://127.0.0.1:9/r.git', '--branch', 'main'];
+    const badSha = await cli([...base, '--sha', 'not-a-sha'], { KAFKA_BROKERS: '127.0.0.1:9' });
+    assert.equal(badSha.code, 2);
+    assert.equal(
+      badSha.stderr,
+      'ci-runner enqueue: the bridge would reject this CommitResult: commit_sha "not-a-sha" is not 40 hex characters\n',
+    );
+    const badTimeout = await cli([...base, '--sha', 'a'.repeat(40), '--timeout', 'soon'], {
+      KAFKA_BROKERS: '127.0.0.1:9',
+    });
+    assert.equal(badTimeout.code, 2);
+    assert.match(
+      badTimeout.stderr,
+      /^ci-runner enqueue: --timeout must be a positive number of seconds, got "soon"\n$/,
+    );
+  });
+
   test('status shows the queue by state and the latest builds', async () => {
     const queueName = `cli-status-${Date.now()}`;
     const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
