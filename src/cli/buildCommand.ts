@@ -1,21 +1,18 @@
-import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { resolve } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { loadConfig } from '../config.js';
 import { CiError, toError } from '../errors.js';
 import { formatReport } from '../formatReport.js';
-import { type GitServer, startGitServer } from '../gitServer.js';
+import type { GitServer } from '../gitServer.js';
 import { createLogger } from '../logger.js';
 import { configuredOptions, runPipeline } from '../pipeline.js';
 import { erroredReport } from '../report.js';
 import { prepareSandbox, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { ensureToolchain } from '../stages/toolchain.js';
 import { parseCommand } from './parseCommand.js';
-
-const run = promisify(execFile);
+import { serveLocalRepository } from './serveLocalRepository.js';
 
 export const BUILD_USAGE = `usage: ci-runner build <repo-url-or-local-path> [--sha S] [--branch B] [--json]
 Runs the build stages locally, without Kafka or Redis, and prints the report.
@@ -45,15 +42,12 @@ async function target(
     () => false,
   );
   if (local) {
-    const dir = resolve(repo);
-    const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
-    const bare = (await inDir('rev-parse', '--is-bare-repository')) === 'true';
-    const server = await startGitServer(dirname(dir), { path });
+    const served = await serveLocalRepository(resolve(repo), { path });
     return {
-      url: `${server.baseUrl}${basename(dir)}${bare ? '' : '/.git'}`,
-      sha: sha ?? (await inDir('rev-parse', 'HEAD')),
-      branch: branch ?? (await inDir('rev-parse', '--abbrev-ref', 'HEAD')),
-      server,
+      url: served.url,
+      sha: sha ?? served.head,
+      branch: branch ?? served.branch,
+      server: served.server,
     };
   }
   if (sha) return { url: repo, sha, branch: branch ?? 'main' };

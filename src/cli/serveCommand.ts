@@ -1,11 +1,6 @@
-import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { startGitServer } from '../gitServer.js';
+import { resolve } from 'node:path';
 import { parseCommand } from './parseCommand.js';
-
-const run = promisify(execFile);
+import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
 
 export const SERVE_USAGE = `usage: ci-runner serve <local-repository-path> [--port N] [--host ADDRESS]
 Serves a local git repository (a working copy or a bare one) over smart HTTP, read-only, so that
@@ -31,25 +26,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // `npm run serve` runs in the package's directory; the path is relative to where the user typed it.
   const cwd = process.env.npm_lifecycle_event === 'serve' ? process.env.INIT_CWD : undefined;
   const dir = resolve(cwd ?? process.cwd(), path);
-  const isDir = await stat(dir).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (!isDir) return fail(`${path} is not a directory`);
-  const inDir = (...gitArgs: string[]) =>
-    run('git', gitArgs, { cwd: dir }).then(({ stdout }) => stdout.trim());
-  const bare = await inDir('rev-parse', '--is-bare-repository').catch(() => undefined);
-  if (bare === undefined) return fail(`${path} is not a git repository`);
-  const top = bare === 'true' ? dir : await inDir('rev-parse', '--show-toplevel');
-  const head = await inDir('rev-parse', 'HEAD').catch(() => '');
-  const branch = await inDir('rev-parse', '--abbrev-ref', 'HEAD').catch(() => '');
-  const server = await startGitServer(dirname(top), {
+  const served = await serveLocalRepository(dir, {
     host: args.values.host as string | undefined,
     port,
-    only: basename(top),
   }).catch((error: Error) => error);
-  if (server instanceof Error) return fail(`cannot listen: ${server.message}`);
-  const url = `${server.baseUrl}${basename(top)}${bare === 'true' ? '' : '/.git'}`;
+  if (served instanceof NotARepositoryError) return fail(served.message);
+  if (served instanceof Error) return fail(`cannot listen: ${served.message}`);
+  const { server, url, top, head, branch } = served;
   process.stdout.write(`serving ${top} at ${url}\n`);
   if (head) {
     process.stdout.write(`try: npm run enqueue -- --repo ${url} --sha ${head} --branch ${branch}\n`);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFile, lstat, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
@@ -51,15 +51,16 @@ export async function environmentKey(
   repository: string,
 ): Promise<{ key: string; requirements: string[] }> {
   const names: string[] = [];
-  for (const name of (await readdir(src)).filter((n) => DECLARATIONS.test(n)).sort()) {
-    if ((await lstat(join(src, name))).isFile()) names.push(name);
-  }
   const hash = createHash('sha256').update(
     `${toolchain.fingerprint}\n${toolchain.pythonVersion}\n${repository}\n`,
   );
-  for (const name of names) {
+  for (const name of (await readdir(src)).filter((n) => DECLARATIONS.test(n)).sort()) {
+    // Read as a plain file only (never through a symlink), in one step: what is hashed is what was checked.
+    const content = await readBuildFile(join(src, name));
+    if (!content) continue;
+    names.push(name);
     hash.update(`${name}\n`);
-    hash.update(await readFile(join(src, name)));
+    hash.update(content);
     hash.update('\n');
   }
   return {

@@ -6,11 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CiError } from '../../src/errors.js';
 import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { noSandbox } from '../../src/sandbox/buildSandbox.js';
 import { cacheGitdir, run as checkout } from '../../src/stages/checkout.js';
-import type { StageContext } from '../../src/stages/types.js';
-import { createFixtureRepo, type FixtureRepo } from '../support/fixtureRepo.js';
-import { testLogger } from '../support/harness.js';
+import { createFixtureRepo, type FixtureRepo, forcePushFeature } from '../support/fixtureRepo.js';
+import { stageContext } from '../support/harness.js';
 
 describe('checkout from a persistent object cache', () => {
   let root: string;
@@ -21,13 +19,7 @@ describe('checkout from a persistent object cache', () => {
   const repos: FixtureRepo[] = [];
   const secret = 's3cr3t-token-value';
 
-  const context = (lines: string[] = []): StageContext => ({
-    logger: testLogger('checkout'),
-    signal: new AbortController().signal,
-    buildDir: root,
-    log: (line) => lines.push(line),
-    sandbox: noSandbox(),
-  });
+  const context = (lines: string[] = []) => stageContext('checkout', root, lines);
 
   const checkoutInto = async (url: string, sha: string, branch = 'main', lines: string[] = []) => {
     const dir = await mkdtemp(join(root, 'build-'));
@@ -173,13 +165,7 @@ describe('checkout from a persistent object cache', () => {
 
   test('a sha force-pushed away before it was fetched: COMMIT_MISSING', async () => {
     const repo = await newRepo('forced');
-    const kept = await repo.commit({ 'v.txt': 'kept\n' }, 'kept');
-    repo.push('main');
-    const lost = await repo.commit({ 'v.txt': 'lost\n' }, 'lost');
-    repo.push('feature');
-    repo.resetTo(kept);
-    const replaced = await repo.commit({ 'v.txt': 'replaced\n' }, 'replaced');
-    repo.push('feature');
+    const { lost, replaced } = await forcePushFeature(repo);
     assert.notEqual(lost, replaced);
     await assert.rejects(checkoutInto(repo.url, lost, 'feature'), (error: unknown) => {
       assert.ok(error instanceof CiError);

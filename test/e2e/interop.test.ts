@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CiError } from '../../src/errors.js';
 import { startGitServer } from '../../src/gitServer.js';
-import { noSandbox } from '../../src/sandbox/buildSandbox.js';
 import { run as checkout, type GitCredentials } from '../../src/stages/checkout.js';
-import { createFixtureRepo } from '../support/fixtureRepo.js';
-import { testLogger } from '../support/harness.js';
+import { createFixtureRepo, forcePushFeature } from '../support/fixtureRepo.js';
+import { stageContext } from '../support/harness.js';
 import { type StockGitServer, startNginxFcgiwrap, startPythonCgi } from '../support/stockGitServers.js';
 
 // Every kind of git server a user may point the runner at, each real and started here, each asked for the same
@@ -90,13 +89,7 @@ describe('checkout against real git servers', () => {
             },
             timeoutMs: 20_000,
           },
-          {
-            logger: testLogger('interop'),
-            signal: new AbortController().signal,
-            buildDir: root,
-            log: (line) => lines.push(line),
-            sandbox: noSandbox(),
-          },
+          stageContext('interop', root, lines),
         );
         return { dir, result, lines };
       };
@@ -147,13 +140,7 @@ describe('checkout against real git servers', () => {
 
       test('a force-pushed branch: its new tip builds; the sha pushed away is COMMIT_MISSING naming the answer', async () => {
         const fixture = await repo('forced');
-        const kept = await fixture.commit({ 'v.txt': 'kept\n' }, 'kept');
-        fixture.push('main');
-        const lost = await fixture.commit({ 'v.txt': 'lost\n' }, 'lost');
-        fixture.push('feature');
-        fixture.resetTo(kept);
-        const replaced = await fixture.commit({ 'v.txt': 'replaced\n' }, 'replaced');
-        fixture.push('feature');
+        const { lost, replaced } = await forcePushFeature(fixture);
         const { dir, result } = await build(fixture.url, replaced, 'feature');
         assert.equal(result.outcome, 'passed');
         assert.equal(await readFile(join(dir, 'v.txt'), 'utf8'), 'replaced\n');
@@ -232,13 +219,7 @@ describe('checkout against real git servers', () => {
           cacheDir: join(root, 'moved'),
           timeoutMs: 20_000,
         },
-        {
-          logger: testLogger('interop'),
-          signal: new AbortController().signal,
-          buildDir: root,
-          log: () => undefined,
-          sandbox: noSandbox(),
-        },
+        stageContext('interop', root),
       );
       assert.equal(result.outcome, 'passed');
       assert.equal(await readFile(join(dir, 'r.txt'), 'utf8'), 'relocated\n');

@@ -74,3 +74,17 @@ export async function createFixtureRepo(
     },
   };
 }
+
+// Main at `kept`; `feature` pushed at `lost`, then rewritten and force-pushed to `replaced` (lost is unreachable).
+export async function forcePushFeature(
+  repo: FixtureRepo,
+): Promise<{ kept: string; lost: string; replaced: string }> {
+  const kept = await repo.commit({ 'v.txt': 'kept\n' }, 'kept');
+  repo.push('main');
+  const lost = await repo.commit({ 'v.txt': 'lost\n' }, 'lost');
+  repo.push('feature');
+  repo.resetTo(kept);
+  const replaced = await repo.commit({ 'v.txt': 'replaced\n' }, 'replaced');
+  repo.push('feature');
+  return { kept, lost, replaced };
+}

@@ -4,10 +4,23 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/logger.js';
+import { noSandbox } from '../../src/sandbox/buildSandbox.js';
+import type { StageContext } from '../../src/stages/types.js';
 
 // The test process's own logger: quiet unless TEST_LOG_LEVEL asks for more.
 export function testLogger(name: string): Logger {
   return createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn', pretty: false, name });
+}
+
+// What a stage gets when a test runs it on its own: no sandbox, job-log lines collected into `lines`.
+export function stageContext(name: string, buildDir: string, lines: string[] = []): StageContext {
+  return {
+    logger: testLogger(name),
+    signal: new AbortController().signal,
+    buildDir,
+    log: (line) => lines.push(line),
+    sandbox: noSandbox(),
+  };
 }
 
 /** A private namespace (topics, queue, directories) for one test file against the shared real services. */

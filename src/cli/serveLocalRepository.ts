@@ -1,0 +1,42 @@
+import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { type GitServer, type GitServerOptions, startGitServer } from '../gitServer.js';
+
+const run = promisify(execFile);
+
+export interface ServedRepository {
+  server: GitServer;
+  /** Clone URL of the repository. */
+  url: string;
+  /** The repository's top directory (a working copy's top level, or the bare repository). */
+  top: string;
+  /** HEAD's sha and branch name; empty in a repository without commits. */
+  head: string;
+  branch: string;
+}
+
+/** The path is not a local git repository: the message says why, for one line on the command line. */
+export class NotARepositoryError extends Error {}
+
+// Serves one local repository (working copy or bare) over smart HTTP, and nothing beside it.
+export async function serveLocalRepository(
+  dir: string,
+  options: Pick<GitServerOptions, 'host' | 'port' | 'path'> = {},
+): Promise<ServedRepository> {
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) throw new NotARepositoryError(`${dir} is not a directory`);
+  const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
+  const bare = await inDir('rev-parse', '--is-bare-repository').catch(() => undefined);
+  if (bare === undefined) throw new NotARepositoryError(`${dir} is not a git repository`);
+  const top = bare === 'true' ? dir : await inDir('rev-parse', '--show-toplevel');
+  const head = await inDir('rev-parse', 'HEAD').catch(() => '');
+  const branch = await inDir('rev-parse', '--abbrev-ref', 'HEAD').catch(() => '');
+  const server = await startGitServer(dirname(top), { ...options, only: basename(top) });
+  const url = `${server.baseUrl}${basename(top)}${bare === 'true' ? '' : '/.git'}`;
+  return { server, url, top, head, branch };
+}
