@@ -12,8 +12,14 @@ import { REAL_PROJECTS } from '../support/realProjects.js';
 // Real projects from PyPI (sdists, with their own tests and settings), built by the runner and run by hand with the
 // same tool versions in a plain venv: the report must say what pytest, coverage, ruff and black say themselves.
 // `npm run realworld` builds every project; `npm test` the first two.
+// `REALWORLD_ONLY=attrs` builds the projects whose requirement contains that text.
 const FULL = process.env.REALWORLD_SCALE === 'full';
-const PROJECTS = FULL ? REAL_PROJECTS : REAL_PROJECTS.slice(0, 2);
+const ONLY = process.env.REALWORLD_ONLY;
+const PROJECTS = ONLY
+  ? REAL_PROJECTS.filter((project) => project.requirement.includes(ONLY))
+  : FULL
+    ? REAL_PROJECTS
+    : REAL_PROJECTS.slice(0, 2);
 // A mark no project uses: the runner's expression then selects what the project's own settings select.
 const MARK = 'not ci_runner_excluded';
 const INJECTED_TEST = `import pytest
