@@ -7,10 +7,11 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { encodeCommitResult } from '../src/contracts.js';
 import { type GitServer, startGitServer } from '../src/gitServer.js';
-import { connectPublisher, type Publisher } from '../src/kafka.js';
+import { connectPublisher, type IncomingMessage, type Publisher, subscribe } from '../src/kafka.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { createFixtureRepo, type FixtureRepo } from '../test/support/fixtureRepo.js';
 import { collectReports, type ReportCollector } from '../test/support/reportCollector.js';
+import { setTopicConfig } from '../test/support/setTopicConfig.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..');
@@ -53,16 +54,28 @@ export interface Cluster {
   commit(seconds: number): Promise<string>;
   /** Produces a CommitResult, retrying while Kafka is away; resolves once Kafka has it. */
   announce(sha: string, override?: Buffer): Promise<void>;
+  /** Produces raw records (any key, or none) to the commit-results topic in one batch. */
+  sendRaw(records: Array<{ key: Buffer | null; value: Buffer }>): Promise<void>;
+  /** Every record that reached the dead-letter topic so far. */
+  deadLetters: IncomingMessage[];
+  /** The bridge's Prometheus scrape. */
+  bridgeMetrics(): Promise<string>;
   /** Finished builds per sha, read from every worker's log. */
   builds(): Promise<Map<string, number>>;
-  /** How many lines of the workers' logs carry this message. */
-  logCount(message: string): Promise<number>;
+  /** The log lines (parsed) of the workers, or of the parts whose name starts with `part`, with this message (or
+   * with a message containing it), in the order each part wrote them. */
+  logLines(message: string, part?: string, contains?: boolean): Promise<Array<Record<string, string>>>;
   /** Processes still running for this cluster's builds. */
   strays(): Promise<string[]>;
   close(): Promise<void>;
 }
 
-export async function createCluster(name: string, overrides: Record<string, string> = {}): Promise<Cluster> {
+// topicConfig: configuration of the commit-results topic (say, a larger max.message.bytes than the dead-letter topic's).
+export async function createCluster(
+  name: string,
+  overrides: Record<string, string> = {},
+  topicConfig?: Record<string, string>,
+): Promise<Cluster> {
   const id = `${name}-${randomUUID().slice(0, 6)}`;
   const dir = await mkdtemp(join(tmpdir(), `ci-runner-faults-${id}-`));
   const served = join(dir, 'served');
@@ -104,11 +117,24 @@ export async function createCluster(name: string, overrides: Record<string, stri
     [env.TOPIC_COMMIT_RESULTS as string, env.TOPIC_BUILD_REPORTS as string, env.TOPIC_DEAD_LETTER as string],
     logger,
   );
+  if (topicConfig) {
+    await setTopicConfig([env.KAFKA_BROKERS as string], env.TOPIC_COMMIT_RESULTS as string, topicConfig);
+  }
   const reports = await collectReports(
     [env.KAFKA_BROKERS as string],
     env.TOPIC_BUILD_REPORTS as string,
     logger,
   );
+  const deadLetters: IncomingMessage[] = [];
+  const dlq = await subscribe({
+    brokers: [env.KAFKA_BROKERS as string],
+    clientId: 'fault-dlq',
+    groupId: `dlq-${id}`,
+    topic: env.TOPIC_DEAD_LETTER as string,
+    startAt: 'earliest',
+    logger,
+    onMessage: async (message) => void deadLetters.push(message),
+  });
   let generation = 0;
   await repo.commit(
     { 'pyproject.toml': '[tool.pytest.ini_options]\nmarkers = ["fast: quick"]\n', 'tests/__init__.py': '' },
@@ -122,6 +148,18 @@ export async function createCluster(name: string, overrides: Record<string, stri
     parts,
     reports,
     logger,
+    deadLetters,
+    async sendRaw(records) {
+      await agent.send(env.TOPIC_COMMIT_RESULTS as string, records);
+    },
+    async bridgeMetrics() {
+      const bridge = parts.get('bridge');
+      const log = bridge ? await readFile(bridge.logFile, 'utf8') : '';
+      const started = log.split('\n').find((line) => line.includes('"bridge started"'));
+      const url = started ? (JSON.parse(started) as { metrics: string }).metrics : undefined;
+      if (!url) throw new Error('the bridge has not started');
+      return (await fetch(`${url}/metrics`)).text();
+    },
     async start(partName) {
       generation += 1;
       const logFile = join(dir, `${partName}-${generation}.log`);
@@ -197,14 +235,16 @@ export async function createCluster(name: string, overrides: Record<string, stri
       }
       return counts;
     },
-    async logCount(message) {
-      let count = 0;
-      for (const file of await readdirLogs(dir)) {
-        count += (await readFile(file, 'utf8'))
-          .split('\n')
-          .filter((line) => line.includes(`"msg":"${message}"`)).length;
+    async logLines(message, part = 'worker', contains = false) {
+      const lines: Array<Record<string, string>> = [];
+      for (const file of await readdirLogs(dir, part)) {
+        for (const line of (await readFile(file, 'utf8')).split('\n')) {
+          if (!line.startsWith('{')) continue;
+          const entry = JSON.parse(line) as Record<string, string>;
+          if (contains ? entry.msg?.includes(message) : entry.msg === message) lines.push(entry);
+        }
       }
-      return count;
+      return lines;
     },
     // Processes of builds: anything naming the work directory (the sandbox's bwrap), or running as a build user.
     async strays() {
@@ -218,7 +258,7 @@ export async function createCluster(name: string, overrides: Record<string, stri
     },
     async close() {
       for (const part of parts.values()) if (part.child.exitCode === null) part.child.kill('SIGKILL');
-      await Promise.all([reports.close(), agent.close()]).catch(() => undefined);
+      await Promise.all([reports.close(), agent.close(), dlq.close()]).catch(() => undefined);
       await git.close();
       await repo.cleanup();
       await rm(dir, { recursive: true, force: true });
@@ -227,9 +267,10 @@ export async function createCluster(name: string, overrides: Record<string, stri
   return cluster;
 }
 
-async function readdirLogs(dir: string): Promise<string[]> {
+async function readdirLogs(dir: string, part = 'worker'): Promise<string[]> {
   const { readdir } = await import('node:fs/promises');
   return (await readdir(dir))
-    .filter((name) => name.startsWith('worker') && name.endsWith('.log'))
+    .filter((name) => name.startsWith(part) && name.endsWith('.log'))
+    .sort()
     .map((name) => join(dir, name));
 }

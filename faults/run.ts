@@ -1,10 +1,11 @@
 // `npm run faults`: kills and restarts the real processes and services, printing one line per scenario.
-import { formatCounts, passed, runAll } from './scenarios.js';
+import { runAll } from './scenarios.js';
+import { formatCounts, passed } from './tally.js';
 
 const size = {
   commits: Number(process.env.FAULT_COMMITS ?? 8),
   kills: Number(process.env.FAULT_KILLS ?? 4),
-  malformed: 1000,
+  malformed: Number(process.env.FAULT_HOSTILE ?? 5000),
 };
 const results = await runAll(size, (counts) => console.log(formatCounts(counts)));
 const failed = results.filter((c) => !passed(c));

@@ -1,74 +1,13 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeCommitResult } from '../src/contracts.js';
-import { type Cluster, createCluster, SERVICES, services, sleep } from './cluster.js';
+import { promisify } from 'node:util';
+import { SERVICES, services, sleep } from './cluster.js';
+import { hostileAtScale, poisonPill } from './hostileInput.js';
+import { type Counts, type Size, tally, withCluster } from './tally.js';
 
-/** The outcome of one scenario, as printed by `npm run faults`. */
-export interface Counts {
-  scenario: string;
-  sent: number;
-  built: number;
-  reported: number;
-  lost: number;
-  conflicting: number;
-  /** Processes of killed builds still running at the end. */
-  strays: number;
-  /** A commit sent after the fault was built and reported, with no process restarted by hand. */
-  healthy: boolean;
-  note: string;
-}
-
-/** How big each scenario is: the bounded version inside `npm test` uses small numbers. */
-export interface Size {
-  commits: number;
-  kills: number;
-  malformed: number;
-}
-
-const REPORT_WAIT_MS = 240_000;
-
-async function tally(cluster: Cluster, scenario: string, shas: string[], note = ''): Promise<Counts> {
-  await Promise.all(shas.map((sha) => cluster.reports.waitFor(sha, REPORT_WAIT_MS).catch(() => undefined)));
-  const probe = await cluster.commit(0);
-  await cluster.announce(probe);
-  const healthy = await cluster.reports.waitFor(probe, REPORT_WAIT_MS).then(
-    (report) => report.status === 'PASSED',
-    () => false,
-  );
-  await sleep(1_000);
-  const builds = await cluster.builds();
-  let conflicting = 0;
-  let reported = 0;
-  for (const sha of shas) {
-    const received = cluster.reports.received(sha);
-    if (received.length > 0) reported += 1;
-    const first = received[0];
-    if (received.some((r) => r.key !== sha || (first && !r.bytes.equals(first.bytes)))) conflicting += 1;
-  }
-  return {
-    scenario,
-    sent: shas.length,
-    built: shas.reduce((sum, sha) => sum + (builds.get(sha) ?? 0), 0),
-    reported,
-    lost: shas.length - reported,
-    conflicting,
-    strays: (await cluster.strays()).length,
-    healthy,
-    note,
-  };
-}
-
-async function withCluster(
-  name: string,
-  work: (cluster: Cluster) => Promise<Counts>,
-  env: Record<string, string> = {},
-) {
-  const cluster = await createCluster(name, env);
-  try {
-    return await work(cluster);
-  } finally {
-    await cluster.close();
-  }
-}
+const run = promisify(execFile);
 
 // 1. kill -9 a worker in the middle of a build, repeatedly; a fresh worker takes over and reaps what it left.
 export function killWorkers(size: Size): Promise<Counts> {
@@ -118,7 +57,6 @@ export function killRedis(size: Size): Promise<Counts> {
       for (let i = 0; i < size.commits; i += 1) shas.push(await cluster.commit(1));
       for (const sha of shas) await cluster.announce(sha);
       await sleep(2_000);
-      const { readFile } = await import('node:fs/promises');
       const pid = (await readFile(join(SERVICES, 'redis', 'redis.pid'), 'utf8')).trim();
       process.kill(Number(pid), 'SIGKILL');
       await sleep(2_000);
@@ -146,8 +84,8 @@ export function stopWorker(size: Size): Promise<Counts> {
   });
 }
 
-// 4b. SIGTERM a worker mid-build with a grace period shorter than the build: the build is handed back and finished
-// by another worker, with no attempt spent.
+// 4b. SIGTERM a worker mid-build with a grace period shorter than the build: the builds are handed back, with no
+// attempt spent, to the head of the queue: the next worker starts them before the builds that were already waiting.
 export function drainWorker(size: Size): Promise<Counts> {
   return withCluster(
     'drain-worker',
@@ -155,75 +93,138 @@ export function drainWorker(size: Size): Promise<Counts> {
       await cluster.start('bridge');
       await cluster.start('worker-a');
       const shas: string[] = [];
-      for (let i = 0; i < Math.max(1, Math.floor(size.commits / 2)); i += 1)
-        shas.push(await cluster.commit(6));
+      for (let i = 0; i < Math.max(4, size.commits); i += 1) shas.push(await cluster.commit(6));
       for (const sha of shas) await cluster.announce(sha);
-      await sleep(2_000);
-      await cluster.start('worker-b');
+      await sleep(4_000);
       await cluster.kill('worker-a', 'SIGTERM');
+      const handedBack = await cluster.logLines(
+        'worker shutting down; build handed back to the head of the queue',
+      );
+      await cluster.start('worker-b');
       const counts = await tally(cluster, 'SIGTERM a worker mid-build (drain)', shas);
-      const handedBack = await cluster.logCount('worker shutting down; build handed back to the queue');
-      return { ...counts, note: `${handedBack} handed back` };
+      const startedByB = (await cluster.logLines('build started', 'worker-b')).map((line) => line.commitSha);
+      const handedShas = handedBack.map((line) => line.commitSha);
+      const resumedFirst =
+        startedByB.slice(0, handedShas.length).sort().join() === [...handedShas].sort().join();
+      const problems = [
+        ...(handedShas.length === 0 ? ['no build was handed back'] : []),
+        ...(resumedFirst
+          ? []
+          : [`handed back ${handedShas.join(',')} but worker-b started ${startedByB.join(',')}`]),
+      ];
+      return {
+        ...counts,
+        problems,
+        note: `${handedShas.length} handed back, resumed ahead of new work: ${resumedFirst ? 'yes' : 'NO'}`,
+      };
     },
     { DRAIN_GRACE_SEC: '2' },
   );
 }
 
-// 5. Malformed and hostile messages mixed with valid ones.
-export function malformed(size: Size): Promise<Counts> {
-  return withCluster('malformed', async (cluster) => {
-    await cluster.start('bridge');
-    await cluster.start('worker-a');
-    const shas: string[] = [];
-    for (let i = 0; i < size.commits; i += 1) shas.push(await cluster.commit(0));
-    const hostile = (i: number): Buffer => {
-      const kinds = [
-        () => Buffer.from([0x0f, i & 0xff, 0x02]),
-        () => Buffer.alloc(0),
-        () =>
-          encodeCommitResult({
-            taskId: 't',
-            commitSha: 'z'.repeat(40),
-            branchName: 'main',
-            status: 'SUCCESS',
-            repositoryUrl: cluster.repo.url,
-          }),
-        () =>
-          encodeCommitResult({
-            taskId: 't',
-            commitSha: 'a'.repeat(40),
-            branchName: '--upload-pack=touch /tmp/x',
-            status: 'SUCCESS',
-            repositoryUrl: cluster.repo.url,
-          }),
-        () =>
-          encodeCommitResult({
-            taskId: 't',
-            commitSha: 'b'.repeat(40),
-            branchName: 'main',
-            status: 'SUCCESS',
-            repositoryUrl: 'file:///etc',
-          }),
-        () =>
-          encodeCommitResult({
-            taskId: '',
-            commitSha: 'c'.repeat(40),
-            branchName: 'main',
-            status: 'SUCCESS',
-            repositoryUrl: cluster.repo.url,
-          }),
-      ];
-      return (kinds[i % kinds.length] as () => Buffer)();
-    };
-    const every = Math.max(1, Math.floor(size.malformed / (shas.length + 1)));
-    let valid = 0;
-    for (let i = 0; i < size.malformed; i += 1) {
-      await cluster.announce(`bad-${i}`, hostile(i));
-      if (i % every === 0 && valid < shas.length) await cluster.announce(shas[valid++] as string);
-    }
-    while (valid < shas.length) await cluster.announce(shas[valid++] as string);
-    return tally(cluster, `${size.malformed} malformed or hostile messages`, shas);
-  });
+// 4c. SIGTERM a worker while Redis is down: it cannot hand its builds back, yet it exits within its deadline (drain
+// grace + 30 s) saying so; once Redis is back another worker finishes the builds.
+export function drainWithoutRedis(size: Size): Promise<Counts> {
+  return withCluster(
+    'drain-without-redis',
+    async (cluster) => {
+      await cluster.start('bridge');
+      const worker = await cluster.start('worker-a');
+      const shas: string[] = [];
+      for (let i = 0; i < Math.max(2, Math.floor(size.commits / 2)); i += 1)
+        shas.push(await cluster.commit(8));
+      for (const sha of shas) await cluster.announce(sha);
+      await sleep(4_000);
+      await services('redis-down');
+      const started = Date.now();
+      const exited = new Promise<number | null>((resolve) =>
+        worker.child.once('exit', (code) => resolve(code)),
+      );
+      worker.child.kill('SIGTERM');
+      const bound = (2 + 30 + 10) * 1000;
+      const code = await Promise.race([exited, sleep(bound).then(() => 'still running' as const)]);
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if (code === 'still running') worker.child.kill('SIGKILL');
+      await services('redis-up');
+      await cluster.start('worker-b');
+      const deadlineLogged =
+        (await cluster.logLines('shutdown deadline passed', 'worker-a', true)).length > 0;
+      const problems =
+        code === 'still running'
+          ? [`worker-a had not exited ${bound / 1000} s after SIGTERM`]
+          : code === 0 || deadlineLogged
+            ? []
+            : ['worker-a exited without saying why'];
+      return tally(
+        cluster,
+        'SIGTERM a worker while Redis is down',
+        shas,
+        `exited after ${seconds} s, code ${code}`,
+        problems,
+      );
+    },
+    { DRAIN_GRACE_SEC: '2' },
+  );
+}
+
+// 4d. The build disk fills up: builds end ERRORED (after their attempts) naming the stage that failed; once there is
+// room again the runner builds as before. Needs root (a small tmpfs is mounted as WORK_DIR).
+export function diskFull(size: Size): Promise<Counts> {
+  return withDiskFull(async (workDir) =>
+    withCluster(
+      'disk-full',
+      async (cluster) => {
+        await cluster.start('bridge');
+        await cluster.start('worker-a');
+        const shas: string[] = [];
+        for (let i = 0; i < Math.max(1, Math.floor(size.commits / 3)); i += 1)
+          shas.push(await cluster.commit(0));
+        await fill(workDir);
+        for (const sha of shas) await cluster.announce(sha);
+        const reports = await Promise.all(
+          shas.map((sha) => cluster.reports.waitFor(sha, 240_000).catch(() => undefined)),
+        );
+        await rm(join(workDir, 'fill'), { force: true });
+        const problems: string[] = [];
+        for (const report of reports) {
+          if (!report) continue;
+          if (report.status !== 'ERRORED')
+            problems.push(`${report.commitSha} ${report.status} on a full disk`);
+          const failed = report.stages.find((stage) => stage.outcome === 'errored');
+          if (!failed || !report.error.startsWith(`${failed.name}: `))
+            problems.push(
+              `ERRORED report names no stage: stages ${JSON.stringify(report.stages)} error ${report.error}`,
+            );
+        }
+        const where = reports.map(
+          (report) => report?.stages.find((stage) => stage.outcome === 'errored')?.name,
+        );
+        return tally(cluster, 'the build disk is full', shas, `errored in: ${where.join(', ')}`, problems);
+      },
+      { WORK_DIR: workDir, BUILD_ATTEMPTS: '2' },
+    ),
+  );
+}
+
+async function withDiskFull(work: (workDir: string) => Promise<Counts>): Promise<Counts> {
+  const workDir = await mkdtemp(join(tmpdir(), 'ci-runner-faults-disk-'));
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=32m', 'tmpfs', workDir]);
+  } catch (error) {
+    await rm(workDir, { recursive: true, force: true });
+    throw new Error(`the disk-full scenario mounts a tmpfs and needs root: ${(error as Error).message}`);
+  }
+  try {
+    return await work(workDir);
+  } finally {
+    await run('umount', ['-l', workDir]).catch(() => undefined);
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+// Fills a filesystem to the last byte.
+async function fill(dir: string): Promise<void> {
+  await run('dd', ['if=/dev/zero', `of=${join(dir, 'fill')}`, 'bs=1M']).catch(() => undefined);
 }
 
 // 6. The same CommitResult delivered five times.
@@ -248,7 +249,10 @@ export const SCENARIOS = [
   killRedis,
   stopWorker,
   drainWorker,
-  malformed,
+  drainWithoutRedis,
+  diskFull,
+  hostileAtScale,
+  poisonPill,
   duplicates,
 ];
 
@@ -266,14 +270,4 @@ export async function runAll(size: Size, onResult: (counts: Counts) => void): Pr
     await services('down');
   }
   return results;
-}
-
-// Nothing lost, nothing conflicting, nothing left running, and the service still builds.
-export function passed(c: Counts): boolean {
-  return c.lost === 0 && c.conflicting === 0 && c.strays === 0 && c.healthy;
-}
-
-export function formatCounts(c: Counts): string {
-  const verdict = passed(c) ? 'ok  ' : 'FAIL';
-  return `${verdict} ${c.scenario.padEnd(42)} sent ${c.sent}  built ${c.built}  reported ${c.reported}  lost ${c.lost}  conflicting ${c.conflicting}  strays ${c.strays}  healthy after ${c.healthy ? 'yes' : 'NO'}${c.note ? `  (${c.note})` : ''}`;
 }

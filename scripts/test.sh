@@ -14,6 +14,8 @@ command -v chromium >/dev/null || apt_install chromium
 command -v docker-compose >/dev/null || apt_install docker-compose
 # The git interop test serves repositories through stock web servers: nginx + fcgiwrap (Debian's), not started here.
 { command -v nginx >/dev/null && command -v fcgiwrap >/dev/null; } || apt_install_no_start nginx-light fcgiwrap
+# The alerting test evaluates the shipped rules in a real Prometheus (Debian's), started by the test itself.
+command -v prometheus >/dev/null || apt_install_no_start prometheus
 say "biome (format + lint)"
 npx biome ci .
 say "tsc (types)"
@@ -30,4 +32,4 @@ export CI_RUNNER_TEST_CACHE_DIR="${CI_RUNNER_TEST_CACHE_DIR:-$ROOT/.cache/test}"
 files=("$@")
 if [ "${#files[@]}" = 0 ]; then files=(test/unit/*.test.ts test/e2e/*.test.ts); fi
 say "node --test ${files[*]}"
-node --import tsx --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
+node --import tsx --test --test-concurrency=1 --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${files[@]}"

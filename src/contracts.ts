@@ -51,6 +51,13 @@ export function encodeCommitResult(message: CommitResult): Buffer {
   return Buffer.from(CommitResultType.encode(CommitResultType.fromObject(message)).finish());
 }
 
+// CommitResult's declared fields by number (name and protobuf type), for strict decoding at the edge.
+export function commitResultFields(): Map<number, { name: string; type: string }> {
+  return new Map(
+    CommitResultType.fieldsArray.map((field) => [field.id, { name: field.name, type: field.type }]),
+  );
+}
+
 // Parses CommitResult bytes; throws on bytes that are not a CommitResult.
 export function decodeCommitResult(bytes: Uint8Array): CommitResult {
   return CommitResultType.toObject(CommitResultType.decode(bytes), TO_OBJECT) as CommitResult;

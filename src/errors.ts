@@ -1,3 +1,5 @@
+import type { StageReport } from './contracts.js';
+
 // Error classes with a literal code and a retriable flag, so callers decide retry vs. verdict without parsing text.
 
 export type ErrorCode =
@@ -19,6 +21,24 @@ export class CiError extends Error {
     this.name = 'CiError';
     this.code = code;
     this.retriable = options.retriable;
+  }
+}
+
+/**
+ * A fault that stopped a build short of a verdict, with the stage it hit and every stage that had finished, so its
+ * ERRORED report says where it stopped. Keeps the cause's code and retriability.
+ */
+export class BuildFault extends CiError {
+  constructor(
+    readonly stage: string,
+    readonly stages: StageReport[],
+    cause: Error,
+  ) {
+    super(cause instanceof CiError ? cause.code : 'RUNNER_FAULT', cause.message, {
+      retriable: isRetriable(cause),
+      cause,
+    });
+    this.name = 'BuildFault';
   }
 }
 

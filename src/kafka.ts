@@ -1,11 +1,12 @@
 // The only module that knows kafkajs: swap the client here (kafkajs is unmaintained since 2023).
-import { type Consumer, type IHeaders, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import kafkajs, { type Consumer, type IHeaders, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import type { Logger } from './logger.js';
 
 export interface OutgoingMessage {
-  key: string;
+  /** Bytes are sent as they are; null sends a record without a key. */
+  key: string | Buffer | null;
   value: Buffer;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | Buffer>;
 }
 
 export interface IncomingMessage {
@@ -14,7 +15,8 @@ export interface IncomingMessage {
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
-  headers: Record<string, string>;
+  /** Each header's first value, as the bytes that arrived. */
+  headers: Record<string, Buffer>;
 }
 
 export interface Publisher {
@@ -63,10 +65,11 @@ function client(brokers: string[], clientId: string, logger: Logger): Kafka {
   });
 }
 
-function headersOf(headers: IHeaders | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
+function headersOf(headers: IHeaders | undefined): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
-    if (value !== undefined) out[name] = Array.isArray(value) ? String(value[0]) : String(value);
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) out[name] = Buffer.isBuffer(first) ? first : Buffer.from(first);
   }
   return out;
 }
@@ -85,6 +88,45 @@ export async function ensureTopics(brokers: string[], topics: string[], logger: 
   } finally {
     await admin.disconnect();
   }
+}
+
+// The largest record (batch) each topic accepts: its max.message.bytes, the broker's default when not overridden.
+export async function topicMaxMessageBytes(
+  brokers: string[],
+  topics: string[],
+  logger: Logger,
+): Promise<Map<string, number>> {
+  const admin = client(brokers, 'ci-runner-admin', logger).admin();
+  await admin.connect();
+  try {
+    const { resources } = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: topics.map((name) => ({
+        // Not a named export Node can see in kafkajs's CommonJS module.
+        type: kafkajs.ConfigResourceTypes.TOPIC,
+        name,
+        configNames: ['max.message.bytes'],
+      })),
+    });
+    const limits = new Map<string, number>();
+    for (const resource of resources) {
+      const entry = resource.configEntries.find((e) => e.configName === 'max.message.bytes');
+      if (entry) limits.set(resource.resourceName, Number(entry.configValue));
+    }
+    return limits;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A send the broker refused because the record is larger than the topic accepts. */
+export function isTooLarge(error: unknown): boolean {
+  for (let cause = error as { type?: string; cause?: unknown } | undefined; cause; ) {
+    if (cause.type === 'MESSAGE_TOO_LARGE' || cause.type === 'RECORD_LIST_TOO_LARGE') return true;
+    if (/larger than the max message size/.test(String((cause as { message?: string }).message))) return true;
+    cause = cause.cause as typeof cause;
+  }
+  return false;
 }
 
 // Connects a producer that waits for all in-sync replicas before a send resolves.

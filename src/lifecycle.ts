@@ -30,8 +30,13 @@ export class Teardown implements Closable {
   }
 }
 
-// SIGTERM/SIGINT close the part gracefully; a second signal exits at once.
-export function closeOnSignals(part: Closable, logger: Logger): void {
+/** How long a shutdown may take before the process exits anyway (say, with Redis or Kafka unreachable). */
+export const SHUTDOWN_DEADLINE_MS = 30_000;
+
+// SIGTERM/SIGINT close the part gracefully; a second signal exits at once, and so does a shutdown still running
+// after deadlineMs (exit 1, with a line saying so): whatever it still held is recovered by the others (a build's lock
+// expires and another worker takes it).
+export function closeOnSignals(part: Closable, logger: Logger, deadlineMs = SHUTDOWN_DEADLINE_MS): void {
   let signalled = false;
   const handler = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -39,7 +44,14 @@ export function closeOnSignals(part: Closable, logger: Logger): void {
       process.exit(1);
     }
     signalled = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal, deadlineMs }, 'shutting down');
+    setTimeout(() => {
+      logger.error(
+        { deadlineMs },
+        'shutdown deadline passed (Redis or Kafka unreachable?); exiting with work unfinished, other processes will take it over',
+      );
+      process.exit(1);
+    }, deadlineMs).unref();
     part.close().then(
       () => process.exit(0),
       (error: unknown) => {

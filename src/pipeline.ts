@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { collectKeptFiles } from './collectKeptFiles.js';
 import type { BuildResources, Config, GitCredentials, StageLimits } from './config.js';
 import type { BuildReport } from './contracts.js';
-import { CiError } from './errors.js';
+import { BuildFault, CiError, toError } from './errors.js';
 import { type Logger, redactUrl } from './logger.js';
 import { readBuildFile } from './readBuildFile.js';
-import { assembleReport, type BuildInput, type BuildResults } from './report.js';
+import { assembleReport, type BuildInput, type BuildResults, faultedStages } from './report.js';
 import { openBuildSandbox } from './sandbox/buildSandbox.js';
 import type { NoSandbox, SandboxHost } from './sandbox/sandboxHost.js';
 import * as artefact from './stages/artefact.js';
@@ -86,9 +86,33 @@ async function collectToolReports(out: string, reports: string): Promise<void> {
   }
 }
 
+/** Where a build is: the stage running (or "prepare" before the first), since when, and the results so far. */
+interface Progress {
+  stage: string;
+  startedAt: number;
+  results?: BuildResults;
+}
+
 // Runs the stages in order (lint and tests side by side) for one commit and turns their results into a report.
-// Throws only for faults outside the commit (unreachable repository, runner fault, cancellation).
+// Throws only for faults outside the commit (unreachable repository, runner fault, cancellation), as a BuildFault
+// naming the stage it hit and carrying the stages finished before it.
 export async function runPipeline(input: BuildInput, options: PipelineOptions): Promise<BuildReport> {
+  const progress: Progress = { stage: 'prepare', startedAt: performance.now() };
+  try {
+    return await runStages(input, options, progress);
+  } catch (thrown) {
+    const error = toError(thrown);
+    const durationMs = Math.round(performance.now() - progress.startedAt);
+    const stages = faultedStages(progress.results ?? { stages: [] }, progress.stage, error, durationMs);
+    throw new BuildFault(progress.stage, stages, error);
+  }
+}
+
+async function runStages(
+  input: BuildInput,
+  options: PipelineOptions,
+  progress: Progress,
+): Promise<BuildReport> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   await mkdir(options.workDir, { recursive: true });
@@ -122,7 +146,9 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
     sandbox: sandbox.description(),
     pythonVersion: options.toolchain.pythonVersion,
   };
+  progress.results = results;
   const stage = async <T>(name: StageName, work: () => Promise<StageResult<T>>): Promise<StageResult<T>> => {
+    Object.assign(progress, { stage: name, startedAt: performance.now() });
     options.onStage?.(name);
     ctx.log(`stage ${name} started`);
     const finished = await work();
@@ -217,6 +243,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
         }
       }
     }
+    Object.assign(progress, { stage: 'artefact', startedAt: performance.now() });
     await collectToolReports(layout.out, layout.reports);
     const outputs = join(layout.root, 'outputs');
     const kept = await collectKeptFiles(layout.keep, outputs);

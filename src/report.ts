@@ -1,4 +1,5 @@
 import type { BuildReport, BuildStatus, StageReport } from './contracts.js';
+import { BuildFault } from './errors.js';
 import { redactUrl } from './logger.js';
 import type { StageName, StageResult } from './stages/types.js';
 
@@ -98,10 +99,18 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
   return report;
 }
 
-// The report for a build that reached no verdict for reasons outside the commit.
+// The report for a build that reached no verdict for reasons outside the commit; a BuildFault names the stage it hit.
 export function erroredReport(input: BuildInput, error: Error, durationMs: number): BuildReport {
   const report = base(input, 'ERRORED');
-  report.error = error.message;
+  report.error = error instanceof BuildFault ? `${error.stage}: ${error.message}` : error.message;
+  if (error instanceof BuildFault) report.stages = error.stages;
   report.durationMs = durationMs;
   return report;
+}
+
+// The stage reports of a build as far as it got, ending with the stage a fault stopped (outcome "errored").
+export function faultedStages(results: BuildResults, stage: string, error: Error, durationMs: number) {
+  const finished = stageReports(results);
+  if (finished.at(-1)?.name === stage) return finished;
+  return [...finished, { name: stage, outcome: 'errored', durationMs, summary: error.message }];
 }

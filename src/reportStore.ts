@@ -18,6 +18,17 @@ if not existing then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], existing)
 return 1`;
 
+// Claims an outbox entry for publishing if it still holds what was read and nobody else holds it.
+const CLAIM = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then return 1 end
+return 0`;
+
+// Releases a publication claim only if this owner still holds it.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 // Removes an outbox entry only if it still holds what was published.
 const ACKNOWLEDGE = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -80,6 +91,27 @@ export class ReportStore {
   // Marks a report as published (unless the entry changed meanwhile).
   async acknowledge(commitSha: string, bytes: Buffer): Promise<void> {
     await this.redis.eval(ACKNOWLEDGE, 1, this.outbox, commitSha, bytes);
+  }
+
+  // Claims the right to publish a sha's outbox entry (as read: these bytes) for ttlMs, so only one process publishes
+  // it at a time; false when another process holds the claim or the entry has been published since it was read.
+  async claim(commitSha: string, bytes: Buffer, owner: string, ttlMs: number): Promise<boolean> {
+    const claimed = await this.redis.eval(
+      CLAIM,
+      2,
+      this.outbox,
+      `${this.outbox}:claim:${commitSha}`,
+      commitSha,
+      bytes,
+      owner,
+      ttlMs,
+    );
+    return claimed === 1;
+  }
+
+  // Gives a claim up (if this owner still holds it).
+  async release(commitSha: string, owner: string): Promise<void> {
+    await this.redis.eval(RELEASE, 1, `${this.outbox}:claim:${commitSha}`, owner);
   }
 
   // How many reports wait for Kafka.

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -10,7 +11,8 @@ import type { Config } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { connectRedis, createBuildQueue } from '../queue.js';
+import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../queue.js';
+import { ReportStore } from '../reportStore.js';
 import { basicAuth } from './boardAuth.js';
 
 export interface RunningBoard extends Closable {
@@ -54,14 +56,19 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
       res.status(ready ? 200 : 503).json({ ready, checks: { redis: ready } });
     });
     if (auth) app.use(basicAuth(auth.username, auth.password));
-    app.get('/artefacts/:file', (req, res) => {
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    // /artefacts/<sha>.tar.gz is the artefact of the commit's standing report (the file its artefact_url names).
+    app.get('/artefacts/:file', async (req, res) => {
       const match = /^([0-9a-f]{40})\.tar\.gz$/.exec(req.params.file ?? '');
-      const path = match ? join(config.artefactDir, `${match[1]}.tar.gz`) : undefined;
-      if (!path || !existsSync(path)) {
+      const url = match
+        ? (await store.get(match[1] as string).catch(() => undefined))?.artefactUrl
+        : undefined;
+      const path = url?.startsWith('file://') ? fileURLToPath(url) : undefined;
+      if (!path || dirname(path) !== config.artefactDir || !existsSync(path)) {
         res.status(404).type('text').send('no such artefact');
         return;
       }
-      res.download(path);
+      res.download(path, `${match?.[1]}.tar.gz`);
     });
     app.use('/', serverAdapter.getRouter());
     const server: Server = await new Promise((resolve, reject) => {

@@ -6,8 +6,8 @@ import {
   connectPublisher,
   ensureTopics,
   type IncomingMessage,
-  type Publisher,
   subscribe,
+  topicMaxMessageBytes,
 } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -22,6 +22,7 @@ import {
 import { ReportStore } from '../reportStore.js';
 import { createBridgeMetrics, type MessageOutcome } from './bridgeMetrics.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
+import { type DeadLetterTopic, sendDeadLetter } from './deadLetter.js';
 import { decide } from './validate.js';
 
 const BACKPRESSURE_CHECK_MS = 1_000;
@@ -32,7 +33,7 @@ interface Parts {
   logger: Logger;
   queue: Queue<BuildJobData>;
   store: ReportStore;
-  deadLetters: Publisher;
+  deadLetters: DeadLetterTopic;
   closing: { value: boolean };
   /** The last waiting-jobs reading and the builds enqueued since, so most messages need no extra Redis query. */
   backlog: { waiting: number; readAt: number; enqueuedSince: number };
@@ -61,35 +62,37 @@ async function untilDone<T>(
   }
 }
 
+// A record key for the log: short printable keys as they are, others by size and first bytes in hex.
+function keyForLog(key: Buffer | null): string | null {
+  if (!key) return null;
+  const text = key.toString('utf8');
+  if (key.length <= 128 && /^[\x20-\x7e]*$/.test(text)) return text;
+  return `${key.length} bytes: ${key.subarray(0, 16).toString('hex')}${key.length > 16 ? '…' : ''}`;
+}
+
 function handler(parts: Parts) {
   const { config, logger, queue, store, deadLetters, count } = parts;
   return async (message: IncomingMessage, heartbeat: () => Promise<void>): Promise<void> => {
     const decision = decide(message.value, config.remoteRepo);
     const where = { partition: message.partition, offset: message.offset };
-    logger.info({ ...where, key: message.key?.toString('utf8') }, 'commit result received');
+    logger.info({ ...where, key: keyForLog(message.key) }, 'commit result received');
     if (decision.kind === 'skip') {
       logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
       count('skipped');
       return;
     }
     if (decision.kind === 'reject') {
-      logger.warn({ ...where, reason: decision.reason }, 'dead-lettered commit result');
-      const letter = {
-        key: message.key?.toString('utf8') ?? '',
-        value: message.value ?? Buffer.alloc(0),
-        headers: {
-          'x-ci-runner-error': decision.reason,
-          'x-original-topic': message.topic,
-          'x-original-partition': String(message.partition),
-          'x-original-offset': message.offset,
-        },
-      };
-      await untilDone(
-        parts,
-        'dead-lettering',
-        () => deadLetters.send(config.topicDeadLetter, [letter]),
+      const outcome = await sendDeadLetter(
+        deadLetters,
+        message,
+        decision.reason,
         heartbeat,
+        logger,
+        parts.closing,
       );
+      count(outcome);
+      if (outcome === 'dead_lettered')
+        logger.warn({ ...where, reason: decision.reason }, 'dead-lettered commit result');
       return;
     }
     const { commitSha, taskId } = decision.data;
@@ -137,6 +140,34 @@ async function belowLimit(parts: Parts, heartbeat: () => Promise<void>): Promise
   }
 }
 
+/** Assumed when the topic's limit cannot be read: Kafka's default max.message.bytes. */
+const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+
+// Reads the dead-letter topic's record size limit and warns when it is smaller than the source topic's: larger invalid
+// records will be dead-lettered truncated.
+async function checkDeadLetterLimit(config: Readonly<Config>, logger: Logger): Promise<number> {
+  const source = config.topicCommitResults;
+  const target = config.topicDeadLetter;
+  const limits = await topicMaxMessageBytes(config.kafkaBrokers, [source, target], logger).catch(
+    (error: unknown) => {
+      logger.warn(
+        { err: toError(error) },
+        "could not read the topics' max.message.bytes; assuming the default",
+      );
+      return new Map<string, number>();
+    },
+  );
+  const sourceLimit = limits.get(source) ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const targetLimit = limits.get(target) ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (targetLimit < sourceLimit) {
+    logger.warn(
+      { [source]: sourceLimit, [target]: targetLimit },
+      `${target} accepts smaller records than ${source}: larger invalid records are dead-lettered truncated (headers x-original-size, x-original-sha256); the whole record stays on ${source} for its retention`,
+    );
+  }
+  return targetLimit;
+}
+
 /** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningBridge extends Closable {
   metricsUrl: string;
@@ -157,6 +188,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     await ensureTopics(config.kafkaBrokers, topics, logger);
     const deadLetters = await connectPublisher(config.kafkaBrokers, 'ci-runner-bridge', logger);
     teardown.add('dead-letter producer', () => deadLetters.close());
+    const deadLetterLimit = await checkDeadLetterLimit(config, logger);
     const admin = await connectAdmin(config.kafkaBrokers, logger);
     teardown.add('admin', () => admin.close());
     const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
@@ -165,7 +197,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       logger,
       queue,
       store: new ReportStore(redis, config.queueName, RETENTION_SECONDS),
-      deadLetters,
+      deadLetters: { publisher: deadLetters, topic: config.topicDeadLetter, maxBytes: deadLetterLimit },
       closing,
       count: metrics.message,
       backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },

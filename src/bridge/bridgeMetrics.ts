@@ -3,7 +3,15 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { KafkaAdmin } from '../kafka.js';
 import { queueDepthGauge } from '../queueDepthGauge.js';
 
-export type MessageOutcome = 'enqueued' | 'duplicate' | 'republished' | 'skipped' | 'dead_lettered';
+const OUTCOMES = [
+  'enqueued',
+  'duplicate',
+  'republished',
+  'skipped',
+  'dead_lettered',
+  'dead_letter_failed',
+] as const;
+export type MessageOutcome = (typeof OUTCOMES)[number];
 
 export interface BridgeMetrics {
   registry: Registry;
@@ -25,6 +33,9 @@ export function createBridgeMetrics(
     labelNames: ['outcome'],
     registers: [registry],
   });
+  // Every outcome is exported from the start, at 0: increase() sees a counter's first increment only when the series
+  // existed before it (the dead-letter alert would otherwise never fire for the first dead letter).
+  for (const outcome of OUTCOMES) messages.inc({ outcome }, 0);
   new Gauge({
     name: 'ci_bridge_consumer_lag',
     help: 'CommitResult messages not yet handled (committed) by the bridge group',

@@ -1,6 +1,7 @@
-import { decodeCommitResult } from '../contracts.js';
+import type { CommitResult } from '../contracts.js';
 import { toError } from '../errors.js';
 import type { BuildJobData } from '../queue.js';
+import { readCommitResult } from './readCommitResult.js';
 
 export type Decision =
   | { kind: 'enqueue'; data: BuildJobData }
@@ -8,6 +9,13 @@ export type Decision =
   | { kind: 'reject'; reason: string };
 
 const SHA = /^[0-9a-f]{40}$/;
+const QUOTED_MAX = 80;
+
+// A field's value for a reason (a log line, a dead letter's header): quoted, escaped and cut short.
+function quote(value: string): string {
+  const shown = value.length > QUOTED_MAX ? `${value.slice(0, QUOTED_MAX)}…` : value;
+  return `${JSON.stringify(shown)}${value.length > QUOTED_MAX ? ` (${value.length} characters)` : ''}`;
+}
 
 // Why a branch name is not a ref git would accept (git check-ref-format rules), or undefined if it is fine.
 export function refProblem(name: string): string | undefined {
@@ -48,28 +56,30 @@ export function urlProblem(url: string): string | undefined {
   return undefined;
 }
 
-// Validates a raw commit-results message at the edge: build it, skip it, or reject it with a reason.
+// Validates a raw commit-results message at the edge: build it, skip it, or reject it with a reason. Only a
+// well-formed CommitResult with a commit sha and a status other than SUCCESS is skipped; anything else that cannot be
+// built is rejected (dead-lettered), whatever its status.
 export function decide(value: Buffer | null, remoteRepo: string | undefined): Decision {
   if (!value || value.length === 0) return { kind: 'reject', reason: 'empty message' };
-  let message: ReturnType<typeof decodeCommitResult>;
+  let message: CommitResult;
   try {
-    message = decodeCommitResult(value);
+    message = readCommitResult(value);
   } catch (thrown) {
     return { kind: 'reject', reason: `not a CommitResult: ${toError(thrown).message}` };
   }
-  // protobuf decoding is lenient: bytes that are not a CommitResult often decode to an empty one.
   if (!message.commitSha.trim())
     return { kind: 'reject', reason: 'commit_sha is missing (not a CommitResult?)' };
-  if (message.status !== 'SUCCESS') {
-    return { kind: 'skip', reason: `status is "${message.status || '(empty)'}", not SUCCESS` };
-  }
   const sha = message.commitSha.trim().toLowerCase();
   if (!SHA.test(sha))
-    return { kind: 'reject', reason: `commit_sha "${message.commitSha}" is not 40 hex characters` };
+    return { kind: 'reject', reason: `commit_sha ${quote(message.commitSha)} is not 40 hex characters` };
+  if (!message.status.trim()) return { kind: 'reject', reason: 'status is missing' };
+  if (message.status !== 'SUCCESS') {
+    return { kind: 'skip', reason: `status is ${quote(message.status)}, not SUCCESS` };
+  }
   if (!message.taskId.trim()) return { kind: 'reject', reason: 'task_id is missing' };
   const branchProblem = refProblem(message.branchName);
   if (branchProblem)
-    return { kind: 'reject', reason: `branch_name "${message.branchName}" ${branchProblem}` };
+    return { kind: 'reject', reason: `branch_name ${quote(message.branchName)} ${branchProblem}` };
   const repositoryUrl = message.repositoryUrl.trim() || remoteRepo;
   if (!repositoryUrl)
     return { kind: 'reject', reason: 'repository_url is missing and REMOTE_REPO is not set' };

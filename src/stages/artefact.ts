@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs, { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -114,12 +114,16 @@ async function addGitTree(pack: tar.Pack, source: GitTree, oid: string, prefix: 
   }
 }
 
-// Writes <artefactDir>/<name>.tar.gz under a temporary name, renamed only when complete, with its sha256.
+/** Hex digits of the artefact's sha256 in its file name. */
+const NAME_HASH_CHARS = 16;
+
+// Writes <artefactDir>/<name>.<sha256 prefix>.tar.gz: named by its content, so two builds of one commit never
+// overwrite each other's artefact and a report's artefact_sha256 always matches the file its artefact_url names.
+// Written under a temporary name, synced, and renamed only when complete.
 export async function run(input: ArtefactInput, ctx: StageContext): Promise<StageResult<ArtefactValue>> {
   const started = performance.now();
   await mkdir(input.artefactDir, { recursive: true });
-  const path = join(input.artefactDir, `${input.name}.tar.gz`);
-  const temporary = `${path}.tmp-${process.pid}-${Date.now()}`;
+  const temporary = join(input.artefactDir, `${input.name}.tar.gz.tmp-${process.pid}-${randomUUID()}`);
   const pack = tar.pack();
   const meter = new Meter(input.maxBytes);
   const writing = pipeline(pack, createGzip(), meter, createWriteStream(temporary));
@@ -145,8 +149,12 @@ export async function run(input: ArtefactInput, ctx: StageContext): Promise<Stag
     }
     throw thrown;
   }
+  const sha256 = meter.hash.digest('hex');
+  const path = join(input.artefactDir, `${input.name}.${sha256.slice(0, NAME_HASH_CHARS)}.tar.gz`);
+  const handle = await open(temporary, 'r');
+  await handle.sync().finally(() => handle.close());
   await rename(temporary, path);
-  const value = { path, sha256: meter.hash.digest('hex'), bytes: meter.bytes };
+  const value = { path, sha256, bytes: meter.bytes };
   ctx.log(`artefact ${path} (${value.bytes} bytes, sha256 ${value.sha256})`);
   const durationMs = Math.round(performance.now() - started);
   return { outcome: 'passed', durationMs, summary: `${value.bytes} bytes`, value };

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config.js';
-import { closeOnSignals } from '../lifecycle.js';
+import { closeOnSignals, SHUTDOWN_DEADLINE_MS } from '../lifecycle.js';
 import { createLogger } from '../logger.js';
 import { runMain } from '../main.js';
 import { startWorker } from './worker.js';
@@ -8,5 +8,6 @@ import { startWorker } from './worker.js';
 runMain(async () => {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel, pretty: config.logPretty, name: 'worker' });
-  closeOnSignals(await startWorker(config, logger), logger);
+  // Running builds get the drain grace period, then the usual deadline to hand back and close.
+  closeOnSignals(await startWorker(config, logger), logger, config.drainGraceMs + SHUTDOWN_DEADLINE_MS);
 });

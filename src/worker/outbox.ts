@@ -1,10 +1,17 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { toError } from '../errors.js';
 import type { Publisher } from '../kafka.js';
 import type { Logger } from '../logger.js';
 import type { ReportStore } from '../reportStore.js';
 
+/** How long a publication claim holds if its owner dies mid-send (longer than a send's own retries). */
+const CLAIM_MS = 60_000;
+
 /** Publishes the reports the store holds for Kafka, so a worker crash or a Kafka outage loses none. */
 export class ReportOutbox {
+  /** Names this process in publication claims. */
+  private readonly owner = `${hostname()}:${process.pid}:${randomUUID()}`;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -45,7 +52,11 @@ export class ReportOutbox {
       return;
     }
     for (const [sha, bytes] of Object.entries(pending)) {
+      let claimed = false;
       try {
+        // Published since it was read, or another worker publishing it right now: leave it.
+        claimed = await this.store.claim(sha, bytes, this.owner, CLAIM_MS);
+        if (!claimed) continue;
         await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
         await this.store.acknowledge(sha, bytes);
         this.onPublished(sha);
@@ -53,6 +64,8 @@ export class ReportOutbox {
       } catch (thrown) {
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');
         return;
+      } finally {
+        if (claimed) await this.store.release(sha, this.owner).catch(() => undefined);
       }
     }
   }

@@ -1,4 +1,4 @@
-import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import type { BuildReport } from '../contracts.js';
 import { isRetriable, toError } from '../errors.js';
@@ -16,6 +16,7 @@ import type { StageName, StageResult } from '../stages/types.js';
 import { BuildEvents } from './buildEvents.js';
 import { ReportOutbox } from './outbox.js';
 import { reapOrphans } from './reapOrphans.js';
+import { settleReport } from './settleReport.js';
 import { createWorkerMetrics } from './workerMetrics.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
@@ -70,10 +71,11 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     } catch (thrown) {
       const error = toError(thrown);
       if (draining.value && controller.signal.aborted && token) {
-        // Shutting down: hand the build back to the queue without spending an attempt.
-        log.warn('worker shutting down; build handed back to the queue');
-        await job.moveToDelayed(Date.now(), token);
-        throw new DelayedError();
+        // Shutting down: hand the build back without spending an attempt, at the head of the queue (BullMQ takes
+        // waiting jobs from the end moveToWait pushes to), so it resumes ahead of new work.
+        log.warn('worker shutting down; build handed back to the head of the queue');
+        await job.moveToWait(token);
+        throw new WaitingError();
       }
       if (isRetriable(error) && attempt < (job.opts.attempts ?? 1)) {
         log.warn({ err: error }, 'build hit an infrastructure fault; will retry');
@@ -85,7 +87,7 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     } finally {
       running.delete(String(job.id));
     }
-    const standing = await store.record(report);
+    const standing = await settleReport(store, report, stored, log);
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
     if (standing.artefactUrl) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -59,9 +59,17 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     );
 
     const artefactPath = fileURLToPath(report.artefactUrl);
-    assert.equal(artefactPath, join(space.config.artefactDir, `${sha}.tar.gz`));
-    assert.ok(existsSync(artefactPath));
     assert.match(report.artefactSha256, /^[0-9a-f]{64}$/);
+    assert.equal(
+      artefactPath,
+      join(space.config.artefactDir, `${sha}.${report.artefactSha256.slice(0, 16)}.tar.gz`),
+    );
+    assert.equal(
+      createHash('sha256')
+        .update(await readFile(artefactPath))
+        .digest('hex'),
+      report.artefactSha256,
+    );
     const entries = await readArtefact(artefactPath);
     assert.equal(entries.get('source/calc/__init__.py')?.content, cleanProject()['calc/__init__.py']);
     assert.equal(entries.get('source/tests/test_calc.py')?.content, cleanProject()['tests/test_calc.py']);

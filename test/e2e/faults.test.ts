@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { services } from '../../faults/cluster.js';
-import { formatCounts, SCENARIOS } from '../../faults/scenarios.js';
+import { SCENARIOS } from '../../faults/scenarios.js';
+import { formatCounts } from '../../faults/tally.js';
 
 // The bounded fault suite: the same scenarios as `npm run faults`, smaller. Real processes, real kills.
-const size = { commits: 3, kills: 2, malformed: 100 };
+const size = { commits: 3, kills: 2, malformed: 300 };
 
 describe('faults: nothing lost, nothing conflicting, healthy afterwards', () => {
   before(async () => {
@@ -23,6 +24,8 @@ describe('faults: nothing lost, nothing conflicting, healthy afterwards', () => 
       assert.equal(counts.conflicting, 0, line);
       assert.equal(counts.strays, 0, line);
       assert.ok(counts.healthy, line);
+      assert.equal(counts.mismatched, 0, line);
+      assert.deepEqual(counts.problems, [], line);
       assert.equal(counts.reported, counts.sent, line);
     });
   }

@@ -1,20 +1,56 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { type IncomingMessage, type Subscription, subscribe } from '../../src/kafka.js';
+import { type Prometheus, startPrometheus } from '../support/prometheus.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
+import { setTopicConfig } from '../support/setTopicConfig.js';
+
+const DEAD_LETTER_LIMIT = 65_536;
+const DEAD_LETTERED = 'ci_bridge_messages_total{outcome="dead_lettered"}';
+
+const waitUntil = async (done: () => boolean, what: string, ms = 60_000) => {
+  for (let waited = 0; !done(); waited += 100) {
+    if (waited > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+};
+
+// A counter's value in a Prometheus-format scrape.
+const scraped = (text: string, series: string) =>
+  Number(
+    text
+      .split('\n')
+      .find((line) => line.startsWith(`${series} `))
+      ?.split(' ')[1] ?? Number.NaN,
+  );
 
 describe('no verdict possible, and bad input', () => {
   let harness: RunnerHarness;
   let dlq: Subscription;
+  let prometheus: Prometheus;
+  let bridgeMetrics: string;
   const deadLetters: IncomingMessage[] = [];
 
   before(async () => {
     harness = await createRunnerHarness('no-verdict', { BUILD_ATTEMPTS: '2', CHECKOUT_TIMEOUT_SEC: '10' });
-    await harness.startBridge();
-    await harness.startWorker();
     const { config } = harness.space;
+    // The dead-letter topic accepts smaller records than the source topic (1 MB): larger ones must be cut to fit.
+    await setTopicConfig(config.kafkaBrokers, config.topicDeadLetter, {
+      'max.message.bytes': String(DEAD_LETTER_LIMIT),
+    });
+    const bridge = await harness.startBridge();
+    await harness.startWorker();
+    prometheus = await startPrometheus({ 'ci-runner-bridge': new URL(bridge.metricsUrl).host });
+    bridgeMetrics = `${bridge.metricsUrl}/metrics`;
+    // Prometheus has seen the dead-letter counter at 0 before anything is dead-lettered.
+    for (let waited = 0; ; waited += 200) {
+      const [sample] = await prometheus.query(DEAD_LETTERED);
+      if (sample?.value[1] === '0') break;
+      if (waited > 30_000) throw new Error('prometheus never scraped the bridge');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
     dlq = await subscribe({
       brokers: config.kafkaBrokers,
       clientId: 'test-dlq',
@@ -27,6 +63,7 @@ describe('no verdict possible, and bad input', () => {
   });
 
   after(async () => {
+    await prometheus?.close();
     await dlq?.close();
     await harness?.close();
   });
@@ -54,7 +91,17 @@ describe('no verdict possible, and bad input', () => {
       harness.reports.waitFor(absentSha),
     ]);
     assert.equal(absent.status, 'ERRORED');
-    assert.match(absent.error, /the server answered 404 Not Found \(no repository at this URL\)/);
+    assert.match(
+      absent.error,
+      /^checkout: .*the server answered 404 Not Found \(no repository at this URL\)/,
+    );
+    for (const report of [absent, unreachable, missing]) {
+      assert.deepEqual(
+        report.stages.map((stage) => [stage.name, stage.outcome]),
+        [['checkout', 'errored']],
+        'an ERRORED report names the stage that failed',
+      );
+    }
     assert.equal(absent.attempt, 1, 'a refusal is not retried');
     assert.equal(unreachable.status, 'ERRORED');
     assert.match(
@@ -83,13 +130,68 @@ describe('no verdict possible, and bad input', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const reasons = Object.fromEntries(
-      deadLetters.map((m) => [m.key?.toString(), m.headers['x-ci-runner-error']]),
+      deadLetters.map((m) => [m.key?.toString(), m.headers['x-ci-runner-error']?.toString()]),
     );
     assert.match(reasons.garbage ?? '', /not a CommitResult/);
-    assert.match(reasons.lenient ?? '', /commit_sha is missing/);
+    assert.match(reasons.lenient ?? '', /not a CommitResult: index out of range/);
     assert.match(reasons.abc ?? '', /not 40 hex/);
     assert.match(reasons['a'.repeat(40)] ?? '', /branch_name .* starts with "-"/);
     const original = deadLetters.find((m) => m.key?.toString() === 'garbage');
     assert.deepEqual(original?.value, Buffer.from([0x0f, 0x01, 0x02]), 'the original bytes are kept');
+  });
+  test('every invalid record reaches the dead-letter topic byte for byte (cut to fit when too large), counted, and the shipped alert fires', async () => {
+    const good = await harness.newRepo('after-poison');
+    const sha = await good.commit(cleanProject(), 'clean');
+    good.push('main');
+    const before = deadLetters.length;
+    const binaryKey = Buffer.from([0xff, 0x00, 0xfe, 0x80]);
+    const traceHeader = Buffer.from([0x01, 0x02, 0xff]);
+    // commit_sha (field 2) sent as a varint: protobufjs alone would decode it as an empty CommitResult.
+    const wrongWireType = Buffer.from([0x10, 0x05, 0x22, 0x00]);
+    await harness.send(binaryKey, wrongWireType, { 'trace-id': traceHeader });
+    await harness.announce({ sha: 'f'.repeat(40), repositoryUrl: good.url, status: '' });
+    await harness.send(null, Buffer.from('not protobuf at all: \x07'));
+    // 300 kB, larger than the dead-letter topic accepts: it must not hold the partition.
+    const poison = Buffer.alloc(300_000, 0x0f);
+    await harness.send('poison', poison);
+    await harness.announce({ sha: 'c'.repeat(40), repositoryUrl: good.url, status: 'FAILURE' });
+    await harness.announce({ sha, repositoryUrl: good.url });
+    const report = await harness.reports.waitFor(sha);
+    assert.equal(report.status, 'PASSED', 'the commit behind the poison pill was built');
+    await waitUntil(() => deadLetters.length >= before + 4, 'four dead letters');
+    const letters = deadLetters.slice(before);
+
+    const wire = letters.find((m) => m.key?.equals(binaryKey));
+    assert.ok(wire, 'a binary key arrives unchanged');
+    assert.deepEqual(wire.value, wrongWireType);
+    assert.deepEqual(wire.headers['trace-id'], traceHeader, "the record's own headers are kept");
+    assert.match(String(wire.headers['x-ci-runner-error']), /field 2 \(commitSha\) arrived as varint/);
+    const noStatus = letters.find((m) => m.key?.toString() === 'f'.repeat(40));
+    assert.equal(noStatus?.headers['x-ci-runner-error']?.toString(), 'status is missing');
+    const keyless = letters.find((m) => m.key === null);
+    assert.ok(keyless, 'a record without a key is dead-lettered without one (not with "")');
+    assert.deepEqual(keyless.value, Buffer.from('not protobuf at all: \x07'));
+    const cut = letters.find((m) => m.key?.toString() === 'poison');
+    assert.ok(cut, 'the oversize record is dead-lettered');
+    assert.equal(cut.headers['x-ci-runner-truncated']?.toString(), 'true');
+    assert.equal(cut.headers['x-original-size']?.toString(), String(poison.length));
+    assert.equal(
+      cut.headers['x-original-sha256']?.toString(),
+      createHash('sha256').update(poison).digest('hex'),
+    );
+    assert.ok((cut.value?.length ?? 0) > 0 && (cut.value?.length ?? 0) < DEAD_LETTER_LIMIT);
+    assert.deepEqual(cut.value, poison.subarray(0, cut.value?.length), 'cut, not altered');
+
+    const metrics = await (await fetch(bridgeMetrics)).text();
+    assert.equal(scraped(metrics, DEAD_LETTERED), deadLetters.length, 'every dead letter is counted');
+    assert.equal(scraped(metrics, 'ci_bridge_messages_total{outcome="skipped"}'), 1);
+    assert.equal(scraped(metrics, 'ci_bridge_messages_total{outcome="dead_letter_failed"}'), 0);
+    let firing = false;
+    for (let waited = 0; !firing && waited < 60_000; waited += 500) {
+      const alerts = await prometheus.alerts();
+      firing = alerts.some((a) => a.labels.alertname === 'CiRunnerDeadLetters' && a.state === 'firing');
+      if (!firing) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.ok(firing, 'the shipped CiRunnerDeadLetters rule fires after a dead letter');
   });
 });

@@ -14,12 +14,6 @@ export interface RealProject {
   testDependencies: string[];
   /** The suite is only worth comparing when it runs at least this many tests. */
   minTests: number;
-  /**
-   * Tests that fail only for root (say, one that expects an unreadable file to be unreadable). Builds run
-   * unprivileged, the tools run by hand as whoever runs the suite: these are left out of the comparison when that is
-   * root.
-   */
-  failOnlyAsRoot?: string[];
 }
 
 // Six projects, one per build backend and test set-up the runner must respect. The bounded set (in `npm test`) is
@@ -74,7 +68,6 @@ export const REAL_PROJECTS: RealProject[] = [
     lintTarget: 'src/findpython/utils.py',
     testDependencies: ['--group', 'tests'],
     minTests: 20,
-    failOnlyAsRoot: ['test_find_python_exclude_unreadable'],
   },
   {
     requirement: 'more-itertools==11.2.1',

@@ -28,8 +28,8 @@ export interface RunnerHarness {
   newRepo(name: string): Promise<FixtureRepo>;
   /** Produces a CommitResult keyed by its sha, as the coding agent does (task id defaults to task-<sha prefix>). */
   announce(commit: Announcement): Promise<void>;
-  /** Produces raw bytes to the commit-results topic. */
-  send(key: string, value: Buffer): Promise<void>;
+  /** Produces raw bytes to the commit-results topic (a null key sends none). */
+  send(key: string | Buffer | null, value: Buffer, headers?: Record<string, Buffer>): Promise<void>;
   startBridge(): Promise<RunningBridge>;
   startWorker(): Promise<RunningWorker>;
   /** Closes the part with the harness, before the services it depends on. */
@@ -58,7 +58,8 @@ export async function createRunnerHarness(
   const reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
   const repos: FixtureRepo[] = [];
   const parts: Closable[] = [];
-  const send = (key: string, value: Buffer) => agent.send(space.config.topicCommitResults, [{ key, value }]);
+  const send = (key: string | Buffer | null, value: Buffer, headers?: Record<string, Buffer>) =>
+    agent.send(space.config.topicCommitResults, [{ key, value, headers }]);
   const harness: RunnerHarness = {
     space,
     logger,

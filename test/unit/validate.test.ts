@@ -27,9 +27,35 @@ describe('decide', () => {
     });
   });
 
-  test('non-SUCCESS commits are skipped, not rejected', () => {
+  test('well-formed non-SUCCESS commits are skipped; one without a status or sha is rejected', () => {
     assert.equal(decideFor({ status: 'FAILURE' }).kind, 'skip');
-    assert.equal(decideFor({ status: '' }).kind, 'skip');
+    assert.equal(decideFor({ status: 'FAILURE', taskId: '', branchName: '' }).kind, 'skip');
+    assert.match(reason(decideFor({ status: '' })), /^status is missing$/);
+    assert.match(reason(decideFor({ status: 'FAILURE', commitSha: 'xyz' })), /40 hex/);
+  });
+
+  test('bytes that only look like a CommitResult are rejected, however they decode', () => {
+    // commit_sha (field 2) sent as a varint: protobufjs alone would read on and produce garbage.
+    assert.match(
+      reason(decide(Buffer.from([0x12 & ~0x07, 0x05, 0x22, 0x00]), undefined)),
+      /field 2 \(commitSha\) arrived as varint, not length-delimited/,
+    );
+    const notUtf8 = Buffer.concat([Buffer.from([0x22, 0x02]), Buffer.from([0xc3, 0x28])]);
+    assert.match(reason(decide(notUtf8, undefined)), /field 4 \(status\) is not UTF-8/);
+    assert.match(reason(decide(Buffer.from([0x07]), undefined)), /not a CommitResult: field number 0/);
+    // An unknown field from a newer producer is fine as long as it is well-formed.
+    const newer = Buffer.concat([encodeCommitResult(valid), Buffer.from([0x48, 0x01])]);
+    assert.equal(decide(newer, undefined).kind, 'enqueue');
+    // Random bytes never make a skip: they are built, or dead-lettered with a reason.
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed & 0xff;
+    };
+    for (let i = 0; i < 5000; i += 1) {
+      const bytes = Buffer.from(Array.from({ length: 1 + (i % 64) }, random));
+      assert.notEqual(decide(bytes, undefined).kind, 'skip', bytes.toString('hex'));
+    }
   });
 
   test('an empty repository URL falls back to REMOTE_REPO, or is rejected without one', () => {
@@ -45,7 +71,7 @@ describe('decide', () => {
     assert.match(reason(decide(Buffer.from([0x0f]), undefined)), /not a CommitResult: /);
     assert.match(
       reason(decide(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f]), undefined)),
-      /commit_sha is missing/,
+      /not a CommitResult: index out of range/,
     );
     assert.match(reason(decideFor({ commitSha: '', status: 'FAILURE' })), /commit_sha is missing/);
     assert.match(reason(decide(null, undefined)), /empty/);

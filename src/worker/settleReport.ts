@@ -1,0 +1,32 @@
+import { rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { BuildReport } from '../contracts.js';
+import { toError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ReportStore } from '../reportStore.js';
+
+// Records a finished build's report and returns the one that stands for its commit (the first verdict). The
+// artefacts of reports that do not stand (this one, if a duplicate build finished first; an ERRORED one a retry
+// replaced) are removed, so the standing report's artefact is the only one of its commit.
+export async function settleReport(
+  store: ReportStore,
+  report: BuildReport,
+  earlier: BuildReport | undefined,
+  logger: Logger,
+): Promise<BuildReport> {
+  const standing = await store.record(report);
+  for (const other of [report, earlier]) {
+    const url = other?.artefactUrl;
+    if (!url || url === standing.artefactUrl || !url.startsWith('file://')) continue;
+    try {
+      await rm(fileURLToPath(url), { force: true });
+      logger.info(
+        { discarded: url, standing: standing.artefactUrl || '(none)' },
+        'another report of this commit stands; discarded the artefact of one that does not',
+      );
+    } catch (error) {
+      logger.warn({ err: toError(error), url }, 'could not discard an artefact that does not stand');
+    }
+  }
+  return standing;
+}
