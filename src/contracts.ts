@@ -38,6 +38,8 @@ export interface BuildReport {
   sandbox: string;
   /** The interpreter the build ran on. */
   pythonVersion: string;
+  /** A stored report published again for a repeated CommitResult, not the result of a new build. */
+  republished: boolean;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../proto/ci.proto', import.meta.url));

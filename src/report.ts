@@ -47,6 +47,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     attempt: input.attempt,
     sandbox: '',
     pythonVersion: '',
+    republished: false,
   };
 }
 
@@ -94,8 +95,9 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
     report.artefactUrl = `file://${artefact.value.path}`;
     report.artefactSha256 = artefact.value.sha256;
   }
-  const firstBad = results.stages.find(([, result]) => result.outcome !== 'passed');
-  if (firstBad) report.error = `${firstBad[0]}: ${firstBad[1].summary}`;
+  // Every stage that did not pass, in order: "lint: 1 lint finding(s); test: 2 failed".
+  const bad = results.stages.filter(([, result]) => result.outcome !== 'passed');
+  report.error = bad.map(([name, result]) => `${name}: ${result.summary}`).join('; ');
   return report;
 }
 

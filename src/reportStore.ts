@@ -11,13 +11,6 @@ redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 return ARGV[1]`;
 
-// Queues the stored report again, if there is one.
-const REQUEUE = `
-local existing = redis.call('GET', KEYS[1])
-if not existing then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], existing)
-return 1`;
-
 // Claims an outbox entry for publishing if it still holds what was read and nobody else holds it.
 const CLAIM = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -78,9 +71,13 @@ export class ReportStore {
     return bytes ? decodeBuildReport(bytes) : undefined;
   }
 
-  // Puts the stored report of a sha back in the outbox; false when the sha has no report.
+  // Puts the stored verdict (PASSED or FAILED) of a sha back in the outbox, marked as republished; false when the
+  // sha has none (never built, or ERRORED: that is no verdict on the commit, and a new CommitResult builds it again).
   async republish(commitSha: string): Promise<boolean> {
-    return (await this.redis.eval(REQUEUE, 2, this.key(commitSha), this.outbox, commitSha)) === 1;
+    const stored = await this.get(commitSha);
+    if (!stored || stored.status === 'ERRORED') return false;
+    await this.redis.hset(this.outbox, commitSha, encodeBuildReport({ ...stored, republished: true }));
+    return true;
   }
 
   // Reports waiting for Kafka, by sha.

@@ -102,9 +102,16 @@ function handler(parts: Parts) {
       parts,
       'enqueueing',
       async (): Promise<MessageOutcome> => {
-        // A finished build's report is published again (same bytes, same key) instead of building twice.
+        // A finished build's verdict is published again (marked republished) instead of building twice.
         if (await store.republish(commitSha)) return 'republished';
-        if (await queue.getJob(jobId)) return 'duplicate';
+        const existing = await queue.getJob(jobId);
+        if (existing && (await existing.isFailed())) {
+          // Its build ended ERRORED (no verdict on the commit): build it again, with this message's data.
+          await existing.updateData(decision.data);
+          await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+          return 'rebuilt';
+        }
+        if (existing) return 'duplicate';
         await queue.add(BUILD_JOB_NAME, decision.data, { jobId });
         parts.backlog.enqueuedSince += 1;
         return 'enqueued';

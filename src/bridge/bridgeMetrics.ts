@@ -7,6 +7,7 @@ const OUTCOMES = [
   'enqueued',
   'duplicate',
   'republished',
+  'rebuilt',
   'skipped',
   'dead_lettered',
   'dead_letter_failed',

@@ -1,9 +1,10 @@
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { loadConfig } from '../config.js';
-import { CiError, toError } from '../errors.js';
+import { toError } from '../errors.js';
 import { formatReport } from '../formatReport.js';
 import type { GitServer } from '../gitServer.js';
 import { createLogger } from '../logger.js';
@@ -11,17 +12,51 @@ import { configuredOptions, runPipeline } from '../pipeline.js';
 import { erroredReport } from '../report.js';
 import { prepareSandbox, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { ensureToolchain } from '../stages/toolchain.js';
+import { EXIT, EXIT_CODES_HELP, UnavailableError, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
-import { serveLocalRepository } from './serveLocalRepository.js';
+import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
 
 export const BUILD_USAGE = `usage: ci-runner build <repo-url-or-local-path> [--sha S] [--branch B] [--json]
 Runs the build stages locally, without Kafka or Redis, and prints the report.
   --sha S      commit to build (default: the branch tip; for a local path, HEAD)
   --branch B   branch the commit is on (default: a local path's current branch)
   --json       print the report as JSON instead of a summary
-Exit status: 0 PASSED, 1 FAILED, 2 ERRORED.`;
+Caches go to $XDG_CACHE_HOME/ci-runner (~/.cache/ci-runner) and artefacts to
+$XDG_DATA_HOME/ci-runner/artefacts (~/.local/share/ci-runner/artefacts) unless CACHE_DIR / ARTEFACT_DIR say otherwise.
+${EXIT_CODES_HELP}`;
 
-const EXIT = { PASSED: 0, FAILED: 1, ERRORED: 2 } as const;
+const SHA = /^[0-9a-f]{40}$/;
+
+// Where `ci-runner build` keeps what it makes when the environment does not say: the user's XDG directories, not
+// whatever directory the command was typed in.
+function userDirectories(env: NodeJS.ProcessEnv): Record<string, string> {
+  const home = env.HOME || homedir();
+  const cache = env.XDG_CACHE_HOME || join(home, '.cache');
+  const data = env.XDG_DATA_HOME || join(home, '.local', 'share');
+  return { CACHE_DIR: join(cache, 'ci-runner'), ARTEFACT_DIR: join(data, 'ci-runner', 'artefacts') };
+}
+
+// The branch tip at a URL; bad URLs, missing repositories and branches are usage errors, network faults not.
+async function branchTip(url: string, branch: string): Promise<string> {
+  let refs: Awaited<ReturnType<typeof git.listServerRefs>>;
+  try {
+    refs = await git.listServerRefs({ http, url, prefix: 'refs/heads/' });
+  } catch (thrown) {
+    const error = toError(thrown) as Error & { data?: { statusCode?: number; statusMessage?: string } };
+    const status = error.data?.statusCode;
+    if (status)
+      throw new UsageError(`${url}: the server answered ${status} ${error.data?.statusMessage ?? ''}`.trim());
+    throw new UnavailableError(`cannot reach ${url}: ${error.message}`);
+  }
+  const tip = refs.find((ref) => ref.ref === `refs/heads/${branch}`);
+  if (!tip) {
+    const names = refs.map((ref) => ref.ref.replace('refs/heads/', '')).slice(0, 10);
+    throw new UsageError(
+      `branch ${branch} not found at ${url} (it has: ${names.join(', ') || 'no branches'})`,
+    );
+  }
+  return tip.oid;
+}
 
 interface Target {
   url: string;
@@ -37,12 +72,16 @@ async function target(
   branch: string | undefined,
   path: string,
 ): Promise<Target> {
+  if (sha !== undefined && !SHA.test(sha))
+    throw new UsageError(`--sha must be 40 hex characters, got "${sha}"`);
   const local = await stat(repo).then(
     (s) => s.isDirectory(),
     () => false,
   );
   if (local) {
-    const served = await serveLocalRepository(resolve(repo), { path });
+    const served = await serveLocalRepository(resolve(repo), { path }).catch((error: Error) => {
+      throw error instanceof NotARepositoryError ? new UsageError(error.message) : error;
+    });
     return {
       url: served.url,
       sha: sha ?? served.head,
@@ -50,14 +89,12 @@ async function target(
       server: served.server,
     };
   }
+  if (!/^https?:\/\/[^/]/.test(repo)) {
+    throw new UsageError(`${repo} is neither a local directory nor an http(s) repository URL`);
+  }
   if (sha) return { url: repo, sha, branch: branch ?? 'main' };
-  if (!branch)
-    throw new CiError('INVALID_MESSAGE', 'a repository URL needs --sha or --branch', { retriable: false });
-  const refs = await git.listServerRefs({ http, url: repo, prefix: `refs/heads/${branch}` });
-  const tip = refs.find((ref) => ref.ref === `refs/heads/${branch}`);
-  if (!tip)
-    throw new CiError('COMMIT_MISSING', `branch ${branch} not found at ${repo}`, { retriable: false });
-  return { url: repo, sha: tip.oid, branch };
+  if (!branch) throw new UsageError('a repository URL needs --sha or --branch');
+  return { url: repo, sha: await branchTip(repo, branch), branch };
 }
 
 // `ci-runner build`: the whole stage pipeline on one commit, on this machine; prints the report, exits by status.
@@ -69,11 +106,8 @@ export async function buildCommand(argv: string[]): Promise<number> {
   });
   if (!args) return 0;
   const repo = args.positionals[0];
-  if (!repo) {
-    process.stderr.write(`${BUILD_USAGE}\n`);
-    return 2;
-  }
-  const config = loadConfig(process.env, process.cwd(), []);
+  if (!repo) throw new UsageError('give a repository URL or a local path (--help for usage)');
+  const config = loadConfig({ ...userDirectories(process.env), ...process.env }, process.cwd(), []);
   const logger = createLogger({ level: 'warn', pretty: false, name: 'build' });
   const chosen = await target(
     repo,
@@ -92,11 +126,19 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const progress = process.stderr.isTTY === true;
   let report: Awaited<ReturnType<typeof runPipeline>>;
   try {
+    if (progress)
+      process.stderr.write(`[0.0s] preparing the runner's Python tools in ${config.cacheDir} ...\n`);
     const toolchain = await ensureToolchain(config.pythonBin, config.cacheDir, logger, {
       path: config.hostPath,
       inherited: config.buildEnv,
     });
     const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
+    if (progress) {
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      process.stderr.write(
+        `[${seconds}s] tools ready (python ${toolchain.pythonVersion}); building ${chosen.sha}\n`,
+      );
+    }
     report = await runPipeline(input, {
       toolchain,
       sandbox,

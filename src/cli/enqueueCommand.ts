@@ -4,14 +4,14 @@ import { encodeCommitResult } from '../contracts.js';
 import { enqueueAndWait } from '../enqueueAndWait.js';
 import { formatReport } from '../formatReport.js';
 import { createLogger } from '../logger.js';
+import { EXIT, EXIT_CODES_HELP, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
 
 export const ENQUEUE_USAGE = `usage: ci-runner enqueue --sha <40-hex sha> --branch <name> [--repo <url>] [--task <id>]
                          [--status SUCCESS] [--timeout <seconds>] [--json]
-Produces a CommitResult to Kafka (KAFKA_BROKERS) and prints the BuildReport when it arrives.
-Exit status: 0 PASSED, 1 FAILED, 2 ERRORED, 3 no report in time.`;
-
-const EXIT = { PASSED: 0, FAILED: 1, ERRORED: 2 } as const;
+Produces a CommitResult to Kafka (KAFKA_BROKERS) and prints the BuildReport when it arrives; answers at once with
+the bridge's reason when the bridge dead-letters it.
+${EXIT_CODES_HELP}`;
 
 // `ci-runner enqueue` (also `npm run enqueue`): what the coding agent does, by hand, then waits like the orchestrator.
 export async function enqueueCommand(argv: string[]): Promise<number> {
@@ -29,15 +29,11 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
   const config = loadConfig(process.env, process.cwd(), ['kafka']);
   const repositoryUrl = (values.repo as string | undefined) ?? config.remoteRepo;
   if (!values.sha || !values.branch || !repositoryUrl) {
-    process.stderr.write(`--sha, --branch and --repo (or REMOTE_REPO) are required\n${ENQUEUE_USAGE}\n`);
-    return 2;
+    throw new UsageError('--sha, --branch and --repo (or REMOTE_REPO) are required (--help for usage)');
   }
   const timeoutMs = Number(values.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    process.stderr.write(
-      `ci-runner enqueue: --timeout must be a positive number of seconds, got "${values.timeout}"\n`,
-    );
-    return 2;
+    throw new UsageError(`--timeout must be a positive number of seconds, got "${values.timeout}"`);
   }
   const message = {
     repositoryUrl,
@@ -49,28 +45,32 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
   // The bridge's own edge validation: what it would dead-letter is refused here, before waiting for a report.
   const decision = decide(encodeCommitResult(message), undefined);
   if (decision.kind === 'reject') {
-    process.stderr.write(
-      `ci-runner enqueue: the bridge would reject this CommitResult: ${decision.reason}\n`,
-    );
-    return 2;
+    throw new UsageError(`the bridge would dead-letter this CommitResult: ${decision.reason}`);
   }
   if (decision.kind === 'skip') {
     process.stderr.write(
       `ci-runner enqueue: ${decision.reason}: the bridge builds nothing for it; sending anyway\n`,
     );
   }
-  const logger = createLogger({ level: 'warn', pretty: false, name: 'enqueue' });
-  try {
-    const report = await enqueueAndWait(
-      config.kafkaBrokers,
-      { commitResults: config.topicCommitResults, buildReports: config.topicBuildReports },
-      { ...message, timeoutMs },
-      logger,
-    );
-    process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
-    return EXIT[report.status];
-  } catch (error) {
-    process.stderr.write(`ci-runner: ${(error as Error).message}\n`);
-    return 3;
+  const logger = createLogger({ level: 'silent', pretty: false, name: 'enqueue' });
+  const outcome = await enqueueAndWait(
+    config.kafkaBrokers,
+    {
+      commitResults: config.topicCommitResults,
+      buildReports: config.topicBuildReports,
+      deadLetter: config.topicDeadLetter,
+    },
+    { ...message, timeoutMs },
+    logger,
+  );
+  if (outcome.kind === 'dead-lettered') {
+    throw new UsageError(`the bridge dead-lettered this CommitResult: ${outcome.reason}`);
   }
+  if (outcome.kind === 'timeout') {
+    process.stderr.write(`ci-runner enqueue: ${outcome.message}\n`);
+    return EXIT.TEMPFAIL;
+  }
+  const { report } = outcome;
+  process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
+  return EXIT[report.status];
 }

@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { UsageError } from './exitCodes.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -12,7 +13,9 @@ export function parseCommand(argv: string[], usage: string, options: Options) {
       allowPositionals: true,
     });
   } catch (error) {
-    throw new Error(`${(error as Error).message}\n${usage}`);
+    // "Unknown option '--shaa'. To specify a positional argument starting with a '-', ..." -> its first sentence.
+    const first = (error as Error).message.split('. ')[0];
+    throw new UsageError(`${first} (--help lists the options)`);
   }
   if (parsed.values.help) {
     process.stdout.write(`${usage}\n`);

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { UnavailableError, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
 import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
 
@@ -7,22 +8,18 @@ Serves a local git repository (a working copy or a bare one) over smart HTTP, re
 \`npm run enqueue -- --repo <printed URL> ...\` can send a real build of it. Runs until interrupted.
   --port N        port to listen on (default: a free one)
   --host ADDRESS  address to listen on (default 127.0.0.1; workers elsewhere need an address they can reach)
-Exit status: 0 stopped by a signal, 2 bad arguments or the port is taken.`;
-
-function fail(message: string): number {
-  process.stderr.write(`ci-runner serve: ${message}\n`);
-  return 2;
-}
+Exit status: 0 stopped by a signal, 64 bad arguments, 69 the address cannot be listened on.`;
 
 // `ci-runner serve`: git's own http-backend behind the project's server, for a newcomer's first real build.
 export async function serveCommand(argv: string[]): Promise<number> {
   const args = parseCommand(argv, SERVE_USAGE, { port: { type: 'string' }, host: { type: 'string' } });
   if (!args) return 0;
   const path = args.positionals[0];
-  if (!path || args.positionals.length > 1) return fail(`give one repository path\n${SERVE_USAGE}`);
+  if (!path || args.positionals.length > 1)
+    throw new UsageError('give one repository path (--help for usage)');
   const port = args.values.port === undefined ? 0 : Number(args.values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    return fail(`--port must be 0-65535, got "${args.values.port}"`);
+    throw new UsageError(`--port must be 0-65535, got "${args.values.port}"`);
   // `npm run serve` runs in the package's directory; the path is relative to where the user typed it.
   const cwd = process.env.npm_lifecycle_event === 'serve' ? process.env.INIT_CWD : undefined;
   const dir = resolve(cwd ?? process.cwd(), path);
@@ -30,8 +27,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     host: args.values.host as string | undefined,
     port,
   }).catch((error: Error) => error);
-  if (served instanceof NotARepositoryError) return fail(served.message);
-  if (served instanceof Error) return fail(`cannot listen: ${served.message}`);
+  if (served instanceof NotARepositoryError) throw new UsageError(served.message);
+  if (served instanceof Error) throw new UnavailableError(`cannot listen: ${served.message}`);
   const { server, url, top, head, branch } = served;
   process.stdout.write(`serving ${top} at ${url}\n`);
   if (head) {

@@ -32,7 +32,8 @@ export async function serveLocalRepository(
   if (!isDir) throw new NotARepositoryError(`${dir} is not a directory`);
   const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
   const bare = await inDir('rev-parse', '--is-bare-repository').catch(() => undefined);
-  if (bare === undefined) throw new NotARepositoryError(`${dir} is not a git repository`);
+  if (bare === undefined)
+    throw new NotARepositoryError(`${dir} is not a git repository (git init it, or give a repository URL)`);
   const top = bare === 'true' ? dir : await inDir('rev-parse', '--show-toplevel');
   const head = await inDir('rev-parse', 'HEAD').catch(() => '');
   const branch = await inDir('rev-parse', '--abbrev-ref', 'HEAD').catch(() => '');

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import type { RunningBridge } from '../../src/bridge/bridge.js';
+import { decodeBuildReport } from '../../src/contracts.js';
 import { buildJobId, connectRedis } from '../../src/queue.js';
 import type { RunningWorker } from '../../src/worker/worker.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
@@ -80,7 +81,7 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     assert.equal(await job?.getState(), 'completed');
   });
 
-  test('the same CommitResult delivered again builds nothing and republishes the identical report', async () => {
+  test('the same CommitResult delivered again builds nothing and republishes the report, marked as republished', async () => {
     const repo = await newRepo('redelivered');
     const sha = await repo.commit(cleanProject(), 'clean project');
     repo.push('main');
@@ -95,7 +96,11 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     const [first, second] = reports.received(sha);
     assert.ok(first && second);
     assert.equal(second.key, sha);
-    assert.deepEqual(second.bytes, first.bytes, 'identical bytes');
+    const original = decodeBuildReport(first.bytes);
+    const again = decodeBuildReport(second.bytes);
+    assert.equal(original.republished, false);
+    assert.equal(again.republished, true, 'the copy says it is the stored report');
+    assert.deepEqual({ ...again, republished: false }, original, 'the same report otherwise');
     const job = await queue.getJob(buildJobId(sha));
     assert.equal(job?.finishedOn, finishedOn, 'not built again');
     assert.equal(job?.attemptsMade, 1);

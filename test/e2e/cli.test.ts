@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -101,21 +101,93 @@ describe('the ci-runner command', () => {
     }
     const top = await cli(['--help']);
     assert.match(top.stdout, /commands:\n {2}build/);
-    assert.equal((await cli(['frobnicate'])).code, 2);
+    const unknown = await cli(['frobnicate']);
+    assert.equal(unknown.code, 64);
+    assert.equal(unknown.stderr, 'ci-runner: unknown command "frobnicate"; ci-runner --help lists them\n');
   });
 
-  test('enqueue refuses what the bridge would dead-letter, at once, with one line and exit 2', async () => {
+  test('build on bad input: one line naming the problem, exit 64 (usage) or 69 (unreachable), never a verdict code', async () => {
+    const notGit = join(root, 'not-a-repository');
+    await mkdir(notGit, { recursive: true });
+    const cases: Array<[string[], number, RegExp]> = [
+      [['build', notGit], 64, /is not a git repository \(git init it, or give a repository URL\)/],
+      [
+        ['build', join(root, 'no-such-path')],
+        64,
+        /is neither a local directory nor an http\(s\) repository URL/,
+      ],
+      [
+        ['build', project, '--branch', 'main', '--sha', 'abc'],
+        64,
+        /--sha must be 40 hex characters, got "abc"/,
+      ],
+      [['build', 'http://127.0.0.1:9/r.git'], 64, /a repository URL needs --sha or --branch/],
+      [
+        ['build', 'http://127.0.0.1:9/r.git', '--branch', 'main'],
+        69,
+        /cannot reach http:\/\/127\.0\.0\.1:9\/r\.git: connect ECONNREFUSED/,
+      ],
+      [['build', '--shaa', 'x'], 64, /Unknown option '--shaa' \(--help lists the options\)/],
+    ];
+    for (const [args, code, message] of cases) {
+      const outcome = await cli(args, env(), root);
+      assert.equal(outcome.code, code, `${args.join(' ')}: ${outcome.stderr}`);
+      assert.match(outcome.stderr, message);
+      assert.equal(outcome.stderr.trim().split('\n').length, 1, `one line: ${outcome.stderr}`);
+      assert.doesNotMatch(outcome.stderr, /\n\s+at /, 'no stack trace');
+    }
+    const debug = await cli(['build', notGit, '--debug'], env(), root);
+    assert.equal(debug.code, 64);
+    assert.match(debug.stderr, /\n\s+at /, '--debug adds the stack trace');
+  });
+
+  test('a missing branch names the branches there are (exit 64)', async () => {
+    const served = spawn(CLI, ['serve', project], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolveUrl, reject) => {
+        served.stdout.on('data', (chunk: Buffer) => {
+          const match = /at (http\S+)/.exec(chunk.toString());
+          if (match?.[1]) resolveUrl(match[1]);
+        });
+        served.once('exit', () => reject(new Error('serve exited')));
+      });
+      const outcome = await cli(['build', url, '--branch', 'nosuch'], env(), root);
+      assert.equal(outcome.code, 64, outcome.stderr);
+      assert.match(outcome.stderr, /branch nosuch not found at .* \(it has: main\)/);
+    } finally {
+      served.kill('SIGTERM');
+    }
+  });
+
+  test('build keeps caches and artefacts in the XDG directories, not where it is run', async () => {
+    const home = join(root, 'home');
+    const cwd = join(root, 'elsewhere');
+    await mkdir(cwd, { recursive: true });
+    const xdg = {
+      XDG_CACHE_HOME: join(home, 'cache'),
+      XDG_DATA_HOME: join(home, 'data'),
+      WORK_DIR: join(root, 'work'),
+    };
+    const { code, stdout } = await cli(['build', project, '--json'], xdg, cwd);
+    assert.ok(code === 0 || code === 1, stdout);
+    const report = JSON.parse(stdout);
+    assert.ok(report.artefactUrl.startsWith(`file://${join(home, 'data', 'ci-runner', 'artefacts')}/`));
+    assert.ok((await readdir(join(home, 'cache', 'ci-runner'))).length > 0, 'caches under XDG_CACHE_HOME');
+    assert.deepEqual(await readdir(cwd), [], 'nothing written where the command ran');
+  });
+
+  test('enqueue refuses what the bridge would dead-letter, at once, with one line and exit 64', async () => {
     const base = ['enqueue', '--repo', 'http://127.0.0.1:9/r.git', '--branch', 'main'];
     const badSha = await cli([...base, '--sha', 'not-a-sha'], { KAFKA_BROKERS: '127.0.0.1:9' });
-    assert.equal(badSha.code, 2);
+    assert.equal(badSha.code, 64);
     assert.equal(
       badSha.stderr,
-      'ci-runner enqueue: the bridge would reject this CommitResult: commit_sha "not-a-sha" is not 40 hex characters\n',
+      'ci-runner enqueue: the bridge would dead-letter this CommitResult: commit_sha "not-a-sha" is not 40 hex characters\n',
     );
     const badTimeout = await cli([...base, '--sha', 'a'.repeat(40), '--timeout', 'soon'], {
       KAFKA_BROKERS: '127.0.0.1:9',
     });
-    assert.equal(badTimeout.code, 2);
+    assert.equal(badTimeout.code, 64);
     assert.match(
       badTimeout.stderr,
       /^ci-runner enqueue: --timeout must be a positive number of seconds, got "soon"\n$/,

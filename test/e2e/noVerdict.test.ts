@@ -62,6 +62,13 @@ describe('no verdict possible, and bad input', () => {
     });
   });
 
+  const newRepoWithCommit = async (name: string) => {
+    const repo = await harness.newRepo(name);
+    const sha = await repo.commit(cleanProject(), 'clean');
+    repo.push('main');
+    return Object.assign(repo, { sha });
+  };
+
   after(async () => {
     await prometheus?.close();
     await dlq?.close();
@@ -111,6 +118,23 @@ describe('no verdict possible, and bad input', () => {
     assert.equal(unreachable.attempt, 2, 'reported after the last attempt');
     assert.equal(missing.status, 'ERRORED');
     assert.match(missing.error, /cannot be fetched/);
+  });
+
+  test('an ERRORED commit is built again by a new CommitResult (a corrected URL); a verdict is only republished', async () => {
+    const repo = await newRepoWithCommit('corrected');
+    const sha = repo.sha;
+    await harness.announce({ sha, repositoryUrl: repo.url.replace(/corrected\.git$/, 'typo.git') });
+    const errored = await harness.reports.waitFor(sha);
+    assert.equal(errored.status, 'ERRORED');
+    await harness.announce({ sha, repositoryUrl: repo.url });
+    const built = await harness.reports.waitFor(sha, 240_000, 2);
+    assert.equal(built.status, 'PASSED', built.error);
+    assert.equal(built.republished, false, 'a new build, not the stored report');
+    assert.equal(built.repositoryUrl, repo.url, "built from the new message's URL");
+    await harness.announce({ sha, repositoryUrl: repo.url });
+    const again = await harness.reports.waitFor(sha, 60_000, 3);
+    assert.equal(again.republished, true, 'a verdict is republished, marked as such');
+    assert.deepEqual({ ...again, republished: false }, built);
   });
 
   test('malformed and hostile messages go to the dead-letter topic with the reason, and the bridge keeps going', async () => {

@@ -27,6 +27,7 @@ const report = (commitSha: string): BuildReport => ({
   attempt: 1,
   sandbox: '',
   pythonVersion: '3.11',
+  republished: false,
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

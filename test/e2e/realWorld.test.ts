@@ -12,11 +12,11 @@ import { REAL_PROJECTS } from '../support/realProjects.js';
 // Real projects from PyPI (sdists, with their own tests and settings), built by the runner and run by hand with the
 // same tool versions in a plain venv: the report must say what pytest, coverage, ruff and black say themselves.
 // `npm run realworld` builds every project; `npm test` the first two.
-// `REALWORLD_ONLY=attrs` builds the projects whose requirement contains that text.
+// `REALWORLD_ONLY=attrs,toolz` builds the projects whose requirement contains one of those texts.
 const FULL = process.env.REALWORLD_SCALE === 'full';
 const ONLY = process.env.REALWORLD_ONLY;
 const PROJECTS = ONLY
-  ? REAL_PROJECTS.filter((project) => project.requirement.includes(ONLY))
+  ? REAL_PROJECTS.filter((project) => ONLY.split(',').some((name) => project.requirement.includes(name)))
   : FULL
     ? REAL_PROJECTS
     : REAL_PROJECTS.slice(0, 2);
@@ -38,9 +38,16 @@ class TestInjected:
 const run = promisify(execFile);
 
 // Builds run unprivileged; so do the tools run by hand (as nobody when the suite runs as root), or a test that
-// checks file permissions would take another path in each.
-const AS_BUILD_USER =
-  process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+// checks file permissions would take another path in each. An interpreter installed under /root (pyenv) is made
+// reachable for nobody the way the build sandbox does it: a private mount namespace that shows only it there.
+function asBuildUser(): string[] {
+  if (process.getuid?.() !== 0) return [];
+  const prefix = execFileSync('python3', ['-c', 'import sys; print(sys.base_prefix)']).toString().trim();
+  const reveal = prefix.startsWith('/root/') ? ['--tmpfs', '/root', '--ro-bind', prefix, prefix] : [];
+  const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+  return ['bwrap', '--dev-bind', '/', '/', ...reveal, '--', ...nobody];
+}
+const AS_BUILD_USER = asBuildUser();
 
 function tool(command: string, args: string[], cwd: string) {
   const [program, ...prefix] = [...AS_BUILD_USER, command];

@@ -29,6 +29,7 @@ const report: BuildReport = {
   attempt: 2,
   sandbox: 'bubblewrap as uid 812345 (unprivileged, all capabilities dropped)',
   pythonVersion: '3.11.7',
+  republished: false,
 };
 
 describe('contracts', () => {

@@ -68,6 +68,20 @@ describe('assembleReport', () => {
     assert.match(report.error, /^lint: /);
   });
 
+  test('the reason names every stage that did not pass', () => {
+    const report = assembleReport(
+      input,
+      results({
+        lint: bad({ findings: ['a.py: would reformat'] }),
+        test: bad({ failedTests: ['t.py::x'], testsRun: 3 }),
+      }),
+      1,
+    );
+    const names = report.stages.filter((s) => s.outcome !== 'passed').map((s) => s.name);
+    assert.deepEqual(names, ['lint', 'test']);
+    assert.match(report.error, /^lint: .*; test: /);
+  });
+
   test('failing tests make it FAILED and are listed', () => {
     const report = assembleReport(
       input,
