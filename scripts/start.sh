@@ -8,6 +8,7 @@ SAY_PREFIX=start
 cd "$ROOT"
 
 ensure_deps
+command -v curl >/dev/null || apt_install curl
 started_services=0
 if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BROKERS:-}" ]; then
   say "REDIS_URL or KAFKA_BROKERS not set: starting local services"
@@ -19,25 +20,45 @@ fi
 if [ -t 1 ] && [ -z "${LOG_PRETTY:-}" ]; then export LOG_PRETTY=true; fi
 
 pids=()
+# One Ctrl-C drains (each process gets one SIGTERM and finishes or hands back its builds); a second one exits at once
+# (each process gets a second SIGTERM, which it takes as "exit now").
 stop() {
-  trap - INT TERM EXIT
-  say "stopping bridge, worker and board"
+  trap - TERM EXIT
+  trap 'say "second Ctrl-C: exiting now"; for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done' INT
+  say "stopping bridge, worker and board (they finish or hand back running builds; Ctrl-C again to exit at once)"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait "${pids[@]}" 2>/dev/null || true
   if [ "$started_services" = 1 ]; then scripts/services.sh down; fi
 }
 trap stop INT TERM EXIT
 
-node --import tsx src/bridge/main.ts &
+# Each process runs in its own session, so the terminal's Ctrl-C reaches only this script, which passes it on once.
+setsid node --import tsx src/bridge/main.ts &
 pids+=($!)
-node --import tsx src/worker/main.ts &
+setsid node --import tsx src/worker/main.ts &
 pids+=($!)
 if [ -z "${BOARD_USERNAME:-}" ]; then
   # No board credentials configured: serve it on loopback only, which the board allows without authentication.
   export BOARD_HOST=127.0.0.1 BOARD_ALLOW_NO_AUTH=true
 fi
-node --import tsx src/board/main.ts &
+setsid node --import tsx src/board/main.ts &
 pids+=($!)
+
+# Ready only when the worker can take a build (it prepares the runner's Python tools first: ~30 s on a first start)
+# and the bridge consumes.
+ready() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
+waited=0
+# (With a metrics port of 0 the ports are random: nothing to poll, so no readiness wait.)
+until [ "${WORKER_METRICS_PORT:-9700}" = 0 ] || [ "${BRIDGE_METRICS_PORT:-9701}" = 0 ] || { ready "http://127.0.0.1:${WORKER_METRICS_PORT:-9700}/readyz" && ready "http://127.0.0.1:${BRIDGE_METRICS_PORT:-9701}/readyz"; }; do
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { say "a process exited while starting; see its log above"; exit 1; }
+  done
+  if [ $((waited % 10)) = 0 ]; then
+    say "preparing (${waited} s): the worker installs the runner's Python tools on a first start; waiting for /readyz"
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
 
 cat >&2 <<INFO
 
@@ -52,7 +73,7 @@ cat >&2 <<INFO
     metrics        worker http://127.0.0.1:${WORKER_METRICS_PORT:-9700}/metrics, bridge http://127.0.0.1:${BRIDGE_METRICS_PORT:-9701}/metrics
   Send a build from a second terminal:
     npm run enqueue -- --repo <http(s) git url> --sha <commit sha> --branch <branch>
-  Ctrl-C stops everything.
+  Ctrl-C drains and stops everything (a second Ctrl-C exits at once).
 
 INFO
 

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.js';
 import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../queue.js';
 import { ReportStore } from '../reportStore.js';
 import { basicAuth } from './boardAuth.js';
+import { addVerdictFormatters } from './verdictFormatters.js';
 
 export interface RunningBoard extends Closable {
   url: string;
@@ -41,8 +42,10 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     teardown.add('queue', () => queue.close());
     const serverAdapter = new ExpressAdapter();
     serverAdapter.setBasePath('/');
+    const adapter = new BullMQAdapter(queue, { description: 'ci-runner builds: one job per commit' });
+    addVerdictFormatters(adapter);
     createBullBoard({
-      queues: [new BullMQAdapter(queue, { description: 'ci-runner builds: one job per commit' })],
+      queues: [adapter],
       serverAdapter,
       options: { uiConfig: { boardTitle: 'ci-runner' } },
     });

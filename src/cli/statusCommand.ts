@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
+import { verdictOf } from '../board/verdictFormatters.js';
 import { loadConfig } from '../config.js';
-import type { BuildReport } from '../contracts.js';
 import { connectRedis, QUEUE_STATES } from '../queue.js';
 import { parseCommand } from './parseCommand.js';
 
@@ -30,7 +30,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
           : job.processedOn
             ? 'active'
             : 'waiting',
-        status: (job.returnvalue as BuildReport | undefined)?.status ?? '',
+        status: verdictOf(job) ?? '',
         enqueuedAt: new Date(job.timestamp).toISOString(),
       }));
     const status = { queue: config.queueName, counts, workers: workers.length, latest };

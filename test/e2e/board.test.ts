@@ -9,7 +9,7 @@ import type { Logger } from '../../src/logger.js';
 import { buildJobId } from '../../src/queue.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
 import type { TestSpace } from '../support/harness.js';
-import { cleanProject } from '../support/pythonProject.js';
+import { cleanProject, failingTest } from '../support/pythonProject.js';
 import type { ReportCollector } from '../support/reportCollector.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
 
@@ -90,6 +90,49 @@ describe('Bull Board for on-call, in a real browser', () => {
     await context.close();
   });
 
+  test('the job list shows each build’s verdict at a glance: PASSED, FAILED and ERRORED', async () => {
+    const listed = await harness.newRepo('board-list');
+    const passed = await listed.commit(cleanProject(), 'clean for the list');
+    const failed = await listed.commit(failingTest(), 'a failing test for the list');
+    listed.push('main');
+    const errored = 'f'.repeat(40);
+    for (const sha of [passed, failed, errored]) await harness.announce({ sha, repositoryUrl: listed.url });
+    assert.equal((await reports.waitFor(passed)).status, 'PASSED');
+    assert.equal((await reports.waitFor(failed)).status, 'FAILED');
+    assert.equal((await reports.waitFor(errored)).status, 'ERRORED');
+
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+    const page = await context.newPage();
+    const queue = `${board.url}/queue/${space.config.queueName}`;
+    await page.goto(`${queue}?status=completed`);
+    await page
+      .getByText(`PASSED · main · ${passed.slice(0, 8)}`)
+      .first()
+      .waitFor({ timeout: 15_000 });
+    await page
+      .getByText(`FAILED · main · ${failed.slice(0, 8)}`)
+      .first()
+      .waitFor({ timeout: 15_000 });
+    await page.goto(`${queue}?status=failed`);
+    await page
+      .getByText(`ERRORED · main · ${errored.slice(0, 8)}`)
+      .first()
+      .waitFor({ timeout: 15_000 });
+    await page.screenshot({ path: resolve('test-results', 'board-verdicts.png'), fullPage: true });
+    // The job page leads with what failed.
+    const api = await context.request.get(
+      `${board.url}/api/queues/${space.config.queueName}/${buildJobId(failed)}`,
+    );
+    const { job } = (await api.json()) as { job: { returnValue: Record<string, unknown> } };
+    assert.deepEqual(Object.keys(job.returnValue).slice(0, 4), [
+      'status',
+      'failedTests',
+      'lintErrors',
+      'error',
+    ]);
+    await context.close();
+  });
+
   test('on-call logs in, reads a build’s stage logs, downloads its artefact, and retries a failed build', async () => {
     const built = await repo.commit(cleanProject(), 'clean');
     repo.push('main');
@@ -123,7 +166,7 @@ describe('Bull Board for on-call, in a real browser', () => {
     repo.push('main');
     await page.goto(`${board.url}/queue/${space.config.queueName}/${buildJobId(unpushed)}`);
     await page
-      .getByText(/UnrecoverableError: ERRORED: commit .* cannot be fetched/)
+      .getByText(/UnrecoverableError: ERRORED: checkout: commit .* cannot be fetched/)
       .waitFor({ timeout: 15_000 });
     // The failed job's card: its first action (the circular-arrows icon) is Retry.
     await page.getByText(buildJobId(unpushed), { exact: true }).locator('xpath=following::button[1]').click();

@@ -43,7 +43,15 @@ const run = promisify(execFile);
 function asBuildUser(): string[] {
   if (process.getuid?.() !== 0) return [];
   const prefix = execFileSync('python3', ['-c', 'import sys; print(sys.base_prefix)']).toString().trim();
-  const reveal = prefix.startsWith('/root/') ? ['--tmpfs', '/root', '--ro-bind', prefix, prefix] : [];
+  // bwrap would create the directories above the bind 0700; they must be traversable.
+  const above = prefix
+    .split('/')
+    .slice(2, -1)
+    .map((_, i, parts) => `/root/${parts.slice(0, i + 1).join('/')}`);
+  const dirs = above.flatMap((dir) => ['--perms', '0755', '--dir', dir]);
+  const reveal = prefix.startsWith('/root/')
+    ? ['--tmpfs', '/root', ...dirs, '--ro-bind', prefix, prefix]
+    : [];
   const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
   return ['bwrap', '--dev-bind', '/', '/', ...reveal, '--', ...nobody];
 }
