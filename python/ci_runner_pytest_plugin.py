@@ -13,7 +13,7 @@ class _Recorder:
     def __init__(self, config):
         self.config = config
         self.failed = []
-        self.passed = 0
+        self.passed = set()
         self.skipped = 0
         self.collected = 0
 
@@ -29,11 +29,14 @@ class _Recorder:
         self.collected = len(session.items)
 
     def pytest_runtest_logreport(self, report):
+        # pytest 9 reports each unittest subTest / `subtests` fixture block as well: a test is counted once, and
+        # fails when one of its subtests fails (as in pytest's JUnit report).
+        subtest = type(report).__name__ == "SubtestReport"
         if report.failed:
             self._add(report.nodeid)
-        elif report.when == "call" and report.passed:
-            self.passed += 1
-        elif report.skipped and report.when in ("setup", "call"):
+        elif report.when == "call" and report.passed and not subtest:
+            self.passed.add(report.nodeid)
+        elif report.skipped and report.when in ("setup", "call") and not subtest:
             self.skipped += 1
 
     def pytest_runtest_logstart(self, nodeid, location):
@@ -48,7 +51,8 @@ class _Recorder:
         path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
         if not path:
             return
-        ran = self.passed + len([n for n in self.failed if "::" in n])
+        tests = [n for n in self.failed if "::" in n]
+        ran = len(self.passed.union(tests))
         partial = f"{path}.partial"
         with open(partial, "w", encoding="utf-8") as handle:
             json.dump(
@@ -57,7 +61,7 @@ class _Recorder:
                     "running": running,
                     "collected": self.collected,
                     "ran": ran,
-                    "passed": self.passed,
+                    "passed": len(self.passed.difference(self.failed)),
                     "skipped": self.skipped,
                     "failed": self.failed,
                     "mark_expression": self.config.getoption("markexpr", "") or "",

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Queue } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { connectRedis } from '../../src/queue.js';
 import { cleanProject, failingTest } from '../support/pythonProject.js';
 
@@ -83,14 +83,21 @@ describe('the ci-runner command', () => {
     assert.match(stdout, /failed {5}tests\/test_broken\.py::test_add_is_wrong/);
   });
 
-  test('build: exit 2 for ERRORED when the repository cannot be reached', async () => {
+  test('build: exit 2 for ERRORED when the repository cannot be reached; the summary says only what is true', async () => {
     const { code, stdout } = await cli(
-      ['build', 'http://127.0.0.1:9/nothing.git', '--sha', 'e'.repeat(40), '--json'],
+      ['build', 'http://127.0.0.1:9/nothing.git', '--sha', 'e'.repeat(40)],
       { ...env(), CHECKOUT_TIMEOUT_SEC: '5' },
       root,
     );
     assert.equal(code, 2, stdout);
-    assert.equal(JSON.parse(stdout).status, 'ERRORED');
+    assert.match(stdout, /^ERRORED {2}e{40} {2}\(\d+\.\d s\)\n/);
+    assert.doesNotMatch(stdout, /\(0\.0 s\)/, 'the real duration');
+    assert.doesNotMatch(stdout, /coverage/, 'no coverage line when no test ran');
+    assert.match(
+      stdout,
+      /reason {5}checkout: repository http:\/\/127\.0\.0\.1:9\/nothing\.git is unreachable/,
+    );
+    assert.match(stdout, /checkout {3}errored/);
   });
 
   test('--help on every command; an unknown command is refused', async () => {
@@ -198,16 +205,29 @@ describe('the ci-runner command', () => {
     const queueName = `cli-status-${Date.now()}`;
     const redis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
     const queue = new Queue(queueName, { connection: redis });
+    // One build that ended ERRORED (failed the way the worker fails it), then one waiting.
+    const errored = 'e'.repeat(40);
+    await queue.add('build', { commitSha: errored }, { jobId: `build-${errored}` });
+    const worker = new Worker(
+      queueName,
+      async () => {
+        throw new UnrecoverableError('ERRORED: checkout: repository unreachable');
+      },
+      { connection: connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379') },
+    );
+    await new Promise((done) => worker.once('failed', done));
+    await worker.close();
     await queue.add('build', { commitSha: 'f'.repeat(40) }, { jobId: `build-${'f'.repeat(40)}` });
     try {
       const { code, stdout } = await cli(['status'], { QUEUE_NAME: queueName });
       assert.equal(code, 0, stdout);
       assert.match(
         stdout,
-        new RegExp(`queue ${queueName}: waiting 1, active 0, delayed 0, failed 0, completed 0`),
+        new RegExp(`queue ${queueName}: waiting 1, active 0, delayed 0, failed 1, completed 0`),
       );
       assert.match(stdout, /workers connected: 0/);
       assert.match(stdout, new RegExp(`${'f'.repeat(40)} {2}waiting`));
+      assert.match(stdout, new RegExp(`${errored} {2}failed {4}ERRORED`), 'the verdict of an ERRORED build');
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();

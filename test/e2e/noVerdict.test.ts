@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { enqueueAndWait } from '../../src/enqueueAndWait.js';
 import { type IncomingMessage, type Subscription, subscribe } from '../../src/kafka.js';
 import { type Prometheus, startPrometheus } from '../support/prometheus.js';
 import { cleanProject } from '../support/pythonProject.js';
@@ -137,10 +138,38 @@ describe('no verdict possible, and bad input', () => {
     assert.deepEqual({ ...again, republished: false }, built);
   });
 
+  test('enqueue learns at once that the bridge dead-lettered its CommitResult, and why', async () => {
+    const { config } = harness.space;
+    const started = Date.now();
+    const outcome = await enqueueAndWait(
+      config.kafkaBrokers,
+      {
+        commitResults: config.topicCommitResults,
+        buildReports: config.topicBuildReports,
+        deadLetter: config.topicDeadLetter,
+      },
+      {
+        repositoryUrl: 'http://127.0.0.1:9/r.git',
+        commitSha: 'b'.repeat(40),
+        branchName: '--upload-pack=evil',
+        taskId: 't',
+        status: 'SUCCESS',
+        timeoutMs: 60_000,
+      },
+      harness.logger,
+    );
+    assert.deepEqual(outcome, {
+      kind: 'dead-lettered',
+      reason: 'branch_name "--upload-pack=evil" starts with "-"',
+    });
+    assert.ok(Date.now() - started < 30_000, 'long before the timeout');
+  });
+
   test('malformed and hostile messages go to the dead-letter topic with the reason, and the bridge keeps going', async () => {
     const good = await harness.newRepo('after-garbage');
     const sha = await good.commit(cleanProject(), 'clean');
     good.push('main');
+    const earlier = deadLetters.length;
     await harness.send('garbage', Buffer.from([0x0f, 0x01, 0x02]));
     await harness.send('lenient', Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f]));
     await harness.announce({ sha: 'abc', repositoryUrl: good.url });
@@ -150,7 +179,7 @@ describe('no verdict possible, and bad input', () => {
     const report = await harness.reports.waitFor(sha);
     assert.equal(report.status, 'PASSED', report.error);
 
-    for (let waited = 0; deadLetters.length < 4 && waited < 30_000; waited += 100) {
+    for (let waited = 0; deadLetters.length < earlier + 4 && waited < 30_000; waited += 100) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const reasons = Object.fromEntries(
