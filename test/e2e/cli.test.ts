@@ -208,15 +208,17 @@ describe('the ci-runner command', () => {
     // One build that ended ERRORED (failed the way the worker fails it), then one waiting.
     const errored = 'e'.repeat(40);
     await queue.add('build', { commitSha: errored }, { jobId: `build-${errored}` });
+    const workerRedis = connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379');
     const worker = new Worker(
       queueName,
       async () => {
         throw new UnrecoverableError('ERRORED: checkout: repository unreachable');
       },
-      { connection: connectRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379') },
+      { connection: workerRedis },
     );
     await new Promise((done) => worker.once('failed', done));
     await worker.close();
+    workerRedis.disconnect();
     await queue.add('build', { commitSha: 'f'.repeat(40) }, { jobId: `build-${'f'.repeat(40)}` });
     try {
       const { code, stdout } = await cli(['status'], { QUEUE_NAME: queueName });
