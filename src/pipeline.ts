@@ -32,6 +32,8 @@ export interface PipelineOptions {
   workDir: string;
   pytestMark: string;
   gitCredentials?: GitCredentials;
+  /** Names the repository's git object cache instead of its URL (a local path served on a random port). */
+  gitCacheKey?: string;
   /** Host variables builds inherit (Config.buildEnv). */
   buildEnv?: Readonly<Record<string, string>>;
   limits: StageLimits;
@@ -178,6 +180,7 @@ async function runStages(
           ...input,
           dir: layout.src,
           cacheDir: options.cacheDir,
+          cacheKey: options.gitCacheKey,
           credentials: options.gitCredentials,
           timeoutMs: options.limits.checkoutMs,
         },

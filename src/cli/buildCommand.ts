@@ -60,6 +60,8 @@ async function branchTip(url: string, branch: string): Promise<string> {
 
 interface Target {
   url: string;
+  /** A local repository's git cache is keyed by its path, not by the throw-away server's URL. */
+  cacheKey?: string;
   sha: string;
   branch: string;
   server?: GitServer;
@@ -84,6 +86,7 @@ async function target(
     });
     return {
       url: served.url,
+      cacheKey: `local:${served.top}`,
       sha: sha ?? served.head,
       branch: branch ?? served.branch,
       server: served.server,
@@ -143,6 +146,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
       toolchain,
       sandbox,
       ...configuredOptions(config),
+      gitCacheKey: chosen.cacheKey,
       logger,
       signal: new AbortController().signal,
       onStage: (stage, result) => {

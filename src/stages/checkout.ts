@@ -27,6 +27,8 @@ export interface CheckoutInput {
   dir: string;
   /** Persistent object caches live here, one bare repository per remote. */
   cacheDir: string;
+  /** What names the remote's object cache when its URL does not (a local repository served on a random port). */
+  cacheKey?: string;
   credentials?: GitCredentials;
   timeoutMs: number;
 }
@@ -247,7 +249,7 @@ export interface CheckoutValue {
 export async function run(input: CheckoutInput, ctx: StageContext): Promise<StageResult<CheckoutValue>> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
-  const gitdir = cacheGitdir(input.cacheDir, input.repositoryUrl);
+  const gitdir = cacheGitdir(input.cacheDir, input.cacheKey ?? input.repositoryUrl);
   const cache = {};
   const { fetched, missing } = await ensureCommit(gitdir, input, ctx, cache);
   // The object store is content-addressed: reading the commit by its sha is what proves we have exactly it.
@@ -269,7 +271,7 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
     return {
       outcome: 'passed',
       durationMs: elapsed(),
-      summary: `checked out ${input.commitSha} (${files} files)`,
+      summary: `checked out ${input.commitSha} (${files} files${fetched ? '' : ', from the object cache'})`,
       value: { files, fetched, source },
     };
   } catch (thrown) {

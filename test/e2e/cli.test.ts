@@ -72,6 +72,14 @@ describe('the ci-runner command', () => {
     assert.equal(report.testsRun, 2);
   });
 
+  test('a second build of a local path is checked out from its object cache (keyed by the path, not the port)', async () => {
+    const { stdout } = await cli(['build', project, '--json'], env(), root);
+    const checkout = (JSON.parse(stdout) as { stages: Array<{ name: string; summary: string }> }).stages.find(
+      (stage) => stage.name === 'checkout',
+    );
+    assert.match(checkout?.summary ?? '', /, from the object cache\)$/, stdout);
+  });
+
   test('build: exit 1 for FAILED with a readable summary naming the test', async () => {
     for (const [path, content] of Object.entries(failingTest()))
       await writeFile(join(project, path), content);
