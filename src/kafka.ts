@@ -39,8 +39,16 @@ export interface SubscribeOptions {
   startAt: 'earliest' | 'now';
   logger: Logger;
   /** Resolves once the message is handled; only then is its offset committed. Call heartbeat while waiting long. */
-  onMessage: (message: IncomingMessage, heartbeat: () => Promise<void>) => Promise<void>;
+  onMessage?: (message: IncomingMessage, heartbeat: () => Promise<void>) => Promise<void>;
+  /**
+   * Instead of onMessage: handles up to BATCH_MAX messages of one partition, in offset order, at once; their offsets
+   * are committed together once it resolves.
+   */
+  onBatch?: (messages: IncomingMessage[], heartbeat: () => Promise<void>) => Promise<void>;
 }
+
+/** The most messages one onBatch call gets. */
+export const BATCH_MAX = 1_000;
 
 function client(brokers: string[], clientId: string, logger: Logger): Kafka {
   const toPino = (level: logLevel) =>
@@ -181,23 +189,56 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
   const startOffsets = options.startAt === 'now' ? await highWatermarks(kafka, options.topic) : [];
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachMessage: async ({ topic, partition, message, heartbeat }) => {
-      await options.onMessage(
-        {
-          topic,
-          partition,
-          offset: message.offset,
-          key: message.key,
-          value: message.value,
-          headers: headersOf(message.headers),
-        },
-        heartbeat,
-      );
-      await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
-    },
-  });
+  const { onMessage, onBatch } = options;
+  const commitAfter = (topic: string, partition: number, offset: string) =>
+    consumer.commitOffsets([{ topic, partition, offset: (BigInt(offset) + 1n).toString() }]);
+  if (onBatch) {
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const { topic, partition } = batch;
+        for (let from = 0; from < batch.messages.length; from += BATCH_MAX) {
+          if (!isRunning() || isStale()) return;
+          const chunk = batch.messages.slice(from, from + BATCH_MAX);
+          await onBatch(
+            chunk.map((message) => ({
+              topic,
+              partition,
+              offset: message.offset,
+              key: message.key,
+              value: message.value,
+              headers: headersOf(message.headers),
+            })),
+            heartbeat,
+          );
+          const last = (chunk.at(-1) as { offset: string }).offset;
+          resolveOffset(last);
+          await commitAfter(topic, partition, last);
+        }
+      },
+    });
+  } else if (onMessage) {
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ topic, partition, message, heartbeat }) => {
+        await onMessage(
+          {
+            topic,
+            partition,
+            offset: message.offset,
+            key: message.key,
+            value: message.value,
+            headers: headersOf(message.headers),
+          },
+          heartbeat,
+        );
+        await commitAfter(topic, partition, message.offset);
+      },
+    });
+  } else {
+    throw new Error('subscribe needs onMessage or onBatch');
+  }
   for (const { partition, offset } of startOffsets)
     consumer.seek({ topic: options.topic, partition, offset });
   let closed = false;

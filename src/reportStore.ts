@@ -71,6 +71,12 @@ export class ReportStore {
     return bytes ? decodeBuildReport(bytes) : undefined;
   }
 
+  // The stored report status (PASSED, FAILED, ERRORED) of each sha, or null where there is none: one round trip.
+  async statuses(commitShas: string[]): Promise<Array<string | null>> {
+    if (commitShas.length === 0) return [];
+    return this.redis.mget(commitShas.map((sha) => `${this.key(sha)}:status`));
+  }
+
   // Puts the stored verdict (PASSED or FAILED) of a sha back in the outbox, marked as republished; false when the
   // sha has none (never built, or ERRORED: that is no verdict on the commit, and a new CommitResult builds it again).
   async republish(commitSha: string): Promise<boolean> {

@@ -22,7 +22,7 @@ import {
 import { ReportStore } from '../reportStore.js';
 import { createBridgeMetrics, type MessageOutcome } from './bridgeMetrics.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
-import { type DeadLetterTopic, sendDeadLetter } from './deadLetter.js';
+import { type DeadLetterTopic, sendDeadLetters } from './deadLetter.js';
 import { decide } from './validate.js';
 
 const BACKPRESSURE_CHECK_MS = 1_000;
@@ -70,56 +70,118 @@ function keyForLog(key: Buffer | null): string | null {
   return `${key.length} bytes: ${key.subarray(0, 16).toString('hex')}${key.length > 16 ? '…' : ''}`;
 }
 
-function handler(parts: Parts) {
-  const { config, logger, queue, store, deadLetters, count } = parts;
-  return async (message: IncomingMessage, heartbeat: () => Promise<void>): Promise<void> => {
-    const decision = decide(message.value, config.remoteRepo);
-    const where = { partition: message.partition, offset: message.offset };
-    logger.info({ ...where, key: keyForLog(message.key) }, 'commit result received');
-    if (decision.kind === 'skip') {
-      logger.info({ ...where, reason: decision.reason }, 'skipped commit result');
-      count('skipped');
-      return;
+// Decides what one batch of new builds comes to, in as few Redis round trips as the batch allows: a stored verdict is
+// republished, an ERRORED build is built again with the new data, a job already there is a duplicate, and the rest
+// are added in one bulk call (the job id, derived from the sha, makes a concurrent add a no-op).
+async function enqueueAll(parts: Parts, builds: BuildJobData[]): Promise<MessageOutcome[]> {
+  const { queue, store } = parts;
+  const outcomes: MessageOutcome[] = [];
+  const statuses = await store.statuses(builds.map((data) => data.commitSha));
+  const seen = new Set<string>();
+  const candidates: Array<[number, BuildJobData]> = [];
+  for (const [index, data] of builds.entries()) {
+    if (seen.has(data.commitSha)) {
+      outcomes[index] = 'duplicate';
+      continue;
     }
-    if (decision.kind === 'reject') {
-      const outcome = await sendDeadLetter(
-        deadLetters,
-        message,
-        decision.reason,
-        heartbeat,
-        logger,
-        parts.closing,
-      );
-      count(outcome);
-      if (outcome === 'dead_lettered')
-        logger.warn({ ...where, reason: decision.reason }, 'dead-lettered commit result');
-      return;
+    seen.add(data.commitSha);
+    const status = statuses[index];
+    // A finished build's verdict is published again (marked republished) instead of building twice.
+    if ((status === 'PASSED' || status === 'FAILED') && (await store.republish(data.commitSha))) {
+      outcomes[index] = 'republished';
+      continue;
     }
-    const { commitSha, taskId } = decision.data;
-    const jobId = buildJobId(commitSha);
-    await belowLimit(parts, heartbeat);
-    const outcome = await untilDone(
-      parts,
-      'enqueueing',
-      async (): Promise<MessageOutcome> => {
-        // A finished build's verdict is published again (marked republished) instead of building twice.
-        if (await store.republish(commitSha)) return 'republished';
-        const existing = await queue.getJob(jobId);
-        if (existing && (await existing.isFailed())) {
-          // Its build ended ERRORED (no verdict on the commit): build it again, with this message's data.
-          await existing.updateData(decision.data);
-          await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
-          return 'rebuilt';
-        }
-        if (existing) return 'duplicate';
-        await queue.add(BUILD_JOB_NAME, decision.data, { jobId });
-        parts.backlog.enqueuedSince += 1;
-        return 'enqueued';
-      },
-      heartbeat,
+    candidates.push([index, data]);
+  }
+  const jobs = await Promise.all(candidates.map(([, data]) => queue.getJob(buildJobId(data.commitSha))));
+  const added: Array<[number, BuildJobData]> = [];
+  for (const [k, [index, data]] of candidates.entries()) {
+    const existing = jobs[k];
+    if (existing && (await existing.isFailed())) {
+      // Its build ended ERRORED (no verdict on the commit): build it again, with this message's data.
+      await existing.updateData(data);
+      await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      outcomes[index] = 'rebuilt';
+    } else if (existing) {
+      outcomes[index] = 'duplicate';
+    } else {
+      added.push([index, data]);
+    }
+  }
+  if (added.length > 0) {
+    await queue.addBulk(
+      added.map(([, data]) => ({ name: BUILD_JOB_NAME, data, opts: { jobId: buildJobId(data.commitSha) } })),
     );
-    count(outcome);
-    logger.info({ ...where, jobId, commitSha, taskId, outcome }, `commit result ${outcome}`);
+    for (const [index] of added) outcomes[index] = 'enqueued';
+    parts.backlog.enqueuedSince += added.length;
+  }
+  return outcomes;
+}
+
+// Handles a batch of one partition's messages in offset order: validates each, dead-letters the invalid ones,
+// counts the skips, and enqueues the rest in bulk (no more at a time than MAX_WAITING_JOBS leaves room for). Logs each
+// message at debug level and the batch at info; the batch's offsets are committed only after it resolves.
+function batchHandler(parts: Parts) {
+  const { config, logger, deadLetters, count } = parts;
+  return async (messages: IncomingMessage[], heartbeat: () => Promise<void>): Promise<void> => {
+    const tally: Partial<Record<MessageOutcome, number>> = {};
+    const note = (outcome: MessageOutcome) => {
+      count(outcome);
+      tally[outcome] = (tally[outcome] ?? 0) + 1;
+    };
+    const builds: Array<{ message: IncomingMessage; data: BuildJobData }> = [];
+    const invalid: Array<{ message: IncomingMessage; reason: string }> = [];
+    for (const message of messages) {
+      const decision = decide(message.value, config.remoteRepo);
+      const where = { partition: message.partition, offset: message.offset };
+      logger.debug({ ...where, key: keyForLog(message.key) }, 'commit result received');
+      if (decision.kind === 'skip') {
+        logger.debug({ ...where, reason: decision.reason }, 'skipped commit result');
+        note('skipped');
+      } else if (decision.kind === 'reject') {
+        invalid.push({ message, reason: decision.reason });
+      } else {
+        builds.push({ message, data: decision.data });
+      }
+    }
+    const lettered = await sendDeadLetters(deadLetters, invalid, heartbeat, logger, parts.closing);
+    for (const outcome of lettered) note(outcome);
+    for (let next = 0; next < builds.length; ) {
+      await belowLimit(parts, heartbeat);
+      const { waiting, enqueuedSince } = parts.backlog;
+      const room = Math.max(1, config.maxWaitingJobs - waiting - enqueuedSince);
+      const slice = builds.slice(next, next + room);
+      const outcomes = await untilDone(
+        parts,
+        'enqueueing',
+        () =>
+          enqueueAll(
+            parts,
+            slice.map((build) => build.data),
+          ),
+        heartbeat,
+      );
+      for (const [k, outcome] of outcomes.entries()) {
+        const { message, data } = slice[k] as (typeof slice)[number];
+        note(outcome);
+        logger.debug(
+          {
+            partition: message.partition,
+            offset: message.offset,
+            commitSha: data.commitSha,
+            taskId: data.taskId,
+            outcome,
+          },
+          `commit result ${outcome}`,
+        );
+      }
+      next += slice.length;
+    }
+    const first = messages[0];
+    logger.info(
+      { partition: first?.partition, from: first?.offset, to: messages.at(-1)?.offset, ...tally },
+      `${messages.length} commit result(s) handled`,
+    );
   };
 }
 
@@ -216,7 +278,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       topic: config.topicCommitResults,
       startAt: 'earliest',
       logger,
-      onMessage: handler(parts),
+      onBatch: batchHandler(parts),
     });
     teardown.add('consumer', () => subscription.close());
     teardown.add('stop retrying', async () => {

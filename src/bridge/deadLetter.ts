@@ -107,3 +107,59 @@ export async function sendDeadLetter(
   );
   return 'dead_letter_failed';
 }
+
+// Dead-letters a batch's invalid records: together, in sends that stay well under the topic's size limit, and each
+// on its own (with sendDeadLetter's bounded attempts and cutting) when a joint send fails. Outcomes in input order.
+export async function sendDeadLetters(
+  target: DeadLetterTopic,
+  invalid: Array<{ message: IncomingMessage; reason: string }>,
+  heartbeat: () => Promise<void>,
+  logger: Logger,
+  closing: { value: boolean },
+): Promise<DeadLetterOutcome[]> {
+  const outcomes: DeadLetterOutcome[] = [];
+  const budget = Math.floor(target.maxBytes / 2);
+  for (let next = 0; next < invalid.length; ) {
+    const group: typeof invalid = [];
+    let bytes = 0;
+    while (next < invalid.length) {
+      const item = invalid[next] as (typeof invalid)[number];
+      const size = (item.message.value?.length ?? 0) + (item.message.key?.length ?? 0) + FRAMING_BYTES;
+      if (group.length > 0 && bytes + size > budget) break;
+      group.push(item);
+      bytes += size;
+      next += 1;
+    }
+    const letters = group.map(({ message, reason }) => deadLetterFor(message, reason, target.maxBytes));
+    const together = group.length > 1 && !letters.some((letter) => letter.headers?.['x-ci-runner-truncated']);
+    if (together) {
+      try {
+        await target.publisher.send(target.topic, letters);
+        for (const { message, reason } of group) {
+          logger.warn(
+            { partition: message.partition, offset: message.offset, reason },
+            'dead-lettered commit result',
+          );
+          outcomes.push('dead_lettered');
+        }
+        continue;
+      } catch (thrown) {
+        if (closing.value) throw thrown;
+        logger.warn(
+          { err: toError(thrown), records: group.length },
+          'dead-lettering a batch failed; one by one',
+        );
+      }
+    }
+    for (const { message, reason } of group) {
+      const outcome = await sendDeadLetter(target, message, reason, heartbeat, logger, closing);
+      if (outcome === 'dead_lettered')
+        logger.warn(
+          { partition: message.partition, offset: message.offset, reason },
+          'dead-lettered commit result',
+        );
+      outcomes.push(outcome);
+    }
+  }
+  return outcomes;
+}
