@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { encodeCommitResult } from '../src/contracts.js';
+import { scrapedValue } from '../test/support/scrapedValue.js';
 import type { Cluster } from './cluster.js';
 import { type Counts, type Size, tally, withCluster } from './tally.js';
 
@@ -72,12 +73,6 @@ function hostile(i: number, next: () => number, url: string): Hostile {
 const identity = (key: Buffer | null, valueSha256: string) =>
   `${key ? key.toString('hex') : 'null'} ${valueSha256}`;
 
-// A counter's value in a Prometheus scrape.
-function scraped(text: string, series: string): number {
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
-  return Number(line?.split(' ')[1] ?? Number.NaN);
-}
-
 // Checks the dead-letter topic holds every invalid record exactly (truncated ones by their headers) and the bridge's
 // counters say so; returns what is wrong.
 async function checkDeadLetters(cluster: Cluster, sent: Hostile[]): Promise<string[]> {
@@ -105,9 +100,9 @@ async function checkDeadLetters(cluster: Cluster, sent: Hostile[]): Promise<stri
       problems.push('a truncated dead letter does not say its original size');
   }
   const metrics = await cluster.bridgeMetrics();
-  const counted = scraped(metrics, 'ci_bridge_messages_total{outcome="dead_lettered"}');
+  const counted = scrapedValue(metrics, 'ci_bridge_messages_total{outcome="dead_lettered"}');
   if (counted !== invalid.length) problems.push(`dead_lettered counts ${counted}, ${invalid.length} sent`);
-  const skipped = scraped(metrics, 'ci_bridge_messages_total{outcome="skipped"}');
+  const skipped = scrapedValue(metrics, 'ci_bridge_messages_total{outcome="skipped"}');
   const skips = sent.length - invalid.length;
   if (skipped !== skips) problems.push(`skipped counts ${skipped}, ${skips} sent`);
   return problems;

@@ -1,5 +1,13 @@
 // The only module that knows kafkajs: swap the client here (kafkajs is unmaintained since 2023).
-import kafkajs, { type Consumer, type IHeaders, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import kafkajs, {
+  type Consumer,
+  type IHeaders,
+  Kafka,
+  type KafkaMessage,
+  logLevel,
+  Partitioners,
+  type Producer,
+} from 'kafkajs';
 import type { Logger } from './logger.js';
 
 export interface OutgoingMessage {
@@ -80,6 +88,18 @@ function headersOf(headers: IHeaders | undefined): Record<string, Buffer> {
     if (first !== undefined) out[name] = Buffer.isBuffer(first) ? first : Buffer.from(first);
   }
   return out;
+}
+
+// A consumed kafkajs message as the rest of ci-runner sees it.
+function incoming(topic: string, partition: number, message: KafkaMessage): IncomingMessage {
+  return {
+    topic,
+    partition,
+    offset: message.offset,
+    key: message.key,
+    value: message.value,
+    headers: headersOf(message.headers),
+  };
 }
 
 // Creates the topics ci-runner uses if they are missing (kafkajs cannot subscribe to a topic that does not exist).
@@ -202,14 +222,7 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
           if (!isRunning() || isStale()) return;
           const chunk = batch.messages.slice(from, from + BATCH_MAX);
           await onBatch(
-            chunk.map((message) => ({
-              topic,
-              partition,
-              offset: message.offset,
-              key: message.key,
-              value: message.value,
-              headers: headersOf(message.headers),
-            })),
+            chunk.map((message) => incoming(topic, partition, message)),
             heartbeat,
           );
           const last = (chunk.at(-1) as { offset: string }).offset;
@@ -222,17 +235,7 @@ export async function subscribe(options: SubscribeOptions): Promise<Subscription
     await consumer.run({
       autoCommit: false,
       eachMessage: async ({ topic, partition, message, heartbeat }) => {
-        await onMessage(
-          {
-            topic,
-            partition,
-            offset: message.offset,
-            key: message.key,
-            value: message.value,
-            headers: headersOf(message.headers),
-          },
-          heartbeat,
-        );
+        await onMessage(incoming(topic, partition, message), heartbeat);
         await commitAfter(topic, partition, message.offset);
       },
     });

@@ -6,6 +6,7 @@ import { type IncomingMessage, type Subscription, subscribe } from '../../src/ka
 import { type Prometheus, startPrometheus } from '../support/prometheus.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
+import { scrapedValue } from '../support/scrapedValue.js';
 import { setTopicConfig } from '../support/setTopicConfig.js';
 
 const DEAD_LETTER_LIMIT = 65_536;
@@ -17,15 +18,6 @@ const waitUntil = async (done: () => boolean, what: string, ms = 60_000) => {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 };
-
-// A counter's value in a Prometheus-format scrape.
-const scraped = (text: string, series: string) =>
-  Number(
-    text
-      .split('\n')
-      .find((line) => line.startsWith(`${series} `))
-      ?.split(' ')[1] ?? Number.NaN,
-  );
 
 describe('no verdict possible, and bad input', () => {
   let harness: RunnerHarness;
@@ -236,9 +228,9 @@ describe('no verdict possible, and bad input', () => {
     assert.deepEqual(cut.value, poison.subarray(0, cut.value?.length), 'cut, not altered');
 
     const metrics = await (await fetch(bridgeMetrics)).text();
-    assert.equal(scraped(metrics, DEAD_LETTERED), deadLetters.length, 'every dead letter is counted');
-    assert.equal(scraped(metrics, 'ci_bridge_messages_total{outcome="skipped"}'), 1);
-    assert.equal(scraped(metrics, 'ci_bridge_messages_total{outcome="dead_letter_failed"}'), 0);
+    assert.equal(scrapedValue(metrics, DEAD_LETTERED), deadLetters.length, 'every dead letter is counted');
+    assert.equal(scrapedValue(metrics, 'ci_bridge_messages_total{outcome="skipped"}'), 1);
+    assert.equal(scrapedValue(metrics, 'ci_bridge_messages_total{outcome="dead_letter_failed"}'), 0);
     let firing = false;
     for (let waited = 0; !firing && waited < 60_000; waited += 500) {
       const alerts = await prometheus.alerts();

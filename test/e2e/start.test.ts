@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { freePort } from '../support/freePort.js';
 import { createTestSpace, type TestSpace } from '../support/harness.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 // `npm start` as a user runs it in a terminal: its own process group, Ctrl-C sent to the whole group.
 describe('npm start', () => {

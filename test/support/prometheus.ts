@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from './freePort.js';
 
 /** A real Prometheus (Debian's) scraping ci-runner parts every second with the shipped alert rules loaded. */
 export interface Prometheus {
@@ -15,14 +15,6 @@ export interface Prometheus {
 }
 
 const RULES = resolve(import.meta.dirname, '../../deploy/prometheus-alerts.yml');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 // Starts Prometheus on loopback scraping each target (job name -> host:port) every second, evaluating the shipped
 // alert rules every second.
