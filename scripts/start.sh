@@ -30,7 +30,8 @@ stop() {
   wait "${pids[@]}" 2>/dev/null || true
   if [ "$started_services" = 1 ]; then scripts/services.sh down; fi
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
 
 # Each process runs in its own session, so the terminal's Ctrl-C reaches only this script, which passes it on once.
 setsid node --import tsx src/bridge/main.ts &
