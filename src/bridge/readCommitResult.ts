@@ -7,6 +7,8 @@ export class NotACommitResult extends Error {}
 const WIRE_TYPE_NAMES = ['varint', '64-bit', 'length-delimited', 'group start', 'group end', '32-bit'];
 const LENGTH_DELIMITED = 2;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Read once: every message on the bridge's hot path is checked against them. */
+const FIELDS = commitResultFields();
 
 // The wire type each declared field must arrive with (every CommitResult field is a string: length-delimited).
 function expectedWireType(type: string): number {
@@ -19,14 +21,13 @@ function expectedWireType(type: string): number {
 // Walks the protobuf wire format before decoding: protobufjs reads a field with the wrong wire type, or a string that
 // is not UTF-8, as garbage instead of refusing it, so random bytes often "decode" to a CommitResult.
 function checkWireFormat(bytes: Uint8Array): void {
-  const fields = commitResultFields();
   const reader = protobuf.Reader.create(bytes);
   while (reader.pos < reader.len) {
     const tag = reader.uint32();
     const id = tag >>> 3;
     const wireType = tag & 7;
     if (id === 0) throw new NotACommitResult('field number 0 is not valid protobuf');
-    const field = fields.get(id);
+    const field = FIELDS.get(id);
     if (field) {
       const expected = expectedWireType(field.type);
       if (wireType !== expected) {
