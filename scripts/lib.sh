@@ -39,3 +39,13 @@ ensure_deps() {
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }
+
+# Compiles dist/ when it is missing or older than any source it is built from (a fresh clone, a pull, an edit).
+ensure_built() {
+  local stamp="$ROOT/dist/.built"
+  if [ ! -f "$stamp" ] || [ -n "$(find "$ROOT/src" "$ROOT/proto" "$ROOT/python" "$ROOT/package-lock.json" \
+    "$ROOT/tsconfig.json" "$ROOT/tsconfig.build.json" -newer "$stamp" -print -quit)" ]; then
+    say "compiling src/ to dist/ (the sources changed since the last build)"
+    bash "$ROOT/scripts/build.sh" >&2
+  fi
+}

@@ -8,6 +8,7 @@ SAY_PREFIX=start
 cd "$ROOT"
 
 ensure_deps
+ensure_built
 command -v curl >/dev/null || apt_install curl
 started_services=0
 if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BROKERS:-}" ]; then
@@ -34,15 +35,15 @@ trap 'stop; exit 130' INT TERM
 trap stop EXIT
 
 # Each process runs in its own session, so the terminal's Ctrl-C reaches only this script, which passes it on once.
-setsid node --import tsx src/bridge/main.ts &
+setsid node dist/src/bridge/main.js &
 pids+=($!)
-setsid node --import tsx src/worker/main.ts &
+setsid node dist/src/worker/main.js &
 pids+=($!)
 if [ -z "${BOARD_USERNAME:-}" ]; then
   # No board credentials configured: serve it on loopback only, which the board allows without authentication.
   export BOARD_HOST=127.0.0.1 BOARD_ALLOW_NO_AUTH=true
 fi
-setsid node --import tsx src/board/main.ts &
+setsid node dist/src/board/main.js &
 pids+=($!)
 
 # Ready only when the worker can take a build (it prepares the runner's Python tools first: ~30 s on a first start)

@@ -8,6 +8,7 @@ SAY_PREFIX=test
 cd "$ROOT"
 
 ensure_deps
+ensure_built
 # The board test drives Debian's Chromium through playwright-core (no browser download).
 command -v chromium >/dev/null || apt_install chromium
 # The deployment test validates docker-compose.yml with Debian's compose implementation (no Docker engine needed).

@@ -12,18 +12,10 @@ import { configuredOptions, runPipeline } from '../pipeline.js';
 import { erroredReport } from '../report.js';
 import { prepareSandbox, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { ensureToolchain } from '../stages/toolchain.js';
-import { EXIT, EXIT_CODES_HELP, UnavailableError, UsageError } from './exitCodes.js';
+import { EXIT, UnavailableError, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
 import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
-
-export const BUILD_USAGE = `usage: ci-runner build <repo-url-or-local-path> [--sha S] [--branch B] [--json]
-Runs the build stages locally, without Kafka or Redis, and prints the report.
-  --sha S      commit to build (default: the branch tip; for a local path, HEAD)
-  --branch B   branch the commit is on (default: a local path's current branch)
-  --json       print the report as JSON instead of a summary
-Caches go to $XDG_CACHE_HOME/ci-runner (~/.cache/ci-runner) and artefacts to
-$XDG_DATA_HOME/ci-runner/artefacts (~/.local/share/ci-runner/artefacts) unless CACHE_DIR / ARTEFACT_DIR say otherwise.
-${EXIT_CODES_HELP}`;
+import { BUILD_USAGE } from './usage.js';
 
 const SHA = /^[0-9a-f]{40}$/;
 

@@ -4,14 +4,9 @@ import { encodeCommitResult } from '../contracts.js';
 import { enqueueAndWait } from '../enqueueAndWait.js';
 import { formatReport } from '../formatReport.js';
 import { createLogger } from '../logger.js';
-import { EXIT, EXIT_CODES_HELP, UsageError } from './exitCodes.js';
+import { EXIT, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
-
-export const ENQUEUE_USAGE = `usage: ci-runner enqueue --sha <40-hex sha> --branch <name> [--repo <url>] [--task <id>]
-                         [--status SUCCESS] [--timeout <seconds>] [--json]
-Produces a CommitResult to Kafka (KAFKA_BROKERS) and prints the BuildReport when it arrives; answers at once with
-the bridge's reason when the bridge dead-letters it.
-${EXIT_CODES_HELP}`;
+import { ENQUEUE_USAGE } from './usage.js';
 
 // `ci-runner enqueue` (also `npm run enqueue`): what the coding agent does, by hand, then waits like the orchestrator.
 export async function enqueueCommand(argv: string[]): Promise<number> {

@@ -1,9 +1,6 @@
 import { toError } from '../errors.js';
-import { BUILD_USAGE, buildCommand } from './buildCommand.js';
-import { ENQUEUE_USAGE, enqueueCommand } from './enqueueCommand.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeOf } from './exitCodes.js';
-import { SERVE_USAGE, serveCommand } from './serveCommand.js';
-import { STATUS_USAGE, statusCommand } from './statusCommand.js';
+import { BUILD_USAGE, ENQUEUE_USAGE, SERVE_USAGE, STATUS_USAGE } from './usage.js';
 
 const USAGE = `usage: ci-runner <command> [options] [--debug]   (ci-runner <command> --help for its options)
 
@@ -24,11 +21,14 @@ ${SERVE_USAGE}
 --debug prints an error's stack trace as well.
 ${EXIT_CODES_HELP}`;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  build: buildCommand,
-  enqueue: enqueueCommand,
-  status: statusCommand,
-  serve: serveCommand,
+type Command = (argv: string[]) => Promise<number>;
+
+// Each command's code (Kafka, Redis, the build stages) is loaded only when that command runs.
+const COMMANDS: Record<string, { usage: string; load: () => Promise<Command> }> = {
+  build: { usage: BUILD_USAGE, load: async () => (await import('./buildCommand.js')).buildCommand },
+  enqueue: { usage: ENQUEUE_USAGE, load: async () => (await import('./enqueueCommand.js')).enqueueCommand },
+  status: { usage: STATUS_USAGE, load: async () => (await import('./statusCommand.js')).statusCommand },
+  serve: { usage: SERVE_USAGE, load: async () => (await import('./serveCommand.js')).serveCommand },
 };
 
 // Entry point of the `ci-runner` command: every error is one line (its stack too with --debug) and an exit code a
@@ -47,8 +47,12 @@ async function main(): Promise<number> {
       );
     return asked ? 0 : EXIT.USAGE;
   }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
   try {
-    return await command(rest);
+    return await (await command.load())(rest);
   } catch (thrown) {
     const error = toError(thrown);
     process.stderr.write(`ci-runner ${name}: ${error.message}\n`);

@@ -2,13 +2,7 @@ import { resolve } from 'node:path';
 import { UnavailableError, UsageError } from './exitCodes.js';
 import { parseCommand } from './parseCommand.js';
 import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
-
-export const SERVE_USAGE = `usage: ci-runner serve <local-repository-path> [--port N] [--host ADDRESS]
-Serves a local git repository (a working copy or a bare one) over smart HTTP, read-only, so that
-\`npm run enqueue -- --repo <printed URL> ...\` can send a real build of it. Runs until interrupted.
-  --port N        port to listen on (default: a free one)
-  --host ADDRESS  address to listen on (default 127.0.0.1; workers elsewhere need an address they can reach)
-Exit status: 0 stopped by a signal, 64 bad arguments, 69 the address cannot be listened on.`;
+import { SERVE_USAGE } from './usage.js';
 
 // `ci-runner serve`: git's own http-backend behind the project's server, for a newcomer's first real build.
 export async function serveCommand(argv: string[]): Promise<number> {

@@ -3,9 +3,7 @@ import { verdictOf } from '../board/verdictFormatters.js';
 import { loadConfig } from '../config.js';
 import { connectRedis, QUEUE_STATES } from '../queue.js';
 import { parseCommand } from './parseCommand.js';
-
-export const STATUS_USAGE = `usage: ci-runner status [--json]
-Shows the builds queue (REDIS_URL, QUEUE_NAME): jobs by state, connected workers and the latest builds.`;
+import { STATUS_USAGE } from './usage.js';
 
 // `ci-runner status`: what on-call wants at a glance, straight from Redis.
 export async function statusCommand(argv: string[]): Promise<number> {
