@@ -16,6 +16,7 @@ import * as coverage from './stages/coverage.js';
 import * as install from './stages/install.js';
 import { buildLayout, prepareLayout } from './stages/layout.js';
 import * as lint from './stages/lint.js';
+import { copyLintTree } from './stages/lintTree.js';
 import * as settings from './stages/settings.js';
 import * as test from './stages/test.js';
 import type { Toolchain } from './stages/toolchain.js';
@@ -78,7 +79,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
 }
 
 /** Reports the build's tools write (in its out/ directory), copied into the artefact's reports/. */
-const TOOL_REPORTS = ['junit.xml', 'coverage.json', 'ruff.json', 'pytest-results.json'];
+const TOOL_REPORTS = ['junit.xml', 'coverage.json', 'pytest-results.json'];
 
 // Copies the tools' reports out of the build's reach into the runner's reports, read as plain files only.
 async function collectToolReports(out: string, reports: string): Promise<void> {
@@ -174,6 +175,8 @@ async function runStages(
     // Names the process that owns this build, so a later worker can clean up if this one is killed.
     await writeFile(join(layout.root, 'owner'), `${hostname()} ${process.pid}\n`);
     const { toolchain } = options;
+    // A local path served on a random port is the same repository every time: its caches are keyed by its path.
+    const repository = options.gitCacheKey ?? redactUrl(input.repositoryUrl);
     const checkedOut = await stage('checkout', () =>
       checkout.run(
         {
@@ -190,6 +193,8 @@ async function runStages(
     results.checkout = checkedOut;
     if (checkedOut.outcome !== 'passed') return assembleReport(input, results, elapsed());
     const { source } = checkedOut.value;
+    // Lint reads its own copy, taken before any process of the build ran.
+    await copyLintTree(layout.src, layout.lintTree);
     await sandbox.handOver([layout.src, layout.out, layout.home, layout.tmp]);
     const defaults = {
       pytestMark: options.pytestMark,
@@ -208,7 +213,7 @@ async function runStages(
         install.run(
           {
             layout,
-            repository: redactUrl(input.repositoryUrl),
+            repository,
             toolchain,
             cacheDir: options.cacheDir,
             timeoutMs: limits.installMs,
@@ -222,7 +227,7 @@ async function runStages(
       );
       results.install = installed;
       if (installed.outcome === 'passed') {
-        const sharedEnv = installed.value.sharedEnv;
+        const { sharedEnv, venvDir } = installed.value;
         const testInput = {
           layout,
           toolchain,
@@ -230,10 +235,16 @@ async function runStages(
           extraArgs: repo.value.settings.pytestArgs,
           timeoutMs: limits.testMs,
           sharedEnv,
+          venvDir,
         };
         const [lintResult, testResult] = await Promise.all([
           repo.value.settings.lint
-            ? stage('lint', () => lint.run({ layout, toolchain, timeoutMs: limits.lintMs }, ctx))
+            ? stage('lint', () =>
+                lint.run(
+                  { layout, toolchain, timeoutMs: limits.lintMs, repository, cacheDir: options.cacheDir },
+                  ctx,
+                ),
+              )
             : undefined,
           stage('test', () => test.run(testInput, ctx)),
         ]);
@@ -241,7 +252,7 @@ async function runStages(
         results.test = testResult;
         if (testResult.outcome === 'passed' || testResult.outcome === 'failed') {
           results.coverage = await stage('coverage', () =>
-            coverage.run({ layout, timeoutMs: limits.lintMs, sharedEnv }, ctx),
+            coverage.run({ layout, timeoutMs: limits.lintMs, sharedEnv, venvDir }, ctx),
           );
         }
       }

@@ -16,6 +16,10 @@ export interface SandboxAccess {
   write?: Array<'src' | 'venv'>;
   /** The build's venv exists and is visible (read-only unless written). */
   venv?: boolean;
+  /** A ready environment (host directory) bound read-only at the venv path instead of the build's own venv. */
+  venvDir?: string;
+  /** Lint: the lint tree (read-only) at the source path instead of the checkout, and lint's own directory. */
+  lint?: boolean;
   /** The internet through user-mode networking that cannot reach the host's loopback. Otherwise none at all. */
   network?: boolean;
   /** A shared environment (host directory), visible read-only at `sharedEnvPath()`. */
@@ -133,14 +137,18 @@ export async function openBuildSandbox(
     const write = access.write ?? [];
     const { inside } = layout;
     const mounts: SandboxMount[] = [
-      { source: layout.src, target: inside.src, writable: write.includes('src') },
+      access.lint
+        ? { source: layout.lintTree, target: inside.src }
+        : { source: layout.src, target: inside.src, writable: write.includes('src') },
       { source: layout.out, target: inside.out, writable: true },
       { source: layout.home, target: inside.home, writable: true },
       { source: layout.tmp, target: inside.tmp, writable: true },
       { source: join(layout.sandbox, 'passwd'), target: '/etc/passwd' },
       { source: join(layout.sandbox, 'group'), target: '/etc/group' },
     ];
-    if (access.venv)
+    if (access.lint) mounts.push({ source: layout.lint, target: inside.lint, writable: true });
+    if (access.venvDir) mounts.push({ source: access.venvDir, target: inside.venv });
+    else if (access.venv)
       mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
     if (access.network)
       mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });

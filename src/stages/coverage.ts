@@ -9,6 +9,8 @@ export interface CoverageInput {
   timeoutMs: number;
   /** The shared environment the build's venv extends (read-only). */
   sharedEnv?: string;
+  /** The key's ready environment, bound read-only as the venv (instead of the build's own). */
+  venvDir?: string;
 }
 
 interface CoverageTotals {
@@ -45,7 +47,7 @@ export async function run(
       timeoutMs: input.timeoutMs,
       signal: ctx.signal,
       logFile: join(layout.reports, 'coverage.log'),
-      launch: ctx.sandbox.launch({ venv: true, shared: input.sharedEnv }),
+      launch: ctx.sandbox.launch({ venv: true, shared: input.sharedEnv, venvDir: input.venvDir }),
     },
   );
   const durationMs = result.durationMs;

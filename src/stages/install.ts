@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
 import { readBuildFile } from '../readBuildFile.js';
-import { type BuildLayout, buildEnv } from './layout.js';
+import { type BuildLayout, buildEnv, SANDBOX_PATHS } from './layout.js';
+import { type ProjectEnvironment, projectEnvironment } from './projectEnvironment.js';
 import { dependencyLines, sharedEnvironment } from './sharedEnvironment.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
@@ -30,6 +31,8 @@ export interface InstallValue {
   key: string;
   /** The shared, read-only environment the build's venv extends, when every dependency had a wheel. */
   sharedEnv?: string;
+  /** The key's ready environment, bound read-only as the build's venv (no per-build venv or install at all). */
+  venvDir?: string;
 }
 
 /** Files whose content decides what gets installed; any change makes a new environment key. */
@@ -152,7 +155,20 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   const { key, requirements } = await environmentKey(layout.src, toolchain, input.repository);
   const shared = sharedEnvironment(input.cacheDir, key, toolchain, layout.inherited);
   const value: InstallValue = { cacheHit: false, key };
-  const sandboxed = (args: string[], access: Parameters<typeof ctx.sandbox.launch>[0]) =>
+  // Sandboxed builds all see their checkout at the same path, so one environment per key serves them all.
+  const sandboxed = layout.inside.src === SANDBOX_PATHS.src;
+  const project = sandboxed ? projectEnvironment(input.cacheDir, key, toolchain, shared) : undefined;
+  const ready = await project?.ready();
+  if (ready) {
+    const summary = `environment ${key} from cache (shared, read-only)`;
+    return {
+      outcome: 'passed',
+      durationMs: elapsed(),
+      summary,
+      value: { cacheHit: true, key, sharedEnv: ready.shared, venvDir: ready.dir },
+    };
+  }
+  const inSandbox = (args: string[], access: Parameters<typeof ctx.sandbox.launch>[0]) =>
     runBounded(ctx.sandbox.tool(toolchain.uv), args, {
       cwd: layout.inside.src,
       env,
@@ -176,7 +192,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
     );
     const resolve = async (runnerTestPins: boolean) => {
       const inputs = await writeInputs(input, requirements, ctx, runnerTestPins);
-      return sandboxed(
+      return inSandbox(
         [
           'pip',
           'compile',
@@ -225,16 +241,17 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
     // Some dependency has no wheel or is a direct reference: it is built here, in this build's sandbox only.
     const pinsFile = join(layout.sandbox, 'pins.txt');
     await writeFile(pinsFile, pins, { mode: 0o644 });
-    const own = await sandboxed(
+    const own = await inSandbox(
       ['pip', 'install', '--python', python, '--no-deps', '-r', ctx.sandbox.runnerFile(pinsFile)],
       { venv: true, write: ['venv', 'src'], network: true, files: [pinsFile] },
     );
     const failed = verdict(own, 'dependencies could not be installed as declared', input.timeoutMs, value);
     if (failed) return failed;
   }
+  const before = project && sharedDir ? await treeFiles(layout.src) : undefined;
   if (input.installable) {
     const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
-    const project = await sandboxed(
+    const installed = await inSandbox(
       [
         'pip',
         'install',
@@ -248,12 +265,59 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
       ],
       { venv: true, write: ['venv', 'src'], shared: sharedDir },
     );
-    const failed = verdict(project, 'the project could not be installed', input.timeoutMs, value);
+    const failed = verdict(installed, 'the project could not be installed', input.timeoutMs, value);
     if (failed) return failed;
   }
   if (!recorded) await shared.recordPins(pins);
+  if (project && sharedDir && before) await share(project, before, { input, sharedDir, ctx });
   const summary = sharedDir
     ? `environment ${key} ${value.cacheHit ? 'from cache' : 'resolved and cached'}`
     : `environment ${key} installed for this build only (not every dependency has a wheel)`;
   return { outcome: 'passed', durationMs: elapsed(), summary, value };
+}
+
+/** What an editable install may leave in the checkout without making its environment per-build. */
+const INSTALL_LEFTOVERS = /(^|\/)([^/]+\.egg-info|__pycache__|build|\.pdm-build)(\/|$)/;
+
+// Every file under a checkout (relative paths), except git's own.
+async function treeFiles(dir: string): Promise<Set<string>> {
+  const entries = await readdir(dir, { recursive: true });
+  return new Set(entries.filter((path) => path !== '.git' && !path.startsWith('.git/')));
+}
+
+// After a build installed its project, makes its environment the key's shared one, unless the install left files
+// in the checkout (an extension module, a generated version file) that a later checkout would not have.
+async function share(
+  project: ProjectEnvironment,
+  before: Set<string>,
+  { input, sharedDir, ctx }: { input: InstallInput; sharedDir: string; ctx: StageContext },
+): Promise<void> {
+  if (await project.unshareable()) return;
+  const { layout } = input;
+  const made = [...(await treeFiles(layout.src))].filter(
+    (path) => !before.has(path) && !INSTALL_LEFTOVERS.test(path),
+  );
+  if (made.length > 0) {
+    const reason = `installing the project wrote ${made.slice(0, 3).join(', ')}${made.length > 3 ? ', …' : ''} into the checkout`;
+    ctx.log(`environment stays per build: ${reason}`);
+    await project.markUnshareable(reason);
+    return;
+  }
+  const why = await project.promote(
+    {
+      buildVenv: layout.venv,
+      srcHost: layout.src,
+      srcInside: layout.inside.src,
+      venvInside: layout.inside.venv,
+      shared: sharedDir,
+      sharedInside: ctx.sandbox.sharedEnvPath(sharedDir),
+      installable: input.installable,
+      inCommit: (path) => path === '' || before.has(path),
+    },
+    ctx.log,
+  );
+  if (why) {
+    ctx.log(`environment stays per build: ${why}`);
+    await project.markUnshareable(why);
+  }
 }

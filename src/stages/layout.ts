@@ -11,6 +11,8 @@ export interface BuildPaths {
   keep: string;
   home: string;
   tmp: string;
+  /** Lint's own directory (its caches, home and report): no process of the build's own ever sees it. */
+  lint: string;
 }
 
 /** Where each part of one build lives inside its private directory on the host. */
@@ -20,6 +22,11 @@ export interface BuildLayout extends BuildPaths {
   reports: string;
   /** Files the runner writes for the sandbox (passwd, resolv.conf); never writable by the build. */
   sandbox: string;
+  /**
+   * The checkout's lint inputs, copied before the build ran anything: what lint reads (at the source path), so
+   * that what the build's tests write while lint runs can never reach lint or its caches.
+   */
+  lintTree: string;
   /** The same directories as the build's processes see them. */
   inside: BuildPaths;
   /** Host variables the operator lets builds inherit (package index, TLS trust, proxies). */
@@ -37,6 +44,7 @@ export const SANDBOX_PATHS: Readonly<BuildPaths> = Object.freeze({
   keep: '/ci/out/keep',
   home: '/ci/home',
   tmp: '/ci/tmp',
+  lint: '/ci/lint',
 });
 
 // Names the directories of a build; the checkout never contains the environment or the reports. Sandboxed builds
@@ -53,6 +61,7 @@ export function buildLayout(
     keep: join(buildDir, 'out', 'keep'),
     home: join(buildDir, 'home'),
     tmp: join(buildDir, 'tmp'),
+    lint: join(buildDir, 'lint'),
   };
   return {
     ...host,
@@ -60,6 +69,7 @@ export function buildLayout(
     root: buildDir,
     reports: join(buildDir, 'reports'),
     sandbox: join(buildDir, 'sandbox'),
+    lintTree: join(buildDir, 'lint-tree'),
     inside: sandboxed ? SANDBOX_PATHS : host,
   };
 }
@@ -87,7 +97,6 @@ export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}
     LOGNAME: 'build',
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
-    PYTHONDONTWRITEBYTECODE: '1',
     PYTHONUNBUFFERED: '1',
     VIRTUAL_ENV: inside.venv,
     CI_RUNNER_BUILD: layout.root,

@@ -1,8 +1,10 @@
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
 import { readBuildJson } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
+import { lintCache } from './lintCache.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
 
@@ -10,6 +12,9 @@ export interface LintInput {
   layout: BuildLayout;
   toolchain: Toolchain;
   timeoutMs: number;
+  /** The repository (without credentials): its lint caches are its own. */
+  repository: string;
+  cacheDir: string;
 }
 
 interface RuffFinding {
@@ -59,18 +64,22 @@ function unexpected(tool: string, result: RunResult): never {
   throw new CiError('RUNNER_FAULT', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
-// Runs one of the runner's lint tools (`python -m <tool>`) in the checkout, sandboxed with the tree read-only, its
-// cache kept out of the tree.
+// Runs one of the runner's lint tools (`python -m <tool>`) on lint's own copy of the commit (read-only, at the
+// source path), with lint's own home and the repository's kept cache: nothing the tests write can reach it.
 function runTool(input: LintInput, ctx: StageContext, tool: string, args: string[]): Promise<RunResult> {
   const { layout } = input;
-  const cacheVariable = `${tool.toUpperCase()}_CACHE_DIR`;
+  const { lint } = layout.inside;
   return runBounded(ctx.sandbox.tool(input.toolchain.python), ['-m', tool, ...args], {
     cwd: layout.inside.src,
-    env: buildEnv(layout, { [cacheVariable]: join(layout.inside.tmp, `${tool}-cache`) }),
+    env: buildEnv(layout, {
+      HOME: join(lint, 'home'),
+      TMPDIR: join(lint, 'tmp'),
+      [`${tool.toUpperCase()}_CACHE_DIR`]: join(lint, 'cache', tool),
+    }),
     timeoutMs: input.timeoutMs,
     signal: ctx.signal,
     logFile: join(layout.reports, 'lint.log'),
-    launch: ctx.sandbox.launch({}),
+    launch: ctx.sandbox.launch({ lint: true }),
   });
 }
 
@@ -88,20 +97,36 @@ async function black(input: LintInput, ctx: StageContext): Promise<string[] | Ru
 
 async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
   const { layout } = input;
-  const output = join(layout.inside.out, 'ruff.json');
+  const output = join(layout.inside.lint, 'ruff.json');
   const args = ['check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'];
   const result = await runTool(input, ctx, 'ruff', args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
-  const findings = await readBuildJson<RuffFinding[]>(join(layout.out, 'ruff.json'));
+  const report = join(layout.lint, 'ruff.json');
+  const findings = await readBuildJson<RuffFinding[]>(report);
+  await copyFile(report, join(layout.reports, 'ruff.json')).catch(() => undefined);
   if (!Array.isArray(findings)) return ['ruff: its report is missing or unreadable'];
   return formatRuffFindings(findings, layout.inside.src);
 }
 
 // Runs black --check and ruff check side by side with the repository's own configuration; one entry per finding.
+// Their caches are the repository's, kept from its previous build: a file whose content was linted before is not
+// linted again (its path and its blob-derived mtime match).
 export async function run(input: LintInput, ctx: StageContext): Promise<StageResult<{ findings: string[] }>> {
   const started = performance.now();
+  const { layout } = input;
+  const cache = lintCache(input.cacheDir, input.repository, input.toolchain.fingerprint);
+  const cacheDir = join(layout.lint, 'cache');
+  const warm = await cache.restore(cacheDir);
+  ctx.log(
+    `lint caches: ${warm ? "the repository's, from its previous build" : 'none yet for this repository'}`,
+  );
+  await Promise.all(
+    ['home', 'tmp', 'cache'].map((dir) => mkdir(join(layout.lint, dir), { recursive: true })),
+  );
+  await ctx.sandbox.handOver([layout.lint]);
   const [blackOut, ruffOut] = await Promise.all([black(input, ctx), ruff(input, ctx)]);
+  if (Array.isArray(blackOut) && Array.isArray(ruffOut)) await cache.save(cacheDir);
   const durationMs = Math.round(performance.now() - started);
   const findings: string[] = [];
   for (const [tool, out] of [

@@ -1,7 +1,18 @@
 import fs from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
+
+/**
+ * A file's modification time derived from its blob id (seconds since 1970, 2001–2010, with a 20-bit fraction that
+ * is exact in a double): every checkout of the same content gets the same mtime, so caches keyed by path and
+ * mtime (ruff, black, Python's bytecode) become caches keyed by content, and a changed file never matches.
+ */
+export function blobMtime(oid: string): number {
+  return (
+    1_000_000_000 + Number.parseInt(oid.slice(0, 7), 16) + Number.parseInt(oid.slice(7, 12), 16) / 2 ** 20
+  );
+}
 
 /** The commit's tree holds something git itself would refuse to check out. */
 export class UnsafeTreeError extends Error {}
@@ -47,7 +58,11 @@ export async function materializeTree(
       }
       const { blob } = await git.readBlob({ fs, gitdir, oid: entry.oid, cache });
       if (entry.mode === '120000') await symlink(Buffer.from(blob).toString('utf8'), path);
-      else await writeFile(path, blob, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
+      else {
+        await writeFile(path, blob, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
+        const mtime = blobMtime(entry.oid);
+        await utimes(path, mtime, mtime);
+      }
       return 1;
     }),
   );

@@ -15,6 +15,8 @@ export interface TestInput {
   timeoutMs: number;
   /** The shared environment the build's venv extends (read-only). */
   sharedEnv?: string;
+  /** The key's ready environment, bound read-only as the venv (instead of the build's own). */
+  venvDir?: string;
 }
 
 export interface TestValue {
@@ -69,6 +71,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
       venv: true,
       write: ['src'],
       shared: input.sharedEnv,
+      venvDir: input.venvDir,
     }),
   });
   const durationMs = result.durationMs;

@@ -357,11 +357,26 @@ describe('build stages on real repositories, Python and tools', () => {
         '[project.optional-dependencies]',
         'test = ["six==1.16.0"]',
         '',
+        '[project.scripts]',
+        'greet = "srclayout:main"',
+        '',
         '[tool.pytest.ini_options]',
         'markers = ["fast: quick tests"]',
       ),
-      'src/srclayout/__init__.py': py('def greet():', '    return "hi"'),
+      'src/srclayout/__init__.py': py(
+        'def greet():',
+        '    return "hi"',
+        '',
+        '',
+        'def main():',
+        '    print(greet())',
+      ),
       'tests/test_greet.py': py(
+        'import importlib.metadata',
+        'import os',
+        'import subprocess',
+        'import sys',
+        '',
         'import pytest',
         'import six  # noqa: F401',
         '',
@@ -371,21 +386,77 @@ describe('build stages on real repositories, Python and tools', () => {
         '@pytest.mark.fast',
         'def test_greet():',
         '    assert greet() == "hi"',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_installed():',
+        '    assert importlib.metadata.version("srclayout") == "0.1.0"',
+        '    out = subprocess.run(["greet"], capture_output=True, text=True, check=True).stdout',
+        '    assert out.strip() == greet()',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_environment_is_read_only():',
+        '    sites = [p for p in sys.path if p.startswith(sys.prefix)]',
+        '    site = next(p for p in sites if p.endswith("site-packages"))',
+        '    with pytest.raises(OSError), open(os.path.join(site, "hostile.pth"), "w") as out:',
+        '        out.write("import os; os._exit(3)\\n")',
+        '    assert not os.path.exists(os.path.join(site, "hostile.pth"))',
       ),
     });
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
-    assert.equal(report.testsRun, 3);
+    assert.equal(report.testsRun, 5);
 
+    // Later builds with the same declarations bind the environment the runner made from the first one: no venv
+    // and no install of their own, the project importable from their own checkout, its metadata and scripts there.
     const changed = await repo.commit(
-      { 'src/srclayout/__init__.py': py('def greet():', '    return "hello"') },
+      {
+        'src/srclayout/__init__.py': py(
+          'def greet():',
+          '    return "hello"',
+          '',
+          '',
+          'def main():',
+          '    print(greet())',
+        ),
+      },
       'v2',
     );
     repo.push('main');
     const warm = await harness.build(repo, changed);
-    assert.match(stage(warm, 'install'), /from cache/);
+    assert.match(stage(warm, 'install'), /from cache \(shared, read-only\)/);
     assert.equal(warm.status, 'FAILED', 'the new source is what gets tested, not a cached copy');
     assert.deepEqual(warm.failedTests, ['tests/test_greet.py::test_greet']);
+    assert.equal(warm.testsRun, 5);
+  });
+
+  test("lint reuses the repository's caches, and a file changed in place (same size) is linted again", async () => {
+    const clean = { 'calc/extra.py': 'x = [1, 2]\n', 'calc/names.py': py('import os', '', 'print(os)') };
+    const [repo, first] = await project('lintcache', clean);
+    const cold = await harness.build(repo, first);
+    assert.equal(cold.status, 'PASSED', `${cold.error} ${cold.lintErrors}`);
+    assert.ok(harness.lastLog.some((line) => line.includes('lint caches: none yet')));
+
+    // One character each, sizes kept: the cached verdicts for these paths must not be served.
+    const dirty = { 'calc/extra.py': 'x = [1 ,2]\n', 'calc/names.py': py('import os', '', 'print(xs)') };
+    const second = await repo.commit(dirty, 'same sizes, new content');
+    repo.push('main');
+    const warm = await harness.build(repo, second);
+    assert.ok(
+      harness.lastLog.some((line) => line.includes("lint caches: the repository's, from its previous build")),
+    );
+    assert.equal(warm.status, 'FAILED');
+    assert.deepEqual([...warm.lintErrors].sort(), [
+      'calc/extra.py: would reformat',
+      'calc/names.py:1:8: F401 `os` imported but unused',
+      'calc/names.py:3:7: F821 Undefined name `xs`',
+    ]);
+
+    const third = await repo.commit(clean, 'back to the first content');
+    repo.push('main');
+    const back = await harness.build(repo, third);
+    assert.equal(back.status, 'PASSED', `${back.error} ${back.lintErrors}`);
   });
 
   test('the artefact holds the tree and every report; line coverage is covered lines over statements', async () => {

@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import { cp, mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathExists } from '../pathExists.js';
+
+/** One repository's black and ruff caches, kept between builds by the runner. */
+export interface LintCache {
+  /** Copies the kept caches into a build's lint directory (nothing when there are none yet). */
+  restore(into: string): Promise<boolean>;
+  /** Keeps what lint left in a build's lint directory for the repository's next build. */
+  save(from: string): Promise<void>;
+}
+
+// The caches of one repository under `<cacheDir>/lint/<key>`, keyed by the repository and the runner's tool pins.
+// Only lint's own processes (the runner's black and ruff, reading a copy of the commit the runner wrote) ever write
+// a build's copy; the build's install and tests never see it, and the runner swaps it in whole after the build.
+export function lintCache(cacheDir: string, repository: string, toolsFingerprint: string): LintCache {
+  const key = createHash('sha256').update(`${toolsFingerprint}\n${repository}\n`).digest('hex').slice(0, 24);
+  const dir = join(cacheDir, 'lint', key);
+  return {
+    async restore(into) {
+      if (!(await pathExists(dir))) return false;
+      await cp(dir, into, { recursive: true, preserveTimestamps: true }).catch(() => undefined);
+      return true;
+    },
+    async save(from) {
+      if (!(await pathExists(from))) return;
+      await mkdir(join(cacheDir, 'lint'), { recursive: true });
+      const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
+      const old = `${dir}.old-${process.pid}-${Date.now()}`;
+      await cp(from, staging, { recursive: true, preserveTimestamps: true });
+      await rename(dir, old).catch(() => undefined);
+      await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true }));
+      await rm(old, { recursive: true, force: true });
+    },
+  };
+}
