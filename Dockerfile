@@ -11,6 +11,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
 COPY python ./python
 COPY src ./src
+COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim AS runtime

@@ -1,6 +1,6 @@
 // `npm run bench`: ci-runner's build speed against baselines measured in the same run. Not a test: it prints numbers.
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,8 +19,8 @@ import {
 import * as checkout from '../src/stages/checkout.js';
 import { ensureToolchain } from '../src/stages/toolchain.js';
 import type { StageContext } from '../src/stages/types.js';
-import { createFixtureRepo, type Files } from '../test/support/fixtureRepo.js';
-import { cleanProject } from '../test/support/pythonProject.js';
+import { createFixtureRepo } from '../test/support/fixtureRepo.js';
+import { type Backend, benchModule, benchProject } from './benchProject.js';
 import { benchBridgeDrain } from './bridgeDrain.js';
 
 // Asynchronous on purpose: the git server runs in this process and must keep answering.
@@ -40,33 +40,14 @@ async function time(work: () => Promise<unknown> | unknown): Promise<number> {
   return performance.now() - started;
 }
 
-function line(name: string, ours: number, baselineName: string, baseline: number, target?: string): void {
-  const ratio = ours / baseline;
+function line(name: string, ours: number[], baselineName: string, baseline: number[], target?: string): void {
+  const spread = (values: number[]) =>
+    `${median(values).toFixed(0).padStart(6)} ms (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
+  const ratios = ours.map((value, i) => value / (baseline[i] ?? Number.NaN)).filter(Number.isFinite);
   const verdict = target ? `  target ${target}` : '';
   console.log(
-    `${name.padEnd(44)} ${ours.toFixed(0).padStart(6)} ms   ${baselineName.padEnd(34)} ${baseline.toFixed(0).padStart(6)} ms   ratio ${ratio.toFixed(2)}${verdict}`,
+    `${name.padEnd(44)} ${spread(ours)}   ${baselineName.padEnd(38)} ${spread(baseline)}   ratio ${(median(ours) / median(baseline)).toFixed(2)} (per round ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})${verdict}`,
   );
-}
-
-// A project big enough to notice: the fixture package plus generated modules and tests.
-function project(modules: number, stamp: string): Files {
-  const files: Files = { ...cleanProject(), 'requirements.txt': 'six==1.16.0\n', 'STAMP.txt': `${stamp}\n` };
-  for (let i = 0; i < modules; i += 1) {
-    files[`calc/mod${i}.py`] =
-      `def f${i}(x):\n    if x > ${i}:\n        return x - ${i}\n    return x + ${i}\n`;
-    files[`tests/test_mod${i}.py`] = [
-      'import pytest',
-      '',
-      `from calc.mod${i} import f${i}`,
-      '',
-      '',
-      '@pytest.mark.fast',
-      `def test_f${i}():`,
-      `    assert f${i}(${i + 1}) == 1`,
-      '',
-    ].join('\n');
-  }
-  return files;
 }
 
 async function main(): Promise<void> {
@@ -89,9 +70,9 @@ async function main(): Promise<void> {
     log: () => undefined,
     sandbox: noSandbox(),
   });
-  const build = (sha: string, cacheDir: string, sandbox: SandboxHost | NoSandbox = sandboxed) =>
+  const build = (url: string, sha: string, cacheDir: string, sandbox: SandboxHost | NoSandbox = sandboxed) =>
     runPipeline(
-      { taskId: 'bench', commitSha: sha, branchName: 'main', repositoryUrl: repo.url, attempt: 1 },
+      { taskId: 'bench', commitSha: sha, branchName: 'main', repositoryUrl: url, attempt: 1 },
       {
         toolchain,
         sandbox,
@@ -110,35 +91,79 @@ async function main(): Promise<void> {
     console.log(`ci-runner bench: ${ROUNDS} rounds each, medians; Python ${toolchain.pythonVersion}`);
     console.log(`sandbox: ${sandboxed.enabled ? 'on' : 'off'}\n`);
 
-    // 1. Cold vs warm build (install measured inside the same builds).
+    // 1. Cold (new dependency declarations, package caches warm) vs warm (a one-line commit) builds, per backend.
+    const cacheDir = join(root, 'cache');
     const colds: number[] = [];
     const warms: number[] = [];
-    const installCold: number[] = [];
-    const installWarm: number[] = [];
-    for (let round = 0; round < ROUNDS; round += 1) {
-      const cacheDir = join(root, `cache-${round}`);
-      const first = await repo.commit(project(40, `cold ${round}`), `cold ${round}`);
-      repo.push('main');
-      const started = performance.now();
-      installCold.push(stageMs(await build(first, cacheDir), 'install'));
-      colds.push(performance.now() - started);
-      const second = await repo.commit({ 'STAMP.txt': `warm ${round}\n` }, `warm ${round}`);
-      repo.push('main');
-      const again = performance.now();
-      installWarm.push(stageMs(await build(second, cacheDir), 'install'));
-      warms.push(performance.now() - again);
+    const lintWarm: number[] = [];
+    const lintOneFile: number[] = [];
+    for (const backend of ['setuptools', 'flit', 'hatchling'] as Backend[]) {
+      const backendRepo = await createFixtureRepo(served, git.baseUrl, `bench-${backend}`);
+      const installCold: number[] = [];
+      const installWarm: number[] = [];
+      // Primes the package caches (uv's, the shared dependency environment): not measured.
+      const prime = await backendRepo.commit(benchProject(40, 'prime', backend), 'prime');
+      backendRepo.push('main');
+      await build(backendRepo.url, prime, cacheDir);
+      for (let round = 0; round < ROUNDS; round += 1) {
+        const first = await backendRepo.commit(
+          benchProject(40, `${backend} ${round}`, backend),
+          `cold ${round}`,
+        );
+        backendRepo.push('main');
+        const started = performance.now();
+        installCold.push(stageMs(await build(backendRepo.url, first, cacheDir), 'install'));
+        if (backend === 'setuptools') colds.push(performance.now() - started);
+        const second = await backendRepo.commit(
+          { 'calc/mod0.py': benchModule(0, round + 1) },
+          `one line ${round}`,
+        );
+        backendRepo.push('main');
+        const again = performance.now();
+        const warm = await build(backendRepo.url, second, cacheDir);
+        installWarm.push(stageMs(warm, 'install'));
+        if (backend !== 'setuptools') continue;
+        warms.push(performance.now() - again);
+        lintWarm.push(stageMs(warm, 'lint'));
+        // The same tools by hand on just the changed file, side by side as the lint stage runs them.
+        const file = join(root, `one-${round}`, 'calc', 'mod0.py');
+        await mkdir(join(root, `one-${round}`, 'calc'), { recursive: true });
+        await writeFile(file, benchModule(0, round + 1));
+        const cwd = join(root, `one-${round}`);
+        lintOneFile.push(
+          await time(() =>
+            Promise.all([
+              run(toolchain.python, ['-m', 'black', '--check', '--quiet', 'calc/mod0.py'], { cwd }),
+              run(toolchain.python, ['-m', 'ruff', 'check', '--no-cache', '--quiet', 'calc/mod0.py'], {
+                cwd,
+              }),
+            ]),
+          ),
+        );
+      }
+      line(
+        `install, warm (same declarations), ${backend}`,
+        installWarm,
+        'install, cold (new declarations)',
+        installCold,
+        'warm <= 50 ms',
+      );
     }
-    line('warm build (new commit, caches warm)', median(warms), 'cold build (empty caches)', median(colds));
+    line('warm build (one-line commit)', warms, 'cold build (new declarations)', colds);
     line(
-      'install, warm (same declarations)',
-      median(installWarm),
-      'install, cold (empty caches)',
-      median(installCold),
-      'warm <= 500 ms',
+      'lint of a one-file commit (caches warm)',
+      lintWarm,
+      'black + ruff on that one file by hand',
+      lintOneFile,
+      '<= 1.20',
     );
 
+    // The project the rows below build, its environment made by one unmeasured build.
+    await repo.commit(benchProject(40, 'main'), 'main');
+    repo.push('main');
+    await build(repo.url, await repo.commit({ 'STAMP.txt': 'main\n' }, 'stamp'), cacheDir);
+
     // 2. Checkout of a new commit from the warm object cache vs the git CLI's shallow clone of it.
-    const cacheDir = join(root, 'cache-0');
     const ours: number[] = [];
     const cli: number[] = [];
     for (let round = 0; round < ROUNDS; round += 1) {
@@ -159,13 +184,7 @@ async function main(): Promise<void> {
         await time(() => run('git', ['clone', '--quiet', '--depth', '1', '--no-tags', repo.url, clone])),
       );
     }
-    line(
-      'checkout of a new commit, warm cache',
-      median(ours),
-      'git clone --depth 1 (git CLI)',
-      median(cli),
-      '<= 1.00',
-    );
+    line('checkout of a new commit, warm cache', ours, 'git clone --depth 1 (git CLI)', cli, '<= 1.00');
 
     // 3. The sandbox's cost: the same warm build with and without it, interleaved.
     const withBox: number[] = [];
@@ -173,10 +192,10 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round += 1) {
       const sha = await repo.commit({ 'STAMP.txt': `sandbox ${round}\n` }, `sandbox ${round}`);
       repo.push('main');
-      without.push(await time(() => build(sha, cacheDir, { enabled: false })));
-      withBox.push(await time(() => build(sha, cacheDir)));
+      without.push(await time(() => build(repo.url, sha, cacheDir, { enabled: false })));
+      withBox.push(await time(() => build(repo.url, sha, cacheDir)));
     }
-    line('warm build, sandboxed', median(withBox), 'the same build, SANDBOX=off', median(without), '<= 1.05');
+    line('warm build, sandboxed', withBox, 'the same build, SANDBOX=off', without, '<= 1.05');
 
     // 4. Warm build vs the bare commands in a ready environment.
     const ready = join(root, 'ready');
@@ -194,8 +213,7 @@ async function main(): Promise<void> {
         join(venv, 'bin', 'python'),
         '-r',
         toolchain.testRequirements,
-        '-r',
-        'requirements.txt',
+        'six==1.16.0',
       ],
       { env: uvEnv, cwd: ready },
     );
@@ -215,17 +233,28 @@ async function main(): Promise<void> {
     const warmBuilds: number[] = [];
     for (let round = 0; round < ROUNDS; round += 1) {
       bareTimes.push(await time(bare));
-      const next = await repo.commit({ 'STAMP.txt': `compare ${round}\n` }, `compare ${round}`);
+      const next = await repo.commit({ 'calc/mod0.py': benchModule(0, round + 10) }, `compare ${round}`);
       repo.push('main');
-      warmBuilds.push(await time(() => build(next, cacheDir)));
+      warmBuilds.push(await time(() => build(repo.url, next, cacheDir)));
     }
     line(
       'warm build, end to end',
-      median(warmBuilds),
+      warmBuilds,
       'ruff + black + pytest/coverage by hand',
-      median(bareTimes),
-      '<= 1.25',
+      bareTimes,
+      '<= 0.80',
     );
+
+    // 5. The command line's start-up: the compiled `ci-runner` vs the same entry point through tsx.
+    const compiled: number[] = [];
+    const throughTsx: number[] = [];
+    for (let round = 0; round < ROUNDS; round += 1) {
+      compiled.push(await time(() => run(resolve('bin/ci-runner'), ['build', '--help'])));
+      throughTsx.push(
+        await time(() => run('node', ['--import', 'tsx', resolve('src/cli/main.ts'), 'build', '--help'])),
+      );
+    }
+    line('ci-runner build --help (compiled)', compiled, 'the same through tsx', throughTsx, '<= 300 ms');
   } finally {
     await git.close();
     await repo.cleanup();
