@@ -106,6 +106,7 @@ async function main(): Promise<void> {
       backendRepo.push('main');
       await build(backendRepo.url, prime, cacheDir);
       for (let round = 0; round < ROUNDS; round += 1) {
+        console.error(`bench: ${backend} round ${round + 1}/${ROUNDS}`);
         const first = await backendRepo.commit(
           benchProject(40, `${backend} ${round}`, backend),
           `cold ${round}`,
@@ -161,7 +162,9 @@ async function main(): Promise<void> {
     // The project the rows below build, its environment made by one unmeasured build.
     await repo.commit(benchProject(40, 'main'), 'main');
     repo.push('main');
-    await build(repo.url, await repo.commit({ 'STAMP.txt': 'main\n' }, 'stamp'), cacheDir);
+    const stamp = await repo.commit({ 'STAMP.txt': 'main\n' }, 'stamp');
+    repo.push('main');
+    await build(repo.url, stamp, cacheDir);
 
     // 2. Checkout of a new commit from the warm object cache vs the git CLI's shallow clone of it.
     const ours: number[] = [];
