@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { CiError, toError } from '../errors.js';
@@ -126,6 +126,36 @@ async function tooManyPacks(gitdir: string): Promise<boolean> {
   return names.filter((name) => name.endsWith('.pack')).length > MAX_PACKS;
 }
 
+/** A pack renamed into the cache's order of arrival: `pack-<8-digit sequence>-<checksum>`. */
+const SEQUENCED = /^pack-(\d{8})-[0-9a-f]{40}\.idx$/;
+const RECEIVED = /^pack-[0-9a-f]{40}\.idx$/;
+
+// Names every pack a fetch just wrote after its order of arrival. isomorphic-git reads packs in name order and
+// keeps thin packs thin (a delta may have its base in an older pack); once content comes back, a newer pack can hold
+// an object as a delta against one whose newest copy is a delta against the first, and the lookup never ends.
+// Read oldest first, every object is found in the first pack that had it, whose outside bases are all older:
+// every lookup ends. Linked before unlinked, so a concurrent reader always finds a pack.
+async function sequencePacks(gitdir: string): Promise<void> {
+  const dir = join(gitdir, 'objects', 'pack');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  let next = Math.max(0, ...names.map((name) => Number(SEQUENCED.exec(name)?.[1] ?? -1) + 1));
+  for (const idx of names.filter((name) => RECEIVED.test(name))) {
+    const stem = idx.slice('pack-'.length, -'.idx'.length);
+    const renamed = `pack-${String(next).padStart(8, '0')}-${stem}`;
+    next += 1;
+    await link(join(dir, `pack-${stem}.pack`), join(dir, `${renamed}.pack`));
+    await link(join(dir, idx), join(dir, `${renamed}.idx`));
+    await unlink(join(dir, idx));
+    await unlink(join(dir, `pack-${stem}.pack`));
+  }
+}
+
+// A cache from before packs were sequenced holds packs in no order: it starts afresh.
+async function unsequencedPacks(gitdir: string): Promise<boolean> {
+  const names = await readdir(join(gitdir, 'objects', 'pack')).catch(() => [] as string[]);
+  return names.some((name) => RECEIVED.test(name));
+}
+
 async function isShallow(gitdir: string): Promise<boolean> {
   const text = await readFile(join(gitdir, 'shallow'), 'utf8').catch(() => '');
   return text.trim().length > 0;
@@ -154,6 +184,13 @@ async function fetchInto(
   ctx: StageContext,
   cache: object,
 ): Promise<string | undefined> {
+  const fetch = async (args: { ref: string; depth: number }) => {
+    try {
+      await git.fetch({ ...base, ...args });
+    } finally {
+      await sequencePacks(gitdir);
+    }
+  };
   const base = {
     fs,
     http: smartHttp(),
@@ -174,17 +211,17 @@ async function fetchInto(
     await git.writeRef({ fs, gitdir, ref: localRef, value: tip, force: true });
     await git.writeRef({ fs, gitdir, ref: LAST_FETCHED, value: tip, force: true });
   };
-  const branchRefused = await attempt(input, () => git.fetch({ ...base, ref: input.branchName, depth: 1 }));
+  const branchRefused = await attempt(input, () => fetch({ ref: input.branchName, depth: 1 }));
   if (branchRefused) ctx.log(`fetching branch ${input.branchName} failed: ${branchRefused}`);
   else await recordTip();
   if (await hasCommit(gitdir, input.commitSha, cache)) return undefined;
 
-  const shaRefused = await attempt(input, () => git.fetch({ ...base, ref: input.commitSha, depth: 1 }));
+  const shaRefused = await attempt(input, () => fetch({ ref: input.commitSha, depth: 1 }));
   if (!shaRefused) return undefined;
   ctx.log(`the server would not send ${input.commitSha} by sha: ${shaRefused}`);
   if (branchRefused) return `branch ${input.branchName}: ${branchRefused}; by sha: ${shaRefused}`;
   for (const depth of DEEPEN_STEPS) {
-    const refused = await attempt(input, () => git.fetch({ ...base, ref: input.branchName, depth }));
+    const refused = await attempt(input, () => fetch({ ref: input.branchName, depth }));
     if (refused) return `deepening branch ${input.branchName}: ${refused}`;
     if (await hasCommit(gitdir, input.commitSha, cache)) {
       const how = depth < 0x7fffffff ? `${depth} commits deep` : 'with its whole history';
@@ -207,6 +244,10 @@ async function ensureCommit(
   return withDirLock(
     `${gitdir}.lock`,
     async () => {
+      if (await unsequencedPacks(gitdir)) {
+        ctx.log(`object cache ${gitdir} predates ordered packs; starting it afresh`);
+        await rm(gitdir, { recursive: true, force: true });
+      }
       if (await tooManyPacks(gitdir)) {
         // isomorphic-git cannot repack: start the cache afresh rather than slow every lookup down.
         ctx.log(`object cache ${gitdir} holds more than ${MAX_PACKS} packs; starting it afresh`);

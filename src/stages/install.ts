@@ -55,7 +55,7 @@ export async function environmentKey(
 ): Promise<{ key: string; requirements: string[] }> {
   const names: string[] = [];
   const hash = createHash('sha256').update(
-    `${toolchain.fingerprint}\n${toolchain.pythonVersion}\n${repository}\n`,
+    `${toolchain.fingerprint}\n${toolchain.pluginHash}\n${toolchain.pythonVersion}\n${repository}\n`,
   );
   for (const name of (await readdir(src)).filter((n) => DECLARATIONS.test(n)).sort()) {
     // Read as a plain file only (never through a symlink), in one step: what is hashed is what was checked.

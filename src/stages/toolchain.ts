@@ -23,6 +23,8 @@ export interface Toolchain {
   pluginDir: string;
   /** Hash of everything that makes environments built with this toolchain differ. */
   fingerprint: string;
+  /** Hash of the runner's pytest plugin, which every project environment holds a copy of. */
+  pluginHash: string;
 }
 
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
@@ -124,5 +126,9 @@ export async function ensureToolchain(
     testRequirements: testFile,
     pluginDir: PYTHON_DIR,
     fingerprint,
+    pluginHash: createHash('sha256')
+      .update(await readFile(join(PYTHON_DIR, 'ci_runner_pytest_plugin.py')))
+      .digest('hex')
+      .slice(0, 16),
   };
 }

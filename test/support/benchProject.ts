@@ -1,5 +1,5 @@
-import type { Files } from '../test/support/fixtureRepo.js';
-import { cleanProject } from '../test/support/pythonProject.js';
+import type { Files } from './fixtureRepo.js';
+import { cleanProject } from './pythonProject.js';
 
 export type Backend = 'setuptools' | 'flit' | 'hatchling';
 
