@@ -2,11 +2,16 @@
 and records exact node ids of failed and errored tests.
 
 Written to the JSON file named by CI_RUNNER_PYTEST_RESULTS, so the runner never scrapes pytest's text output.
+Under `coverage run`, it also writes coverage's JSON report (CI_RUNNER_COVERAGE_JSON) when the process exits, after
+coverage saved its data: exactly `coverage json`, without a second Python process.
 """
 
+import atexit
 import json
 import os
 import re
+
+_START_DIR = os.getcwd()
 
 
 class _Recorder:
@@ -91,7 +96,28 @@ def _combine_mark_expressions(config):
     config.option.markexpr = f"({own}) and ({runner})" if own else runner
 
 
+def _coverage_json():
+    """What `coverage json --data-file=<data> -o <out>` writes, from the directory the run started in (its
+    configuration). Runs as the interpreter exits: `coverage run` has stopped and saved its data by then."""
+    data = os.environ.get("CI_RUNNER_COVERAGE_DATA")
+    out = os.environ.get("CI_RUNNER_COVERAGE_JSON")
+    if not data or not out:
+        return
+    try:
+        import coverage
+
+        os.chdir(_START_DIR)
+        report = coverage.Coverage(data_file=data)
+        report.load()
+        report.json_report(outfile=out)
+    except Exception as error:  # no data, or a broken configuration: the runner reports no coverage
+        with open(f"{out}.error", "w", encoding="utf-8") as handle:
+            handle.write(f"{type(error).__name__}: {error}\n")
+
+
 def pytest_configure(config):
+    if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not hasattr(config, "workerinput"):
+        atexit.register(_coverage_json)
     _combine_mark_expressions(config)
     _register_marks_in_expression(config)
     config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")

@@ -203,7 +203,9 @@ async function runStages(
       limits: options.limits,
       resources: options.resources,
     };
-    const repo = await stage('settings', () => settings.run({ layout, toolchain, defaults }, ctx));
+    const repo = await stage('settings', () =>
+      settings.run({ layout, toolchain, defaults, cacheDir: options.cacheDir }, ctx),
+    );
     results.settings = repo;
     if (repo.outcome === 'passed') {
       const { limits, resources } = repo.value.settings;
@@ -251,9 +253,7 @@ async function runStages(
         results.lint = lintResult;
         results.test = testResult;
         if (testResult.outcome === 'passed' || testResult.outcome === 'failed') {
-          results.coverage = await stage('coverage', () =>
-            coverage.run({ layout, timeoutMs: limits.lintMs, sharedEnv, venvDir }, ctx),
-          );
+          results.coverage = await stage('coverage', () => coverage.run({ layout }, ctx));
         }
       }
     }

@@ -1,7 +1,11 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildResources, StageLimits } from '../config.js';
 import { CiError } from '../errors.js';
+import { pathExists } from '../pathExists.js';
 import { runBounded } from '../process.js';
+import { readBuildFile } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
@@ -32,6 +36,21 @@ export interface SettingsInput {
   layout: BuildLayout;
   toolchain: Toolchain;
   defaults: RepoSettings;
+  /** Where what the reader said about a pyproject.toml is kept, keyed by its content. */
+  cacheDir: string;
+}
+
+// What the reader's answer depends on: its own code, pyproject.toml's bytes and whether setup.py / setup.cfg exist.
+// Undefined when pyproject.toml is not a plain file (a symlink is read only by the sandboxed reader, never cached).
+async function readerKey(src: string, script: string): Promise<string | undefined> {
+  const path = join(src, 'pyproject.toml');
+  const content = await readBuildFile(path, 4 * 1024 * 1024);
+  if (!content && (await pathExists(path))) return undefined;
+  const hash = createHash('sha256').update(await readFile(script));
+  hash.update(content ? `pyproject\n${content.length}\n` : 'no pyproject\n');
+  if (content) hash.update(content);
+  for (const name of ['setup.py', 'setup.cfg']) hash.update(`\n${name} ${await pathExists(join(src, name))}`);
+  return hash.digest('hex').slice(0, 32);
 }
 
 const TIMEOUT_KEYS = {
@@ -114,18 +133,21 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
 export async function run(input: SettingsInput, ctx: StageContext): Promise<StageResult<RepoFacts>> {
   const { layout } = input;
   const script = join(input.toolchain.pluginDir, 'ci_runner_settings.py');
-  const result = await runBounded(
-    ctx.sandbox.tool(input.toolchain.python),
-    [ctx.sandbox.runnerFile(script)],
-    {
-      cwd: layout.inside.src,
-      env: buildEnv(layout),
-      timeoutMs: 30_000,
-      signal: ctx.signal,
-      logFile: join(layout.reports, 'settings.log'),
-      launch: ctx.sandbox.launch({ files: [script] }),
-    },
-  );
+  // The same pyproject.toml read before: its answer, without starting Python.
+  const key = await readerKey(layout.src, script);
+  const cacheFile = key ? join(input.cacheDir, 'settings', `${key}.json`) : undefined;
+  const known = cacheFile ? await readFile(cacheFile, 'utf8').catch(() => undefined) : undefined;
+  if (known) ctx.log('this pyproject.toml was read before: its answer comes from the cache');
+  const result = known
+    ? { kind: 'exited' as const, exitCode: 0, stdout: known, stderr: '', durationMs: 0 }
+    : await runBounded(ctx.sandbox.tool(input.toolchain.python), [ctx.sandbox.runnerFile(script)], {
+        cwd: layout.inside.src,
+        env: buildEnv(layout),
+        timeoutMs: 30_000,
+        signal: ctx.signal,
+        logFile: join(layout.reports, 'settings.log'),
+        launch: ctx.sandbox.launch({ files: [script] }),
+      });
   const fallback: RepoFacts = {
     settings: input.defaults,
     extras: [],
@@ -158,6 +180,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   };
   try {
     parsed = result.exitCode === 0 ? JSON.parse(result.stdout) : {};
+    if (!known && cacheFile && result.exitCode === 0) await keep(cacheFile, result.stdout);
   } catch {
     parsed = {};
   }
@@ -184,4 +207,11 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     buildRequires: parsed.build_requires ?? [],
   };
   return { outcome: 'passed', durationMs, summary, value };
+}
+
+async function keep(file: string, text: string): Promise<void> {
+  await mkdir(join(file, '..'), { recursive: true });
+  const temporary = `${file}.tmp-${process.pid}-${Date.now()}`;
+  await writeFile(temporary, text);
+  await rename(temporary, file);
 }

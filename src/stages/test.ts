@@ -62,6 +62,9 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     // The plugin narrows the repository's own -m (addopts) by the runner's expression rather than replacing it.
     env: buildEnv(layout, {
       CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
+      // The plugin writes coverage's JSON report as the process exits: no second Python process for it.
+      CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
+      CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
       CI_RUNNER_PYTEST_MARK: input.mark,
     }),
     timeoutMs: input.timeoutMs,

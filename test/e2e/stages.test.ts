@@ -295,6 +295,34 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.deepEqual(report.lintErrors, []);
     assert.equal(report.testsRun, 1, '-k add selects one test');
     assert.ok(!report.stages.some((stage) => stage.name === 'lint'));
+
+    // The same pyproject.toml again: its settings come from the cache, without starting Python.
+    const same = await repo.commit({ 'calc/other.py': 'y = 2\n' }, 'code only');
+    repo.push('main');
+    const again = await harness.build(repo, same);
+    assert.ok(harness.lastLog.some((line) => line.includes('this pyproject.toml was read before')));
+    assert.ok(!again.stages.some((stage) => stage.name === 'lint'));
+    assert.equal(again.testsRun, 1);
+
+    // A changed pyproject.toml gets its own answer: lint is back on and finds calc/ugly.py.
+    const changed = await repo.commit(
+      {
+        'pyproject.toml': py(
+          '[tool.pytest.ini_options]',
+          'pythonpath = ["."]',
+          'markers = ["fast: quick tests"]',
+        ),
+      },
+      'settings removed',
+    );
+    repo.push('main');
+    const relinted = await harness.build(repo, changed);
+    assert.equal(relinted.status, 'FAILED');
+    assert.ok(
+      relinted.lintErrors.some((finding) => finding.startsWith('calc/ugly.py')),
+      `${relinted.lintErrors}`,
+    );
+    assert.equal(relinted.testsRun, 2);
   });
 
   test('dependencies: installed into the build, reused from the cache when the declarations are unchanged', async () => {
