@@ -22,33 +22,14 @@ import type { StageContext } from '../src/stages/types.js';
 import { type Backend, benchModule, benchProject } from '../test/support/benchProject.js';
 import { createFixtureRepo } from '../test/support/fixtureRepo.js';
 import { benchBridgeDrain } from './bridgeDrain.js';
+import { line, time } from './measure.js';
+import { benchRealProject, REAL_MARK } from './realProject.js';
 
 // Asynchronous on purpose: the git server runs in this process and must keep answering.
 const run = promisify(execFile);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const logger = createLogger({ level: 'warn', pretty: false, name: 'bench' });
 const config = loadConfig({ ...process.env, REDIS_URL: 'redis://127.0.0.1:1', KAFKA_BROKERS: '127.0.0.1:1' });
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
-async function time(work: () => Promise<unknown> | unknown): Promise<number> {
-  const started = performance.now();
-  await work();
-  return performance.now() - started;
-}
-
-function line(name: string, ours: number[], baselineName: string, baseline: number[], target?: string): void {
-  const spread = (values: number[]) =>
-    `${median(values).toFixed(0).padStart(6)} ms (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
-  const ratios = ours.map((value, i) => value / (baseline[i] ?? Number.NaN)).filter(Number.isFinite);
-  const verdict = target ? `  target ${target}` : '';
-  console.log(
-    `${name.padEnd(44)} ${spread(ours)}   ${baselineName.padEnd(38)} ${spread(baseline)}   ratio ${(median(ours) / median(baseline)).toFixed(2)} (per round ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})${verdict}`,
-  );
-}
 
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'ci-runner-bench-'));
@@ -70,7 +51,13 @@ async function main(): Promise<void> {
     log: () => undefined,
     sandbox: noSandbox(),
   });
-  const build = (url: string, sha: string, cacheDir: string, sandbox: SandboxHost | NoSandbox = sandboxed) =>
+  const build = (
+    url: string,
+    sha: string,
+    cacheDir: string,
+    sandbox: SandboxHost | NoSandbox = sandboxed,
+    pytestMark = 'fast',
+  ) =>
     runPipeline(
       { taskId: 'bench', commitSha: sha, branchName: 'main', repositoryUrl: url, attempt: 1 },
       {
@@ -80,7 +67,7 @@ async function main(): Promise<void> {
         artefactDir: join(root, 'artefacts'),
         cacheDir,
         workDir: join(root, 'work'),
-        pytestMark: 'fast',
+        pytestMark,
         ...(process.env.BENCH_DEBUG
           ? {
               onLog: (text: string) =>
@@ -265,6 +252,16 @@ async function main(): Promise<void> {
       throughTsx.push(
         await time(() => run('node', ['--import', 'tsx', resolve('src/cli/main.ts'), 'build', '--help'])),
       );
+    }
+    if (process.env.BENCH_REAL !== '0') {
+      await benchRealProject({
+        root,
+        rounds: Number(process.env.BENCH_REAL_ROUNDS ?? 3),
+        toolchain,
+        newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
+        build: (url, sha) => build(url, sha, cacheDir, sandboxed, REAL_MARK),
+        dropLintCaches: () => rm(join(cacheDir, 'lint'), { recursive: true, force: true }),
+      });
     }
     line('ci-runner build --help (compiled)', compiled, 'the same through tsx', throughTsx, '<= 300 ms');
   } finally {

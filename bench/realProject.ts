@@ -1,0 +1,161 @@
+// The real-project rows of `npm run bench`: a pinned PyPI project with over 1,000 tests, a warm build of a one-line
+// commit against the bare tools (sequential, and lint beside tests), against the original sketch's sequential
+// runner, and lint with cold and warm caches.
+import { execFile, execFileSync } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { BuildReport } from '../src/contracts.js';
+import type { Toolchain } from '../src/stages/toolchain.js';
+import type { FixtureRepo } from '../test/support/fixtureRepo.js';
+import { line, time } from './measure.js';
+
+const run = promisify(execFile);
+/** click: flit_core, src layout, [dependency-groups] tests, ~2,400 tests. */
+const PROJECT = 'click==8.5.1';
+const CHANGED_FILE = 'src/click/utils.py';
+/** A mark nothing uses: every build and every baseline runs the project's whole selection. */
+export const REAL_MARK = 'not ci_runner_excluded';
+
+export interface RealBenchContext {
+  root: string;
+  rounds: number;
+  toolchain: Toolchain;
+  newRepo: (name: string) => Promise<FixtureRepo>;
+  /** A build with the runner's pipeline, its mark REAL_MARK; `cacheDir` shared by every round. */
+  build: (url: string, sha: string) => Promise<BuildReport>;
+  /** Removes the repository's lint caches (the next build lints cold). */
+  dropLintCaches: () => Promise<void>;
+}
+
+const stageMs = (report: BuildReport, name: string) =>
+  report.stages.find((stage) => stage.name === name)?.durationMs ?? Number.NaN;
+
+async function pins(name: string): Promise<string[]> {
+  const text = await readFile(new URL(`../python/${name}`, import.meta.url), 'utf8');
+  return text.split('\n').filter((row) => /^[a-z]/.test(row));
+}
+
+// The sdist from PyPI (it carries the tests), extracted and owned by whoever runs the bench.
+async function download(root: string): Promise<string> {
+  const dir = await mkdtemp(join(root, 'real-'));
+  execFileSync('python3', [
+    '-m',
+    'pip',
+    'download',
+    '--quiet',
+    '--no-deps',
+    '--no-binary',
+    ':all:',
+    PROJECT,
+    '-d',
+    dir,
+  ]);
+  const sdist = (await readdir(dir)).find((name) => name.endsWith('.tar.gz'));
+  if (!sdist) throw new Error(`pip downloaded no sdist of ${PROJECT}`);
+  execFileSync('tar', ['xzf', sdist, '--no-same-owner', '-C', dir], { cwd: dir });
+  return join(dir, sdist.replace(/\.tar\.gz$/, ''));
+}
+
+// A ready venv with the runner's pinned tools, the project editable with its test group, and pytest-cov (the
+// sketch's coverage plugin).
+async function readyVenv(root: string, tree: string): Promise<string> {
+  const venv = join(root, 'real-venv');
+  execFileSync('python3', ['-m', 'venv', venv]);
+  const pip = join(venv, 'bin', 'pip');
+  const tools = await pins('requirements-tools.txt');
+  execFileSync(pip, ['install', '--quiet', ...tools.filter((row) => /^(pip|black|ruff)==/.test(row))]);
+  execFileSync(pip, ['install', '--quiet', ...(await pins('requirements-test.txt')), 'pytest-cov']);
+  execFileSync(pip, ['install', '--quiet', '-e', '.', '--group', 'tests'], { cwd: tree });
+  return venv;
+}
+
+export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
+  console.error(`bench: ${PROJECT} from PyPI`);
+  const tree = await download(ctx.root);
+  const venv = await readyVenv(ctx.root, tree);
+  const python = join(venv, 'bin', 'python');
+  const repo = await ctx.newRepo('real-click');
+  repo.commitDir(tree, 'as published');
+  repo.push('main');
+  // Every later round is a one-line commit; the first build (environment, caches) is not measured.
+  await ctx.build(repo.url, repo.commitDir(tree, 'prime'));
+
+  const env = { ...process.env, HOME: join(ctx.root, 'real-home') };
+  await mkdir(env.HOME, { recursive: true });
+  const inTree = { cwd: tree, env, maxBuffer: 256 * 1024 * 1024 };
+  const quietly = (command: string, args: string[], options = inTree) =>
+    run(command, args, options).catch(() => undefined);
+  const lintByHand = () =>
+    Promise.all([
+      quietly(python, ['-m', 'ruff', 'check', '--no-cache', '--quiet', '.']),
+      quietly(python, ['-m', 'black', '--check', '--quiet', '.']),
+    ]);
+  const testsByHand = async () => {
+    // No -m: the project's own selection (its addopts), which the runner's no-op mark only narrows.
+    await quietly(python, ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-p', 'no:cacheprovider']);
+    await quietly(python, ['-m', 'coverage', 'json', '-q', '-o', join(ctx.root, 'real-coverage.json')]);
+  };
+  // The sketch (seed/phase-07): a fresh shallow clone, pip install into one persistent environment with a warm
+  // pip cache, black, ruff, pytest --cov, a tarball of the clone; one after another.
+  const sketch = async (sha: string) => {
+    const work = await mkdtemp(join(ctx.root, 'sketch-'));
+    const clone = join(work, 'repo');
+    await run('git', ['clone', '--quiet', '--depth', '1', '--branch', 'main', repo.url, clone]);
+    await run('git', ['checkout', '--quiet', sha], { cwd: clone });
+    const options = { cwd: clone, env, maxBuffer: 256 * 1024 * 1024 };
+    await quietly(
+      python,
+      ['-m', 'pip', 'install', '--quiet', '-e', '.', '--cache-dir', join(ctx.root, 'pipcache')],
+      options,
+    );
+    await quietly(python, ['-m', 'black', '--check', '.'], options);
+    await quietly(python, ['-m', 'ruff', 'check', '.'], options);
+    await quietly(
+      python,
+      ['-m', 'pytest', '-q', '--cov', '--cov-report=json:cov.json', '-p', 'no:cacheprovider'],
+      options,
+    );
+    await run('tar', ['czf', join(work, 'artefact.tar.gz'), '-C', work, 'repo']);
+    await rm(work, { recursive: true, force: true });
+  };
+
+  const ours: number[] = [];
+  const sequential: number[] = [];
+  const parallel: number[] = [];
+  const sketchTimes: number[] = [];
+  const lintWarm: number[] = [];
+  const lintCold: number[] = [];
+  for (let round = 0; round < ctx.rounds; round += 1) {
+    console.error(`bench: ${PROJECT} round ${round + 1}/${ctx.rounds}`);
+    await appendFile(join(tree, CHANGED_FILE), `\n# bench round ${round}\n`);
+    const sha = repo.commitDir(tree, `one line ${round}`);
+    repo.push('main');
+    const started = performance.now();
+    const report = await ctx.build(repo.url, sha);
+    ours.push(performance.now() - started);
+    lintWarm.push(stageMs(report, 'lint'));
+    if (report.testsRun < 1000) throw new Error(`${PROJECT} ran ${report.testsRun} tests: ${report.error}`);
+    sequential.push(
+      await time(async () => {
+        await lintByHand();
+        await testsByHand();
+      }),
+    );
+    parallel.push(await time(() => Promise.all([lintByHand(), testsByHand()])));
+    sketchTimes.push(await time(() => sketch(sha)));
+    // The same commit linted with no caches (a repository's first build), not counted above.
+    await ctx.dropLintCaches();
+    lintCold.push(stageMs(await ctx.build(repo.url, sha), 'lint'));
+  }
+  const name = PROJECT.split('==')[0];
+  line(`${name}: warm build (one-line commit)`, ours, 'bare tools, one after another', sequential, '<= 0.80');
+  line(`${name}: warm build (one-line commit)`, ours, 'bare tools, lint beside tests', parallel);
+  line(`${name}: warm build (one-line commit)`, ours, "the original sketch's runner", sketchTimes, '<= 0.60');
+  line(
+    `${name}: lint, caches warm (one-line commit)`,
+    lintWarm,
+    'lint of the same commit, caches cold',
+    lintCold,
+  );
+}
