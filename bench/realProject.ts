@@ -80,6 +80,14 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   repo.push('main');
   // Every later round is a one-line commit; the first build (environment, caches) is not measured.
   await ctx.build(repo.url, repo.commitDir(tree, 'prime'));
+  // The same project with `test-workers = "auto"` (pytest-xdist), in a repository of its own.
+  const xdistTree = `${tree}-xdist`;
+  execFileSync('cp', ['-R', tree, xdistTree]);
+  await appendFile(join(xdistTree, 'pyproject.toml'), '\n[tool.ci-runner]\ntest-workers = "auto"\n');
+  const xdistRepo = await ctx.newRepo('real-click-xdist');
+  xdistRepo.commitDir(xdistTree, 'as published, test-workers auto');
+  xdistRepo.push('main');
+  await ctx.build(xdistRepo.url, xdistRepo.commitDir(xdistTree, 'prime'));
 
   const env = { ...process.env, HOME: join(ctx.root, 'real-home') };
   await mkdir(env.HOME, { recursive: true });
@@ -126,6 +134,8 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   const sketchTimes: number[] = [];
   const lintWarm: number[] = [];
   const lintCold: number[] = [];
+  const oursParallel: number[] = [];
+  const fidelity: string[] = [];
   for (let round = 0; round < ctx.rounds; round += 1) {
     console.error(`bench: ${PROJECT} round ${round + 1}/${ctx.rounds}`);
     await appendFile(join(tree, CHANGED_FILE), `\n# bench round ${round}\n`);
@@ -136,6 +146,16 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
     ours.push(performance.now() - started);
     lintWarm.push(stageMs(report, 'lint'));
     if (report.testsRun < 1000) throw new Error(`${PROJECT} ran ${report.testsRun} tests: ${report.error}`);
+    await appendFile(join(xdistTree, CHANGED_FILE), `\n# bench round ${round}\n`);
+    const xdistSha = xdistRepo.commitDir(xdistTree, `one line ${round}`);
+    xdistRepo.push('main');
+    const xdistStarted = performance.now();
+    const xdistReport = await ctx.build(xdistRepo.url, xdistSha);
+    oursParallel.push(performance.now() - xdistStarted);
+    const ids = (r: BuildReport) => JSON.stringify([...r.failedTests].sort());
+    fidelity.push(
+      `tests ${xdistReport.testsRun}/${report.testsRun}, failed ids ${ids(xdistReport) === ids(report) ? 'equal' : 'DIFFER'}, coverage ${xdistReport.lineCoverage.toFixed(2)}/${report.lineCoverage.toFixed(2)}`,
+    );
     sequential.push(
       await time(async () => {
         await lintByHand();
@@ -152,6 +172,15 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   line(`${name}: warm build (one-line commit)`, ours, 'bare tools, one after another', sequential, '<= 0.80');
   line(`${name}: warm build (one-line commit)`, ours, 'bare tools, lint beside tests', parallel);
   line(`${name}: warm build (one-line commit)`, ours, "the original sketch's runner", sketchTimes, '<= 0.60');
+  line(
+    `${name}: warm build, test-workers auto`,
+    oursParallel,
+    "the original sketch's runner",
+    sketchTimes,
+    '<= 0.40',
+  );
+  line(`${name}: warm build, test-workers auto`, oursParallel, 'the same build, tests in one process', ours);
+  console.log(`${name}: test-workers auto vs one process, per round: ${fidelity.join('; ')}`);
   line(
     `${name}: lint, caches warm (one-line commit)`,
     lintWarm,

@@ -7,11 +7,29 @@ coverage saved its data: exactly `coverage json`, without a second Python proces
 """
 
 import atexit
+import glob
 import json
 import os
 import re
 
 _START_DIR = os.getcwd()
+_WORKER_COVERAGE = None
+
+
+def _start_worker_coverage():
+    """In a pytest-xdist worker of a run under `coverage run`: measure this process too, from now on (the plugin is
+    imported before the project's conftests), into a data file of its own that the controller combines."""
+    global _WORKER_COVERAGE
+    data = os.environ.get("CI_RUNNER_COVERAGE_DATA")
+    if not data or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import coverage
+
+    _WORKER_COVERAGE = coverage.Coverage(data_file=data, data_suffix=True)
+    _WORKER_COVERAGE.start()
+
+
+_start_worker_coverage()
 
 
 class _Recorder:
@@ -109,6 +127,9 @@ def _coverage_json():
         os.chdir(_START_DIR)
         report = coverage.Coverage(data_file=data)
         report.load()
+        if glob.glob(f"{glob.escape(data)}.*"):
+            # Parallel workers measured themselves: their data joins the controller's.
+            report.combine(data_paths=[os.path.dirname(data)])
         report.json_report(outfile=out)
     except Exception as error:  # no data, or a broken configuration: the runner reports no coverage
         with open(f"{out}.error", "w", encoding="utf-8") as handle:
@@ -116,8 +137,17 @@ def _coverage_json():
 
 
 def pytest_configure(config):
-    if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not hasattr(config, "workerinput"):
+    worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not worker:
         atexit.register(_coverage_json)
     _combine_mark_expressions(config)
     _register_marks_in_expression(config)
-    config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")
+    if not worker:
+        # The controller sees every worker's reports: only it records results.
+        config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")
+
+
+def pytest_unconfigure(config):
+    if _WORKER_COVERAGE is not None:
+        _WORKER_COVERAGE.stop()
+        _WORKER_COVERAGE.save()

@@ -200,6 +200,7 @@ async function runStages(
       pytestMark: options.pytestMark,
       pytestArgs: [],
       lint: true,
+      testWorkers: 1,
       limits: options.limits,
       resources: options.resources,
     };
@@ -235,6 +236,7 @@ async function runStages(
           toolchain,
           mark: repo.value.settings.pytestMark,
           extraArgs: repo.value.settings.pytestArgs,
+          workers: repo.value.settings.testWorkers,
           timeoutMs: limits.testMs,
           sharedEnv,
           venvDir,

@@ -133,9 +133,9 @@ async function writeInputs(
 }
 
 // The oldest test tools the runner's plugin and reports work with, for a project that pins its own.
-const PROJECT_TEST_TOOLS = ['pytest>=7', 'coverage>=7'];
+const PROJECT_TEST_TOOLS = ['pytest>=7', 'coverage>=7', 'pytest-xdist'];
 // uv's answer when the project's own requirements conflict with the runner's pinned test tools.
-const TEST_TOOL_CONFLICT = /you require (pytest|coverage)==/;
+const TEST_TOOL_CONFLICT = /you require (pytest|coverage|pytest-xdist)==/;
 
 // Installs the build's dependencies. A new environment key is resolved inside the sandbox (the project's build
 // backend runs there, with the internet but not the host), then the runner alone builds a shared environment from
@@ -248,7 +248,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
     const failed = verdict(own, 'dependencies could not be installed as declared', input.timeoutMs, value);
     if (failed) return failed;
   }
-  const before = project && sharedDir ? await treeFiles(layout.src) : undefined;
+  const before = project && sharedDir ? await treeFiles(layout.src).catch(() => undefined) : undefined;
   if (input.installable) {
     const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
     const installed = await inSandbox(
@@ -279,11 +279,21 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
 /** What an editable install may leave in the checkout without making its environment per-build. */
 const INSTALL_LEFTOVERS = /(^|\/)([^/]+\.egg-info|__pycache__|build|\.pdm-build)(\/|$)/;
 
-// Every file under a checkout (relative paths), except git's own.
-async function treeFiles(dir: string): Promise<Set<string>> {
-  const entries = await readdir(dir, { recursive: true });
-  return new Set(entries.filter((path) => path !== '.git' && !path.startsWith('.git/')));
+const MAX_TREE_ENTRIES = 200_000;
+
+// Every entry under a checkout (relative paths), symlinks never followed (the build may have made them), at most
+// MAX_TREE_ENTRIES (a bigger tree is never shared).
+async function treeFiles(dir: string, within = '', into = new Set<string>()): Promise<Set<string>> {
+  for (const entry of await readdir(join(dir, within), { withFileTypes: true })) {
+    const path = within ? `${within}/${entry.name}` : entry.name;
+    if (into.size >= MAX_TREE_ENTRIES) throw new TreeTooBig();
+    into.add(path);
+    if (entry.isDirectory() && !entry.isSymbolicLink()) await treeFiles(dir, path, into);
+  }
+  return into;
 }
+
+class TreeTooBig extends Error {}
 
 // After a build installed its project, makes its environment the key's shared one, unless the install left files
 // in the checkout (an extension module, a generated version file) that a later checkout would not have.
@@ -294,9 +304,12 @@ async function share(
 ): Promise<void> {
   if (await project.unshareable()) return;
   const { layout } = input;
-  const made = [...(await treeFiles(layout.src))].filter(
-    (path) => !before.has(path) && !INSTALL_LEFTOVERS.test(path),
-  );
+  const after = await treeFiles(layout.src).catch(() => undefined);
+  if (!after) {
+    await project.markUnshareable(`the checkout holds over ${MAX_TREE_ENTRIES} entries after the install`);
+    return;
+  }
+  const made = [...after].filter((path) => !before.has(path) && !INSTALL_LEFTOVERS.test(path));
   if (made.length > 0) {
     const reason = `installing the project wrote ${made.slice(0, 3).join(', ')}${made.length > 3 ? ', …' : ''} into the checkout`;
     ctx.log(`environment stays per build: ${reason}`);

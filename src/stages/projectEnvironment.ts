@@ -1,4 +1,15 @@
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, normalize, relative } from 'node:path';
 import { pathExists } from '../pathExists.js';
 import { runBounded } from '../process.js';
@@ -192,8 +203,13 @@ async function copyProject(
   shared: SharedEnvironment,
 ): Promise<string | undefined> {
   const buildSite = shared.sitePackages(input.buildVenv);
+  // The build could write its venv: nothing is read through a link it made.
+  const expected = shared.sitePackages(await realpath(input.buildVenv));
+  if ((await realpath(buildSite).catch(() => '')) !== expected)
+    return 'its site-packages is not a plain directory';
   const names = (await readdir(buildSite).catch(() => [] as string[])).filter((name) => DIST_INFO.test(name));
   for (const name of names) {
+    if (!(await lstat(join(buildSite, name))).isDirectory()) continue;
     const direct = (await readBuildFile(join(buildSite, name, 'direct_url.json')))?.toString('utf8');
     let parsed: { url?: unknown; dir_info?: { editable?: unknown } } | undefined;
     try {

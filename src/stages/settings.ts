@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { BuildResources, StageLimits } from '../config.js';
 import { CiError } from '../errors.js';
@@ -15,6 +16,8 @@ export interface RepoSettings {
   pytestMark: string;
   pytestArgs: string[];
   lint: boolean;
+  /** pytest-xdist workers for the tests (1: one process, no xdist). */
+  testWorkers: number;
   limits: StageLimits;
   resources: BuildResources;
 }
@@ -71,6 +74,7 @@ const KNOWN_KEYS = [
   'pytest-mark',
   'pytest-args',
   'lint',
+  'test-workers',
   ...Object.keys(TIMEOUT_KEYS),
   ...Object.keys(RESOURCE_KEYS),
 ];
@@ -108,6 +112,13 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
       if (reserved)
         return { problem: `${where}: "${reserved}" is set by the runner and cannot be overridden` };
       settings.pytestArgs = value;
+    } else if (key === 'test-workers') {
+      // "auto": one per CPU the runner has; a number is capped by the same (more would only queue).
+      const cpus = availableParallelism();
+      if (value === 'auto') settings.testWorkers = cpus;
+      else if (typeof value === 'number' && Number.isInteger(value) && value >= 1)
+        settings.testWorkers = Math.min(value, cpus);
+      else return { problem: `${where}: must be "auto" or a whole number (at least 1)` };
     } else if (key === 'lint') {
       if (typeof value !== 'boolean') return { problem: `${where}: must be true or false` };
       settings.lint = value;

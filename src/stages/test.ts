@@ -12,6 +12,8 @@ export interface TestInput {
   mark: string;
   /** The repository's own extra pytest arguments (already validated). */
   extraArgs: string[];
+  /** pytest-xdist workers ([tool.ci-runner] test-workers); 1 runs the tests in one process. */
+  workers: number;
   timeoutMs: number;
   /** The shared environment the build's venv extends (read-only). */
   sharedEnv?: string;
@@ -54,9 +56,12 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     '-o',
     `cache_dir=${join(inside.tmp, 'pytest-cache')}`,
     '-q',
+    // Each worker measures its own coverage (the plugin), which the controller combines as it exits.
+    ...(input.workers > 1 ? ['-n', String(input.workers)] : []),
     ...input.extraArgs,
   ];
-  ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own`);
+  const parallel = input.workers > 1 ? `, ${input.workers} xdist workers` : '';
+  ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own${parallel}`);
   const result = await runBounded(python, args, {
     cwd: inside.src,
     // The plugin narrows the repository's own -m (addopts) by the runner's expression rather than replacing it.

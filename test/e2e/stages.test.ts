@@ -459,6 +459,83 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.equal(warm.testsRun, 5);
   });
 
+  test('test-workers runs pytest-xdist: the same failed tests, count and line coverage as one process', async () => {
+    const files = {
+      'calc/branches.py': py(
+        'def classify(n):',
+        '    if n < 0:',
+        '        return "negative"',
+        '    if n == 0:',
+        '        return "zero"',
+        '    return "positive"',
+        '',
+        '',
+        'def never_called():',
+        '    return 1',
+      ),
+      'tests/test_many.py': py(
+        'import pytest',
+        '',
+        'from calc.branches import classify',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("n", range(-20, 20))',
+        'def test_classify(n):',
+        '    assert classify(n) in ("negative", "zero", "positive")',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("n", [3, 4])',
+        'def test_odd(n):',
+        '    assert n % 2 == 1',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'class TestZero:',
+        '    def test_zero(self):',
+        '        assert classify(0) == "zero"',
+        '',
+        '    def test_wrong(self):',
+        '        assert classify(1) == "zero"',
+      ),
+    };
+    const serialProject = (workers: string) =>
+      py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["fast: quick tests", "slow: long tests"]',
+        '',
+        '[tool.coverage.run]',
+        'source = ["calc"]',
+        ...(workers ? ['', '[tool.ci-runner]', `test-workers = ${workers}`] : []),
+      );
+    const [serialRepo, serialSha] = await project('serial', {
+      ...files,
+      'pyproject.toml': serialProject(''),
+    });
+    const serial = await harness.build(serialRepo, serialSha);
+    const [parallelRepo, parallelSha] = await project('xdist', {
+      ...files,
+      'pyproject.toml': serialProject('2'),
+    });
+    const parallel = await harness.build(parallelRepo, parallelSha);
+    assert.ok(
+      harness.lastLog.some((line) => line.includes('2 xdist workers')),
+      'the tests ran in two workers',
+    );
+    assert.equal(serial.status, 'FAILED');
+    assert.deepEqual([...parallel.failedTests].sort(), [
+      'tests/test_many.py::TestZero::test_wrong',
+      'tests/test_many.py::test_odd[4]',
+    ]);
+    assert.deepEqual([...parallel.failedTests].sort(), [...serial.failedTests].sort());
+    assert.equal(parallel.testsRun, serial.testsRun);
+    assert.equal(parallel.testsRun, 46);
+    assert.equal(parallel.lineCoverage, serial.lineCoverage);
+    assert.ok(serial.lineCoverage > 0 && serial.lineCoverage < 100, `${serial.lineCoverage}`);
+  });
+
   test("lint reuses the repository's caches, and a file changed in place (same size) is linted again", async () => {
     const clean = { 'calc/extra.py': 'x = [1, 2]\n', 'calc/names.py': py('import os', '', 'print(os)') };
     const [repo, first] = await project('lintcache', clean);

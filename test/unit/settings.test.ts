@@ -6,6 +6,7 @@ const defaults: RepoSettings = {
   pytestMark: 'fast',
   pytestArgs: [],
   lint: true,
+  testWorkers: 1,
   limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 300_000, testMs: 900_000 },
   resources: { memoryMb: 2048, maxProcesses: 512, fileSizeMb: 1024, openFiles: 1024, cpuSec: 1800 },
 };
