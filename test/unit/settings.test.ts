@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { parseRepoSettings, type RepoSettings } from '../../src/stages/settings.js';
 
@@ -28,6 +29,7 @@ describe('parseRepoSettings', () => {
         'pytest-mark': 'unit and not slow',
         'pytest-args': ['-k', 'api', '--maxfail=3'],
         lint: false,
+        'test-workers': 64,
         'test-timeout-sec': 60,
         'install-timeout-sec': 99_999,
         'lint-timeout-sec': 30,
@@ -43,6 +45,7 @@ describe('parseRepoSettings', () => {
       pytestMark: 'unit and not slow',
       pytestArgs: ['-k', 'api', '--maxfail=3'],
       lint: false,
+      testWorkers: availableParallelism(),
       limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 30_000, testMs: 60_000 },
       resources: { memoryMb: 512, maxProcesses: 512, fileSizeMb: 10, openFiles: 256, cpuSec: 60 },
     });
@@ -53,6 +56,8 @@ describe('parseRepoSettings', () => {
   test('unknown keys and wrong types name the key', () => {
     assert.match(problem({ timeout: 3 }), /^\[tool\.ci-runner\] timeout: unknown key/);
     assert.match(problem({ lint: 'yes' }), /^\[tool\.ci-runner\] lint: must be true or false/);
+    assert.match(problem({ 'test-workers': 0 }), /test-workers: must be "auto" or a whole number/);
+    assert.match(problem({ 'test-workers': 'many' }), /test-workers: must be "auto" or a whole number/);
     assert.match(problem({ 'pytest-mark': 3 }), /pytest-mark: must be a non-empty string/);
     assert.match(problem({ 'pytest-args': '-x' }), /pytest-args: must be an array of strings/);
     assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
