@@ -79,7 +79,9 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   repo.commitDir(tree, 'as published');
   repo.push('main');
   // Every later round is a one-line commit; the first build (environment, caches) is not measured.
-  await ctx.build(repo.url, repo.commitDir(tree, 'prime'));
+  const prime = repo.commitDir(tree, 'prime');
+  repo.push('main');
+  await ctx.build(repo.url, prime);
   // The same project with `test-workers = "auto"` (pytest-xdist), in a repository of its own.
   const xdistTree = `${tree}-xdist`;
   execFileSync('cp', ['-R', tree, xdistTree]);
@@ -87,7 +89,9 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   const xdistRepo = await ctx.newRepo('real-click-xdist');
   xdistRepo.commitDir(xdistTree, 'as published, test-workers auto');
   xdistRepo.push('main');
-  await ctx.build(xdistRepo.url, xdistRepo.commitDir(xdistTree, 'prime'));
+  const xdistPrime = xdistRepo.commitDir(xdistTree, 'prime');
+  xdistRepo.push('main');
+  await ctx.build(xdistRepo.url, xdistPrime);
 
   const env = { ...process.env, HOME: join(ctx.root, 'real-home') };
   await mkdir(env.HOME, { recursive: true });
