@@ -59,8 +59,8 @@ async function download(root: string): Promise<string> {
 
 // A ready venv with the runner's pinned tools, the project editable with its test group, and pytest-cov (the
 // sketch's coverage plugin).
-async function readyVenv(root: string, tree: string): Promise<string> {
-  const venv = join(root, 'real-venv');
+async function readyVenv(root: string, tree: string, name: string): Promise<string> {
+  const venv = join(root, name);
   execFileSync('python3', ['-m', 'venv', venv]);
   const pip = join(venv, 'bin', 'pip');
   const tools = await pins('requirements-tools.txt');
@@ -73,8 +73,9 @@ async function readyVenv(root: string, tree: string): Promise<string> {
 export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   console.error(`bench: ${PROJECT} from PyPI`);
   const tree = await download(ctx.root);
-  const venv = await readyVenv(ctx.root, tree);
-  const python = join(venv, 'bin', 'python');
+  const python = join(await readyVenv(ctx.root, tree, 'real-venv'), 'bin', 'python');
+  // The sketch installs each clone into its one persistent environment: not the one the bare tools use.
+  const sketchPython = join(await readyVenv(ctx.root, tree, 'sketch-venv'), 'bin', 'python');
   const repo = await ctx.newRepo('real-click');
   repo.commitDir(tree, 'as published');
   repo.push('main');
@@ -106,7 +107,12 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   const testsByHand = async () => {
     // No -m: the project's own selection (its addopts), which the runner's no-op mark only narrows.
     await quietly(python, ['-m', 'coverage', 'run', '-m', 'pytest', '-q', '-p', 'no:cacheprovider']);
-    await quietly(python, ['-m', 'coverage', 'json', '-q', '-o', join(ctx.root, 'real-coverage.json')]);
+    const report = join(ctx.root, 'real-coverage.json');
+    await rm(report, { force: true });
+    await quietly(python, ['-m', 'coverage', 'json', '-q', '-o', report]);
+    // A baseline that failed to run would flatter the runner: it must have measured the whole suite.
+    const totals = JSON.parse(await readFile(report, 'utf8')).totals;
+    if (!(totals?.num_statements > 0)) throw new Error('the bare tools measured no coverage');
   };
   // The sketch (seed/phase-07): a fresh shallow clone, pip install into one persistent environment with a warm
   // pip cache, black, ruff, pytest --cov, a tarball of the clone; one after another.
@@ -117,14 +123,14 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
     await run('git', ['checkout', '--quiet', sha], { cwd: clone });
     const options = { cwd: clone, env, maxBuffer: 256 * 1024 * 1024 };
     await quietly(
-      python,
+      sketchPython,
       ['-m', 'pip', 'install', '--quiet', '-e', '.', '--cache-dir', join(ctx.root, 'pipcache')],
       options,
     );
-    await quietly(python, ['-m', 'black', '--check', '.'], options);
-    await quietly(python, ['-m', 'ruff', 'check', '.'], options);
+    await quietly(sketchPython, ['-m', 'black', '--check', '.'], options);
+    await quietly(sketchPython, ['-m', 'ruff', 'check', '.'], options);
     await quietly(
-      python,
+      sketchPython,
       ['-m', 'pytest', '-q', '--cov', '--cov-report=json:cov.json', '-p', 'no:cacheprovider'],
       options,
     );

@@ -39,10 +39,15 @@ class _Recorder:
         self.passed = set()
         self.skipped = 0
         self.collected = 0
+        self.ran = set()
+        self._marker = None
 
     def _add(self, nodeid):
         if nodeid not in self.failed:
             self.failed.append(nodeid)
+            if "::" in nodeid:
+                self.ran.add(nodeid)
+            self._write()
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -59,13 +64,21 @@ class _Recorder:
             self._add(report.nodeid)
         elif report.when == "call" and report.passed and not subtest:
             self.passed.add(report.nodeid)
+            self.ran.add(report.nodeid)
         elif report.skipped and report.when in ("setup", "call") and not subtest:
             self.skipped += 1
 
     def pytest_runtest_logstart(self, nodeid, location):
-        # Written before each test, so a run killed at its time limit still tells which test was running and
-        # which had failed before it.
-        self._write(running=nodeid)
+        # Before each test, so a run killed at its time limit still tells which test was running and how many
+        # had run (the failed ones are in the results file, rewritten at each failure): one small write in place.
+        path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
+        if not path:
+            return
+        if self._marker is None:
+            self._marker = os.open(f"{path}.running", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        data = f"{len(self.ran)}\t{nodeid}".encode("utf-8", "replace")
+        os.pwrite(self._marker, data, 0)
+        os.ftruncate(self._marker, len(data))
 
     def pytest_sessionfinish(self, session, exitstatus):
         self._write(exit_status=int(exitstatus))
@@ -74,8 +87,7 @@ class _Recorder:
         path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
         if not path:
             return
-        tests = [n for n in self.failed if "::" in n]
-        ran = len(self.passed.union(tests))
+        ran = len(self.ran)
         partial = f"{path}.partial"
         with open(partial, "w", encoding="utf-8") as handle:
             json.dump(

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { CiError } from '../errors.js';
 import { exitReason, runBounded } from '../process.js';
-import { readBuildJson } from '../readBuildFile.js';
+import { readBuildFile, readBuildJson } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv } from './layout.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
@@ -87,9 +87,17 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (result.kind === 'timedOut') {
     // The plugin writes its results before every test: the tests that failed before the limit keep their ids.
     const partial = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
+    // "<tests run so far>\t<node id of the test running>", rewritten in place as each test starts.
+    const marker = (
+      await readBuildFile(join(layout.out, 'pytest-results.json.running'), 64 * 1024)
+    )?.toString('utf8');
+    const [ran, running] = marker?.includes('\t')
+      ? [Number(marker.split('\t')[0]), marker.slice(marker.indexOf('\t') + 1)]
+      : [];
     const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
-    const summary = partial?.running ? `${partial.running} was running when ${limit}` : limit;
-    const value = { failedTests: partial?.failed ?? [], testsRun: partial?.ran ?? 0, exitCode: -1 };
+    const summary = running ? `${running} was running when ${limit}` : limit;
+    const testsRun = Number.isInteger(ran) ? (ran as number) : (partial?.ran ?? 0);
+    const value = { failedTests: partial?.failed ?? [], testsRun, exitCode: -1 };
     return { outcome: 'timedOut', durationMs, summary, value };
   }
   if (result.kind === 'notStarted') {
