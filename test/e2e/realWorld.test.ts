@@ -153,7 +153,7 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
     await rm(work, { recursive: true, force: true });
     console.log(
       [
-        'project | backend | layout | case | tests run (ours/tools) | failed ids equal | coverage ours vs tools | lint ours vs tools',
+        'project | backend | layout | case (environment) | tests run (ours/tools) | failed ids equal | coverage ours vs tools | lint ours vs tools',
         '--- | --- | --- | --- | --- | --- | --- | ---',
         ...table.map((row) => row.join(' | ')),
       ].join('\n'),
@@ -164,6 +164,8 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
     describe(`${project.requirement} (${project.backend}, ${project.layout} layout: ${project.exercises})`, () => {
       let tree: string;
       let venv: string;
+      // One repository: the injected commit is a warm build (same declarations) on top of the published one.
+      let repo: Awaited<ReturnType<PipelineHarness['newRepo']>>;
 
       before(async () => {
         const dir = await mkdtemp(join(work, 'sdist-'));
@@ -200,6 +202,11 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
         execFileSync('chmod', ['-R', 'a+rwX', work]);
       });
 
+      const environment = (report: BuildReport) =>
+        report.stages.find((stage) => stage.name === 'install')?.summary.includes('shared, read-only')
+          ? 'shared'
+          : 'own';
+
       const compare = async (name: string, sha: string, repoReport: BuildReport) => {
         const direct = await runDirectly(tree, venv);
         const ours = [...repoReport.failedTests].map(shortId).sort();
@@ -209,7 +216,7 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
           project.requirement,
           project.backend,
           project.layout,
-          name,
+          `${name} (${environment(repoReport)})`,
           `${repoReport.testsRun}/${direct.testsRun}`,
           idsEqual ? `yes (${ours.length})` : `NO: ours ${ours.join(' ')} tools ${theirs.join(' ')}`,
           `${repoReport.lineCoverage.toFixed(2)} vs ${direct.lineCoverage.toFixed(2)}`,
@@ -231,7 +238,7 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
       };
 
       test('as published', async () => {
-        const repo = await harness.newRepo(`pristine-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
+        repo = await harness.newRepo(`real-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
         const sha = repo.commitDir(tree, 'as published');
         repo.push('main');
         const report = await harness.build(repo, sha);
@@ -244,7 +251,6 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
         const module = await readFile(join(tree, project.lintTarget), 'utf8');
         // At the end, so that a module starting with `from __future__ import` stays importable.
         await writeFile(join(tree, project.lintTarget), `${module}\n\nimport os\n`);
-        const repo = await harness.newRepo(`injected-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
         const sha = repo.commitDir(tree, 'injected');
         repo.push('main');
         const report = await harness.build(repo, sha);
