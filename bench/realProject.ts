@@ -2,11 +2,12 @@
 // commit against the bare tools (sequential, and lint beside tests), against the original sketch's sequential
 // runner, and lint with cold and warm caches.
 import { execFile, execFileSync } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildReport } from '../src/contracts.js';
 import type { Toolchain } from '../src/stages/toolchain.js';
+import { downloadSdist } from '../test/support/downloadSdist.js';
 import type { FixtureRepo } from '../test/support/fixtureRepo.js';
 import { line, time } from './measure.js';
 
@@ -36,27 +37,6 @@ async function pins(name: string): Promise<string[]> {
   return text.split('\n').filter((row) => /^[a-z]/.test(row));
 }
 
-// The sdist from PyPI (it carries the tests), extracted and owned by whoever runs the bench.
-async function download(root: string): Promise<string> {
-  const dir = await mkdtemp(join(root, 'real-'));
-  execFileSync('python3', [
-    '-m',
-    'pip',
-    'download',
-    '--quiet',
-    '--no-deps',
-    '--no-binary',
-    ':all:',
-    PROJECT,
-    '-d',
-    dir,
-  ]);
-  const sdist = (await readdir(dir)).find((name) => name.endsWith('.tar.gz'));
-  if (!sdist) throw new Error(`pip downloaded no sdist of ${PROJECT}`);
-  execFileSync('tar', ['xzf', sdist, '--no-same-owner', '-C', dir], { cwd: dir });
-  return join(dir, sdist.replace(/\.tar\.gz$/, ''));
-}
-
 // A ready venv with the runner's pinned tools, the project editable with its test group, and pytest-cov (the
 // sketch's coverage plugin).
 async function readyVenv(root: string, tree: string, name: string): Promise<string> {
@@ -72,7 +52,7 @@ async function readyVenv(root: string, tree: string, name: string): Promise<stri
 
 export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   console.error(`bench: ${PROJECT} from PyPI`);
-  const tree = await download(ctx.root);
+  const tree = await downloadSdist(PROJECT, await mkdtemp(join(ctx.root, 'real-')));
   const python = join(await readyVenv(ctx.root, tree, 'real-venv'), 'bin', 'python');
   // The sketch installs each clone into its one persistent environment: not the one the bare tools use.
   const sketchPython = join(await readyVenv(ctx.root, tree, 'sketch-venv'), 'bin', 'python');

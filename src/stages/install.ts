@@ -5,8 +5,9 @@ import { CiError } from '../errors.js';
 import { type RunResult, runBounded } from '../process.js';
 import { readBuildFile } from '../readBuildFile.js';
 import { type BuildLayout, buildEnv, SANDBOX_PATHS } from './layout.js';
-import { type ProjectEnvironment, projectEnvironment } from './projectEnvironment.js';
+import { projectEnvironment } from './projectEnvironment.js';
 import { dependencyLines, sharedEnvironment } from './sharedEnvironment.js';
+import { shareProjectEnvironment, treeFiles } from './shareProjectEnvironment.js';
 import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
 
@@ -269,55 +270,9 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
     if (failed) return failed;
   }
   if (!recorded) await shared.recordPins(pins);
-  if (project && sharedDir && before) await share(project, before, { input, sharedDir, ctx });
-  const summary = sharedDir
-    ? `environment ${key} ${value.cacheHit ? 'from cache' : 'resolved and cached'}`
-    : `environment ${key} installed for this build only (not every dependency has a wheel)`;
-  return { outcome: 'passed', durationMs: elapsed(), summary, value };
-}
-
-/** What an editable install may leave in the checkout without making its environment per-build. */
-const INSTALL_LEFTOVERS = /(^|\/)([^/]+\.egg-info|__pycache__|build|\.pdm-build)(\/|$)/;
-
-const MAX_TREE_ENTRIES = 200_000;
-
-// Every entry under a checkout (relative paths), symlinks never followed (the build may have made them), at most
-// MAX_TREE_ENTRIES (a bigger tree is never shared).
-async function treeFiles(dir: string, within = '', into = new Set<string>()): Promise<Set<string>> {
-  for (const entry of await readdir(join(dir, within), { withFileTypes: true })) {
-    const path = within ? `${within}/${entry.name}` : entry.name;
-    if (into.size >= MAX_TREE_ENTRIES) throw new TreeTooBig();
-    into.add(path);
-    if (entry.isDirectory() && !entry.isSymbolicLink()) await treeFiles(dir, path, into);
-  }
-  return into;
-}
-
-class TreeTooBig extends Error {}
-
-// After a build installed its project, makes its environment the key's shared one, unless the install left files
-// in the checkout (an extension module, a generated version file) that a later checkout would not have.
-async function share(
-  project: ProjectEnvironment,
-  before: Set<string>,
-  { input, sharedDir, ctx }: { input: InstallInput; sharedDir: string; ctx: StageContext },
-): Promise<void> {
-  if (await project.unshareable()) return;
-  const { layout } = input;
-  const after = await treeFiles(layout.src).catch(() => undefined);
-  if (!after) {
-    await project.markUnshareable(`the checkout holds over ${MAX_TREE_ENTRIES} entries after the install`);
-    return;
-  }
-  const made = [...after].filter((path) => !before.has(path) && !INSTALL_LEFTOVERS.test(path));
-  if (made.length > 0) {
-    const reason = `installing the project wrote ${made.slice(0, 3).join(', ')}${made.length > 3 ? ', …' : ''} into the checkout`;
-    ctx.log(`environment stays per build: ${reason}`);
-    await project.markUnshareable(reason);
-    return;
-  }
-  const why = await project.promote(
-    {
+  if (project && sharedDir && before) {
+    const { layout } = input;
+    await shareProjectEnvironment(project, before, {
       buildVenv: layout.venv,
       srcHost: layout.src,
       srcInside: layout.inside.src,
@@ -325,12 +280,11 @@ async function share(
       shared: sharedDir,
       sharedInside: ctx.sandbox.sharedEnvPath(sharedDir),
       installable: input.installable,
-      inCommit: (path) => path === '' || before.has(path),
-    },
-    ctx.log,
-  );
-  if (why) {
-    ctx.log(`environment stays per build: ${why}`);
-    await project.markUnshareable(why);
+      log: ctx.log,
+    });
   }
+  const summary = sharedDir
+    ? `environment ${key} ${value.cacheHit ? 'from cache' : 'resolved and cached'}`
+    : `environment ${key} installed for this build only (not every dependency has a wheel)`;
+  return { outcome: 'passed', durationMs: elapsed(), summary, value };
 }

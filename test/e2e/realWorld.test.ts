@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { BuildReport } from '../../src/contracts.js';
+import { downloadSdist } from '../support/downloadSdist.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
 import { REAL_PROJECTS } from '../support/realProjects.js';
 
@@ -169,22 +170,7 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
 
       before(async () => {
         const dir = await mkdtemp(join(work, 'sdist-'));
-        execFileSync('python3', [
-          '-m',
-          'pip',
-          'download',
-          '--quiet',
-          '--no-deps',
-          '--no-binary',
-          ':all:',
-          project.requirement,
-          '-d',
-          dir,
-        ]);
-        const sdist = (await readdir(dir)).find((name) => name.endsWith('.tar.gz'));
-        assert.ok(sdist, 'pip downloaded an sdist');
-        execFileSync('tar', ['xzf', sdist, '-C', dir], { cwd: dir });
-        tree = join(dir, sdist.replace(/\.tar\.gz$/, ''));
+        tree = await downloadSdist(project.requirement, dir);
         venv = join(dir, 'venv');
         execFileSync('python3', ['-m', 'venv', venv]);
         const pip = join(venv, 'bin', 'pip');
