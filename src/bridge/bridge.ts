@@ -1,6 +1,4 @@
-import type { Queue } from 'bullmq';
 import type { Config } from '../config.js';
-import { toError } from '../errors.js';
 import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../kafka.js';
 import { type Closable, Teardown } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
