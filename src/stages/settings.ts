@@ -45,11 +45,22 @@ export interface SettingsInput {
 
 // What the reader's answer depends on: its own code, pyproject.toml's bytes and whether setup.py / setup.cfg exist.
 // Undefined when pyproject.toml is not a plain file (a symlink is read only by the sandboxed reader, never cached).
+// The reader's own code, hashed once per process (it changes only with the runner).
+const readerHashes = new Map<string, Promise<string>>();
+function readerHash(script: string): Promise<string> {
+  let hash = readerHashes.get(script);
+  if (!hash) {
+    hash = readFile(script).then((code) => createHash('sha256').update(code).digest('hex'));
+    readerHashes.set(script, hash);
+  }
+  return hash;
+}
+
 async function readerKey(src: string, script: string): Promise<string | undefined> {
   const path = join(src, 'pyproject.toml');
   const content = await readBuildFile(path, 4 * 1024 * 1024);
   if (!content && (await pathExists(path))) return undefined;
-  const hash = createHash('sha256').update(await readFile(script));
+  const hash = createHash('sha256').update(await readerHash(script));
   hash.update(content ? `pyproject\n${content.length}\n` : 'no pyproject\n');
   if (content) hash.update(content);
   for (const name of ['setup.py', 'setup.cfg']) hash.update(`\n${name} ${await pathExists(join(src, name))}`);
