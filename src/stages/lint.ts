@@ -64,34 +64,52 @@ function unexpected(tool: string, result: RunResult): never {
   throw new CiError('RUNNER_FAULT', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
-// Runs one of the runner's lint tools (`python -m <tool>`) on lint's own copy of the commit (read-only, at the
-// source path), with lint's own home and the repository's kept cache: nothing the tests write can reach it.
-function runTool(input: LintInput, ctx: StageContext, tool: string, args: string[]): Promise<RunResult> {
+// Runs one of the runner's lint tools on lint's own copy of the commit (read-only, at the source path), with lint's
+// own home and the repository's kept cache: nothing the tests write can reach it. `script` is a runner file run in
+// place of `python -m <tool>`.
+function runTool(
+  input: LintInput,
+  ctx: StageContext,
+  tool: 'black' | 'ruff',
+  args: string[],
+  script?: string,
+): Promise<RunResult> {
   const { layout } = input;
   const { lint } = layout.inside;
-  return runBounded(ctx.sandbox.tool(input.toolchain.python), ['-m', tool, ...args], {
-    cwd: layout.inside.src,
-    env: buildEnv(layout, {
-      HOME: join(lint, 'home'),
-      TMPDIR: join(lint, 'tmp'),
-      [`${tool.toUpperCase()}_CACHE_DIR`]: join(lint, 'cache', tool),
-    }),
-    timeoutMs: input.timeoutMs,
-    signal: ctx.signal,
-    logFile: join(layout.reports, 'lint.log'),
-    launch: ctx.sandbox.launch({ lint: true }),
-  });
+  const cache = join(lint, 'cache');
+  return runBounded(
+    ctx.sandbox.tool(input.toolchain.python),
+    [...(script ? [ctx.sandbox.runnerFile(script)] : ['-m', tool]), ...args],
+    {
+      cwd: layout.inside.src,
+      env: buildEnv(layout, {
+        HOME: join(lint, 'home'),
+        TMPDIR: join(lint, 'tmp'),
+        [`${tool.toUpperCase()}_CACHE_DIR`]: join(cache, tool),
+        ...(tool === 'black' ? { CI_RUNNER_BLACK_VERDICTS: join(cache, 'black-verdicts.json') } : {}),
+      }),
+      timeoutMs: input.timeoutMs,
+      signal: ctx.signal,
+      logFile: join(layout.reports, 'lint.log'),
+      launch: ctx.sandbox.launch({ lint: true, files: script ? [script] : [] }),
+    },
+  );
 }
 
 function toolError(tool: string, exitCode: number, stderr: string): string {
   return `${tool}: exited ${exitCode}: ${stderr.trim().split('\n').slice(-3).join(' ')}`;
 }
 
+// black --check through the runner's driver (python/ci_runner_black.py): black itself, which also remembers the
+// files black would reformat, by content, so that such a file unchanged since an earlier build is not formatted again.
 async function black(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
-  const result = await runTool(input, ctx, 'black', ['--check', '.']);
+  const driver = join(input.toolchain.pluginDir, 'ci_runner_black.py');
+  const result = await runTool(input, ctx, 'black', ['--check', '.'], driver);
   if (result.kind !== 'exited') return result;
+  const remembered = /^ci-runner: (\d+) file\(s\) black would reformat.*$/m.exec(result.stderr);
+  if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
   if (result.exitCode === 0) return [];
-  const findings = parseBlackOutput(result.stderr, input.layout.inside.src);
+  const findings = parseBlackOutput(result.stderr, input.layout.inside.src).sort();
   return findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
 }
 

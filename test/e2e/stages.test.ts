@@ -536,7 +536,7 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.ok(serial.lineCoverage > 0 && serial.lineCoverage < 100, `${serial.lineCoverage}`);
   });
 
-  test("lint reuses the repository's caches, and a file changed in place (same size) is linted again", async () => {
+  test("lint reuses the repository's caches and black's verdicts; a file changed in place (same size) is linted again", async () => {
     const clean = { 'calc/extra.py': 'x = [1, 2]\n', 'calc/names.py': py('import os', '', 'print(os)') };
     const [repo, first] = await project('lintcache', clean);
     const cold = await harness.build(repo, first);
@@ -558,10 +558,24 @@ describe('build stages on real repositories, Python and tools', () => {
       'calc/names.py:3:7: F821 Undefined name `xs`',
     ]);
 
+    // extra.py unchanged: black's verdict for it is remembered, not computed again, and still reported.
+    const fourth = await repo.commit({ 'calc/names.py': clean['calc/names.py'] }, 'names fixed');
+    repo.push('main');
+    const remembered = await harness.build(repo, fourth);
+    assert.deepEqual(remembered.lintErrors, ['calc/extra.py: would reformat']);
+    assert.ok(
+      harness.lastLog.some((line) =>
+        line.includes('lint: 1 file(s) black would reformat, unchanged since an earlier build'),
+      ),
+      harness.lastLog.join('\n'),
+    );
+
+    // Back to the first content (same size as the remembered one): black's remembered verdict must not be served.
     const third = await repo.commit(clean, 'back to the first content');
     repo.push('main');
     const back = await harness.build(repo, third);
     assert.equal(back.status, 'PASSED', `${back.error} ${back.lintErrors}`);
+    assert.ok(!harness.lastLog.some((line) => line.includes('black would reformat, unchanged')));
   });
 
   test('the artefact holds the tree and every report; line coverage is covered lines over statements', async () => {
