@@ -65,35 +65,31 @@ function unexpected(tool: string, result: RunResult): never {
 }
 
 // Runs one of the runner's lint tools on lint's own copy of the commit (read-only, at the source path), with lint's
-// own home and the repository's kept cache: nothing the tests write can reach it. `script` is a runner file run in
-// place of `python -m <tool>`.
+// own home and the repository's kept cache: nothing the tests write can reach it.
 function runTool(
   input: LintInput,
   ctx: StageContext,
   tool: 'black' | 'ruff',
+  command: string,
   args: string[],
-  script?: string,
+  files: string[] = [],
 ): Promise<RunResult> {
   const { layout } = input;
   const { lint } = layout.inside;
   const cache = join(lint, 'cache');
-  return runBounded(
-    ctx.sandbox.tool(input.toolchain.python),
-    [...(script ? [ctx.sandbox.runnerFile(script)] : ['-m', tool]), ...args],
-    {
-      cwd: layout.inside.src,
-      env: buildEnv(layout, {
-        HOME: join(lint, 'home'),
-        TMPDIR: join(lint, 'tmp'),
-        [`${tool.toUpperCase()}_CACHE_DIR`]: join(cache, tool),
-        ...(tool === 'black' ? { CI_RUNNER_BLACK_VERDICTS: join(cache, 'black-verdicts.json') } : {}),
-      }),
-      timeoutMs: input.timeoutMs,
-      signal: ctx.signal,
-      logFile: join(layout.reports, 'lint.log'),
-      launch: ctx.sandbox.launch({ lint: true, files: script ? [script] : [] }),
-    },
-  );
+  return runBounded(ctx.sandbox.tool(command), args, {
+    cwd: layout.inside.src,
+    env: buildEnv(layout, {
+      HOME: join(lint, 'home'),
+      TMPDIR: join(lint, 'tmp'),
+      [`${tool.toUpperCase()}_CACHE_DIR`]: join(cache, tool),
+      ...(tool === 'black' ? { CI_RUNNER_BLACK_VERDICTS: join(cache, 'black-verdicts.json') } : {}),
+    }),
+    timeoutMs: input.timeoutMs,
+    signal: ctx.signal,
+    logFile: join(layout.reports, 'lint.log'),
+    launch: ctx.sandbox.launch({ lint: true, files }),
+  });
 }
 
 function toolError(tool: string, exitCode: number, stderr: string): string {
@@ -104,7 +100,8 @@ function toolError(tool: string, exitCode: number, stderr: string): string {
 // files black would reformat, by content, so that such a file unchanged since an earlier build is not formatted again.
 async function black(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
   const driver = join(input.toolchain.pluginDir, 'ci_runner_black.py');
-  const result = await runTool(input, ctx, 'black', ['--check', '.'], driver);
+  const args = [ctx.sandbox.runnerFile(driver), '--check', '.'];
+  const result = await runTool(input, ctx, 'black', input.toolchain.python, args, [driver]);
   if (result.kind !== 'exited') return result;
   const remembered = /^ci-runner: (\d+) file\(s\) black would reformat.*$/m.exec(result.stderr);
   if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
@@ -117,7 +114,7 @@ async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | Run
   const { layout } = input;
   const output = join(layout.inside.lint, 'ruff.json');
   const args = ['check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'];
-  const result = await runTool(input, ctx, 'ruff', args);
+  const result = await runTool(input, ctx, 'ruff', input.toolchain.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
   const report = join(layout.lint, 'ruff.json');

@@ -19,6 +19,8 @@ export interface Toolchain {
   python: string;
   /** uv's own binary from the tools venv (a real executable, unaffected by the venv's location). */
   uv: string;
+  /** ruff's own binary from the tools venv (what `python -m ruff` would start, without a Python start-up). */
+  ruff: string;
   testRequirements: string;
   pluginDir: string;
   /** Hash of everything that makes environments built with this toolchain differ. */
@@ -123,6 +125,7 @@ export async function ensureToolchain(
     dir,
     python: join(dir, 'bin', 'python'),
     uv: join(dir, 'bin', 'uv'),
+    ruff: join(dir, 'bin', 'ruff'),
     testRequirements: testFile,
     pluginDir: PYTHON_DIR,
     fingerprint,
