@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { startBridge } from '../src/bridge/bridge.js';
-import { loadConfig } from '../src/config.js';
-import { encodeCommitResult } from '../src/contracts.js';
-import { connectPublisher, ensureTopics } from '../src/kafka.js';
-import type { Logger } from '../src/logger.js';
-import { buildJobId, connectRedis } from '../src/queue.js';
+import { encodeCommitResult } from '../src/delivery/contracts.js';
+import { connectPublisher, ensureTopics } from '../src/delivery/kafka.js';
+import { buildJobId, connectRedis } from '../src/delivery/queue.js';
+import { loadConfig } from '../src/ops/config.js';
+import type { Logger } from '../src/ops/logger.js';
 
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 20_000);
 

@@ -4,11 +4,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { loadConfig } from '../src/config.js';
-import type { BuildReport } from '../src/contracts.js';
-import { startGitServer } from '../src/gitServer.js';
-import { createLogger } from '../src/logger.js';
-import { configuredOptions, runPipeline } from '../src/pipeline.js';
+import { configuredOptions, runPipeline } from '../src/build/runPipeline.js';
+import { ensureToolchain } from '../src/build/toolchain.js';
+import type { BuildReport } from '../src/delivery/contracts.js';
+import { startGitServer } from '../src/git/gitServer.js';
+import { loadConfig } from '../src/ops/config.js';
+import { createLogger } from '../src/ops/logger.js';
 import { noSandbox } from '../src/sandbox/buildSandbox.js';
 import {
   type NoSandbox,
@@ -17,7 +18,6 @@ import {
   sandboxRequest,
 } from '../src/sandbox/sandboxHost.js';
 import * as checkout from '../src/stages/checkout.js';
-import { ensureToolchain } from '../src/stages/toolchain.js';
 import type { StageContext } from '../src/stages/types.js';
 import { type Backend, benchModule, benchProject } from '../test/support/benchProject.js';
 import { createFixtureRepo } from '../test/support/fixtureRepo.js';

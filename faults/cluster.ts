@@ -5,10 +5,10 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { encodeCommitResult } from '../src/contracts.js';
-import { type GitServer, startGitServer } from '../src/gitServer.js';
-import { connectPublisher, type IncomingMessage, type Publisher, subscribe } from '../src/kafka.js';
-import { createLogger, type Logger } from '../src/logger.js';
+import { encodeCommitResult } from '../src/delivery/contracts.js';
+import { connectPublisher, type IncomingMessage, type Publisher, subscribe } from '../src/delivery/kafka.js';
+import { type GitServer, startGitServer } from '../src/git/gitServer.js';
+import { createLogger, type Logger } from '../src/ops/logger.js';
 import { createFixtureRepo, type FixtureRepo } from '../test/support/fixtureRepo.js';
 import { collectReports, type ReportCollector } from '../test/support/reportCollector.js';
 import { setTopicConfig } from '../test/support/setTopicConfig.js';
@@ -111,7 +111,7 @@ export async function createCluster(
   };
   const parts = new Map<string, Part>();
   const agent: Publisher = await connectPublisher([env.KAFKA_BROKERS as string], 'fault-agent', logger);
-  const { ensureTopics } = await import('../src/kafka.js');
+  const { ensureTopics } = await import('../src/delivery/kafka.js');
   await ensureTopics(
     [env.KAFKA_BROKERS as string],
     [env.TOPIC_COMMIT_RESULTS as string, env.TOPIC_BUILD_REPORTS as string, env.TOPIC_DEAD_LETTER as string],

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeCommitResult } from '../src/contracts.js';
+import { encodeCommitResult } from '../src/delivery/contracts.js';
 import { scrapedValue } from '../test/support/scrapedValue.js';
 import type { Cluster } from './cluster.js';
 import { type Counts, type Size, tally, withCluster } from './tally.js';

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { decodeBuildReport } from '../src/contracts.js';
+import { decodeBuildReport } from '../src/delivery/contracts.js';
 import { type Cluster, createCluster, sleep } from './cluster.js';
 
 /** The outcome of one scenario, as printed by `npm run faults`. */

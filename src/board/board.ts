@@ -2,17 +2,22 @@ import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express from 'express';
-import type { Config } from '../config.js';
-import { ConfigError } from '../errors.js';
-import { type Closable, Teardown } from '../lifecycle.js';
-import type { Logger } from '../logger.js';
-import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../queue.js';
-import { ReportStore } from '../reportStore.js';
+import {
+  artefactFile,
+  boardArtefactLink,
+  commitOfDownloadName,
+  downloadName,
+} from '../build/artefactLocation.js';
+import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { ReportStore } from '../delivery/reportStore.js';
+import type { Config } from '../ops/config.js';
+import { ConfigError } from '../ops/errors.js';
+import { type Closable, Teardown } from '../ops/lifecycle.js';
+import type { Logger } from '../ops/logger.js';
 import { basicAuth } from './boardAuth.js';
 import { addVerdictFormatters } from './verdictFormatters.js';
 
@@ -61,17 +66,16 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     if (auth) app.use(basicAuth(auth.username, auth.password));
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
     // /artefacts/<sha>.tar.gz is the artefact of the commit's standing report (the file its artefact_url names).
-    app.get('/artefacts/:file', async (req, res) => {
-      const match = /^([0-9a-f]{40})\.tar\.gz$/.exec(req.params.file ?? '');
-      const url = match
-        ? (await store.get(match[1] as string).catch(() => undefined))?.artefactUrl
-        : undefined;
-      const path = url?.startsWith('file://') ? fileURLToPath(url) : undefined;
-      if (!path || dirname(path) !== config.artefactDir || !existsSync(path)) {
+    app.get(boardArtefactLink(':file'), async (req, res) => {
+      const { file } = req.params;
+      const commitSha = typeof file === 'string' ? commitOfDownloadName(file) : undefined;
+      const url = commitSha ? (await store.get(commitSha).catch(() => undefined))?.artefactUrl : undefined;
+      const path = artefactFile(url);
+      if (!commitSha || !path || dirname(path) !== config.artefactDir || !existsSync(path)) {
         res.status(404).type('text').send('no such artefact');
         return;
       }
-      res.download(path, `${match?.[1]}.tar.gz`);
+      res.download(path, downloadName(commitSha));
     });
     app.use('/', serverAdapter.getRouter());
     const server: Server = await new Promise((resolve, reject) => {

@@ -1,6 +1,6 @@
 import type { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import type { BuildReport } from '../contracts.js';
-import type { BuildJobData } from '../queue.js';
+import type { BuildReport } from '../delivery/contracts.js';
+import type { BuildJobData } from '../delivery/queue.js';
 
 interface JobJson {
   name?: string;

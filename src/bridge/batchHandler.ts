@@ -1,10 +1,10 @@
 import type { Queue } from 'bullmq';
-import type { Config } from '../config.js';
-import { toError } from '../errors.js';
-import type { IncomingMessage } from '../kafka.js';
-import type { Logger } from '../logger.js';
-import { BUILD_JOB_NAME, type BuildJobData, buildJobId } from '../queue.js';
-import type { ReportStore } from '../reportStore.js';
+import type { IncomingMessage } from '../delivery/kafka.js';
+import { BUILD_JOB_NAME, type BuildJobData, buildJobId } from '../delivery/queue.js';
+import type { ReportStore } from '../delivery/reportStore.js';
+import type { Config } from '../ops/config.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 import type { MessageOutcome } from './bridgeMetrics.js';
 import { type DeadLetterTopic, sendDeadLetters } from './deadLetter.js';
 import { decide } from './validate.js';

@@ -1,10 +1,10 @@
-import type { Config } from '../config.js';
-import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../kafka.js';
-import { type Closable, Teardown } from '../lifecycle.js';
-import type { Logger } from '../logger.js';
-import { startMetricsServer } from '../metricsServer.js';
-import { createBuildQueue, RETENTION_SECONDS } from '../queue.js';
-import { ReportStore } from '../reportStore.js';
+import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../delivery/kafka.js';
+import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { ReportStore } from '../delivery/reportStore.js';
+import type { Config } from '../ops/config.js';
+import { type Closable, Teardown } from '../ops/lifecycle.js';
+import type { Logger } from '../ops/logger.js';
+import { startMetricsServer } from '../ops/metricsServer.js';
 import { type BridgeParts, batchHandler } from './batchHandler.js';
 import { createBridgeMetrics } from './bridgeMetrics.js';
 import { checkDeadLetterLimit } from './checkDeadLetterLimit.js';

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { KafkaAdmin } from '../kafka.js';
-import { queueDepthGauge } from '../queueDepthGauge.js';
+import type { KafkaAdmin } from '../delivery/kafka.js';
+import { queueDepthGauge } from '../ops/queueDepthGauge.js';
 
 const OUTCOMES = [
   'enqueued',

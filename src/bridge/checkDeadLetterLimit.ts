@@ -1,7 +1,7 @@
-import type { Config } from '../config.js';
-import { toError } from '../errors.js';
-import { topicMaxMessageBytes } from '../kafka.js';
-import type { Logger } from '../logger.js';
+import { topicMaxMessageBytes } from '../delivery/kafka.js';
+import type { Config } from '../ops/config.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 /** Assumed when the topic's limit cannot be read: Kafka's default max.message.bytes. */
 const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;

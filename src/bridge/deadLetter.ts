@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { toError } from '../errors.js';
-import { type IncomingMessage, isTooLarge, type OutgoingMessage, type Publisher } from '../kafka.js';
-import type { Logger } from '../logger.js';
+import { type IncomingMessage, isTooLarge, type OutgoingMessage, type Publisher } from '../delivery/kafka.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 /** Bytes a record needs beyond its key, value and headers (batch and record framing), with room to spare. */
 const FRAMING_BYTES = 1_024;

@@ -1,7 +1,7 @@
-import { loadConfig } from '../config.js';
-import { closeOnSignals } from '../lifecycle.js';
-import { createLogger } from '../logger.js';
-import { runMain } from '../main.js';
+import { loadConfig } from '../ops/config.js';
+import { closeOnSignals } from '../ops/lifecycle.js';
+import { createLogger } from '../ops/logger.js';
+import { runMain } from '../ops/runMain.js';
 import { startBridge } from './bridge.js';
 
 // Entry point of the bridge process.

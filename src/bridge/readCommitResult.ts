@@ -1,5 +1,5 @@
 import protobuf from 'protobufjs';
-import { type CommitResult, commitResultFields, decodeCommitResult } from '../contracts.js';
+import { type CommitResult, commitResultFields, decodeCommitResult } from '../delivery/contracts.js';
 
 /** Bytes that are not a well-formed CommitResult; the message says why, for the dead letter's header. */
 export class NotACommitResult extends Error {}

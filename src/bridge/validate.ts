@@ -1,6 +1,6 @@
-import type { CommitResult } from '../contracts.js';
-import { toError } from '../errors.js';
-import type { BuildJobData } from '../queue.js';
+import type { CommitResult } from '../delivery/contracts.js';
+import type { BuildJobData } from '../delivery/queue.js';
+import { toError } from '../ops/errors.js';
 import { readCommitResult } from './readCommitResult.js';
 
 export type Decision =

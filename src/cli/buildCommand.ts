@@ -3,16 +3,16 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
-import { loadConfig } from '../config.js';
-import { toError } from '../errors.js';
-import { formatReport } from '../formatReport.js';
-import type { GitServer } from '../gitServer.js';
-import { createLogger } from '../logger.js';
-import { configuredOptions, runPipeline } from '../pipeline.js';
-import { erroredReport } from '../report.js';
+import { erroredReport } from '../build/report.js';
+import { configuredOptions, runPipeline } from '../build/runPipeline.js';
+import { ensureToolchain } from '../build/toolchain.js';
+import type { GitServer } from '../git/gitServer.js';
+import { loadConfig } from '../ops/config.js';
+import { toError } from '../ops/errors.js';
+import { createLogger } from '../ops/logger.js';
 import { prepareSandbox, sandboxRequest } from '../sandbox/sandboxHost.js';
-import { ensureToolchain } from '../stages/toolchain.js';
 import { EXIT, UnavailableError, UsageError } from './exitCodes.js';
+import { formatReport } from './formatReport.js';
 import { parseCommand } from './parseCommand.js';
 import { NotARepositoryError, serveLocalRepository } from './serveLocalRepository.js';
 import { BUILD_USAGE } from './usage.js';
@@ -141,12 +141,11 @@ export async function buildCommand(argv: string[]): Promise<number> {
       gitCacheKey: chosen.cacheKey,
       logger,
       signal: new AbortController().signal,
-      onStage: (stage, result) => {
+      onStage: (event) => {
         if (!progress) return;
         const seconds = ((performance.now() - started) / 1000).toFixed(1);
-        process.stderr.write(
-          `[${seconds}s] ${stage} ${result ? `${result.outcome}: ${result.summary}` : '...'}\n`,
-        );
+        const state = event.outcome === undefined ? '...' : `${event.outcome}: ${event.summary}`;
+        process.stderr.write(`[${seconds}s] ${event.stage} ${state}\n`);
       },
     });
   } catch (thrown) {

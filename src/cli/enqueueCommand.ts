@@ -1,10 +1,10 @@
 import { decide } from '../bridge/validate.js';
-import { loadConfig } from '../config.js';
-import { encodeCommitResult } from '../contracts.js';
-import { enqueueAndWait } from '../enqueueAndWait.js';
-import { formatReport } from '../formatReport.js';
-import { createLogger } from '../logger.js';
+import { encodeCommitResult } from '../delivery/contracts.js';
+import { loadConfig } from '../ops/config.js';
+import { createLogger } from '../ops/logger.js';
+import { enqueueAndWait } from './enqueueAndWait.js';
 import { EXIT, UsageError } from './exitCodes.js';
+import { formatReport } from './formatReport.js';
 import { parseCommand } from './parseCommand.js';
 import { ENQUEUE_USAGE } from './usage.js';
 

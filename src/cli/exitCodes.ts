@@ -1,4 +1,4 @@
-import { CiError, ConfigError } from '../errors.js';
+import { CiError, ConfigError } from '../ops/errors.js';
 
 /**
  * What `ci-runner` commands exit with. Verdicts first (a script's `case $?`), then sysexits(3) codes, which never

@@ -1,4 +1,4 @@
-import { toError } from '../errors.js';
+import { toError } from '../ops/errors.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeOf } from './exitCodes.js';
 import { BUILD_USAGE, ENQUEUE_USAGE, SERVE_USAGE, STATUS_USAGE } from './usage.js';
 

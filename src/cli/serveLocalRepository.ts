@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { type GitServer, type GitServerOptions, startGitServer } from '../gitServer.js';
+import { type GitServer, type GitServerOptions, startGitServer } from '../git/gitServer.js';
 
 const run = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { verdictOf } from '../board/verdictFormatters.js';
-import { loadConfig } from '../config.js';
-import { connectRedis, QUEUE_STATES } from '../queue.js';
+import { connectRedis, QUEUE_STATES } from '../delivery/queue.js';
+import { loadConfig } from '../ops/config.js';
 import { parseCommand } from './parseCommand.js';
 import { STATUS_USAGE } from './usage.js';
 

@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { lchown, readdir, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
-import type { BuildResources } from '../config.js';
-import { CiError } from '../errors.js';
-import type { Launch } from '../process.js';
-import type { BuildLayout } from '../stages/layout.js';
+import type { BuildLayout } from '../build/layout.js';
+import type { Launch } from '../host/runBounded.js';
+import type { BuildResources } from '../ops/config.js';
+import { CiError } from '../ops/errors.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
@@ -94,6 +94,98 @@ export function noSandbox(): BuildSandbox {
   };
 }
 
+// One line for the report and the job log: what confined the build, with the limits in force.
+function describeSandbox(
+  host: SandboxHost,
+  uid: number,
+  current: BuildResources,
+  by: { memory: boolean; pids: boolean; notes: string[] },
+): string {
+  const user = host.privileged
+    ? `uid ${uid} (unprivileged, all capabilities dropped)`
+    : `the runner's uid ${uid} in a user namespace (capabilities dropped)`;
+  const memory = by.memory
+    ? `memory ${current.memoryMb} MiB (${host.cgroups.description})`
+    : `memory ${current.memoryMb} MiB per process (RLIMIT_AS; ${by.notes.join('; ') || 'no memory cgroup'})`;
+  const pids = by.pids
+    ? `${current.maxProcesses} processes (${host.cgroups.description} + RLIMIT_NPROC)`
+    : `${current.maxProcesses} processes (RLIMIT_NPROC only)`;
+  return [
+    `bubblewrap as ${user}; own PID, IPC, UTS, mount and network namespaces`,
+    'no network except install (internet, host loopback blocked)',
+    memory,
+    pids,
+    `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
+  ].join('; ');
+}
+
+// The build's control group where the host has memory or pids controllers and the runner is root; otherwise why not.
+async function openCgroup(
+  host: SandboxHost,
+  layout: BuildLayout,
+  limits: { memoryBytes: number; maxProcesses: number },
+): Promise<{ cgroup?: BuildCgroup; notes: string[] }> {
+  if (!host.privileged) return { notes: ['no cgroup: the runner is not root'] };
+  if (!host.cgroups.memory && !host.cgroups.pids) return { notes: [host.cgroups.description] };
+  try {
+    return { cgroup: await host.cgroups.create(buildCgroupName(layout.root), limits), notes: [] };
+  } catch (error) {
+    return { notes: [`cgroup not created (${String(error)})`] };
+  }
+}
+
+// What one process of the build sees: its tree (or lint's copy), its own out/home/tmp, and what its access names.
+function mountsFor(layout: BuildLayout, access: SandboxAccess): SandboxMount[] {
+  const write = access.write ?? [];
+  const { inside } = layout;
+  const mounts: SandboxMount[] = [
+    access.lint
+      ? { source: layout.lintTree, target: inside.src }
+      : { source: layout.src, target: inside.src, writable: write.includes('src') },
+    { source: layout.out, target: inside.out, writable: true },
+    { source: layout.home, target: inside.home, writable: true },
+    { source: layout.tmp, target: inside.tmp, writable: true },
+    { source: join(layout.sandbox, 'passwd'), target: '/etc/passwd' },
+    { source: join(layout.sandbox, 'group'), target: '/etc/group' },
+  ];
+  if (access.lint) mounts.push({ source: layout.lint, target: inside.lint, writable: true });
+  if (access.venvDir) mounts.push({ source: access.venvDir, target: inside.venv });
+  else if (access.venv)
+    mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
+  if (access.network)
+    mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
+  if (access.shared) mounts.push({ source: access.shared, target: SHARED_ENV });
+  for (const path of access.files ?? [])
+    mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
+  return mounts;
+}
+
+// What the kernel enforced since the last call (OOM kills, refused forks), in words, from the build's cgroup.
+function limitWatcher(
+  cgroup: BuildCgroup | undefined,
+  current: () => BuildResources,
+): () => Promise<string[]> {
+  let seen = { oomKills: 0, forkRefusals: 0 };
+  return async () => {
+    if (!cgroup) return [];
+    const now = await cgroup.counters();
+    const events: string[] = [];
+    const limits = current();
+    if (now.oomKills > seen.oomKills) {
+      events.push(
+        `memory limit of ${limits.memoryMb} MiB reached: the kernel killed ${now.oomKills - seen.oomKills} process(es)`,
+      );
+    }
+    if (now.forkRefusals > seen.forkRefusals) {
+      events.push(
+        `process limit of ${limits.maxProcesses} reached: ${now.forkRefusals - seen.forkRefusals} fork(s) refused`,
+      );
+    }
+    seen = now;
+    return events;
+  };
+}
+
 // Opens the sandbox of one build: its own unprivileged uid (when the runner is root), its cgroup with memory and
 // process limits where the host has one, and rlimits for everything else.
 export async function openBuildSandbox(
@@ -109,19 +201,8 @@ export async function openBuildSandbox(
   await writeFile(join(layout.sandbox, 'group'), ids.group, { mode: 0o644 });
   await writeFile(join(layout.sandbox, 'resolv.conf'), 'nameserver 10.0.2.3\n', { mode: 0o644 });
   let current = { ...resources };
-  const notes: string[] = [];
-  let cgroup: BuildCgroup | undefined;
   const cgroupLimits = () => ({ memoryBytes: current.memoryMb * MIB, maxProcesses: current.maxProcesses });
-  if (host.privileged && (host.cgroups.memory || host.cgroups.pids)) {
-    cgroup = await host.cgroups.create(buildCgroupName(layout.root), cgroupLimits()).catch((error) => {
-      notes.push(`cgroup not created (${String(error)})`);
-      return undefined;
-    });
-  } else if (!host.privileged) {
-    notes.push('no cgroup: the runner is not root');
-  } else {
-    notes.push(host.cgroups.description);
-  }
+  const { cgroup, notes } = await openCgroup(host, layout, cgroupLimits());
   const memoryByCgroup = cgroup !== undefined && host.cgroups.memory;
   const pidsByCgroup = cgroup !== undefined && host.cgroups.pids;
   const processLimits = (): ProcessLimits => ({
@@ -131,39 +212,12 @@ export async function openBuildSandbox(
     maxProcesses: current.maxProcesses,
     ...(memoryByCgroup ? {} : { addressSpaceBytes: current.memoryMb * MIB }),
   });
-  let seen = { oomKills: 0, forkRefusals: 0 };
-
-  const mountsFor = (access: SandboxAccess): SandboxMount[] => {
-    const write = access.write ?? [];
-    const { inside } = layout;
-    const mounts: SandboxMount[] = [
-      access.lint
-        ? { source: layout.lintTree, target: inside.src }
-        : { source: layout.src, target: inside.src, writable: write.includes('src') },
-      { source: layout.out, target: inside.out, writable: true },
-      { source: layout.home, target: inside.home, writable: true },
-      { source: layout.tmp, target: inside.tmp, writable: true },
-      { source: join(layout.sandbox, 'passwd'), target: '/etc/passwd' },
-      { source: join(layout.sandbox, 'group'), target: '/etc/group' },
-    ];
-    if (access.lint) mounts.push({ source: layout.lint, target: inside.lint, writable: true });
-    if (access.venvDir) mounts.push({ source: access.venvDir, target: inside.venv });
-    else if (access.venv)
-      mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
-    if (access.network)
-      mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
-    if (access.shared) mounts.push({ source: access.shared, target: SHARED_ENV });
-    for (const path of access.files ?? [])
-      mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
-    return mounts;
-  };
-
   return {
     launch(access) {
       const plan = {
         system: host.system,
         symlinks: host.symlinks,
-        mounts: mountsFor(access),
+        mounts: mountsFor(layout, access),
         network: access.network === true,
         privileged: host.privileged,
         uid,
@@ -200,7 +254,7 @@ export async function openBuildSandbox(
         for (const dir of dirs) await chownTree(dir, uid, gid);
       } catch (error) {
         throw new CiError(
-          'RUNNER_FAULT',
+          'SANDBOX_FAULT',
           `handing the build directory to the build user failed: ${String(error)}`,
           {
             retriable: true,
@@ -213,41 +267,9 @@ export async function openBuildSandbox(
       current = { ...lowered };
       await cgroup?.setLimits(cgroupLimits());
     },
-    description() {
-      const user = host.privileged
-        ? `uid ${uid} (unprivileged, all capabilities dropped)`
-        : `the runner's uid ${uid} in a user namespace (capabilities dropped)`;
-      const memory = memoryByCgroup
-        ? `memory ${current.memoryMb} MiB (${host.cgroups.description})`
-        : `memory ${current.memoryMb} MiB per process (RLIMIT_AS; ${notes.join('; ') || 'no memory cgroup'})`;
-      const pids = pidsByCgroup
-        ? `${current.maxProcesses} processes (${host.cgroups.description} + RLIMIT_NPROC)`
-        : `${current.maxProcesses} processes (RLIMIT_NPROC only)`;
-      return [
-        `bubblewrap as ${user}; own PID, IPC, UTS, mount and network namespaces`,
-        'no network except install (internet, host loopback blocked)',
-        memory,
-        pids,
-        `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
-      ].join('; ');
-    },
-    async limitEvents() {
-      if (!cgroup) return [];
-      const now = await cgroup.counters();
-      const events: string[] = [];
-      if (now.oomKills > seen.oomKills) {
-        events.push(
-          `memory limit of ${current.memoryMb} MiB reached: the kernel killed ${now.oomKills - seen.oomKills} process(es)`,
-        );
-      }
-      if (now.forkRefusals > seen.forkRefusals) {
-        events.push(
-          `process limit of ${current.maxProcesses} reached: ${now.forkRefusals - seen.forkRefusals} fork(s) refused`,
-        );
-      }
-      seen = now;
-      return events;
-    },
+    description: () =>
+      describeSandbox(host, uid, current, { memory: memoryByCgroup, pids: pidsByCgroup, notes }),
+    limitEvents: limitWatcher(cgroup, () => current),
     close: async () => {
       await cgroup?.close();
     },

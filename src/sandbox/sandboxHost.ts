@@ -1,9 +1,9 @@
 import { access, constants, lstat, readlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import type { SandboxConfig } from '../config.js';
-import { ConfigError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { runBounded } from '../process.js';
+import { runBounded } from '../host/runBounded.js';
+import type { SandboxConfig } from '../ops/config.js';
+import { ConfigError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 import { bwrapArgs, type SandboxMount } from './bwrapArgs.js';
 import { type Cgroups, detectCgroups } from './cgroups.js';
 

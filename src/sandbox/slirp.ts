@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { CiError } from '../errors.js';
+import { CiError } from '../ops/errors.js';
 
 const READY_TIMEOUT_MS = 10_000;
 
@@ -45,7 +45,7 @@ export async function attachUserNetwork(
   } catch (error) {
     child.kill('SIGKILL');
     throw new CiError(
-      'RUNNER_FAULT',
+      'SANDBOX_FAULT',
       `slirp4netns could not give the install sandbox a network: ${String(error)}`,
       {
         retriable: true,

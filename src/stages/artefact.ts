@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import git from 'isomorphic-git';
 import tar, { type Header } from 'tar-stream';
+import { artefactPath, partialArtefactPath } from '../build/artefactLocation.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** A commit's tree read from a git object store: exactly what was committed, whatever the build wrote since. */
@@ -21,8 +22,9 @@ export interface ArtefactInput {
   /** Directories or git trees to store, each under its archive prefix. */
   trees: Array<({ dir: string } | GitTree) & { prefix: string }>;
   artefactDir: string;
-  name: string;
+  commitSha: string;
   maxBytes: number;
+  timeoutMs: number;
 }
 
 export interface ArtefactValue {
@@ -114,19 +116,16 @@ async function addGitTree(pack: tar.Pack, source: GitTree, oid: string, prefix: 
   }
 }
 
-/** Hex digits of the artefact's sha256 in its file name. */
-const NAME_HASH_CHARS = 16;
-
-// Writes <artefactDir>/<name>.<sha256 prefix>.tar.gz: named by its content, so two builds of one commit never
-// overwrite each other's artefact and a report's artefact_sha256 always matches the file its artefact_url names.
-// Written under a temporary name, synced, and renamed only when complete.
+// Writes the commit's artefact where artefactPath says (named by its content), under a temporary name first, synced,
+// and renamed only when complete; within the stage's time limit.
 export async function run(input: ArtefactInput, ctx: StageContext): Promise<StageResult<ArtefactValue>> {
   const started = performance.now();
   await mkdir(input.artefactDir, { recursive: true });
-  const temporary = join(input.artefactDir, `${input.name}.tar.gz.tmp-${process.pid}-${randomUUID()}`);
+  const temporary = partialArtefactPath(input.artefactDir, input.commitSha, `${process.pid}-${randomUUID()}`);
   const pack = tar.pack();
   const meter = new Meter(input.maxBytes);
-  const writing = pipeline(pack, createGzip(), meter, createWriteStream(temporary));
+  const limit = AbortSignal.any([ctx.signal, AbortSignal.timeout(input.timeoutMs)]);
+  const writing = pipeline(pack, createGzip(), meter, createWriteStream(temporary), { signal: limit });
   const adding = (async () => {
     for (const tree of input.trees) {
       if ('dir' in tree) await addTree(pack, tree.dir, tree.prefix);
@@ -142,15 +141,19 @@ export async function run(input: ArtefactInput, ctx: StageContext): Promise<Stag
     pack.destroy();
     await writing.catch(() => undefined);
     await rm(temporary, { force: true });
+    const durationMs = Math.round(performance.now() - started);
     if (thrown instanceof TooLarge) {
-      const durationMs = Math.round(performance.now() - started);
       const value = { path: '', sha256: '', bytes: meter.bytes };
       return { outcome: 'failed', durationMs, summary: thrown.message, value };
+    }
+    if (ctx.signal.aborted) return { outcome: 'canceled', durationMs, summary: 'canceled' };
+    if (limit.aborted) {
+      return { outcome: 'timedOut', durationMs, summary: `the artefact exceeded ${input.timeoutMs} ms` };
     }
     throw thrown;
   }
   const sha256 = meter.hash.digest('hex');
-  const path = join(input.artefactDir, `${input.name}.${sha256.slice(0, NAME_HASH_CHARS)}.tar.gz`);
+  const path = artefactPath(input.artefactDir, input.commitSha, sha256);
   const handle = await open(temporary, 'r');
   await handle.sync().finally(() => handle.close());
   await rename(temporary, path);

@@ -3,13 +3,13 @@ import fs from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
-import { CiError, toError } from '../errors.js';
-import { redactUrl } from '../logger.js';
-import { pathExists } from '../pathExists.js';
-import { withDirLock } from '../withDirLock.js';
-import { materializeTree, UnsafeTreeError } from './materializeTree.js';
-import { MAX_PACKS, sequencePacks, tooManyPacks, unsequencedPacks } from './packOrder.js';
-import { smartHttp } from './smartHttp.js';
+import { materializeTree, UnsafeTreeError } from '../git/materializeTree.js';
+import { MAX_PACKS, sequencePacks, tooManyPacks, unsequencedPacks } from '../git/packOrder.js';
+import { smartHttp } from '../git/smartHttp.js';
+import { pathExists } from '../host/pathExists.js';
+import { withDirLock } from '../host/withDirLock.js';
+import { CiError, toError } from '../ops/errors.js';
+import { redactUrl } from '../ops/logger.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** Basic-auth credentials for http(s) remotes, from configuration only. */
@@ -34,7 +34,27 @@ export interface CheckoutInput {
   timeoutMs: number;
 }
 
-const NETWORK_ERROR = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EPIPE|socket hang up/;
+/** Node's codes for a network that failed (a refused or reset connection, an unknown host, no route). */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+// The code of an error or of any error it was caused by: isomorphic-git's (HttpError, SmartHttpError) or Node's.
+function codes(error: unknown): string[] {
+  const found: string[] = [];
+  for (let e = error; e instanceof Error && found.length < 8; e = e.cause) {
+    const { code } = e as Error & { code?: unknown };
+    if (typeof code === 'string') found.push(code);
+  }
+  return found;
+}
 
 function unreachable(url: string, error: Error): CiError {
   return new CiError('REPO_UNREACHABLE', `repository ${redactUrl(url)} is unreachable: ${error.message}`, {
@@ -83,7 +103,8 @@ async function resolveRef(gitdir: string, ref: string): Promise<string | undefin
 // the server answered the git protocol itself (a refused want), which the caller works around.
 function classify(input: CheckoutInput, error: Error): CiError | undefined {
   const url = redactUrl(input.repositoryUrl);
-  if (error.name === 'HttpError') {
+  const said = codes(error);
+  if (said.includes(git.Errors.HttpError.code)) {
     const { statusCode, statusMessage } = (error as Error & { data: HttpErrorData }).data;
     const answer = `the server answered ${statusCode} ${statusMessage}`.trim();
     const hint = HTTP_HINTS[statusCode];
@@ -95,13 +116,13 @@ function classify(input: CheckoutInput, error: Error): CiError | undefined {
     }
     return unreachable(input.repositoryUrl, new Error(answer));
   }
-  if (error.name === 'SmartHttpError') {
+  if (said.includes(git.Errors.SmartHttpError.code)) {
     return new CiError('REPO_REFUSED', `${url} is not a git smart-HTTP server: ${error.message}`, {
       retriable: false,
       cause: error,
     });
   }
-  if (NETWORK_ERROR.test(error.message)) return unreachable(input.repositoryUrl, error);
+  if (said.some((code) => NETWORK_CODES.has(code))) return unreachable(input.repositoryUrl, error);
   return undefined;
 }
 

@@ -1,10 +1,15 @@
 import { join } from 'node:path';
-import { readBuildFile, readBuildJson } from '../readBuildFile.js';
-import type { BuildLayout } from './layout.js';
+import type { BuildLayout } from '../build/layout.js';
+import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface CoverageInput {
   layout: BuildLayout;
+  timeoutMs: number;
+}
+
+export interface CoverageValue {
+  lineCoverage: number;
 }
 
 interface CoverageTotals {
@@ -19,15 +24,25 @@ export function lineCoverage(totals: CoverageTotals): number {
 }
 
 // The line coverage figure from coverage.json, which the runner's pytest plugin wrote as the test run exited
-// (`coverage json` of the run's data, in the same process). Kept in the artefact.
-export async function run(
-  input: CoverageInput,
-  ctx: StageContext,
-): Promise<StageResult<{ lineCoverage: number }>> {
+// (`coverage json` of the run's data, in the same process). Kept in the artefact. Reading it is bounded in size
+// and, like every stage, in time.
+export async function run(input: CoverageInput, ctx: StageContext): Promise<StageResult<CoverageValue>> {
   const started = performance.now();
   const { layout } = input;
-  const report = await readBuildJson<{ totals?: CoverageTotals }>(join(layout.out, 'coverage.json'));
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<'timedOut'>((resolve) => {
+    timer = setTimeout(() => resolve('timedOut'), input.timeoutMs);
+  });
+  const reading = readBuildJson<{ totals?: CoverageTotals }>(join(layout.out, 'coverage.json'));
+  const report = await Promise.race([reading, limit]).finally(() => clearTimeout(timer));
   const durationMs = Math.round(performance.now() - started);
+  if (report === 'timedOut') {
+    return {
+      outcome: 'timedOut',
+      durationMs,
+      summary: `reading coverage.json exceeded ${input.timeoutMs} ms`,
+    };
+  }
   if (!report?.totals) {
     const why = (await readBuildFile(join(layout.out, 'coverage.json.error'), 4096))?.toString('utf8').trim();
     ctx.log(`no coverage data to report${why ? ` (${why})` : ''}`);

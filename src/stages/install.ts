@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 import { copyFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CiError } from '../errors.js';
-import { type RunResult, runBounded } from '../process.js';
-import { readBuildFile } from '../readBuildFile.js';
-import { type BuildLayout, buildEnv, SANDBOX_PATHS } from './layout.js';
+import { type BuildLayout, buildEnv, SANDBOX_PATHS } from '../build/layout.js';
+import { readBuildFile } from '../build/readBuildFile.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { type RunResult, runBounded } from '../host/runBounded.js';
+import { CiError } from '../ops/errors.js';
+import type { SandboxAccess } from '../sandbox/buildSandbox.js';
 import { projectEnvironment } from './projectEnvironment.js';
 import { dependencyLines, sharedEnvironment } from './sharedEnvironment.js';
 import { shareProjectEnvironment, treeFiles } from './shareProjectEnvironment.js';
-import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface InstallInput {
@@ -95,11 +96,11 @@ function verdict(
     case 'timedOut':
       return { outcome: 'timedOut', durationMs, summary: `install exceeded ${timeoutMs} ms` };
     case 'notStarted':
-      throw new CiError('RUNNER_FAULT', `uv could not start: ${result.message}`, { retriable: true });
+      throw new CiError('PROCESS_NOT_STARTED', `uv could not start: ${result.message}`, { retriable: true });
     case 'exited':
       if (result.exitCode === 0) return undefined;
       if (INFRASTRUCTURE.test(result.stderr)) {
-        throw new CiError('RUNNER_FAULT', `package index unreachable: ${tail(result, 3)}`, {
+        throw new CiError('PACKAGE_INDEX_UNREACHABLE', `package index unreachable: ${tail(result, 3)}`, {
           retriable: true,
         });
       }
@@ -138,6 +139,81 @@ const PROJECT_TEST_TOOLS = ['pytest>=7', 'coverage>=7', 'pytest-xdist'];
 // uv's answer when the project's own requirements conflict with the runner's pinned test tools.
 const TEST_TOOL_CONFLICT = /you require (pytest|coverage|pytest-xdist)==/;
 
+type SandboxedUv = (args: string[], access: SandboxAccess) => Promise<RunResult>;
+
+// uv in the build's sandbox, on the build's checkout, within the install's time limit, output to install.log.
+function sandboxedUv(input: InstallInput, ctx: StageContext): SandboxedUv {
+  const { layout, toolchain } = input;
+  const env = buildEnv(layout, {
+    UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
+    UV_LINK_MODE: 'copy',
+    UV_PYTHON_DOWNLOADS: 'never',
+    UV_NO_PROGRESS: '1',
+  });
+  return (args, access) =>
+    runBounded(ctx.sandbox.tool(toolchain.uv), args, {
+      cwd: layout.inside.src,
+      env,
+      timeoutMs: input.timeoutMs,
+      signal: ctx.signal,
+      logFile: join(layout.reports, 'install.log'),
+      launch: ctx.sandbox.launch(access),
+    });
+}
+
+// Resolves the declarations to exact pins in the sandbox (the project's build backend runs there, with the internet
+// but not the host): with the runner's test pins, or the project's own when they conflict with them. Returns the
+// pins, or the failed outcome.
+async function resolvePins(
+  input: InstallInput,
+  ctx: StageContext,
+  requirements: string[],
+  inSandbox: SandboxedUv,
+  value: InstallValue,
+): Promise<string | Outcome> {
+  const { layout, toolchain } = input;
+  const python = join(layout.inside.venv, 'bin', 'python');
+  const output = join(layout.inside.out, 'pins.txt');
+  ctx.log(
+    `resolving ${[...requirements, input.installable ? 'the project' : ''].filter(Boolean).join(', ') || 'the runner tools'}`,
+  );
+  const resolve = async (runnerTestPins: boolean) => {
+    const inputs = await writeInputs(input, requirements, ctx, runnerTestPins);
+    return inSandbox(
+      [
+        'pip',
+        'compile',
+        '--python',
+        python,
+        '--no-header',
+        '--no-annotate',
+        '--quiet',
+        '-o',
+        output,
+        ...input.groups.flatMap((group) => [
+          '--group',
+          `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
+        ]),
+        ctx.sandbox.runnerFile(inputs),
+      ],
+      { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
+    );
+  };
+  let compile = await resolve(true);
+  if (compile.kind === 'exited' && compile.exitCode !== 0 && TEST_TOOL_CONFLICT.test(compile.stderr)) {
+    // The project pins its own pytest or coverage (say pytest~=7.2): its tests are meant to run on that.
+    const retry = await resolve(false);
+    if (retry.kind === 'exited' && retry.exitCode === 0) {
+      ctx.log(`the project pins its own test tools, which conflict with the runner's; using the project's`);
+    }
+    if (retry.kind !== 'exited' || retry.exitCode === 0) compile = retry;
+  }
+  const failed = verdict(compile, 'dependencies could not be installed as declared', input.timeoutMs, value);
+  if (failed) return failed;
+  const resolved = await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024);
+  return dependencyLines(resolved?.toString('utf8') ?? '', layout.inside.src);
+}
+
 // Installs the build's dependencies. A new environment key is resolved inside the sandbox (the project's build
 // backend runs there, with the internet but not the host), then the runner alone builds a shared environment from
 // registry wheels, read-only to every build. Each build gets its own small venv on top of it, where the project
@@ -147,12 +223,6 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   const elapsed = () => Math.round(performance.now() - started);
   const { layout, toolchain } = input;
   const python = join(layout.inside.venv, 'bin', 'python');
-  const env = buildEnv(layout, {
-    UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
-    UV_LINK_MODE: 'copy',
-    UV_PYTHON_DOWNLOADS: 'never',
-    UV_NO_PROGRESS: '1',
-  });
   const { key, requirements } = await environmentKey(layout.src, toolchain, input.repository);
   const shared = sharedEnvironment(input.cacheDir, key, toolchain, layout.inherited);
   const value: InstallValue = { cacheHit: false, key };
@@ -169,15 +239,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
       value: { cacheHit: true, key, sharedEnv: ready.shared, venvDir: ready.dir },
     };
   }
-  const inSandbox = (args: string[], access: Parameters<typeof ctx.sandbox.launch>[0]) =>
-    runBounded(ctx.sandbox.tool(toolchain.uv), args, {
-      cwd: layout.inside.src,
-      env,
-      timeoutMs: input.timeoutMs,
-      signal: ctx.signal,
-      logFile: join(layout.reports, 'install.log'),
-      launch: ctx.sandbox.launch(access),
-    });
+  const inSandbox = sandboxedUv(input, ctx);
 
   // The runner prepares the venv completely before any sandboxed process may write it.
   await shared.createBuildVenv(layout.venv);
@@ -185,53 +247,8 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
   await copyFile(join(toolchain.pluginDir, plugin), join(shared.sitePackages(layout.venv), plugin));
   const recorded = await shared.pins();
   value.cacheHit = recorded !== undefined;
-  let pins = recorded;
-  if (!pins) {
-    const output = join(layout.inside.out, 'pins.txt');
-    ctx.log(
-      `resolving ${[...requirements, input.installable ? 'the project' : ''].filter(Boolean).join(', ') || 'the runner tools'}`,
-    );
-    const resolve = async (runnerTestPins: boolean) => {
-      const inputs = await writeInputs(input, requirements, ctx, runnerTestPins);
-      return inSandbox(
-        [
-          'pip',
-          'compile',
-          '--python',
-          python,
-          '--no-header',
-          '--no-annotate',
-          '--quiet',
-          '-o',
-          output,
-          ...input.groups.flatMap((group) => [
-            '--group',
-            `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
-          ]),
-          ctx.sandbox.runnerFile(inputs),
-        ],
-        { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
-      );
-    };
-    let compile = await resolve(true);
-    if (compile.kind === 'exited' && compile.exitCode !== 0 && TEST_TOOL_CONFLICT.test(compile.stderr)) {
-      // The project pins its own pytest or coverage (say pytest~=7.2): its tests are meant to run on that.
-      const retry = await resolve(false);
-      if (retry.kind === 'exited' && retry.exitCode === 0) {
-        ctx.log(`the project pins its own test tools, which conflict with the runner's; using the project's`);
-      }
-      if (retry.kind !== 'exited' || retry.exitCode === 0) compile = retry;
-    }
-    const failed = verdict(
-      compile,
-      'dependencies could not be installed as declared',
-      input.timeoutMs,
-      value,
-    );
-    if (failed) return failed;
-    const resolved = await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024);
-    pins = dependencyLines(resolved?.toString('utf8') ?? '', layout.inside.src);
-  }
+  const pins = recorded ?? (await resolvePins(input, ctx, requirements, inSandbox, value));
+  if (typeof pins !== 'string') return pins;
   const sharedDir = await shared.ensure(pins, ctx.log);
   if (sharedDir) {
     value.sharedEnv = sharedDir;

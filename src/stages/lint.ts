@@ -1,11 +1,11 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { CiError } from '../errors.js';
-import { type RunResult, runBounded } from '../process.js';
-import { readBuildJson } from '../readBuildFile.js';
-import { type BuildLayout, buildEnv } from './layout.js';
+import { type BuildLayout, buildEnv } from '../build/layout.js';
+import { readBuildJson } from '../build/readBuildFile.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { type RunResult, runBounded } from '../host/runBounded.js';
+import { CiError } from '../ops/errors.js';
 import { lintCache } from './lintCache.js';
-import type { Toolchain } from './toolchain.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface LintInput {
@@ -15,6 +15,11 @@ export interface LintInput {
   /** The repository (without credentials): its lint caches are its own. */
   repository: string;
   cacheDir: string;
+}
+
+/** One entry per finding: `path:line:col: CODE message` (ruff) or `path: would reformat` (black). */
+export interface LintValue {
+  findings: string[];
 }
 
 interface RuffFinding {
@@ -61,7 +66,7 @@ export function parseBlackOutput(stderr: string, root: string): string[] {
 
 function unexpected(tool: string, result: RunResult): never {
   const detail = result.kind === 'notStarted' ? result.message : `${result.kind}`;
-  throw new CiError('RUNNER_FAULT', `${tool} could not run: ${detail}`, { retriable: true });
+  throw new CiError('PROCESS_NOT_STARTED', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
 // Runs one of the runner's lint tools on lint's own copy of the commit (read-only, at the source path), with lint's
@@ -127,7 +132,7 @@ async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | Run
 // Runs black --check and ruff check side by side with the repository's own configuration; one entry per finding.
 // Their caches are the repository's, kept from its previous build: a file whose content was linted before is not
 // linted again (its path and its blob-derived mtime match).
-export async function run(input: LintInput, ctx: StageContext): Promise<StageResult<{ findings: string[] }>> {
+export async function run(input: LintInput, ctx: StageContext): Promise<StageResult<LintValue>> {
   const started = performance.now();
   const { layout } = input;
   const cache = lintCache(input.cacheDir, input.repository, input.toolchain.fingerprint);

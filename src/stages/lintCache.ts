@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathExists } from '../pathExists.js';
+import { pathExists } from '../host/pathExists.js';
 
 /** One repository's black and ruff caches, kept between builds by the runner. */
 export interface LintCache {

@@ -11,11 +11,12 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { dirname, join, normalize, relative } from 'node:path';
-import { pathExists } from '../pathExists.js';
-import { runBounded } from '../process.js';
-import { readBuildFile } from '../readBuildFile.js';
+import { readBuildFile } from '../build/readBuildFile.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { pathExists } from '../host/pathExists.js';
+import { runBounded } from '../host/runBounded.js';
+import { SYSTEM_PATH } from '../host/systemPath.js';
 import type { SharedEnvironment } from './sharedEnvironment.js';
-import type { Toolchain } from './toolchain.js';
 
 /** A ready environment for one environment key: bound read-only at the build's venv path by every later build. */
 export interface ReadyEnvironment {
@@ -173,7 +174,7 @@ export function projectEnvironment(
           ['-m', 'compileall', '-q', '-d', shared.sitePackages(input.venvInside), site],
           {
             cwd: staging,
-            env: { PATH: '/usr/bin:/bin' },
+            env: { PATH: SYSTEM_PATH },
             timeoutMs: 60_000,
             signal: new AbortController().signal,
           },

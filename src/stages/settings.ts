@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { BuildResources, StageLimits } from '../config.js';
-import { CiError } from '../errors.js';
-import { pathExists } from '../pathExists.js';
-import { runBounded } from '../process.js';
-import { readBuildFile } from '../readBuildFile.js';
-import { type BuildLayout, buildEnv } from './layout.js';
-import type { Toolchain } from './toolchain.js';
+import { type BuildLayout, buildEnv } from '../build/layout.js';
+import { readBuildFile } from '../build/readBuildFile.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { pathExists } from '../host/pathExists.js';
+import { runBounded } from '../host/runBounded.js';
+import type { BuildResources, StageLimits } from '../ops/config.js';
+import { CiError } from '../ops/errors.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** What a repository may set for its own builds in `[tool.ci-runner]` of its pyproject.toml. */
@@ -41,6 +41,7 @@ export interface SettingsInput {
   defaults: RepoSettings;
   /** Where what the reader said about a pyproject.toml is kept, keyed by its content. */
   cacheDir: string;
+  timeoutMs: number;
 }
 
 // What the reader's answer depends on: its own code, pyproject.toml's bytes and whether setup.py / setup.cfg exist.
@@ -71,6 +72,8 @@ const TIMEOUT_KEYS = {
   'install-timeout-sec': 'installMs',
   'lint-timeout-sec': 'lintMs',
   'test-timeout-sec': 'testMs',
+  'coverage-timeout-sec': 'coverageMs',
+  'artefact-timeout-sec': 'artefactMs',
 } as const;
 
 const RESOURCE_KEYS = {
@@ -165,7 +168,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     : await runBounded(ctx.sandbox.tool(input.toolchain.python), [ctx.sandbox.runnerFile(script)], {
         cwd: layout.inside.src,
         env: buildEnv(layout),
-        timeoutMs: 30_000,
+        timeoutMs: input.timeoutMs,
         signal: ctx.signal,
         logFile: join(layout.reports, 'settings.log'),
         launch: ctx.sandbox.launch({ files: [script] }),
@@ -180,7 +183,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'notStarted') {
-    throw new CiError('RUNNER_FAULT', `reading [tool.ci-runner] failed: ${result.message}`, {
+    throw new CiError('PROCESS_NOT_STARTED', `reading [tool.ci-runner] failed: ${result.message}`, {
       retriable: true,
     });
   }
@@ -188,7 +191,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     return {
       outcome: 'failed',
       durationMs,
-      summary: 'reading pyproject.toml took over 30 s',
+      summary: `reading pyproject.toml took over ${input.timeoutMs} ms`,
       value: fallback,
     };
   }

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CiError } from '../errors.js';
-import { pathExists } from '../pathExists.js';
-import { type RunResult, runBounded } from '../process.js';
-import { withDirLock } from '../withDirLock.js';
-import type { Toolchain } from './toolchain.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { pathExists } from '../host/pathExists.js';
+import { type RunResult, runBounded } from '../host/runBounded.js';
+import { SYSTEM_PATH } from '../host/systemPath.js';
+import { withDirLock } from '../host/withDirLock.js';
+import { CiError } from '../ops/errors.js';
 
 /** One exact pin: the only line a shared environment is built from. */
 const PIN = /^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$/;
@@ -75,7 +76,7 @@ export function sharedEnvironment(
       cwd: root,
       env: {
         ...inherited,
-        PATH: '/usr/local/bin:/usr/bin:/bin',
+        PATH: SYSTEM_PATH,
         HOME: root,
         UV_CACHE_DIR: join(cacheDir, 'uv'),
         UV_NO_CONFIG: '1',
@@ -93,7 +94,7 @@ export function sharedEnvironment(
     async createBuildVenv(dir) {
       const result = await uv(['venv', '--quiet', '--python', toolchain.basePython, dir]);
       if (result.kind !== 'exited' || result.exitCode !== 0) {
-        throw new CiError('RUNNER_FAULT', `creating the build environment failed: ${failure(result)}`, {
+        throw new CiError('ENVIRONMENT_FAULT', `creating the build environment failed: ${failure(result)}`, {
           retriable: true,
         });
       }
@@ -153,7 +154,7 @@ export function sharedEnvironment(
               log(`no shared environment: ${reason}`);
               return undefined;
             }
-            throw new CiError('RUNNER_FAULT', `building the shared environment failed: ${reason}`, {
+            throw new CiError('ENVIRONMENT_FAULT', `building the shared environment failed: ${reason}`, {
               retriable: true,
             });
           }

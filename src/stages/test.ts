@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { CiError } from '../errors.js';
-import { exitReason, runBounded } from '../process.js';
-import { readBuildFile, readBuildJson } from '../readBuildFile.js';
-import { type BuildLayout, buildEnv } from './layout.js';
-import type { Toolchain } from './toolchain.js';
+import { type BuildLayout, buildEnv } from '../build/layout.js';
+import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
+import type { Toolchain } from '../build/toolchain.js';
+import { exitReason, runBounded } from '../host/runBounded.js';
+import { CiError } from '../ops/errors.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -101,7 +101,9 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     return { outcome: 'timedOut', durationMs, summary, value };
   }
   if (result.kind === 'notStarted') {
-    throw new CiError('RUNNER_FAULT', `pytest could not start: ${result.message}`, { retriable: true });
+    throw new CiError('PROCESS_NOT_STARTED', `pytest could not start: ${result.message}`, {
+      retriable: true,
+    });
   }
   const plugin = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.js';
+import type { Logger } from '../ops/logger.js';
 import type { BuildSandbox } from '../sandbox/buildSandbox.js';
 
 export type StageName = 'checkout' | 'settings' | 'install' | 'lint' | 'test' | 'coverage' | 'artefact';

@@ -1,6 +1,6 @@
-import type { BuildStatus } from '../contracts.js';
-import { toError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { BuildStatus } from '../delivery/contracts.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 /** What happens in a worker, for observers (metrics). Observers cannot break a build: their errors are logged. */
 export interface BuildEventMap {

@@ -1,7 +1,7 @@
-import { loadConfig } from '../config.js';
-import { closeOnSignals, SHUTDOWN_DEADLINE_MS } from '../lifecycle.js';
-import { createLogger } from '../logger.js';
-import { runMain } from '../main.js';
+import { loadConfig } from '../ops/config.js';
+import { closeOnSignals, SHUTDOWN_DEADLINE_MS } from '../ops/lifecycle.js';
+import { createLogger } from '../ops/logger.js';
+import { runMain } from '../ops/runMain.js';
 import { startWorker } from './worker.js';
 
 // Entry point of a worker process; run as many as the build load needs.

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { toError } from '../errors.js';
-import type { Publisher } from '../kafka.js';
-import type { Logger } from '../logger.js';
-import type { ReportStore } from '../reportStore.js';
+import type { Publisher } from '../delivery/kafka.js';
+import { buildJobId } from '../delivery/queue.js';
+import type { ReportStore } from '../delivery/reportStore.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 /** How long a publication claim holds if its owner dies mid-send (longer than a send's own retries). */
 const CLAIM_MS = 60_000;
@@ -60,7 +61,7 @@ export class ReportOutbox {
         await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
         await this.store.acknowledge(sha, bytes);
         this.onPublished(sha);
-        this.logger.info({ commitSha: sha, jobId: `build-${sha}`, topic: this.topic }, 'report published');
+        this.logger.info({ commitSha: sha, jobId: buildJobId(sha), topic: this.topic }, 'report published');
       } catch (thrown) {
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');
         return;

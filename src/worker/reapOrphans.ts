@@ -1,8 +1,7 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../logger.js';
-import { pidAlive } from '../pidAlive.js';
+import { ownerState } from '../host/ownerFile.js';
+import type { Logger } from '../ops/logger.js';
 import { buildCgroupName } from '../sandbox/buildSandbox.js';
 import type { Cgroups } from '../sandbox/cgroups.js';
 
@@ -24,10 +23,8 @@ export async function reapOrphans(workDir: string, logger: Logger, cgroups?: Cgr
   let killed = 0;
   for (const entry of await readdir(workDir).catch(() => [])) {
     const dir = join(workDir, entry);
-    const owner = await readFile(join(dir, 'owner'), 'utf8').catch(() => undefined);
-    if (!owner) continue;
-    const [host, pid] = owner.trim().split(' ');
-    if (host !== hostname() || pidAlive(Number(pid))) continue;
+    const owner = await ownerState(dir);
+    if (owner.state !== 'dead') continue;
     for (const orphan of await processesOf(dir)) {
       try {
         process.kill(orphan, 'SIGKILL');
@@ -38,7 +35,7 @@ export async function reapOrphans(workDir: string, logger: Logger, cgroups?: Cgr
     }
     await cgroups?.remove(buildCgroupName(dir));
     await rm(dir, { recursive: true, force: true });
-    logger.warn({ dir, deadWorker: Number(pid) }, 'reaped the leftovers of a dead worker');
+    logger.warn({ dir, deadWorker: owner.pid }, 'reaped the leftovers of a dead worker');
   }
   return killed;
 }

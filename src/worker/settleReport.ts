@@ -1,9 +1,9 @@
 import { rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import type { BuildReport } from '../contracts.js';
-import { toError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { ReportStore } from '../reportStore.js';
+import { artefactFile } from '../build/artefactLocation.js';
+import type { BuildReport } from '../delivery/contracts.js';
+import type { ReportStore } from '../delivery/reportStore.js';
+import { toError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 // Records a finished build's report and returns the one that stands for its commit (the first verdict). The
 // artefacts of reports that do not stand (this one, if a duplicate build finished first; an ERRORED one a retry
@@ -17,9 +17,10 @@ export async function settleReport(
   const standing = await store.record(report);
   for (const other of [report, earlier]) {
     const url = other?.artefactUrl;
-    if (!url || url === standing.artefactUrl || !url.startsWith('file://')) continue;
+    const file = artefactFile(url);
+    if (!file || url === standing.artefactUrl) continue;
     try {
-      await rm(fileURLToPath(url), { force: true });
+      await rm(file, { force: true });
       logger.info(
         { discarded: url, standing: standing.artefactUrl || '(none)' },
         'another report of this commit stands; discarded the artefact of one that does not',

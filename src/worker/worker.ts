@@ -1,18 +1,18 @@
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
-import type { Config } from '../config.js';
-import type { BuildReport } from '../contracts.js';
-import { isRetriable, toError } from '../errors.js';
-import { connectPublisher, ensureTopics } from '../kafka.js';
-import { type Closable, Teardown } from '../lifecycle.js';
-import type { Logger } from '../logger.js';
-import { startMetricsServer } from '../metricsServer.js';
-import { configuredOptions, runPipeline } from '../pipeline.js';
-import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../queue.js';
-import { erroredReport } from '../report.js';
-import { ReportStore } from '../reportStore.js';
+import { boardArtefactLink } from '../build/artefactLocation.js';
+import { erroredReport } from '../build/report.js';
+import { configuredOptions, runPipeline } from '../build/runPipeline.js';
+import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
+import type { BuildReport } from '../delivery/contracts.js';
+import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
+import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
+import { ReportStore } from '../delivery/reportStore.js';
+import type { Config } from '../ops/config.js';
+import { isRetriable, toError } from '../ops/errors.js';
+import { type Closable, Teardown } from '../ops/lifecycle.js';
+import type { Logger } from '../ops/logger.js';
+import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
-import { ensureToolchain, type Toolchain } from '../stages/toolchain.js';
-import type { StageName, StageResult } from '../stages/types.js';
 import { BuildEvents } from './buildEvents.js';
 import { ReportOutbox } from './outbox.js';
 import { reapOrphans } from './reapOrphans.js';
@@ -58,14 +58,16 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
         logger: log,
         signal: controller.signal,
         onLog: (line) => void job.log(line).catch(() => undefined),
-        onStage: (stage, result) => {
-          void job.updateProgress({ stage, outcome: result?.outcome ?? 'running' }).catch(() => undefined);
-          if (result) {
-            log.info({ stage, outcome: result.outcome, durationMs: result.durationMs }, 'stage finished');
-            observeStage(events, stage, result);
-          } else {
+        onStage: (event) => {
+          const { stage } = event;
+          void job.updateProgress({ stage, outcome: event.outcome ?? 'running' }).catch(() => undefined);
+          if (event.outcome === undefined) {
             log.info({ stage }, 'stage started');
+            return;
           }
+          log.info({ stage, outcome: event.outcome, durationMs: event.durationMs }, 'stage finished');
+          events.emit('stageFinished', { stage, outcome: event.outcome, durationMs: event.durationMs });
+          if (event.cache) events.emit('cache', event.cache);
         },
       });
     } catch (thrown) {
@@ -91,7 +93,7 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
     if (standing.artefactUrl) {
-      void job.log(`artefact on the board: /artefacts/${job.data.commitSha}.tar.gz`).catch(() => undefined);
+      void job.log(`artefact on the board: ${boardArtefactLink(job.data.commitSha)}`).catch(() => undefined);
     }
     if (standing.status === 'ERRORED') {
       // Reported (the outbox has it) and shown to on-call as a failed job they can retry from the board.
@@ -99,17 +101,6 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     }
     return standing;
   };
-}
-
-// Turns a finished stage into metrics events: its duration, and cache hits for checkout and install.
-function observeStage(events: BuildEvents, stage: StageName, result: StageResult<unknown>): void {
-  events.emit('stageFinished', { stage, outcome: result.outcome, durationMs: result.durationMs });
-  if (result.outcome !== 'passed' && result.outcome !== 'failed') return;
-  const value = result.value as { fetched?: boolean; cacheHit?: boolean };
-  if (stage === 'checkout' && value.fetched !== undefined)
-    events.emit('cache', { cache: 'git', hit: !value.fetched });
-  if (stage === 'install' && value.cacheHit !== undefined)
-    events.emit('cache', { cache: 'env', hit: value.cacheHit });
 }
 
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { queueDepthGauge } from '../queueDepthGauge.js';
-import type { ReportStore } from '../reportStore.js';
+import type { ReportStore } from '../delivery/reportStore.js';
+import { queueDepthGauge } from '../ops/queueDepthGauge.js';
 import type { BuildEvents } from './buildEvents.js';
 
 // The worker's Prometheus registry: the phase document's build metrics plus stages, caches, retries and the outbox.

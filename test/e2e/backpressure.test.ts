@@ -1,7 +1,8 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
-import { connectRedis } from '../../src/queue.js';
+import { connectRedis } from '../../src/delivery/queue.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
 

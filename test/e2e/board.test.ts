@@ -1,12 +1,13 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
 import { type RunningBoard, startBoard } from '../../src/board/board.js';
-import { loadConfig } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
-import type { Logger } from '../../src/logger.js';
-import { buildJobId } from '../../src/queue.js';
+import { buildJobId } from '../../src/delivery/queue.js';
+import { loadConfig } from '../../src/ops/config.js';
+import { ConfigError } from '../../src/ops/errors.js';
+import type { Logger } from '../../src/ops/logger.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
 import type { TestSpace } from '../support/harness.js';
 import { cleanProject, failingTest } from '../support/pythonProject.js';

@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -6,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import type { RunningBridge } from '../../src/bridge/bridge.js';
-import { decodeBuildReport } from '../../src/contracts.js';
-import { buildJobId, connectRedis } from '../../src/queue.js';
+import { decodeBuildReport } from '../../src/delivery/contracts.js';
+import { buildJobId, connectRedis } from '../../src/delivery/queue.js';
 import type { RunningWorker } from '../../src/worker/worker.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
 import type { TestSpace } from '../support/harness.js';

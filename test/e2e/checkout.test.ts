@@ -1,11 +1,12 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CiError } from '../../src/errors.js';
-import { type GitServer, startGitServer } from '../../src/gitServer.js';
+import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
+import { CiError } from '../../src/ops/errors.js';
 import { cacheGitdir, run as checkout } from '../../src/stages/checkout.js';
 import { benchModule, benchProject } from '../support/benchProject.js';
 import { createFixtureRepo, type FixtureRepo, forcePushFeature } from '../support/fixtureRepo.js';

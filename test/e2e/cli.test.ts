@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
-import { connectRedis } from '../../src/queue.js';
+import { connectRedis } from '../../src/delivery/queue.js';
 import { cleanProject, failingTest } from '../support/pythonProject.js';
 
 const run = promisify(execFile);

@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -6,9 +7,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import type { BuildReport } from '../../src/contracts.js';
-import { connectRedis, RETENTION_SECONDS } from '../../src/queue.js';
-import { ReportStore } from '../../src/reportStore.js';
+import type { BuildReport } from '../../src/delivery/contracts.js';
+import { connectRedis, RETENTION_SECONDS } from '../../src/delivery/queue.js';
+import { ReportStore } from '../../src/delivery/reportStore.js';
 import { settleReport } from '../../src/worker/settleReport.js';
 import { testLogger } from '../support/harness.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';

@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { services } from '../../faults/cluster.js';

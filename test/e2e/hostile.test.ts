@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,8 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
-import { type BuildReport, encodeBuildReport } from '../../src/contracts.js';
-import { buildJobId, connectRedis } from '../../src/queue.js';
+import { type BuildReport, encodeBuildReport } from '../../src/delivery/contracts.js';
+import { buildJobId, connectRedis } from '../../src/delivery/queue.js';
 import type { RunningWorker } from '../../src/worker/worker.js';
 import {
   daemonSeconds,

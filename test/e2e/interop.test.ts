@@ -1,10 +1,11 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CiError } from '../../src/errors.js';
-import { startGitServer } from '../../src/gitServer.js';
+import { startGitServer } from '../../src/git/gitServer.js';
+import { CiError } from '../../src/ops/errors.js';
 import { run as checkout, type GitCredentials } from '../../src/stages/checkout.js';
 import { createFixtureRepo, forcePushFeature } from '../support/fixtureRepo.js';
 import { stageContext } from '../support/harness.js';

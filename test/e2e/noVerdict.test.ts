@@ -1,8 +1,9 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { enqueueAndWait } from '../../src/enqueueAndWait.js';
-import { type IncomingMessage, type Subscription, subscribe } from '../../src/kafka.js';
+import { enqueueAndWait } from '../../src/cli/enqueueAndWait.js';
+import { type IncomingMessage, type Subscription, subscribe } from '../../src/delivery/kafka.js';
 import { type Prometheus, startPrometheus } from '../support/prometheus.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';

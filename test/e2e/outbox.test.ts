@@ -1,10 +1,11 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import type { BuildReport } from '../../src/contracts.js';
-import { connectPublisher, ensureTopics, type Publisher } from '../../src/kafka.js';
-import { connectRedis, RETENTION_SECONDS } from '../../src/queue.js';
-import { ReportStore } from '../../src/reportStore.js';
+import type { BuildReport } from '../../src/delivery/contracts.js';
+import { connectPublisher, ensureTopics, type Publisher } from '../../src/delivery/kafka.js';
+import { connectRedis, RETENTION_SECONDS } from '../../src/delivery/queue.js';
+import { ReportStore } from '../../src/delivery/reportStore.js';
 import { ReportOutbox } from '../../src/worker/outbox.js';
 import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
 import { collectReports, type ReportCollector } from '../support/reportCollector.js';

@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -5,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import type { BuildReport } from '../../src/contracts.js';
+import type { BuildReport } from '../../src/delivery/contracts.js';
 import { downloadSdist } from '../support/downloadSdist.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
 import { REAL_PROJECTS } from '../support/realProjects.js';

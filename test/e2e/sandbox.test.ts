@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, chown, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -5,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError } from '../../src/errors.js';
-import type { RunResult } from '../../src/process.js';
+import type { RunResult } from '../../src/host/runBounded.js';
+import { ConfigError } from '../../src/ops/errors.js';
 import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
 import { testLogger } from '../support/harness.js';
 

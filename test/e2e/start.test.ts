@@ -1,3 +1,4 @@
+import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';

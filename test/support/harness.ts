@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type Config, loadConfig } from '../../src/config.js';
-import { createLogger, type Logger } from '../../src/logger.js';
+import { type Config, loadConfig } from '../../src/ops/config.js';
+import { createLogger, type Logger } from '../../src/ops/logger.js';
 import { noSandbox } from '../../src/sandbox/buildSandbox.js';
 import type { StageContext } from '../../src/stages/types.js';
 

@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { loadConfig } from '../../src/config.js';
-import type { BuildReport } from '../../src/contracts.js';
-import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { configuredOptions, type PipelineOptions, runPipeline } from '../../src/pipeline.js';
+import { configuredOptions, type PipelineOptions, runPipeline } from '../../src/build/runPipeline.js';
+import { ensureToolchain } from '../../src/build/toolchain.js';
+import type { BuildReport } from '../../src/delivery/contracts.js';
+import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
+import { loadConfig } from '../../src/ops/config.js';
 import { prepareSandbox, sandboxRequest } from '../../src/sandbox/sandboxHost.js';
-import { ensureToolchain } from '../../src/stages/toolchain.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
 import { testLogger } from './harness.js';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type BuildReport, decodeBuildReport } from '../../src/contracts.js';
-import { type Subscription, subscribe } from '../../src/kafka.js';
-import type { Logger } from '../../src/logger.js';
+import { type BuildReport, decodeBuildReport } from '../../src/delivery/contracts.js';
+import { type Subscription, subscribe } from '../../src/delivery/kafka.js';
+import type { Logger } from '../../src/ops/logger.js';
 
 export interface Received {
   key: string;

@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
-import { encodeCommitResult } from '../../src/contracts.js';
-import { type GitServer, startGitServer } from '../../src/gitServer.js';
-import { connectPublisher, ensureTopics, type Publisher } from '../../src/kafka.js';
-import type { Closable } from '../../src/lifecycle.js';
-import type { Logger } from '../../src/logger.js';
+import { encodeCommitResult } from '../../src/delivery/contracts.js';
+import { connectPublisher, ensureTopics, type Publisher } from '../../src/delivery/kafka.js';
+import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
+import type { Closable } from '../../src/ops/lifecycle.js';
+import type { Logger } from '../../src/ops/logger.js';
 import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
 import { createTestSpace, type TestSpace, testLogger } from './harness.js';

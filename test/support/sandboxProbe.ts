@@ -2,11 +2,11 @@
 // and, through setpriv, as an unprivileged user (the Docker image's case). Usage: sandboxProbe.ts <dir> <json>.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createLogger } from '../../src/logger.js';
-import { runBounded } from '../../src/process.js';
+import { buildEnv, buildLayout, prepareLayout } from '../../src/build/layout.js';
+import { runBounded } from '../../src/host/runBounded.js';
+import { createLogger } from '../../src/ops/logger.js';
 import { openBuildSandbox, type SandboxAccess } from '../../src/sandbox/buildSandbox.js';
 import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
-import { buildEnv, buildLayout, prepareLayout } from '../../src/stages/layout.js';
 
 interface Probe {
   commands: Array<{ script: string; access?: SandboxAccess }>;

@@ -9,7 +9,7 @@ import {
   decodeCommitResult,
   encodeBuildReport,
   encodeCommitResult,
-} from '../../src/contracts.js';
+} from '../../src/delivery/contracts.js';
 
 const report: BuildReport = {
   commitSha: 'a'.repeat(40),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { blobMtime } from '../../src/stages/materializeTree.js';
+import { blobMtime } from '../../src/git/materializeTree.js';
 import { consoleScripts } from '../../src/stages/projectEnvironment.js';
 
 describe('project environments and blob mtimes', () => {

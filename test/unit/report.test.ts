@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { assembleReport, type BuildInput, type BuildResults, erroredReport } from '../../src/report.js';
-import type { StageResult } from '../../src/stages/types.js';
+import type { BuildInput } from '../../src/build/buildInput.js';
+import { assembleReport, type BuildResults, erroredReport } from '../../src/build/report.js';
+import type { StageResults } from '../../src/build/stageTable.js';
+import type { StageName, StageResult } from '../../src/stages/types.js';
 
 const input: BuildInput = {
   taskId: 't',
@@ -24,21 +26,22 @@ const bad = <T>(value: T, summary = 'bad'): StageResult<T> => ({
   value,
 });
 
-function results(patch: Partial<BuildResults>): BuildResults {
-  const r: BuildResults = {
-    install: ok({}),
+const tests = (failedTests: string[], testsRun: number) => ({ failedTests, testsRun, exitCode: 0 });
+
+// A build's results from install on (each stage passed unless patched; undefined: it did not run), in order.
+function results(patch: StageResults): BuildResults {
+  const stages: StageResults = {
+    install: ok({ cacheHit: true, key: 'k' }),
     lint: ok({ findings: [] }),
-    test: ok({ failedTests: [], testsRun: 4 }),
+    test: ok(tests([], 4)),
     coverage: ok({ lineCoverage: 75 }),
-    artefact: ok({ path: '/a/f.tar.gz', sha256: 'e'.repeat(64) }),
-    stages: [],
+    artefact: ok({ path: '/a/f.tar.gz', sha256: 'e'.repeat(64), bytes: 10 }),
     ...patch,
   };
-  r.stages = (['install', 'lint', 'test', 'coverage', 'artefact'] as const).flatMap((name) => {
-    const result = r[name];
-    return result ? [[name, result] as [typeof name, StageResult<unknown>]] : [];
-  });
-  return r;
+  const order = (['install', 'lint', 'test', 'coverage', 'artefact'] as StageName[]).filter(
+    (name) => stages[name],
+  );
+  return { stages, order };
 }
 
 describe('assembleReport', () => {
@@ -73,7 +76,7 @@ describe('assembleReport', () => {
       input,
       results({
         lint: bad({ findings: ['a.py: would reformat'] }),
-        test: bad({ failedTests: ['t.py::x'], testsRun: 3 }),
+        test: bad(tests(['t.py::x'], 3)),
       }),
       1,
     );
@@ -83,11 +86,7 @@ describe('assembleReport', () => {
   });
 
   test('failing tests make it FAILED and are listed', () => {
-    const report = assembleReport(
-      input,
-      results({ test: bad({ failedTests: ['t.py::x'], testsRun: 3 }) }),
-      1,
-    );
+    const report = assembleReport(input, results({ test: bad(tests(['t.py::x'], 3)) }), 1);
     assert.equal(report.status, 'FAILED');
     assert.deepEqual(report.failedTests, ['t.py::x']);
   });
@@ -106,7 +105,12 @@ describe('assembleReport', () => {
   test('dependencies that cannot be installed: FAILED, no tests claimed', () => {
     const report = assembleReport(
       input,
-      results({ install: bad({}, 'no such package'), lint: undefined, test: undefined, coverage: undefined }),
+      results({
+        install: bad({ cacheHit: false, key: 'k' }, 'no such package'),
+        lint: undefined,
+        test: undefined,
+        coverage: undefined,
+      }),
       1,
     );
     assert.equal(report.status, 'FAILED');

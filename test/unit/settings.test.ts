@@ -8,7 +8,15 @@ const defaults: RepoSettings = {
   pytestArgs: [],
   lint: true,
   testWorkers: 1,
-  limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 300_000, testMs: 900_000 },
+  limits: {
+    checkoutMs: 120_000,
+    settingsMs: 30_000,
+    installMs: 900_000,
+    lintMs: 300_000,
+    testMs: 900_000,
+    coverageMs: 60_000,
+    artefactMs: 300_000,
+  },
   resources: { memoryMb: 2048, maxProcesses: 512, fileSizeMb: 1024, openFiles: 1024, cpuSec: 1800 },
 };
 
@@ -33,6 +41,8 @@ describe('parseRepoSettings', () => {
         'test-timeout-sec': 60,
         'install-timeout-sec': 99_999,
         'lint-timeout-sec': 30,
+        'coverage-timeout-sec': 5,
+        'artefact-timeout-sec': 99_999,
         'memory-mb': 512,
         'max-processes': 99_999,
         'file-size-mb': 10,
@@ -46,7 +56,15 @@ describe('parseRepoSettings', () => {
       pytestArgs: ['-k', 'api', '--maxfail=3'],
       lint: false,
       testWorkers: availableParallelism(),
-      limits: { checkoutMs: 120_000, installMs: 900_000, lintMs: 30_000, testMs: 60_000 },
+      limits: {
+        checkoutMs: 120_000,
+        settingsMs: 30_000,
+        installMs: 900_000,
+        lintMs: 30_000,
+        testMs: 60_000,
+        coverageMs: 5_000,
+        artefactMs: 300_000,
+      },
       resources: { memoryMb: 512, maxProcesses: 512, fileSizeMb: 10, openFiles: 256, cpuSec: 60 },
     });
     assert.equal(defaults.limits.testMs, 900_000, 'defaults untouched');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decide, refProblem } from '../../src/bridge/validate.js';
-import { type CommitResult, encodeCommitResult } from '../../src/contracts.js';
+import { type CommitResult, encodeCommitResult } from '../../src/delivery/contracts.js';
 
 const sha = '0123456789abcdef0123456789abcdef01234567';
 const valid: CommitResult = {

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CiError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { pathExists } from '../pathExists.js';
-import { runBounded } from '../process.js';
+import { pathExists } from '../host/pathExists.js';
+import { runBounded } from '../host/runBounded.js';
+import { CiError } from '../ops/errors.js';
+import type { Logger } from '../ops/logger.js';
 
 /** The runner's own pinned Python tools, shared read-only by every build. */
 export interface Toolchain {
@@ -49,7 +49,7 @@ async function interpreter(basePython: string, env: Record<string, string>): Pro
     signal: new AbortController().signal,
   });
   if (result.kind !== 'exited' || result.exitCode !== 0) {
-    throw new CiError('RUNNER_FAULT', `cannot run Python at "${basePython}"`, { retriable: false });
+    throw new CiError('TOOLCHAIN_FAULT', `cannot run Python at "${basePython}"`, { retriable: false });
   }
   const [version = '', executable = '', prefix = ''] = result.stdout.trim().split('\n');
   return { version, executable, prefix };
@@ -75,7 +75,7 @@ async function install(
     });
     if (result.kind !== 'exited' || result.exitCode !== 0) {
       const detail = 'stderr' in result ? result.stderr.slice(-2000) : result.message;
-      throw new CiError('RUNNER_FAULT', `installing the runner's Python tools failed: ${detail}`, {
+      throw new CiError('TOOLCHAIN_FAULT', `installing the runner's Python tools failed: ${detail}`, {
         retriable: true,
       });
     }

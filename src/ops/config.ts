@@ -1,13 +1,18 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { SYSTEM_PATH } from '../host/systemPath.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
 
+/** Each stage's time limit (<STAGE>_TIMEOUT_SEC); a repository may lower all but checkout's and settings'. */
 export interface StageLimits {
   checkoutMs: number;
+  settingsMs: number;
   installMs: number;
   lintMs: number;
   testMs: number;
+  coverageMs: number;
+  artefactMs: number;
 }
 
 /** What one build may use at most, all its processes together where the kernel allows (see the sandbox). */
@@ -248,9 +253,12 @@ export function loadConfig(
     pythonBin: text(env, 'PYTHON', 'python3'),
     limits: Object.freeze({
       checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),
+      settingsMs: seconds('SETTINGS_TIMEOUT_SEC', 30),
       installMs: seconds('INSTALL_TIMEOUT_SEC', 900),
       lintMs: seconds('LINT_TIMEOUT_SEC', 300),
       testMs: seconds('TEST_TIMEOUT_SEC', 900),
+      coverageMs: seconds('COVERAGE_TIMEOUT_SEC', 60),
+      artefactMs: seconds('ARTEFACT_TIMEOUT_SEC', 300),
     }),
     sandbox: Object.freeze({
       enabled: sandboxSwitch(env),
@@ -264,7 +272,7 @@ export function loadConfig(
       }),
     }),
     buildEnv: buildEnv(env),
-    hostPath: text(env, 'PATH', '/usr/local/bin:/usr/bin:/bin'),
+    hostPath: text(env, 'PATH', SYSTEM_PATH),
     logLevel: logLevel(env),
     logPretty: optional(env, 'LOG_PRETTY') === undefined ? undefined : boolean(env, 'LOG_PRETTY', false),
   };

@@ -1,27 +1,18 @@
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { CiError } from './errors.js';
-import { pidAlive } from './pidAlive.js';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { CiError } from '../ops/errors.js';
+import { ownerState, writeOwner } from './ownerFile.js';
 
 const POLL_MS = 50;
 
+// A lock is stale when its holder is known dead, or when it is older than staleMs (its holder on another host, or
+// between mkdir and writing the owner file, or dead there).
 async function isStale(lockDir: string, staleMs: number): Promise<boolean> {
-  try {
-    const owner = (await readFile(join(lockDir, 'owner'), 'utf8')).split(' ');
-    if (owner[0] === hostname() && !pidAlive(Number(owner[1]))) return true;
-    return Date.now() - (await stat(lockDir)).mtimeMs > staleMs;
-  } catch {
-    // No owner file yet: the holder is between mkdir and writeFile, or died there.
-    return (
-      Date.now() -
-        (await stat(lockDir).then(
-          (s) => s.mtimeMs,
-          () => Date.now(),
-        )) >
-      staleMs
-    );
-  }
+  if ((await ownerState(lockDir)).state === 'dead') return true;
+  const since = await stat(lockDir).then(
+    (s) => s.mtimeMs,
+    () => Date.now(),
+  );
+  return Date.now() - since > staleMs;
 }
 
 // Runs work while holding an exclusive lock shared by every process on this filesystem (mkdir is atomic);
@@ -44,13 +35,13 @@ export async function withDirLock<T>(
         continue;
       }
       if (Date.now() > deadline) {
-        throw new CiError('RUNNER_FAULT', `timed out waiting for lock ${lockDir}`, { retriable: true });
+        throw new CiError('LOCK_TIMEOUT', `timed out waiting for lock ${lockDir}`, { retriable: true });
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }
   try {
-    await writeFile(join(lockDir, 'owner'), `${hostname()} ${process.pid}`);
+    await writeOwner(lockDir);
     return await work();
   } finally {
     await rm(lockDir, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type BuildReport, decodeBuildReport, encodeCommitResult } from './contracts.js';
-import { connectPublisher, ensureTopics, type Subscription, subscribe } from './kafka.js';
-import type { Logger } from './logger.js';
+import { type BuildReport, decodeBuildReport, encodeCommitResult } from '../delivery/contracts.js';
+import { connectPublisher, ensureTopics, type Subscription, subscribe } from '../delivery/kafka.js';
+import type { Logger } from '../ops/logger.js';
 
 export interface EnqueueRequest {
   repositoryUrl: string;

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { Gauge, type Registry } from 'prom-client';
-import { QUEUE_STATES } from './queue.js';
+import { QUEUE_STATES } from '../delivery/queue.js';
 
 // Queue depth by state, read from Redis at scrape time.
 export function queueDepthGauge(registry: Registry, queue: Queue): void {

@@ -8,7 +8,7 @@ import kafkajs, {
   Partitioners,
   type Producer,
 } from 'kafkajs';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ops/logger.js';
 
 export interface OutgoingMessage {
   /** Bytes are sent as they are; null sends a record without a key. */

@@ -37,7 +37,7 @@ export async function materializeTree(
 ): Promise<number> {
   const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache }).catch((error: Error) => {
     // isomorphic-git refuses entries such as ".." itself.
-    if (error.name === 'UnsafeFilepathError')
+    if ((error as Error & { code?: string }).code === git.Errors.UnsafeFilepathError.code)
       throw new UnsafeTreeError(`${error.message} (in ${where || '/'})`);
     throw error;
   });

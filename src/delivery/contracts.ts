@@ -42,7 +42,7 @@ export interface BuildReport {
   republished: boolean;
 }
 
-const PROTO_PATH = fileURLToPath(new URL('../proto/ci.proto', import.meta.url));
+const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));
 const root = protobuf.loadSync(PROTO_PATH);
 const CommitResultType = root.lookupType('ci.CommitResult');
 const BuildReportType = root.lookupType('ci.BuildReport');

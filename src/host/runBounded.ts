@@ -2,7 +2,7 @@ import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
-import { CiError, toError } from './errors.js';
+import { CiError, toError } from '../ops/errors.js';
 
 export interface RunOptions {
   cwd: string;
@@ -155,7 +155,7 @@ export async function runBounded(command: string, args: string[], options: RunOp
   if (prepared && 'error' in prepared && !result.isCanceled && !result.timedOut) {
     const said = err.text().trim().split('\n').slice(-2).join(' ');
     throw new CiError(
-      'RUNNER_FAULT',
+      'SANDBOX_FAULT',
       `the build sandbox could not start: ${prepared.error.message}${said ? ` (${said})` : ''}`,
       {
         retriable: true,

@@ -1,4 +1,4 @@
-import type { BuildReport } from './contracts.js';
+import type { BuildReport } from '../delivery/contracts.js';
 
 // A readable multi-line summary of a report for a terminal; it says only what is true of the build (no coverage
 // line when no test ran, no duration when none was measured).

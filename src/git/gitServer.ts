@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SYSTEM_PATH } from '../host/systemPath.js';
 
 export interface GitServer {
   /** http://127.0.0.1:<port>/ — append a repository's folder name. */
@@ -91,7 +92,7 @@ export async function startGitServer(root: string, options: GitServerOptions = {
   const serve = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer) => {
     const backend = spawn('git', ['http-backend'], {
       env: {
-        PATH: options.path ?? '/usr/local/bin:/usr/bin:/bin',
+        PATH: options.path ?? SYSTEM_PATH,
         GIT_PROJECT_ROOT: root,
         GIT_HTTP_EXPORT_ALL: '1',
         GIT_CONFIG_COUNT: '1',

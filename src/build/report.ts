@@ -1,27 +1,15 @@
-import type { BuildReport, BuildStatus, StageReport } from './contracts.js';
-import { BuildFault } from './errors.js';
-import { redactUrl } from './logger.js';
-import type { StageName, StageResult } from './stages/types.js';
-
-/** What a build was asked to do. */
-export interface BuildInput {
-  taskId: string;
-  commitSha: string;
-  branchName: string;
-  repositoryUrl: string;
-  attempt: number;
-}
+import type { BuildReport, BuildStatus, StageReport } from '../delivery/contracts.js';
+import { BuildFault } from '../ops/errors.js';
+import { redactUrl } from '../ops/logger.js';
+import type { StageName, StageResult } from '../stages/types.js';
+import type { BuildInput } from './buildInput.js';
+import { STAGES, type StageResults } from './stageTable.js';
 
 /** The stage results of one build, as far as it got. */
 export interface BuildResults {
-  checkout?: StageResult<unknown>;
-  settings?: StageResult<unknown>;
-  install?: StageResult<unknown>;
-  lint?: StageResult<{ findings: string[] }>;
-  test?: StageResult<{ failedTests: string[]; testsRun: number }>;
-  coverage?: StageResult<{ lineCoverage: number }>;
-  artefact?: StageResult<{ path: string; sha256: string }>;
-  stages: Array<[StageName, StageResult<unknown>]>;
+  stages: StageResults;
+  /** The stages in the order they finished. */
+  order: StageName[];
   /** The sandbox's description of itself. */
   sandbox?: string;
   /** The interpreter the build ran on. */
@@ -51,13 +39,27 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
   };
 }
 
+// The finished stages in order, each with the result it had.
+function finished(results: BuildResults): Array<[StageName, StageResult<unknown>]> {
+  return results.order.flatMap((name) => {
+    const result = results.stages[name];
+    return result ? [[name, result] as [StageName, StageResult<unknown>]] : [];
+  });
+}
+
 function stageReports(results: BuildResults): StageReport[] {
-  return results.stages.map(([name, result]) => ({
+  return finished(results).map(([name, result]) => ({
     name,
     outcome: result.outcome,
     durationMs: result.durationMs,
     summary: result.summary,
   }));
+}
+
+// What one stage's result adds to the report, through its entry in the stage table.
+function contribute<N extends StageName>(name: N, results: StageResults, report: BuildReport): void {
+  const result = results[name];
+  if (result) STAGES[name].report?.(result, report);
 }
 
 function isBad(result: StageResult<unknown> | undefined): boolean {
@@ -66,7 +68,7 @@ function isBad(result: StageResult<unknown> | undefined): boolean {
 
 // Decides PASSED or FAILED from what the tools said: lint clean and tests passed, nothing else counts as green.
 export function assembleReport(input: BuildInput, results: BuildResults, durationMs: number): BuildReport {
-  const { checkout, settings, install, lint, test, coverage, artefact } = results;
+  const { checkout, settings, install, lint, test, artefact } = results.stages;
   const failed =
     isBad(checkout) ||
     isBad(settings) ||
@@ -80,23 +82,9 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
   report.durationMs = durationMs;
   report.sandbox = results.sandbox ?? '';
   report.pythonVersion = results.pythonVersion ?? '';
-  if (lint?.outcome === 'passed' || lint?.outcome === 'failed') report.lintErrors = lint.value.findings;
-  if (lint?.outcome === 'timedOut') report.lintErrors = [`TIMEOUT: ${lint.summary}`];
-  if (test?.outcome === 'passed' || test?.outcome === 'failed') {
-    report.failedTests = test.value.failedTests;
-    report.testsRun = test.value.testsRun;
-  }
-  if (test?.outcome === 'timedOut') {
-    report.failedTests = [...(test.value?.failedTests ?? []), `TIMEOUT: ${test.summary}`];
-    report.testsRun = test.value?.testsRun ?? 0;
-  }
-  if (coverage?.outcome === 'passed') report.lineCoverage = coverage.value.lineCoverage;
-  if (artefact?.outcome === 'passed') {
-    report.artefactUrl = `file://${artefact.value.path}`;
-    report.artefactSha256 = artefact.value.sha256;
-  }
+  for (const name of results.order) contribute(name, results.stages, report);
   // Every stage that did not pass, in order: "lint: 1 lint finding(s); test: 2 failed".
-  const bad = results.stages.filter(([, result]) => result.outcome !== 'passed');
+  const bad = finished(results).filter(([, result]) => result.outcome !== 'passed');
   report.error = bad.map(([name, result]) => `${name}: ${result.summary}`).join('; ');
   return report;
 }

@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SYSTEM_PATH } from '../host/systemPath.js';
 
 /** The build's directories as its own processes see them (fixed paths inside the sandbox). */
 export interface BuildPaths {
@@ -90,7 +91,7 @@ export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}
   const { inside } = layout;
   return {
     ...layout.inherited,
-    PATH: `${join(inside.venv, 'bin')}:/usr/local/bin:/usr/bin:/bin`,
+    PATH: `${join(inside.venv, 'bin')}:${SYSTEM_PATH}`,
     HOME: inside.home,
     TMPDIR: inside.tmp,
     USER: 'build',

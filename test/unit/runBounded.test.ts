@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runBounded } from '../../src/host/runBounded.js';
+
+// Whether a process still runs (a killed one not yet reaped is a zombie: it runs no more), after a short grace.
+async function alive(pid: number): Promise<boolean> {
+  for (let tries = 0; tries < 20; tries += 1) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (!stat || state === 'Z') return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+describe('runBounded on real processes', () => {
+  let dir: string;
+  const options = (extra: Partial<Parameters<typeof runBounded>[2]> = {}) => ({
+    cwd: dir,
+    env: { PATH: '/usr/bin:/bin' },
+    timeoutMs: 10_000,
+    signal: new AbortController().signal,
+    ...extra,
+  });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ci-runner-run-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('an exit status, its output, and only the environment given', async () => {
+    const result = await runBounded('sh', ['-c', 'echo "out $FOO $HOME"; echo err >&2; exit 3'], {
+      ...options(),
+      env: { PATH: '/usr/bin:/bin', FOO: 'bar' },
+    });
+    assert.equal(result.kind, 'exited');
+    if (result.kind !== 'exited') return;
+    assert.equal(result.exitCode, 3);
+    assert.equal(result.stdout, 'out bar \n');
+    assert.equal(result.stderr, 'err\n');
+  });
+
+  test('over its time limit: timedOut, and the whole process group is gone, grandchildren too', async () => {
+    const pidFile = join(dir, 'grandchild.pid');
+    const result = await runBounded(
+      'sh',
+      ['-c', `sleep 60 >/dev/null 2>&1 & echo $! > ${pidFile}; wait`],
+      options({ timeoutMs: 300 }),
+    );
+    assert.equal(result.kind, 'timedOut');
+    const grandchild = Number((await readFile(pidFile, 'utf8')).trim());
+    assert.ok(grandchild > 0);
+    assert.equal(await alive(grandchild), false, 'the background sleep was killed with its group');
+  });
+
+  test('a command that exits leaves no process behind (a daemon it forked is killed)', async () => {
+    const pidFile = join(dir, 'daemon.pid');
+    const result = await runBounded(
+      'sh',
+      ['-c', `sleep 60 >/dev/null 2>&1 & echo $! > ${pidFile}; exit 0`],
+      options(),
+    );
+    assert.equal(result.kind, 'exited');
+    const daemon = Number((await readFile(pidFile, 'utf8')).trim());
+    assert.equal(await alive(daemon), false);
+  });
+
+  test('canceled through its signal', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    const result = await runBounded('sleep', ['30'], options({ signal: controller.signal }));
+    assert.equal(result.kind, 'canceled');
+    assert.ok(result.durationMs < 10_000);
+  });
+
+  test('a missing program: notStarted with the reason, nothing thrown', async () => {
+    const result = await runBounded('/no/such/program', [], options());
+    assert.equal(result.kind, 'notStarted');
+    if (result.kind === 'notStarted') assert.match(result.message, /ENOENT|no such/i);
+  });
+
+  test('the output tail is bounded, and the log file gets the command line and the tail', async () => {
+    const logFile = join(dir, 'run.log');
+    const result = await runBounded('sh', ['-c', 'head -c 200000 /dev/zero | tr "\\0" x; echo; echo END'], {
+      ...options(),
+      tailBytes: 1000,
+      logFile,
+    });
+    assert.equal(result.kind, 'exited');
+    if (result.kind !== 'exited') return;
+    assert.ok(result.stdout.length < 1100, `${result.stdout.length}`);
+    assert.match(result.stdout, /^\[\.\.\.output truncated\.\.\.\]\n/);
+    assert.match(result.stdout, /END\n$/);
+    const log = await readFile(logFile, 'utf8');
+    assert.match(log, /^\$ sh -c /);
+    assert.ok(log.length < 2000, `${log.length}`);
+  });
+});
