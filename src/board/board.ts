@@ -8,7 +8,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import express from 'express';
 import {
   artefactFile,
-  boardArtefactLink,
+  BOARD_ARTEFACTS,
   commitOfDownloadName,
   downloadName,
 } from '../build/artefactLocation.js';
@@ -66,7 +66,7 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     if (auth) app.use(basicAuth(auth.username, auth.password));
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
     // /artefacts/<sha>.tar.gz is the artefact of the commit's standing report (the file its artefact_url names).
-    app.get(boardArtefactLink(':file'), async (req, res) => {
+    app.get(`${BOARD_ARTEFACTS}/:file`, async (req, res) => {
       const { file } = req.params;
       const commitSha = typeof file === 'string' ? commitOfDownloadName(file) : undefined;
       const url = commitSha ? (await store.get(commitSha).catch(() => undefined))?.artefactUrl : undefined;

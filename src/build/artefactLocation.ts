@@ -34,9 +34,12 @@ export function downloadName(commitSha: string): string {
   return `${commitSha}.tar.gz`;
 }
 
+/** Where the board serves artefacts, each under its download name. */
+export const BOARD_ARTEFACTS = '/artefacts';
+
 /** The board's link to the artefact of a commit's standing report. */
 export function boardArtefactLink(commitSha: string): string {
-  return `/artefacts/${downloadName(commitSha)}`;
+  return `${BOARD_ARTEFACTS}/${downloadName(commitSha)}`;
 }
 
 /** The commit a download name names, or undefined. */

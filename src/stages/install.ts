@@ -297,6 +297,7 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
       shared: sharedDir,
       sharedInside: ctx.sandbox.sharedEnvPath(sharedDir),
       installable: input.installable,
+      timeoutMs: input.timeoutMs,
       log: ctx.log,
     });
   }

@@ -39,6 +39,8 @@ export interface PromoteInput {
   shared: string;
   sharedInside: string;
   installable: boolean;
+  /** The install's time limit: compiling the environment's bytecode is part of the install. */
+  timeoutMs: number;
   /** Whether a path (relative to the checkout) is part of the commit, not something the install wrote. */
   inCommit: (relativePath: string) => boolean;
 }
@@ -175,7 +177,7 @@ export function projectEnvironment(
           {
             cwd: staging,
             env: { PATH: SYSTEM_PATH },
-            timeoutMs: 60_000,
+            timeoutMs: input.timeoutMs,
             signal: new AbortController().signal,
           },
         );

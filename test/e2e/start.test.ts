@@ -62,10 +62,13 @@ describe('npm start', () => {
 
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
     process.kill(-(child.pid as number), 'SIGINT');
+    let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([
       exited,
-      new Promise<'late'>((done) => setTimeout(() => done('late'), 90_000)),
-    ]);
+      new Promise<'late'>((done) => {
+        timer = setTimeout(() => done('late'), 90_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
     assert.notEqual(code, 'late', `still running 90 s after Ctrl-C:\n${output.slice(-2000)}`);
     assert.doesNotMatch(output, /second signal/, 'one Ctrl-C is one signal to each process');
     const shutdowns = output.split('\n').filter((line) => line.includes('"msg":"shutting down"'));

@@ -60,13 +60,17 @@ async function descendants(): Promise<string[]> {
   return [...ours].map((pid) => `${pid} ${names.get(pid)}`);
 }
 
+// What already ran below this process when the file started (tsx's esbuild service) is not the file's.
+const earlier = new Set(await descendants());
+
 after(async () => {
   const deadline = Date.now() + GRACE_MS;
-  let processes = await descendants();
+  const started = async () => (await descendants()).filter((entry) => !earlier.has(entry));
+  let processes = await started();
   let resources = extraResources();
   while ((processes.length > 0 || resources.length > 0) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 100));
-    processes = await descendants();
+    processes = await started();
     resources = extraResources();
   }
   assert.deepEqual(processes, [], `processes left running after the file's tests: ${processes.join(', ')}`);
