@@ -3,13 +3,11 @@ import { BuildFault } from '../ops/errors.js';
 import { redactUrl } from '../ops/logger.js';
 import type { StageName, StageResult } from '../stages/types.js';
 import type { BuildInput } from './buildInput.js';
-import { STAGES, type StageResults } from './stageTable.js';
+import { STAGE_ORDER, STAGES, type StageResults } from './stageTable.js';
 
 /** The stage results of one build, as far as it got. */
 export interface BuildResults {
   stages: StageResults;
-  /** The stages in the order they finished. */
-  order: StageName[];
   /** The sandbox's description of itself. */
   sandbox?: string;
   /** The interpreter the build ran on. */
@@ -39,9 +37,10 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
   };
 }
 
-// The finished stages in order, each with the result it had.
+// The stages that finished, in the stage table's order (lint before test, whichever finished first), each with its
+// result: a report does not depend on timing.
 function finished(results: BuildResults): Array<[StageName, StageResult<unknown>]> {
-  return results.order.flatMap((name) => {
+  return STAGE_ORDER.flat().flatMap((name) => {
     const result = results.stages[name];
     return result ? [[name, result] as [StageName, StageResult<unknown>]] : [];
   });
@@ -82,7 +81,7 @@ export function assembleReport(input: BuildInput, results: BuildResults, duratio
   report.durationMs = durationMs;
   report.sandbox = results.sandbox ?? '';
   report.pythonVersion = results.pythonVersion ?? '';
-  for (const name of results.order) contribute(name, results.stages, report);
+  for (const name of STAGE_ORDER.flat()) contribute(name, results.stages, report);
   // Every stage that did not pass, in order: "lint: 1 lint finding(s); test: 2 failed".
   const bad = finished(results).filter(([, result]) => result.outcome !== 'passed');
   report.error = bad.map(([name, result]) => `${name}: ${result.summary}`).join('; ');

@@ -92,12 +92,7 @@ export async function runPipeline(input: BuildInput, options: PipelineOptions): 
   } catch (thrown) {
     const error = toError(thrown);
     const durationMs = Math.round(performance.now() - progress.startedAt);
-    const stages = faultedStages(
-      progress.results ?? { stages: {}, order: [] },
-      progress.stage,
-      error,
-      durationMs,
-    );
+    const stages = faultedStages(progress.results ?? { stages: {} }, progress.stage, error, durationMs);
     throw new BuildFault(progress.stage, stages, error);
   }
 }
@@ -149,7 +144,6 @@ async function runStages(
   };
   const results: BuildResults = {
     stages: state.results,
-    order: [],
     sandbox: sandbox.description(),
     pythonVersion: options.toolchain.pythonVersion,
   };
@@ -195,7 +189,6 @@ async function runStage<N extends StageName>(
     ? { ...finished, summary: `${finished.summary}; ${enforced.join('; ')}` }
     : finished;
   Object.assign(state.results, { [name]: result });
-  progress.results?.order.push(name);
   ctx.log(`stage ${name} ${result.outcome}: ${result.summary}`);
   await forwardOutput(state.layout.reports, name, options);
   const value = result.outcome === 'passed' || result.outcome === 'failed' ? result.value : undefined;

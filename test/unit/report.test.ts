@@ -28,7 +28,7 @@ const bad = <T>(value: T, summary = 'bad'): StageResult<T> => ({
 
 const tests = (failedTests: string[], testsRun: number) => ({ failedTests, testsRun, exitCode: 0 });
 
-// A build's results from install on (each stage passed unless patched; undefined: it did not run), in order.
+// A build's results from install on (each stage passed unless patched; undefined: it did not run).
 function results(patch: StageResults): BuildResults {
   const stages: StageResults = {
     install: ok({ cacheHit: true, key: 'k' }),
@@ -38,10 +38,7 @@ function results(patch: StageResults): BuildResults {
     artefact: ok({ path: '/a/f.tar.gz', sha256: 'e'.repeat(64), bytes: 10 }),
     ...patch,
   };
-  const order = (['install', 'lint', 'test', 'coverage', 'artefact'] as StageName[]).filter(
-    (name) => stages[name],
-  );
-  return { stages, order };
+  return { stages };
 }
 
 describe('assembleReport', () => {
@@ -82,6 +79,22 @@ describe('assembleReport', () => {
     );
     const names = report.stages.filter((s) => s.outcome !== 'passed').map((s) => s.name);
     assert.deepEqual(names, ['lint', 'test']);
+    assert.match(report.error, /^lint: .*; test: /);
+  });
+
+  test("stages are reported in the table's order, whichever of lint and test finished first", () => {
+    const testFirst: BuildResults = {
+      stages: {
+        test: bad(tests(['t.py::x'], 3)),
+        install: ok({ cacheHit: true, key: 'k' }),
+        lint: bad({ findings: ['a.py: would reformat'] }),
+      },
+    };
+    const report = assembleReport(input, testFirst, 1);
+    assert.deepEqual(
+      report.stages.map((s) => s.name),
+      ['install', 'lint', 'test'],
+    );
     assert.match(report.error, /^lint: .*; test: /);
   });
 
