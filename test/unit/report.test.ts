@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import type { BuildInput } from '../../src/build/buildInput.js';
 import { assembleReport, type BuildResults, erroredReport } from '../../src/build/report.js';
 import type { StageResults } from '../../src/build/stageTable.js';
-import type { StageName, StageResult } from '../../src/stages/types.js';
+import type { StageResult } from '../../src/stages/types.js';
 
 const input: BuildInput = {
   taskId: 't',
