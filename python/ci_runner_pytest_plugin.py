@@ -99,6 +99,12 @@ class _Recorder:
                     "passed": len(self.passed.difference(self.failed)),
                     "skipped": self.skipped,
                     "failed": self.failed,
+                    # Re-runs of failed tests (CI_RUNNER_PYTEST_PASSED_IDS) need which passed, by id.
+                    **(
+                        {"passed_ids": sorted(self.passed.difference(self.failed))}
+                        if os.environ.get("CI_RUNNER_PYTEST_PASSED_IDS")
+                        else {}
+                    ),
                     "mark_expression": self.config.getoption("markexpr", "") or "",
                 },
                 handle,

@@ -20,7 +20,8 @@ export function verdictOf(job: JobJson): string | undefined {
 }
 
 // Shows each build's verdict at a glance in Bull Board's job lists ("FAILED · main · 1a2b3c4d") and, on the job page,
-// its report led by what failed: the failed tests, the lint findings and the reason.
+// its report led by what failed: the failed tests, the flaky ones (passed on a re-run), the lint findings and the
+// reason.
 export function addVerdictFormatters(adapter: BullMQAdapter): void {
   adapter.setFormatter('name', (job: JobJson) => {
     const verdict = verdictOf(job) ?? (job.finishedOn ? 'finished' : 'building');
@@ -30,7 +31,7 @@ export function addVerdictFormatters(adapter: BullMQAdapter): void {
   });
   adapter.setFormatter('returnValue', (report: Partial<BuildReport> | null | undefined) => {
     if (!report || typeof report !== 'object') return report;
-    const { status, failedTests, lintErrors, error, ...rest } = report;
-    return { status, failedTests, lintErrors, error, ...rest };
+    const { status, failedTests, flakyTests, lintErrors, error, ...rest } = report;
+    return { status, failedTests, flakyTests, lintErrors, error, ...rest };
   });
 }

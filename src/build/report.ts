@@ -34,6 +34,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     sandbox: '',
     pythonVersion: '',
     republished: false,
+    flakyTests: [],
   };
 }
 

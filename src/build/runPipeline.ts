@@ -29,6 +29,7 @@ export interface PipelineOptions {
   cacheDir: string;
   workDir: string;
   pytestMark: string;
+  flakyReruns: number;
   gitCredentials?: GitCredentials;
   /** Names the repository's git object cache instead of its URL (a local path served on a random port). */
   gitCacheKey?: string;
@@ -53,6 +54,7 @@ export type ConfiguredOptions = Pick<
   | 'cacheDir'
   | 'workDir'
   | 'pytestMark'
+  | 'flakyReruns'
   | 'gitCredentials'
   | 'buildEnv'
   | 'limits'
@@ -67,6 +69,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     cacheDir: config.cacheDir,
     workDir: config.workDir,
     pytestMark: config.pytestMark,
+    flakyReruns: config.flakyReruns,
     gitCredentials: config.gitCredentials,
     buildEnv: config.buildEnv,
     limits: config.limits,
@@ -126,6 +129,7 @@ async function runStages(
     gitCacheKey: options.gitCacheKey,
     gitCredentials: options.gitCredentials,
     pytestMark: options.pytestMark,
+    flakyReruns: options.flakyReruns,
     resources: options.resources,
     limits: options.limits,
     results: {},

@@ -59,6 +59,7 @@ export interface BuildState {
   gitCredentials?: GitCredentials;
   /** The runner's defaults for what a repository may set (its settings may lower the limits, never raise them). */
   pytestMark: string;
+  flakyReruns: number;
   resources: BuildResources;
   /** Each stage's time limit: the runner's, then the repository's once its settings are read (resolved once). */
   limits: StageLimits;
@@ -135,6 +136,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           pytestArgs: [],
           lint: true,
           testWorkers: 1,
+          flakyReruns: state.flakyReruns,
           limits: state.limits,
           resources: state.resources,
         },
@@ -209,6 +211,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           mark: repo.pytestMark,
           extraArgs: repo.pytestArgs,
           workers: repo.testWorkers,
+          flakyReruns: repo.flakyReruns,
           timeoutMs,
           sharedEnv: installed.sharedEnv,
           venvDir: installed.venvDir,
@@ -220,6 +223,8 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       if (result.outcome === 'passed' || result.outcome === 'failed') {
         report.failedTests = result.value.failedTests;
         report.testsRun = result.value.testsRun;
+        // This build's own flip; the worker adds the repository's history (the last 30 days) from Redis.
+        report.flakyTests = result.value.flakyTests.map((nodeId) => ({ nodeId, flips: 1 }));
       }
       if (result.outcome === 'timedOut') {
         report.failedTests = [...(result.value?.failedTests ?? []), `TIMEOUT: ${result.summary}`];

@@ -19,6 +19,9 @@ export function formatReport(report: BuildReport): string {
     );
   }
   for (const test of report.failedTests) lines.push(`  failed     ${test}`);
+  for (const { nodeId, flips } of report.flakyTests ?? []) {
+    lines.push(`  flaky      ${nodeId} (failed, then passed on a re-run; ${flips} build(s) in 30 days)`);
+  }
   for (const finding of report.lintErrors) lines.push(`  lint       ${finding}`);
   return lines.join('\n');
 }

@@ -18,6 +18,13 @@ export interface StageReport {
   summary: string;
 }
 
+/** A test that failed, then passed on a re-run of the same build. */
+export interface FlakyTest {
+  nodeId: string;
+  /** Builds of its repository in the last 30 days in which it did so, this one included. */
+  flips: number;
+}
+
 export interface BuildReport {
   commitSha: string;
   status: BuildStatus;
@@ -40,6 +47,8 @@ export interface BuildReport {
   pythonVersion: string;
   /** A stored report published again for a repeated CommitResult, not the result of a new build. */
   republished: boolean;
+  /** Tests that failed and then passed on a re-run: not in failedTests, and not a reason for FAILED. */
+  flakyTests: FlakyTest[];
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

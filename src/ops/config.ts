@@ -73,6 +73,8 @@ export interface Config {
   maxWaitingJobs: number;
   buildAttempts: number;
   pytestMark: string;
+  /** Re-runs of a build's failed tests (FLAKY_RERUNS): a test that passes on one is flaky, not failed. */
+  flakyReruns: number;
   pythonBin: string;
   limits: StageLimits;
   sandbox: Readonly<SandboxConfig>;
@@ -250,6 +252,7 @@ export function loadConfig(
     bridgeMetricsPort: integer(env, 'BRIDGE_METRICS_PORT', 9701, 0, 65_535),
     buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
     pytestMark: pytestMark(env),
+    flakyReruns: integer(env, 'FLAKY_RERUNS', 2, 0, 10),
     pythonBin: text(env, 'PYTHON', 'python3'),
     limits: Object.freeze({
       checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),

@@ -18,6 +18,8 @@ export interface RepoSettings {
   lint: boolean;
   /** pytest-xdist workers for the tests (1: one process, no xdist). */
   testWorkers: number;
+  /** Re-runs of failed tests (FLAKY_RERUNS, which a repository may lower). */
+  flakyReruns: number;
   limits: StageLimits;
   resources: BuildResources;
 }
@@ -89,6 +91,7 @@ const KNOWN_KEYS = [
   'pytest-args',
   'lint',
   'test-workers',
+  'flaky-reruns',
   ...Object.keys(TIMEOUT_KEYS),
   ...Object.keys(RESOURCE_KEYS),
 ];
@@ -133,6 +136,10 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
       else if (typeof value === 'number' && Number.isInteger(value) && value >= 1)
         settings.testWorkers = Math.min(value, cpus);
       else return { problem: `${where}: must be "auto" or a whole number (at least 1)` };
+    } else if (key === 'flaky-reruns') {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+        return { problem: `${where}: must be a whole number (0 disables re-runs)` };
+      settings.flakyReruns = Math.min(value, defaults.flakyReruns);
     } else if (key === 'lint') {
       if (typeof value !== 'boolean') return { problem: `${where}: must be true or false` };
       settings.lint = value;

@@ -4,6 +4,7 @@ import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { exitReason, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { rerunFailedTests } from './rerunFailedTests.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -14,6 +15,8 @@ export interface TestInput {
   extraArgs: string[];
   /** pytest-xdist workers ([tool.ci-runner] test-workers); 1 runs the tests in one process. */
   workers: number;
+  /** Re-runs of the failed tests (0: none): one that passes on a re-run is flaky, not failed. */
+  flakyReruns: number;
   timeoutMs: number;
   /** The shared environment the build's venv extends (read-only). */
   sharedEnv?: string;
@@ -23,6 +26,8 @@ export interface TestInput {
 
 export interface TestValue {
   failedTests: string[];
+  /** Failed, then passed on a re-run: not in failedTests. */
+  flakyTests: string[];
   testsRun: number;
   exitCode: number;
 }
@@ -40,6 +45,8 @@ const NO_TESTS_COLLECTED = 5;
 
 // Runs `pytest -m <mark>` under coverage; failed ids come from pytest itself (our plugin), never from its text.
 export async function run(input: TestInput, ctx: StageContext): Promise<StageResult<TestValue>> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
   const { layout } = input;
   const { inside } = layout;
   const python = join(inside.venv, 'bin', 'python');
@@ -97,7 +104,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
     const summary = running ? `${running} was running when ${limit}` : limit;
     const testsRun = Number.isInteger(ran) ? (ran as number) : (partial?.ran ?? 0);
-    const value = { failedTests: partial?.failed ?? [], testsRun, exitCode: -1 };
+    const value = { failedTests: partial?.failed ?? [], flakyTests: [], testsRun, exitCode: -1 };
     return { outcome: 'timedOut', durationMs, summary, value };
   }
   if (result.kind === 'notStarted') {
@@ -109,6 +116,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
+    flakyTests: [],
     testsRun: plugin?.ran ?? 0,
     exitCode: result.exitCode,
   };
@@ -120,5 +128,14 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     const why = exitReason(result.exitCode) ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
     value.failedTests.push(`pytest exited ${result.exitCode}: ${why}`);
   }
-  return { outcome: 'failed', durationMs, summary: `${value.failedTests.length} test(s) failed`, value };
+  const reruns = await rerunFailedTests(input, ctx, value.failedTests, () => input.timeoutMs - elapsed());
+  value.failedTests = reruns.failed;
+  value.flakyTests = reruns.flaky;
+  const flaky = value.flakyTests.length ? `; ${value.flakyTests.length} flaky (passed on a re-run)` : '';
+  if (value.failedTests.length === 0) {
+    const summary = `${value.testsRun - value.flakyTests.length} test(s) passed${flaky}`;
+    return { outcome: 'passed', durationMs: elapsed(), summary, value };
+  }
+  const summary = `${value.failedTests.length} test(s) failed${flaky}`;
+  return { outcome: 'failed', durationMs: elapsed(), summary, value };
 }

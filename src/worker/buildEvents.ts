@@ -9,6 +9,7 @@ export interface BuildEventMap {
   cache: { cache: 'git' | 'env'; hit: boolean };
   retry: { reason: string };
   reportPublished: { commitSha: string };
+  flakyTests: { count: number };
 }
 
 type Listener<K extends keyof BuildEventMap> = (event: BuildEventMap[K]) => void;

@@ -14,6 +14,7 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
+import { FlakeHistory } from './flakeHistory.js';
 import { ReportOutbox } from './outbox.js';
 import { reapOrphans } from './reapOrphans.js';
 import { settleReport } from './settleReport.js';
@@ -28,13 +29,14 @@ interface Shared {
   toolchain: Toolchain;
   sandbox: SandboxHost | NoSandbox;
   store: ReportStore;
+  flakes: FlakeHistory;
   logger: Logger;
   /** Abort controllers of the builds running now, by job id; aborted to hand the builds back on shutdown. */
   running: Map<string, AbortController>;
   draining: { value: boolean };
 }
 
-function processor({ config, events, toolchain, sandbox, store, logger, running, draining }: Shared) {
+function processor({ config, events, toolchain, sandbox, store, flakes, logger, running, draining }: Shared) {
   return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
@@ -89,6 +91,14 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     } finally {
       running.delete(String(job.id));
     }
+    report = await withFlakeHistory(report, flakes, log);
+    for (const { nodeId, flips } of report.flakyTests) {
+      const history = `${flips} build(s) of this repository in the last 30 days`;
+      void job
+        .log(`flaky: ${nodeId} failed, then passed on a re-run (it did so in ${history})`)
+        .catch(() => undefined);
+    }
+    if (report.flakyTests.length) events.emit('flakyTests', { count: report.flakyTests.length });
     const standing = await settleReport(store, report, stored, log);
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
@@ -101,6 +111,21 @@ function processor({ config, events, toolchain, sandbox, store, logger, running,
     }
     return standing;
   };
+}
+
+// The report with each flaky test's flips in its repository's history (best effort: without Redis, this build's).
+async function withFlakeHistory(
+  report: BuildReport,
+  flakes: FlakeHistory,
+  log: Logger,
+): Promise<BuildReport> {
+  if (report.flakyTests.length === 0) return report;
+  try {
+    return { ...report, flakyTests: await flakes.record(report) };
+  } catch (error) {
+    log.warn({ err: toError(error) }, 'flaky tests not recorded in their history');
+    return report;
+  }
 }
 
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
@@ -154,6 +179,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       toolchain,
       sandbox,
       store,
+      flakes: new FlakeHistory(redis, config.queueName),
       logger,
       running: new Map(),
       draining: { value: false },

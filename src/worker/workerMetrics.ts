@@ -42,6 +42,11 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
     help: 'Builds retried after an infrastructure fault',
     registers,
   });
+  const flaky = new Counter({
+    name: 'ci_flaky_tests_total',
+    help: 'Tests that failed and then passed on a re-run of the same build',
+    registers,
+  });
   const published = new Counter({
     name: 'ci_reports_published_total',
     help: 'Reports acknowledged by Kafka',
@@ -67,5 +72,6 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
   events.on('cache', ({ cache, hit }) => (hit ? hits : misses).inc({ cache }));
   events.on('retry', () => retries.inc());
   events.on('reportPublished', () => published.inc());
+  events.on('flakyTests', ({ count }) => flaky.inc(count));
   return registry;
 }

@@ -125,9 +125,10 @@ describe('Bull Board for on-call, in a real browser', () => {
       `${board.url}/api/queues/${space.config.queueName}/${buildJobId(failed)}`,
     );
     const { job } = (await api.json()) as { job: { returnValue: Record<string, unknown> } };
-    assert.deepEqual(Object.keys(job.returnValue).slice(0, 4), [
+    assert.deepEqual(Object.keys(job.returnValue).slice(0, 5), [
       'status',
       'failedTests',
+      'flakyTests',
       'lintErrors',
       'error',
     ]);

@@ -29,6 +29,7 @@ const report = (commitSha: string): BuildReport => ({
   sandbox: '',
   pythonVersion: '3.11',
   republished: false,
+  flakyTests: [],
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

@@ -42,6 +42,9 @@ async function descendants(): Promise<string[]> {
     // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after its last ")".
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (rest[0] === 'Z' || rest[0] === undefined) continue;
+    // tsx's esbuild service (`esbuild --service`), started whenever tsx first compiles: the test tooling's own.
+    const command = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (/(^|\/)esbuild\0--service=/.test(command)) continue;
     parents.set(Number(entry), Number(rest[1]));
     names.set(Number(entry), stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')));
   }

@@ -30,6 +30,7 @@ const report: BuildReport = {
   sandbox: 'bubblewrap as uid 812345 (unprivileged, all capabilities dropped)',
   pythonVersion: '3.11.7',
   republished: false,
+  flakyTests: [{ nodeId: 'tests/test_x.py::test_c[0]', flips: 3 }],
 };
 
 describe('contracts', () => {

@@ -26,7 +26,12 @@ const bad = <T>(value: T, summary = 'bad'): StageResult<T> => ({
   value,
 });
 
-const tests = (failedTests: string[], testsRun: number) => ({ failedTests, testsRun, exitCode: 0 });
+const tests = (failedTests: string[], testsRun: number) => ({
+  failedTests,
+  flakyTests: [],
+  testsRun,
+  exitCode: 0,
+});
 
 // A build's results from install on (each stage passed unless patched; undefined: it did not run).
 function results(patch: StageResults): BuildResults {

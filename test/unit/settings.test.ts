@@ -8,6 +8,7 @@ const defaults: RepoSettings = {
   pytestArgs: [],
   lint: true,
   testWorkers: 1,
+  flakyReruns: 2,
   limits: {
     checkoutMs: 120_000,
     settingsMs: 30_000,
@@ -38,6 +39,7 @@ describe('parseRepoSettings', () => {
         'pytest-args': ['-k', 'api', '--maxfail=3'],
         lint: false,
         'test-workers': 64,
+        'flaky-reruns': 5,
         'test-timeout-sec': 60,
         'install-timeout-sec': 99_999,
         'lint-timeout-sec': 30,
@@ -56,6 +58,7 @@ describe('parseRepoSettings', () => {
       pytestArgs: ['-k', 'api', '--maxfail=3'],
       lint: false,
       testWorkers: availableParallelism(),
+      flakyReruns: 2,
       limits: {
         checkoutMs: 120_000,
         settingsMs: 30_000,
@@ -76,6 +79,10 @@ describe('parseRepoSettings', () => {
     assert.match(problem({ lint: 'yes' }), /^\[tool\.ci-runner\] lint: must be true or false/);
     assert.match(problem({ 'test-workers': 0 }), /test-workers: must be "auto" or a whole number/);
     assert.match(problem({ 'test-workers': 'many' }), /test-workers: must be "auto" or a whole number/);
+    assert.match(
+      problem({ 'flaky-reruns': -1 }),
+      /flaky-reruns: must be a whole number \(0 disables re-runs\)/,
+    );
     assert.match(problem({ 'pytest-mark': 3 }), /pytest-mark: must be a non-empty string/);
     assert.match(problem({ 'pytest-args': '-x' }), /pytest-args: must be an array of strings/);
     assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
