@@ -178,8 +178,8 @@ async function runStage<N extends StageName>(
   progress: Progress,
 ): Promise<void> {
   const stage: StageDefinition<N> = STAGES[name];
-  Object.assign(progress, { stage: name, startedAt: performance.now() });
   if (stage.input(state, state.limits[stage.limit]) === undefined) return;
+  Object.assign(progress, { stage: name, startedAt: performance.now() });
   await stage.prepare?.(state, ctx);
   // Its input once prepared (the limits a repository's settings set, the files kept for the artefact).
   const input = stage.input(state, state.limits[stage.limit]);

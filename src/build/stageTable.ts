@@ -247,9 +247,11 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
   artefact: {
     name: 'artefact',
     limit: 'artefactMs',
-    // Always: whatever the build reached, its reports are kept.
+    // Once the commit is checked out, whatever the build reached after that: its reports are kept.
     input: (state, timeoutMs) => {
-      const source = passed(state.results.checkout)?.source;
+      const checkedOut = passed(state.results.checkout);
+      if (!checkedOut) return undefined;
+      const { source } = checkedOut;
       return {
         trees: [
           // The tree at that commit, from the object store: not what the install or the tests wrote into it.
