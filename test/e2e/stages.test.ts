@@ -6,6 +6,7 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/ops/config.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
 import { cleanProject } from '../support/pythonProject.js';
@@ -606,6 +607,20 @@ describe('build stages on real repositories, Python and tools', () => {
     const report = await harness.build(repo, sha, { artefactMaxBytes: 50_000 });
     assert.equal(report.status, 'FAILED');
     assert.match(report.error, /^artefact: artefact exceeds the 50000-byte limit/);
+    assert.equal(report.artefactUrl, '');
+    const left = await readdir(join(harness.root, 'artefacts')).catch(() => []);
+    assert.ok(!left.some((name) => name.startsWith(sha)), `nothing left: ${left}`);
+  });
+
+  test('the artefact has a time limit of its own (ARTEFACT_TIMEOUT_SEC): over it, FAILED and no file left', async () => {
+    const [repo, sha] = await project('slow-artefact', {
+      'data.txt': randomBytes(2_000_000).toString('base64'),
+    });
+    const limits = { ...loadConfig({}, process.cwd(), []).limits, artefactMs: 1 };
+    const report = await harness.build(repo, sha, { limits });
+    assert.equal(report.status, 'FAILED');
+    assert.match(report.error, /^artefact: the artefact exceeded 1 ms/);
+    assert.equal(report.stages.find((s) => s.name === 'artefact')?.outcome, 'timedOut');
     assert.equal(report.artefactUrl, '');
     const left = await readdir(join(harness.root, 'artefacts')).catch(() => []);
     assert.ok(!left.some((name) => name.startsWith(sha)), `nothing left: ${left}`);
