@@ -1,12 +1,21 @@
 import { join } from 'node:path';
-import { buildEnv } from '../build/layout.js';
+import { type BuildLayout, buildEnv } from '../build/layout.js';
 import { readBuildJson } from '../build/readBuildFile.js';
 import { runBounded } from '../host/runBounded.js';
-import type { TestInput } from './test.js';
 import type { StageContext } from './types.js';
 
 /** More failures than this are not flakes worth re-running: the build is broken, and re-runs would only cost time. */
 export const MAX_RERUN_IDS = 50;
+
+/** What the re-runs need of the test stage's input. */
+export interface RerunInput {
+  layout: BuildLayout;
+  mark: string;
+  extraArgs: string[];
+  flakyReruns: number;
+  sharedEnv?: string;
+  venvDir?: string;
+}
 
 interface RerunResults {
   failed?: string[];
@@ -27,7 +36,7 @@ const isTestId = (id: string) => id.includes('::') && !id.startsWith('pytest exi
 // that passes on a re-run is flaky; its verdict comes from the runner's plugin (the tests pytest reported passed),
 // never from JUnit. Collection errors are never re-run, and neither is a run with more than MAX_RERUN_IDS failures.
 export async function rerunFailedTests(
-  input: TestInput,
+  input: RerunInput,
   ctx: StageContext,
   failed: string[],
   timeLeftMs: () => number,
