@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
+import { classifyFetchFault, withTimeout } from '../git/fetchFaults.js';
 import { materializeTree, UnsafeTreeError } from '../git/materializeTree.js';
 import { MAX_PACKS, sequencePacks, tooManyPacks, unsequencedPacks } from '../git/packOrder.js';
 import { smartHttp } from '../git/smartHttp.js';
@@ -34,43 +35,6 @@ export interface CheckoutInput {
   timeoutMs: number;
 }
 
-/** Node's codes for a network that failed (a refused or reset connection, an unknown host, no route). */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
-
-// The code of an error or of any error it was caused by: isomorphic-git's (HttpError, SmartHttpError) or Node's.
-function codes(error: unknown): string[] {
-  const found: string[] = [];
-  for (let e = error; e instanceof Error && found.length < 8; e = e.cause) {
-    const { code } = e as Error & { code?: unknown };
-    if (typeof code === 'string') found.push(code);
-  }
-  return found;
-}
-
-function unreachable(url: string, error: Error): CiError {
-  return new CiError('REPO_UNREACHABLE', `repository ${redactUrl(url)} is unreachable: ${error.message}`, {
-    retriable: true,
-    cause: error,
-  });
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number, url: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unreachable(url, new Error(`no answer within ${ms} ms`))), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
 // The object cache of one remote: keyed by its URL without credentials, so a token change keeps the cache.
 export function cacheGitdir(cacheDir: string, url: string): string {
   const key = createHash('sha256').update(redactUrl(url)).digest('hex').slice(0, 20);
@@ -98,46 +62,6 @@ async function resolveRef(gitdir: string, ref: string): Promise<string | undefin
   return git.resolveRef({ fs, gitdir, ref }).catch(() => undefined);
 }
 
-// Turns what a fetch threw into the fault to report: the server's own answer for HTTP errors (credentials,
-// permissions and missing repositories are not retried; a server error or a network fault is), or undefined when
-// the server answered the git protocol itself (a refused want), which the caller works around.
-function classify(input: CheckoutInput, error: Error): CiError | undefined {
-  const url = redactUrl(input.repositoryUrl);
-  const said = codes(error);
-  if (said.includes(git.Errors.HttpError.code)) {
-    const { statusCode, statusMessage } = (error as Error & { data: HttpErrorData }).data;
-    const answer = `the server answered ${statusCode} ${statusMessage}`.trim();
-    const hint = HTTP_HINTS[statusCode];
-    if (hint) {
-      return new CiError('REPO_REFUSED', `fetching from ${url} failed: ${answer} (${hint})`, {
-        retriable: false,
-        cause: error,
-      });
-    }
-    return unreachable(input.repositoryUrl, new Error(answer));
-  }
-  if (said.includes(git.Errors.SmartHttpError.code)) {
-    return new CiError('REPO_REFUSED', `${url} is not a git smart-HTTP server: ${error.message}`, {
-      retriable: false,
-      cause: error,
-    });
-  }
-  if (said.some((code) => NETWORK_CODES.has(code))) return unreachable(input.repositoryUrl, error);
-  return undefined;
-}
-
-interface HttpErrorData {
-  statusCode: number;
-  statusMessage: string;
-}
-
-const HTTP_HINTS: Record<number, string> = {
-  401: 'credentials missing or wrong: set GIT_HTTP_USERNAME and GIT_HTTP_PASSWORD',
-  403: 'the credentials may not read this repository',
-  404: 'no repository at this URL',
-  410: 'the repository is gone',
-};
-
 const LAST_FETCHED = 'refs/ci-runner/last';
 // How deep the branch is fetched, in turn, when the server will not send a commit by its sha.
 const DEEPEN_STEPS = [64, 1024, 0x7fffffff];
@@ -154,7 +78,7 @@ async function attempt(input: CheckoutInput, work: () => Promise<unknown>): Prom
     return undefined;
   } catch (thrown) {
     const error = toError(thrown);
-    const fault = classify(input, error);
+    const fault = classifyFetchFault(input.repositoryUrl, error);
     if (fault) throw fault;
     return error.message;
   }

@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto';
 import { copyFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv, SANDBOX_PATHS } from '../build/layout.js';
+import { type BuildLayout, SANDBOX_PATHS } from '../build/layout.js';
 import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
-import { type RunResult, runBounded } from '../host/runBounded.js';
-import { CiError } from '../ops/errors.js';
-import type { SandboxAccess } from '../sandbox/buildSandbox.js';
 import { projectEnvironment } from './projectEnvironment.js';
-import { dependencyLines, sharedEnvironment } from './sharedEnvironment.js';
+import { resolvePins } from './resolvePins.js';
+import { sharedEnvironment } from './sharedEnvironment.js';
 import { shareProjectEnvironment, treeFiles } from './shareProjectEnvironment.js';
 import type { StageContext, StageResult } from './types.js';
+import { sandboxedUv, verdict } from './uvRun.js';
 
 export interface InstallInput {
   layout: BuildLayout;
@@ -42,11 +41,6 @@ const DECLARATIONS =
   /^(requirements.*\.(txt|in)|constraints.*\.txt|pyproject\.toml|setup\.py|setup\.cfg|poetry\.lock|uv\.lock|Pipfile(\.lock)?|pdm\.lock)$/;
 /** Requirement files installed with -r. */
 const INSTALLED_REQUIREMENTS = /^requirements([-_.](dev|test|tests|testing))?\.txt$/;
-/** Messages of faults outside the commit: the package index or the network, not the declarations. */
-const INFRASTRUCTURE =
-  /error sending request|failed to fetch|connection (refused|reset)|timed out|dns error|temporary failure in name resolution|tcp connect error|network is unreachable|HTTP status server error|status code: 5\d\d/i;
-/** A build requirement as PEP 508 writes it; anything else (an option, a newline) is not passed on. */
-const REQUIREMENT = /^[A-Za-z0-9][A-Za-z0-9._\-[\], <>=!~;:'"()*+@/]*$/;
 
 // The environment cache key: the repository, its dependency declarations, the Python version and the runner's
 // pins. Only regular files count: a declaration that is a symlink is not read (it could point anywhere on the host).
@@ -72,146 +66,6 @@ export async function environmentKey(
     key: hash.digest('hex').slice(0, 24),
     requirements: names.filter((name) => INSTALLED_REQUIREMENTS.test(name)),
   };
-}
-
-function tail(result: RunResult, lines = 8): string {
-  if (result.kind === 'notStarted') return result.message;
-  return result.stderr.trim().split('\n').slice(-lines).join('\n');
-}
-
-type Outcome = Exclude<StageResult<InstallValue>, { outcome: 'passed' }>;
-
-// A finished uv run as the stage's verdict: undefined when it succeeded. Network trouble is the runner's fault
-// (retried); anything else is the declarations' (FAILED).
-function verdict(
-  result: RunResult,
-  what: string,
-  timeoutMs: number,
-  value: InstallValue,
-): Outcome | undefined {
-  const durationMs = result.durationMs;
-  switch (result.kind) {
-    case 'canceled':
-      return { outcome: 'canceled', durationMs, summary: 'canceled' };
-    case 'timedOut':
-      return { outcome: 'timedOut', durationMs, summary: `install exceeded ${timeoutMs} ms` };
-    case 'notStarted':
-      throw new CiError('PROCESS_NOT_STARTED', `uv could not start: ${result.message}`, { retriable: true });
-    case 'exited':
-      if (result.exitCode === 0) return undefined;
-      if (INFRASTRUCTURE.test(result.stderr)) {
-        throw new CiError('PACKAGE_INDEX_UNREACHABLE', `package index unreachable: ${tail(result, 3)}`, {
-          retriable: true,
-        });
-      }
-      return { outcome: 'failed', durationMs, summary: `${what}: ${tail(result, 5)}`, value };
-  }
-}
-
-// What uv resolves for a new environment key: the runner's test tools, the requirement files, the project with
-// its test extras, and its build backend (so the project installs offline, without build isolation).
-async function writeInputs(
-  input: InstallInput,
-  requirements: string[],
-  ctx: StageContext,
-  runnerTestPins: boolean,
-): Promise<string> {
-  const { layout } = input;
-  const lines = runnerTestPins
-    ? [`-r ${ctx.sandbox.runnerFile(input.toolchain.testRequirements)}`]
-    : [...PROJECT_TEST_TOOLS];
-  lines.push(...requirements.map((file) => `-r ${join(layout.inside.src, file)}`));
-  if (input.installable) {
-    const extras = input.extras.length ? `[${input.extras.join(',')}]` : '';
-    lines.push(`-e ${layout.inside.src}${extras}`);
-    lines.push(...input.buildRequires.filter((r) => REQUIREMENT.test(r) && !r.startsWith('-')));
-    // hatchling asks for `editables` when building an editable wheel (PEP 660's get_requires_for_build_editable),
-    // which --no-build-isolation does not install by itself.
-    if (input.buildRequires.some((r) => /^hatchling\b/i.test(r))) lines.push('editables');
-  }
-  const file = join(layout.sandbox, 'inputs.in');
-  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o644 });
-  return file;
-}
-
-// The oldest test tools the runner's plugin and reports work with, for a project that pins its own.
-const PROJECT_TEST_TOOLS = ['pytest>=7', 'coverage>=7', 'pytest-xdist'];
-// uv's answer when the project's own requirements conflict with the runner's pinned test tools.
-const TEST_TOOL_CONFLICT = /you require (pytest|coverage|pytest-xdist)==/;
-
-type SandboxedUv = (args: string[], access: SandboxAccess) => Promise<RunResult>;
-
-// uv in the build's sandbox, on the build's checkout, within the install's time limit, output to install.log.
-function sandboxedUv(input: InstallInput, ctx: StageContext): SandboxedUv {
-  const { layout, toolchain } = input;
-  const env = buildEnv(layout, {
-    UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
-    UV_LINK_MODE: 'copy',
-    UV_PYTHON_DOWNLOADS: 'never',
-    UV_NO_PROGRESS: '1',
-  });
-  return (args, access) =>
-    runBounded(ctx.sandbox.tool(toolchain.uv), args, {
-      cwd: layout.inside.src,
-      env,
-      timeoutMs: input.timeoutMs,
-      signal: ctx.signal,
-      logFile: join(layout.reports, 'install.log'),
-      launch: ctx.sandbox.launch(access),
-    });
-}
-
-// Resolves the declarations to exact pins in the sandbox (the project's build backend runs there, with the internet
-// but not the host): with the runner's test pins, or the project's own when they conflict with them. Returns the
-// pins, or the failed outcome.
-async function resolvePins(
-  input: InstallInput,
-  ctx: StageContext,
-  requirements: string[],
-  inSandbox: SandboxedUv,
-  value: InstallValue,
-): Promise<string | Outcome> {
-  const { layout, toolchain } = input;
-  const python = join(layout.inside.venv, 'bin', 'python');
-  const output = join(layout.inside.out, 'pins.txt');
-  ctx.log(
-    `resolving ${[...requirements, input.installable ? 'the project' : ''].filter(Boolean).join(', ') || 'the runner tools'}`,
-  );
-  const resolve = async (runnerTestPins: boolean) => {
-    const inputs = await writeInputs(input, requirements, ctx, runnerTestPins);
-    return inSandbox(
-      [
-        'pip',
-        'compile',
-        '--python',
-        python,
-        '--no-header',
-        '--no-annotate',
-        '--quiet',
-        '-o',
-        output,
-        ...input.groups.flatMap((group) => [
-          '--group',
-          `${join(layout.inside.src, 'pyproject.toml')}:${group}`,
-        ]),
-        ctx.sandbox.runnerFile(inputs),
-      ],
-      { venv: true, write: ['src'], network: true, files: [inputs, toolchain.testRequirements] },
-    );
-  };
-  let compile = await resolve(true);
-  if (compile.kind === 'exited' && compile.exitCode !== 0 && TEST_TOOL_CONFLICT.test(compile.stderr)) {
-    // The project pins its own pytest or coverage (say pytest~=7.2): its tests are meant to run on that.
-    const retry = await resolve(false);
-    if (retry.kind === 'exited' && retry.exitCode === 0) {
-      ctx.log(`the project pins its own test tools, which conflict with the runner's; using the project's`);
-    }
-    if (retry.kind !== 'exited' || retry.exitCode === 0) compile = retry;
-  }
-  const failed = verdict(compile, 'dependencies could not be installed as declared', input.timeoutMs, value);
-  if (failed) return failed;
-  const resolved = await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024);
-  return dependencyLines(resolved?.toString('utf8') ?? '', layout.inside.src);
 }
 
 // Installs the build's dependencies. A new environment key is resolved inside the sandbox (the project's build
