@@ -1,20 +1,15 @@
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
 import { readBuildJson } from '../build/readBuildFile.js';
-import { runBounded } from '../host/runBounded.js';
+import { type PytestPlace, runPytest } from './runPytest.js';
 import type { StageContext } from './types.js';
 
 /** More failures than this are not flakes worth re-running: the build is broken, and re-runs would only cost time. */
 export const MAX_RERUN_IDS = 50;
 
 /** What the re-runs need of the test stage's input. */
-export interface RerunInput {
-  layout: BuildLayout;
-  mark: string;
+export interface RerunInput extends PytestPlace {
   extraArgs: string[];
   flakyReruns: number;
-  sharedEnv?: string;
-  venvDir?: string;
 }
 
 interface RerunResults {
@@ -59,37 +54,21 @@ export async function rerunFailedTests(
     }
     ctx.log(`re-run ${round} of ${input.flakyReruns}: ${pending.length} failed test(s)`);
     const results = join(inside.out, `pytest-rerun-${round}.json`);
-    const result = await runBounded(
-      join(inside.venv, 'bin', 'python'),
-      [
-        '-m',
-        'pytest',
-        '-p',
-        'ci_runner_pytest_plugin',
-        '-o',
-        `cache_dir=${join(inside.tmp, 'pytest-cache')}`,
-        '-q',
-        ...input.extraArgs,
-        '--',
-        ...pending,
-      ],
-      {
-        cwd: inside.src,
-        env: buildEnv(layout, {
-          CI_RUNNER_PYTEST_RESULTS: results,
-          CI_RUNNER_PYTEST_PASSED_IDS: '1',
-          CI_RUNNER_PYTEST_MARK: input.mark,
-        }),
-        timeoutMs,
-        signal: ctx.signal,
-        logFile: join(layout.reports, 'test.log'),
-        launch: ctx.sandbox.launch({
-          venv: true,
-          write: ['src'],
-          shared: input.sharedEnv,
-          venvDir: input.venvDir,
-        }),
-      },
+    const args = [
+      '-m',
+      'pytest',
+      '-p',
+      'ci_runner_pytest_plugin',
+      '-o',
+      `cache_dir=${join(inside.tmp, 'pytest-cache')}`,
+    ];
+    const env = { CI_RUNNER_PYTEST_RESULTS: results, CI_RUNNER_PYTEST_PASSED_IDS: '1' };
+    const result = await runPytest(
+      input,
+      ctx,
+      [...args, '-q', ...input.extraArgs, '--', ...pending],
+      env,
+      timeoutMs,
     );
     if (result.kind !== 'exited') {
       ctx.log(`re-run ${round} ended without a verdict (${result.kind})`);

@@ -1,10 +1,11 @@
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
+import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
-import { exitReason, runBounded } from '../host/runBounded.js';
+import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
+import { runPytest } from './runPytest.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -49,7 +50,6 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   const elapsed = () => Math.round(performance.now() - started);
   const { layout } = input;
   const { inside } = layout;
-  const python = join(inside.venv, 'bin', 'python');
   const args = [
     '-m',
     'coverage',
@@ -69,26 +69,13 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   ];
   const parallel = input.workers > 1 ? `, ${input.workers} xdist workers` : '';
   ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own${parallel}`);
-  const result = await runBounded(python, args, {
-    cwd: inside.src,
-    // The plugin narrows the repository's own -m (addopts) by the runner's expression rather than replacing it.
-    env: buildEnv(layout, {
-      CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
-      // The plugin writes coverage's JSON report as the process exits: no second Python process for it.
-      CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
-      CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
-      CI_RUNNER_PYTEST_MARK: input.mark,
-    }),
-    timeoutMs: input.timeoutMs,
-    signal: ctx.signal,
-    logFile: join(layout.reports, 'test.log'),
-    launch: ctx.sandbox.launch({
-      venv: true,
-      write: ['src'],
-      shared: input.sharedEnv,
-      venvDir: input.venvDir,
-    }),
-  });
+  // The plugin writes its results, and coverage's JSON report as the process exits (no second Python process).
+  const env = {
+    CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
+    CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
+    CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
+  };
+  const result = await runPytest(input, ctx, args, env, input.timeoutMs);
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'timedOut') {
