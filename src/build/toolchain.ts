@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
+import { stagingPath } from '../host/stagingPath.js';
 import { CiError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 
@@ -109,7 +110,7 @@ export async function ensureToolchain(
   if (!(await pathExists(join(dir, '.ready')))) {
     logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
     await mkdir(join(cacheDir, 'tools'), { recursive: true });
-    const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    const staging = stagingPath(dir);
     await install(python.executable, staging, toolsFile, env);
     await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
     try {

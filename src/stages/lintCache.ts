@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathExists } from '../host/pathExists.js';
+import { stagingPath } from '../host/stagingPath.js';
 
 /** One repository's black and ruff caches, kept between builds by the runner. */
 export interface LintCache {
@@ -39,8 +40,8 @@ export function lintCache(cacheDir: string, repository: string, toolsFingerprint
     async save(from) {
       if (!(await pathExists(from))) return;
       await mkdir(join(cacheDir, 'lint'), { recursive: true });
-      const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
-      const old = `${dir}.old-${process.pid}-${Date.now()}`;
+      const staging = stagingPath(dir);
+      const old = stagingPath(dir, 'old');
       await copyTree(from, staging);
       await rename(dir, old).catch(() => undefined);
       await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true }));

@@ -15,6 +15,7 @@ import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
+import { stagingPath } from '../host/stagingPath.js';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import type { SharedEnvironment } from './sharedEnvironment.js';
 
@@ -159,7 +160,7 @@ export function projectEnvironment(
       await writeFile(marker, `${reason}\n`);
     },
     async promote(input, log) {
-      const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
+      const staging = stagingPath(dir);
       await mkdir(root, { recursive: true });
       try {
         await shared.createBuildVenv(staging);

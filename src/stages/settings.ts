@@ -7,6 +7,7 @@ import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
+import { stagingPath } from '../host/stagingPath.js';
 import type { BuildResources, StageLimits } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
 import type { StageContext, StageResult } from './types.js';
@@ -243,7 +244,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
 
 async function keep(file: string, text: string): Promise<void> {
   await mkdir(join(file, '..'), { recursive: true });
-  const temporary = `${file}.tmp-${process.pid}-${Date.now()}`;
+  const temporary = stagingPath(file);
   await writeFile(temporary, text);
   await rename(temporary, file);
 }

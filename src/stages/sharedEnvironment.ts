@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
+import { stagingPath } from '../host/stagingPath.js';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import { withDirLock } from '../host/withDirLock.js';
 import { CiError } from '../ops/errors.js';
@@ -166,7 +167,7 @@ export function sharedEnvironment(
     },
     async recordPins(pins) {
       await mkdir(join(root, 'pins'), { recursive: true });
-      const temporary = `${pinsFile}.tmp-${process.pid}-${Date.now()}`;
+      const temporary = stagingPath(pinsFile);
       await writeFile(temporary, pins);
       await rename(temporary, pinsFile);
     },
