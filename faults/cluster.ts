@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { encodeCommitResult } from '../src/delivery/contracts.js';
-import { connectPublisher, type IncomingMessage, type Publisher, subscribe } from '../src/delivery/kafka.js';
+import {
+  connectPublisher,
+  type IncomingMessage,
+  type OutgoingMessage,
+  type Publisher,
+  subscribe,
+} from '../src/delivery/kafka.js';
 import { type GitServer, startGitServer } from '../src/git/gitServer.js';
 import { createLogger, type Logger } from '../src/ops/logger.js';
 import { createFixtureRepo, type FixtureRepo } from '../test/support/fixtureRepo.js';
@@ -54,8 +60,8 @@ export interface Cluster {
   commit(seconds: number): Promise<string>;
   /** Produces a CommitResult, retrying while Kafka is away; resolves once Kafka has it. */
   announce(sha: string, override?: Buffer): Promise<void>;
-  /** Produces raw records (any key, or none) to the commit-results topic in one batch. */
-  sendRaw(records: Array<{ key: Buffer | null; value: Buffer }>): Promise<void>;
+  /** Produces raw records (any key, or none; any timestamp) to the commit-results topic in one batch. */
+  sendRaw(records: OutgoingMessage[]): Promise<void>;
   /** Every record that reached the dead-letter topic so far. */
   deadLetters: IncomingMessage[];
   /** The bridge's Prometheus scrape. */

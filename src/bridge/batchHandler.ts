@@ -1,12 +1,16 @@
 import type { Queue } from 'bullmq';
 import type { IncomingMessage } from '../delivery/kafka.js';
 import { BUILD_JOB_NAME, type BuildJobData, buildJobId } from '../delivery/queue.js';
+import type { ReportOutbox } from '../delivery/reportOutbox.js';
 import type { ReportStore } from '../delivery/reportStore.js';
+import type { Supersession } from '../delivery/supersession.js';
+import type { BranchFilter } from '../ops/branchFilter.js';
 import type { Config } from '../ops/config.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 import type { MessageOutcome } from './bridgeMetrics.js';
 import { type DeadLetterTopic, sendDeadLetters } from './deadLetter.js';
+import { cancelSuperseded, planSupersession, reportSuperseded } from './supersede.js';
 import { decide } from './validate.js';
 
 const BACKPRESSURE_CHECK_MS = 1_000;
@@ -18,11 +22,18 @@ export interface BridgeParts {
   logger: Logger;
   queue: Queue<BuildJobData>;
   store: ReportStore;
+  /** Publishes the reports of builds the bridge cancels as superseded. */
+  outbox: ReportOutbox;
+  supersession: Supersession;
+  /** Whether a branch is in CANCEL_SUPERSEDED_BRANCHES. */
+  inSupersedeBranches: BranchFilter;
   deadLetters: DeadLetterTopic;
   closing: { value: boolean };
   /** The last waiting-jobs reading and the builds enqueued since, so most messages need no extra Redis query. */
   backlog: { waiting: number; readAt: number; enqueuedSince: number };
   count: (outcome: MessageOutcome) => void;
+  /** Counts a build canceled because a newer commit of its branch was announced, by when. */
+  superseded: (when: 'on_arrival' | 'waiting') => void;
 }
 
 // Retries a Redis or Kafka step with exponential backoff until it works, heartbeating so the group keeps the
@@ -79,16 +90,28 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
     candidates.push([index, data]);
   }
   const jobs = await Promise.all(candidates.map(([, data]) => queue.getJob(buildJobId(data.commitSha))));
-  const added: Array<[number, BuildJobData]> = [];
+  const toBuild: Array<{ index: number; data: BuildJobData; failed: (typeof jobs)[number] }> = [];
   for (const [k, [index, data]] of candidates.entries()) {
     const existing = jobs[k];
-    if (existing && (await existing.isFailed())) {
+    if (existing && !(await existing.isFailed())) outcomes[index] = 'duplicate';
+    else toBuild.push({ index, data, failed: existing });
+  }
+  const plan = await planSupersession(
+    parts,
+    toBuild.map((build) => build.data),
+  );
+  const added: Array<[number, BuildJobData]> = [];
+  for (const [k, { index, data, failed }] of toBuild.entries()) {
+    const newer = plan.superseded.get(k);
+    if (newer) {
+      await reportSuperseded(parts, data, newer);
+      parts.superseded('on_arrival');
+      outcomes[index] = 'superseded';
+    } else if (failed) {
       // Its build ended ERRORED (no verdict on the commit): build it again, with this message's data.
-      await existing.updateData(data);
-      await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      await failed.updateData(data);
+      await failed.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
       outcomes[index] = 'rebuilt';
-    } else if (existing) {
-      outcomes[index] = 'duplicate';
     } else {
       added.push([index, data]);
     }
@@ -100,6 +123,10 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
     for (const [index] of added) outcomes[index] = 'enqueued';
     parts.backlog.enqueuedSince += added.length;
   }
+  for (const { previous, by } of plan.cancel) {
+    if ((await cancelSuperseded(parts, previous, by)) === 'removed') parts.superseded('waiting');
+  }
+  if (plan.superseded.size > 0 || plan.cancel.length > 0) void parts.outbox.flush();
   return outcomes;
 }
 
@@ -126,7 +153,8 @@ export function batchHandler(parts: BridgeParts) {
       } else if (decision.kind === 'reject') {
         invalid.push({ message, reason: decision.reason });
       } else {
-        builds.push({ message, data: decision.data });
+        // The record's timestamp (its producer's clock) orders a branch's commits; arrival here when it has none.
+        builds.push({ message, data: { ...decision.data, announcedAt: message.timestamp ?? Date.now() } });
       }
     }
     const lettered = await sendDeadLetters(deadLetters, invalid, heartbeat, logger, parts.closing);

@@ -1,6 +1,9 @@
 import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../delivery/kafka.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
+import { Supersession } from '../delivery/supersession.js';
+import { compileBranchFilter } from '../ops/branchFilter.js';
 import type { Config } from '../ops/config.js';
 import { type Closable, Teardown } from '../ops/lifecycle.js';
 import type { Logger } from '../ops/logger.js';
@@ -9,6 +12,8 @@ import { type BridgeParts, batchHandler } from './batchHandler.js';
 import { createBridgeMetrics } from './bridgeMetrics.js';
 import { checkDeadLetterLimit } from './checkDeadLetterLimit.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
+
+const OUTBOX_FLUSH_MS = 5_000;
 
 /** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningBridge extends Closable {
@@ -34,14 +39,26 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     const admin = await connectAdmin(config.kafkaBrokers, logger);
     teardown.add('admin', () => admin.close());
     const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    // Publishes the reports of the builds it cancels as superseded (as the workers' outboxes do theirs).
+    const outbox = new ReportOutbox(store, deadLetters, config.topicBuildReports, logger);
+    outbox.start(OUTBOX_FLUSH_MS);
+    teardown.add('outbox', async () => {
+      await outbox.close();
+      await outbox.flush();
+    });
     const parts: BridgeParts = {
       config,
       logger,
       queue,
-      store: new ReportStore(redis, config.queueName, RETENTION_SECONDS),
+      store,
+      outbox,
+      supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
+      inSupersedeBranches: compileBranchFilter(config.supersede.branches, 'CANCEL_SUPERSEDED_BRANCHES'),
       deadLetters: { publisher: deadLetters, topic: config.topicDeadLetter, maxBytes: deadLetterLimit },
       closing,
       count: metrics.message,
+      superseded: metrics.superseded,
       backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },
     };
     const subscription = await subscribe({

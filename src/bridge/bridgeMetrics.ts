@@ -8,6 +8,7 @@ const OUTCOMES = [
   'duplicate',
   'republished',
   'rebuilt',
+  'superseded',
   'skipped',
   'dead_lettered',
   'dead_letter_failed',
@@ -17,6 +18,7 @@ export type MessageOutcome = (typeof OUTCOMES)[number];
 export interface BridgeMetrics {
   registry: Registry;
   message(outcome: MessageOutcome): void;
+  superseded(when: 'on_arrival' | 'waiting'): void;
 }
 
 // The bridge's Prometheus registry: messages by outcome, consumer lag and queue depth.
@@ -45,6 +47,17 @@ export function createBridgeMetrics(
       this.set(await admin.lag(groupId, topic));
     },
   });
+  const superseded = new Counter({
+    name: 'ci_builds_superseded_total',
+    help: 'Builds not run because a newer commit of their branch was announced: on_arrival (announced after it), waiting (removed from the queue)',
+    labelNames: ['when'],
+    registers: [registry],
+  });
+  for (const when of ['on_arrival', 'waiting']) superseded.inc({ when }, 0);
   queueDepthGauge(registry, queue);
-  return { registry, message: (outcome) => messages.inc({ outcome }) };
+  return {
+    registry,
+    message: (outcome) => messages.inc({ outcome }),
+    superseded: (when) => superseded.inc({ when }),
+  };
 }

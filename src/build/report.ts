@@ -35,6 +35,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     pythonVersion: '',
     republished: false,
     flakyTests: [],
+    supersededBy: '',
   };
 }
 
@@ -94,6 +95,15 @@ export function erroredReport(input: BuildInput, error: Error, durationMs: numbe
   const report = base(input, 'ERRORED');
   report.error = error instanceof BuildFault ? `${error.stage}: ${error.message}` : error.message;
   if (error instanceof BuildFault) report.stages = error.stages;
+  report.durationMs = durationMs;
+  return report;
+}
+
+// The report for a build canceled, or never run, because a newer commit of its branch was announced.
+export function supersededReport(input: BuildInput, newerSha: string, durationMs: number): BuildReport {
+  const report = base(input, 'ERRORED');
+  report.error = `superseded by ${newerSha}`;
+  report.supersededBy = newerSha;
   report.durationMs = durationMs;
   return report;
 }

@@ -49,6 +49,8 @@ export interface BuildReport {
   republished: boolean;
   /** Tests that failed and then passed on a re-run: not in failedTests, and not a reason for FAILED. */
   flakyTests: FlakyTest[];
+  /** Set when the build was canceled (or never run) because a newer commit of its branch was announced. */
+  supersededBy: string;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

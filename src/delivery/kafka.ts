@@ -15,6 +15,8 @@ export interface OutgoingMessage {
   key: string | Buffer | null;
   value: Buffer;
   headers?: Record<string, string | Buffer>;
+  /** The record's create time in ms; the producer's clock when unset. */
+  timestamp?: number;
 }
 
 export interface IncomingMessage {
@@ -25,6 +27,8 @@ export interface IncomingMessage {
   value: Buffer | null;
   /** Each header's first value, as the bytes that arrived. */
   headers: Record<string, Buffer>;
+  /** The record's timestamp in ms (its producer's create time, unless the topic stamps append time); undefined if none. */
+  timestamp: number | undefined;
 }
 
 export interface Publisher {
@@ -99,7 +103,14 @@ function incoming(topic: string, partition: number, message: KafkaMessage): Inco
     key: message.key,
     value: message.value,
     headers: headersOf(message.headers),
+    timestamp: recordTime(message.timestamp),
   };
+}
+
+// A record's timestamp as ms, or undefined when the record has none (-1: written by a client older than Kafka 0.10).
+function recordTime(timestamp: string | undefined): number | undefined {
+  const ms = Number(timestamp);
+  return Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
 }
 
 // Creates the topics ci-runner uses if they are missing (kafkajs cannot subscribe to a topic that does not exist).
@@ -179,7 +190,13 @@ export async function connectPublisher(
   return {
     connected: () => isConnected,
     async send(topic, messages) {
-      await producer.send({ topic, acks: -1, messages });
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: messages.map(({ timestamp, ...message }) =>
+          timestamp === undefined ? message : { ...message, timestamp: String(timestamp) },
+        ),
+      });
     },
     async close() {
       if (closed) return;

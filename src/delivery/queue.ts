@@ -7,6 +7,11 @@ export interface BuildJobData {
   commitSha: string;
   branchName: string;
   repositoryUrl: string;
+  /**
+   * When the commit was announced, in ms since the epoch: the Kafka record's timestamp (the producer's clock), or its
+   * arrival at the bridge when the record has none. Decides which of a branch's commits is newer.
+   */
+  announcedAt?: number;
 }
 
 export const BUILD_JOB_NAME = 'build';

@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
+import { compileBranchFilter } from './branchFilter.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
 
@@ -38,6 +39,15 @@ export interface GitCredentials {
   hosts: string[];
 }
 
+/** Which builds a newer commit on their branch cancels: none, those still waiting, or running ones too. */
+export type CancelSupersededMode = 'off' | 'waiting' | 'running';
+
+export interface SupersedeConfig {
+  mode: CancelSupersededMode;
+  /** The branches it applies to, a glob list with `!` negation (CANCEL_SUPERSEDED_BRANCHES). */
+  branches: string;
+}
+
 export interface BoardConfig {
   host: string;
   port: number;
@@ -72,6 +82,8 @@ export interface Config {
   /** The bridge pauses consuming while more jobs than this wait. */
   maxWaitingJobs: number;
   buildAttempts: number;
+  /** CANCEL_SUPERSEDED and CANCEL_SUPERSEDED_BRANCHES. */
+  supersede: Readonly<SupersedeConfig>;
   pytestMark: string;
   /** Re-runs of a build's failed tests (FLAKY_RERUNS): a test that passes on one is flaky, not failed. */
   flakyReruns: number;
@@ -190,6 +202,18 @@ function sandboxSwitch(env: Env): boolean {
   throw new ConfigError(`SANDBOX must be on or off, got "${raw}"`);
 }
 
+const SUPERSEDE_MODES: readonly CancelSupersededMode[] = ['off', 'waiting', 'running'];
+
+function supersede(env: Env): SupersedeConfig {
+  const mode = text(env, 'CANCEL_SUPERSEDED', 'waiting').toLowerCase();
+  if (!(SUPERSEDE_MODES as readonly string[]).includes(mode)) {
+    throw new ConfigError(`CANCEL_SUPERSEDED must be off, waiting or running, got "${mode}"`);
+  }
+  const branches = text(env, 'CANCEL_SUPERSEDED_BRANCHES', '!main,!master');
+  compileBranchFilter(branches, 'CANCEL_SUPERSEDED_BRANCHES');
+  return { mode: mode as CancelSupersededMode, branches };
+}
+
 function topic(env: Env, name: string, fallback: string): string {
   const value = text(env, name, fallback);
   if (!/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
@@ -251,6 +275,7 @@ export function loadConfig(
     workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9700, 0, 65_535),
     bridgeMetricsPort: integer(env, 'BRIDGE_METRICS_PORT', 9701, 0, 65_535),
     buildAttempts: integer(env, 'BUILD_ATTEMPTS', 3, 1, 100),
+    supersede: Object.freeze(supersede(env)),
     pytestMark: pytestMark(env),
     flakyReruns: integer(env, 'FLAKY_RERUNS', 2, 0, 10),
     pythonBin: text(env, 'PYTHON', 'python3'),

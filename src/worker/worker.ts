@@ -1,12 +1,14 @@
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { boardArtefactLink } from '../build/artefactLocation.js';
-import { erroredReport } from '../build/report.js';
+import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
 import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
+import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
+import { Supersession } from '../delivery/supersession.js';
 import type { Config } from '../ops/config.js';
 import { isRetriable, toError } from '../ops/errors.js';
 import { type Closable, Teardown } from '../ops/lifecycle.js';
@@ -15,13 +17,27 @@ import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
 import { FlakeHistory } from './flakeHistory.js';
-import { ReportOutbox } from './outbox.js';
 import { reapOrphans } from './reapOrphans.js';
 import { settleReport } from './settleReport.js';
 import { createWorkerMetrics } from './workerMetrics.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
 const REAP_MS = 15_000;
+/** How often a worker looks whether a build it runs was superseded (CANCEL_SUPERSEDED=running). */
+const SUPERSEDED_POLL_MS = 1_000;
+
+/** A build this process runs now. */
+interface RunningBuild {
+  commitSha: string;
+  controller: AbortController;
+}
+
+/** The abort reason of a build canceled because a newer commit of its branch was announced. */
+class Superseded extends Error {
+  constructor(readonly by: string) {
+    super(`superseded by ${by}`);
+  }
+}
 
 interface Shared {
   config: Readonly<Config>;
@@ -30,13 +46,15 @@ interface Shared {
   sandbox: SandboxHost | NoSandbox;
   store: ReportStore;
   flakes: FlakeHistory;
+  supersession: Supersession;
   logger: Logger;
-  /** Abort controllers of the builds running now, by job id; aborted to hand the builds back on shutdown. */
-  running: Map<string, AbortController>;
+  /** The builds running now, by job id; aborted to hand them back on shutdown, or when superseded. */
+  running: Map<string, RunningBuild>;
   draining: { value: boolean };
 }
 
-function processor({ config, events, toolchain, sandbox, store, flakes, logger, running, draining }: Shared) {
+function processor(shared: Shared) {
+  const { config, events, toolchain, sandbox, store, flakes, logger, running, draining } = shared;
   return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha, attempt });
@@ -47,8 +65,12 @@ function processor({ config, events, toolchain, sandbox, store, flakes, logger, 
       return stored;
     }
     const input = { ...job.data, attempt };
+    const [supersededBy] = await shared.supersession.supersededBy([job.data.commitSha]);
+    if (supersededBy) {
+      return finishSuperseded(shared, job, supersededReport(input, supersededBy, 0), stored, 'before_start');
+    }
     const controller = new AbortController();
-    running.set(String(job.id), controller);
+    running.set(String(job.id), { commitSha: job.data.commitSha, controller });
     const started = performance.now();
     log.info('build started');
     let report: BuildReport;
@@ -74,6 +96,11 @@ function processor({ config, events, toolchain, sandbox, store, flakes, logger, 
       });
     } catch (thrown) {
       const error = toError(thrown);
+      const reason: unknown = controller.signal.reason;
+      if (controller.signal.aborted && reason instanceof Superseded) {
+        const canceled = supersededReport(input, reason.by, Math.round(performance.now() - started));
+        return finishSuperseded(shared, job, canceled, stored, 'running');
+      }
       if (draining.value && controller.signal.aborted && token) {
         // Shutting down: hand the build back without spending an attempt, at the head of the queue (BullMQ takes
         // waiting jobs from the end moveToWait pushes to), so it resumes ahead of new work.
@@ -111,6 +138,35 @@ function processor({ config, events, toolchain, sandbox, store, flakes, logger, 
     }
     return standing;
   };
+}
+
+// Records the report of a build superseded by a newer commit of its branch (not run, or canceled while running: its
+// process tree is gone with the sandbox) and fails the job without a retry, as for any ERRORED build.
+async function finishSuperseded(
+  { store, events, logger }: Shared,
+  job: Job<BuildJobData, BuildReport>,
+  report: BuildReport,
+  earlier: BuildReport | undefined,
+  when: 'running' | 'before_start',
+): Promise<never> {
+  const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha });
+  await settleReport(store, report, earlier, log);
+  events.emit('superseded', { when });
+  const what = when === 'running' ? 'canceled while running' : 'not run';
+  log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
+  void job.log(`${report.error}: ${what}`).catch(() => undefined);
+  throw new UnrecoverableError(`ERRORED: ${report.error}`);
+}
+
+// Aborts the running builds that the bridge marked as superseded.
+async function cancelSupersededBuilds({ running, supersession }: Shared): Promise<void> {
+  const builds = [...running.values()];
+  if (builds.length === 0) return;
+  const marks = await supersession.supersededBy(builds.map((build) => build.commitSha));
+  for (const [k, by] of marks.entries()) {
+    const { controller } = builds[k] as RunningBuild;
+    if (by && !controller.signal.aborted) controller.abort(new Superseded(by));
+  }
 }
 
 // The report with each flaky test's flips in its repository's history (best effort: without Redis, this build's).
@@ -180,10 +236,20 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       sandbox,
       store,
       flakes: new FlakeHistory(redis, config.queueName),
+      supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
       logger,
       running: new Map(),
       draining: { value: false },
     };
+    const watcher = setInterval(
+      () =>
+        void cancelSupersededBuilds(shared).catch((error) =>
+          logger.debug({ err: toError(error) }, 'could not look for superseded builds; will retry'),
+        ),
+      SUPERSEDED_POLL_MS,
+    );
+    watcher.unref();
+    teardown.add('superseded watcher', async () => clearInterval(watcher));
     const worker = new Worker<BuildJobData, BuildReport>(config.queueName, processor(shared), {
       connection: workerRedis,
       concurrency: config.workerConcurrency,
@@ -199,7 +265,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       const grace = setTimeout(() => {
         logger.warn({ running: shared.running.size }, 'drain grace period over; handing running builds back');
         shared.draining.value = true;
-        for (const controller of shared.running.values()) controller.abort();
+        for (const { controller } of shared.running.values()) controller.abort();
       }, config.drainGraceMs);
       await closing;
       clearTimeout(grace);

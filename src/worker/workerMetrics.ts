@@ -47,6 +47,13 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
     help: 'Tests that failed and then passed on a re-run of the same build',
     registers,
   });
+  const superseded = new Counter({
+    name: 'ci_builds_superseded_total',
+    help: 'Builds not finished because a newer commit of their branch was announced: running (canceled), before_start',
+    labelNames: ['when'],
+    registers,
+  });
+  for (const when of ['running', 'before_start']) superseded.inc({ when }, 0);
   const published = new Counter({
     name: 'ci_reports_published_total',
     help: 'Reports acknowledged by Kafka',
@@ -73,5 +80,6 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
   events.on('retry', () => retries.inc());
   events.on('reportPublished', () => published.inc());
   events.on('flakyTests', ({ count }) => flaky.inc(count));
+  events.on('superseded', ({ when }) => superseded.inc({ when }));
   return registry;
 }

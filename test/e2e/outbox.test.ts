@@ -5,8 +5,8 @@ import type { Redis } from 'ioredis';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { connectPublisher, ensureTopics, type Publisher } from '../../src/delivery/kafka.js';
 import { connectRedis, RETENTION_SECONDS } from '../../src/delivery/queue.js';
+import { ReportOutbox } from '../../src/delivery/reportOutbox.js';
 import { ReportStore } from '../../src/delivery/reportStore.js';
-import { ReportOutbox } from '../../src/worker/outbox.js';
 import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
 import { collectReports, type ReportCollector } from '../support/reportCollector.js';
 
@@ -30,6 +30,7 @@ const report = (commitSha: string): BuildReport => ({
   pythonVersion: '3.11',
   republished: false,
   flakyTests: [],
+  supersededBy: '',
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

@@ -17,6 +17,8 @@ export interface Announcement {
   branch?: string;
   status?: string;
   taskId?: string;
+  /** The Kafka record's timestamp in ms (the producer's clock when unset). */
+  at?: number;
 }
 
 /** The pieces around a ci-runner under test: a git server, the coding agent and the orchestrator. */
@@ -75,8 +77,15 @@ export async function createRunnerHarness(
       branch = 'main',
       status = 'SUCCESS',
       taskId = `task-${sha.slice(0, 6)}`,
+      at,
     }) =>
-      send(sha, encodeCommitResult({ taskId, commitSha: sha, branchName: branch, status, repositoryUrl })),
+      agent.send(space.config.topicCommitResults, [
+        {
+          key: sha,
+          value: encodeCommitResult({ taskId, commitSha: sha, branchName: branch, status, repositoryUrl }),
+          timestamp: at,
+        },
+      ]),
     send,
     startBridge: async () => harness.track(await startBridge(space.config, logger)),
     startWorker: async () => harness.track(await startWorker(space.config, logger)),

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { compileBranchFilter } from '../../src/ops/branchFilter.js';
 import { loadConfig } from '../../src/ops/config.js';
 import { ConfigError } from '../../src/ops/errors.js';
 
@@ -28,6 +29,7 @@ describe('loadConfig', () => {
     assert.equal(config.pytestMark, 'fast');
     assert.equal(config.remoteRepo, undefined);
     assert.equal(config.workerConcurrency, 2);
+    assert.deepEqual(config.supersede, { mode: 'waiting', branches: '!main,!master' });
     assert.ok(Object.isFrozen(config));
     assert.ok(Object.isFrozen(config.limits));
   });
@@ -97,5 +99,29 @@ describe('loadConfig', () => {
     rejects({ PYTEST_MARK: '--co' }, 'PYTEST_MARK');
     rejects({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
     rejects({ LOG_PRETTY: 'maybe' }, 'LOG_PRETTY');
+    rejects({ CANCEL_SUPERSEDED: 'always' }, 'CANCEL_SUPERSEDED', /off, waiting or running/);
+    rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,,main' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
+    rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,!' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
+  });
+});
+
+describe('compileBranchFilter (CANCEL_SUPERSEDED_BRANCHES)', () => {
+  const matches = (list: string, branches: string[]) => {
+    const filter = compileBranchFilter(list, 'X');
+    return branches.filter((branch) => filter(branch));
+  };
+  const branches = ['main', 'master', 'feature/a', 'feature/keep-1', 'fix/z', 'release/1.2', 'feature.x'];
+
+  test('a negation-only list means every branch but those', () => {
+    assert.deepEqual(matches('!main,!master', branches), branches.slice(2));
+  });
+
+  test('* matches across slashes, ? one character, and everything else literally', () => {
+    assert.deepEqual(matches('feature/*,!feature/keep-*', branches), ['feature/a']);
+    assert.deepEqual(matches('*', branches), branches);
+    assert.deepEqual(matches('release/?.?', branches), ['release/1.2']);
+    assert.deepEqual(matches('feature.x', branches), ['feature.x']);
+    assert.deepEqual(matches('feature.*', branches), ['feature.x']);
+    assert.deepEqual(matches(' fix/* , main ', branches), ['main', 'fix/z']);
   });
 });

@@ -31,6 +31,7 @@ const report: BuildReport = {
   pythonVersion: '3.11.7',
   republished: false,
   flakyTests: [{ nodeId: 'tests/test_x.py::test_c[0]', flips: 3 }],
+  supersededBy: 'c'.repeat(40),
 };
 
 describe('contracts', () => {

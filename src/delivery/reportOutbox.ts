@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Publisher } from '../delivery/kafka.js';
-import { buildJobId } from '../delivery/queue.js';
-import type { ReportStore } from '../delivery/reportStore.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
+import type { Publisher } from './kafka.js';
+import { buildJobId } from './queue.js';
+import type { ReportStore } from './reportStore.js';
 
 /** How long a publication claim holds if its owner dies mid-send (longer than a send's own retries). */
 const CLAIM_MS = 60_000;
