@@ -21,6 +21,7 @@ import * as checkout from '../src/stages/checkout.js';
 import type { StageContext } from '../src/stages/types.js';
 import { type Backend, benchModule, benchProject } from '../test/support/benchProject.js';
 import { createFixtureRepo } from '../test/support/fixtureRepo.js';
+import { benchAffectedTests } from './affectedTests.js';
 import { benchBridgeDrain } from './bridgeDrain.js';
 import { line, time } from './measure.js';
 import { benchRealProject, REAL_MARK } from './realProject.js';
@@ -82,9 +83,19 @@ async function main(): Promise<void> {
     );
   const stageMs = (report: BuildReport, name: string) =>
     report.stages.find((stage) => stage.name === name)?.durationMs ?? Number.NaN;
+  const affectedRows = () =>
+    benchAffectedTests({
+      root,
+      newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
+      build: (url, sha) => build(url, sha, join(root, 'cache'), sandboxed, REAL_MARK),
+    });
   try {
     console.log(`ci-runner bench: ${ROUNDS} rounds each, medians; Python ${toolchain.pythonVersion}`);
     console.log(`sandbox: ${sandboxed.enabled ? 'on' : 'off'}\n`);
+    if (process.env.BENCH_ONLY === 'affected') {
+      await affectedRows();
+      return;
+    }
 
     // 1. Cold (new dependency declarations, package caches warm) vs warm (a one-line commit) builds, per backend.
     const cacheDir = join(root, 'cache');
@@ -264,6 +275,7 @@ async function main(): Promise<void> {
       });
     }
     line('ci-runner build --help (compiled)', compiled, 'the same through tsx', throughTsx, '<= 300 ms');
+    if (process.env.BENCH_AFFECTED !== '0') await affectedRows();
   } finally {
     await git.close();
     await repo.cleanup();

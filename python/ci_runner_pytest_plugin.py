@@ -148,7 +148,10 @@ def _coverage_json():
         if glob.glob(f"{glob.escape(data)}.*"):
             # Parallel workers measured themselves: their data joins the controller's.
             report.combine(data_paths=[os.path.dirname(data)])
-        report.json_report(outfile=out)
+        # The runner's own files on the run's path (CI_RUNNER_COVERAGE_OMIT, comma-separated) are not the project's.
+        runner = [pattern for pattern in os.environ.get("CI_RUNNER_COVERAGE_OMIT", "").split(",") if pattern]
+        omit = (list(report.config.report_omit or []) + runner) if runner else None
+        report.json_report(outfile=out, omit=omit)
     except Exception as error:  # no data, or a broken configuration: the runner reports no coverage
         with open(f"{out}.error", "w", encoding="utf-8") as handle:
             handle.write(f"{type(error).__name__}: {error}\n")

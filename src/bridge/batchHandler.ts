@@ -123,10 +123,15 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
     for (const [index] of added) outcomes[index] = 'enqueued';
     parts.backlog.enqueuedSince += added.length;
   }
+  const reported = [...plan.superseded.keys()].map(
+    (k) => (toBuild[k] as (typeof toBuild)[number]).data.commitSha,
+  );
   for (const { previous, by } of plan.cancel) {
-    if ((await cancelSuperseded(parts, previous, by)) === 'removed') parts.superseded('waiting');
+    if ((await cancelSuperseded(parts, previous, by)) !== 'removed') continue;
+    parts.superseded('waiting');
+    reported.push(previous.commitSha);
   }
-  if (plan.superseded.size > 0 || plan.cancel.length > 0) void parts.outbox.flush();
+  if (reported.length > 0) void parts.outbox.flushOnly(reported);
   return outcomes;
 }
 

@@ -13,8 +13,6 @@ import { createBridgeMetrics } from './bridgeMetrics.js';
 import { checkDeadLetterLimit } from './checkDeadLetterLimit.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
 
-const OUTBOX_FLUSH_MS = 5_000;
-
 /** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningBridge extends Closable {
   metricsUrl: string;
@@ -40,13 +38,10 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     teardown.add('admin', () => admin.close());
     const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
-    // Publishes the reports of the builds it cancels as superseded (as the workers' outboxes do theirs).
+    // Publishes the reports of the builds it cancels as superseded at once; the workers' outboxes publish any it
+    // could not (they publish every waiting report).
     const outbox = new ReportOutbox(store, deadLetters, config.topicBuildReports, logger);
-    outbox.start(OUTBOX_FLUSH_MS);
-    teardown.add('outbox', async () => {
-      await outbox.close();
-      await outbox.flush();
-    });
+    teardown.add('outbox', () => outbox.close());
     const parts: BridgeParts = {
       config,
       logger,

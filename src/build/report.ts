@@ -36,6 +36,8 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     republished: false,
     flakyTests: [],
     supersededBy: '',
+    testsSelected: 0,
+    testsTotal: 0,
   };
 }
 

@@ -30,6 +30,7 @@ export interface PipelineOptions {
   workDir: string;
   pytestMark: string;
   flakyReruns: number;
+  selectFullEvery: number;
   gitCredentials?: GitCredentials;
   /** Names the repository's git object cache instead of its URL (a local path served on a random port). */
   gitCacheKey?: string;
@@ -55,6 +56,7 @@ export type ConfiguredOptions = Pick<
   | 'workDir'
   | 'pytestMark'
   | 'flakyReruns'
+  | 'selectFullEvery'
   | 'gitCredentials'
   | 'buildEnv'
   | 'limits'
@@ -70,6 +72,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     workDir: config.workDir,
     pytestMark: config.pytestMark,
     flakyReruns: config.flakyReruns,
+    selectFullEvery: config.selectFullEvery,
     gitCredentials: config.gitCredentials,
     buildEnv: config.buildEnv,
     limits: config.limits,
@@ -130,6 +133,7 @@ async function runStages(
     gitCredentials: options.gitCredentials,
     pytestMark: options.pytestMark,
     flakyReruns: options.flakyReruns,
+    selectFullEvery: options.selectFullEvery,
     resources: options.resources,
     limits: options.limits,
     results: {},

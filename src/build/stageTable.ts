@@ -11,6 +11,14 @@ import * as lint from '../stages/lint.js';
 import { copyLintTree } from '../stages/lintTree.js';
 import * as settings from '../stages/settings.js';
 import * as test from '../stages/test.js';
+import {
+  keepTestSelection,
+  planTestSelection,
+  SELECTION_DIR,
+  type SelectionPlace,
+  selectionFingerprint,
+  type TestSelection,
+} from '../stages/testSelection.js';
 import type { StageContext, StageName, StageResult } from '../stages/types.js';
 import { artefactUrl } from './artefactLocation.js';
 import type { BuildInput } from './buildInput.js';
@@ -60,12 +68,15 @@ export interface BuildState {
   /** The runner's defaults for what a repository may set (its settings may lower the limits, never raise them). */
   pytestMark: string;
   flakyReruns: number;
+  selectFullEvery: number;
   resources: BuildResources;
   /** Each stage's time limit: the runner's, then the repository's once its settings are read (resolved once). */
   limits: StageLimits;
   results: StageResults;
   /** The build log so far (written into the artefact's reports/build.log). */
   logLines: string[];
+  /** With select = "affected": what this build's test run selects (planned just before it). */
+  selection?: TestSelection;
   /** Files the build asked to keep ($CI_RUNNER_KEEP), gathered before the artefact: how many, and where. */
   kept: { dir: string; count: number };
 }
@@ -90,6 +101,28 @@ export interface StageDefinition<N extends StageName> {
   report?(result: StageResult<StageValues[N]>, report: BuildReport): void;
   /** The cache it used, for the worker's metrics. */
   cache?(value: StageValues[N]): CacheUse | undefined;
+}
+
+// Where a build's test selection data lives (its history's data in the runner's cache).
+function selectionPlace(state: BuildState): SelectionPlace {
+  return {
+    layout: state.layout,
+    cacheDir: state.cacheDir,
+    repository: state.repository,
+    commitSha: state.input.commitSha,
+    gitdir: passed(state.results.checkout)?.source?.gitdir,
+  };
+}
+
+// Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.
+async function keepSelection(state: BuildState, ctx: StageContext): Promise<void> {
+  const { selection, results } = state;
+  const tested = results.test?.outcome === 'passed' || results.test?.outcome === 'failed';
+  if (!selection || !tested || results.coverage?.outcome !== 'passed') return;
+  const kept = await keepTestSelection(selectionPlace(state), selection);
+  ctx.log(
+    kept ? 'kept the test selection data for later builds' : 'the test run left no selection data to keep',
+  );
 }
 
 /** Reports the build's tools write (in its out/ directory), copied into the artefact's reports/. */
@@ -137,6 +170,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           lint: true,
           testWorkers: 1,
           flakyReruns: state.flakyReruns,
+          select: 'all',
           limits: state.limits,
           resources: state.resources,
         },
@@ -215,14 +249,31 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           timeoutMs,
           sharedEnv: installed.sharedEnv,
           venvDir: installed.venvDir,
+          selection: state.selection,
         }
       );
+    },
+    // With select = "affected": whether this build runs only affected tests, with the earlier build's data ready.
+    async prepare(state) {
+      const repo = passed(state.results.settings)?.settings;
+      if (repo?.select !== 'affected') return;
+      const runner = [
+        state.toolchain.fingerprint,
+        state.toolchain.pluginHash,
+        repo.pytestMark,
+        ...repo.pytestArgs,
+      ];
+      const fingerprint = await selectionFingerprint(state.layout.src, runner);
+      state.selection = await planTestSelection(selectionPlace(state), fingerprint, state.selectFullEvery);
+      await state.sandbox.handOver([join(state.layout.out, SELECTION_DIR)]);
     },
     run: test.run,
     report(result, report) {
       if (result.outcome === 'passed' || result.outcome === 'failed') {
         report.failedTests = result.value.failedTests;
         report.testsRun = result.value.testsRun;
+        report.testsSelected = result.value.testsSelected;
+        report.testsTotal = result.value.testsTotal;
         // This build's own flip; the worker adds the repository's history (the last 30 days) from Redis.
         report.flakyTests = result.value.flakyTests.map((nodeId) => ({ nodeId, flips: 1 }));
       }
@@ -265,9 +316,11 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
         timeoutMs,
       };
     },
-    // The tools' reports and the files the build kept, copied out of its reach, and the build log so far.
+    // The tools' reports and the files the build kept, copied out of its reach, and the build log so far; and the
+    // test selection's data, for later builds of this history, once its tests and coverage ran.
     async prepare(state, ctx) {
       const { layout } = state;
+      await keepSelection(state, ctx);
       await collectToolReports(layout.out, layout.reports);
       state.kept.count = await collectKeptFiles(layout.keep, state.kept.dir);
       if (state.kept.count > 0)

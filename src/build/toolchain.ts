@@ -23,6 +23,8 @@ export interface Toolchain {
   /** ruff's own binary from the tools venv (what `python -m ruff` would start, without a Python start-up). */
   ruff: string;
   testRequirements: string;
+  /** pytest-testmon, for builds that run only affected tests (on their PYTHONPATH, not in any environment). */
+  testmonDir: string;
   pluginDir: string;
   /** Hash of everything that makes environments built with this toolchain differ. */
   fingerprint: string;
@@ -60,12 +62,15 @@ async function install(
   basePython: string,
   target: string,
   requirements: string,
+  affected: string,
   host: Record<string, string>,
 ) {
   const env = { ...host, HOME: target, PIP_DISABLE_PIP_VERSION_CHECK: '1' };
+  const pip = [join(target, 'bin', 'python'), '-m', 'pip', 'install', '--quiet'] as const;
   const steps: Array<[string, string[]]> = [
     [basePython, ['-m', 'venv', target]],
-    [join(target, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '-r', requirements]],
+    [pip[0], [...pip.slice(1), '-r', requirements]],
+    [pip[0], [...pip.slice(1), '--no-deps', '--target', join(target, 'affected'), '-r', affected]],
   ];
   for (const [command, args] of steps) {
     const result = await runBounded(command, args, {
@@ -101,9 +106,11 @@ export async function ensureToolchain(
   const version = python.version;
   const toolsFile = join(PYTHON_DIR, 'requirements-tools.txt');
   const testFile = join(PYTHON_DIR, 'requirements-test.txt');
-  const pins = `${await readFile(toolsFile, 'utf8')}\n${await readFile(testFile, 'utf8')}`;
+  const affectedFile = join(PYTHON_DIR, 'requirements-affected.txt');
+  const pins = [toolsFile, testFile, affectedFile].map((file) => readFile(file, 'utf8'));
+  const pinned = (await Promise.all(pins)).join('\n');
   const fingerprint = createHash('sha256')
-    .update(`${version}\n${python.executable}\n${pins}`)
+    .update(`${version}\n${python.executable}\n${pinned}`)
     .digest('hex')
     .slice(0, 16);
   const dir = join(cacheDir, 'tools', fingerprint);
@@ -111,7 +118,7 @@ export async function ensureToolchain(
     logger.info({ dir, python: version }, 'installing the runner Python tools (once per version set)');
     await mkdir(join(cacheDir, 'tools'), { recursive: true });
     const staging = stagingPath(dir);
-    await install(python.executable, staging, toolsFile, env);
+    await install(python.executable, staging, toolsFile, affectedFile, env);
     await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
     try {
       await rename(staging, dir);
@@ -128,6 +135,7 @@ export async function ensureToolchain(
     uv: join(dir, 'bin', 'uv'),
     ruff: join(dir, 'bin', 'ruff'),
     testRequirements: testFile,
+    testmonDir: join(dir, 'affected'),
     pluginDir: PYTHON_DIR,
     fingerprint,
     pluginHash: createHash('sha256')

@@ -51,6 +51,9 @@ export interface BuildReport {
   flakyTests: FlakyTest[];
   /** Set when the build was canceled (or never run) because a newer commit of its branch was announced. */
   supersededBy: string;
+  /** Tests the run selected (all, or only those the change can affect), and tests a full run would have run. */
+  testsSelected: number;
+  testsTotal: number;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

@@ -14,6 +14,7 @@ export class ReportOutbox {
   /** Names this process in publication claims. */
   private readonly owner = `${hostname()}:${process.pid}:${randomUUID()}`;
   private flushing: Promise<void> | undefined;
+  private readonly partial = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -39,12 +40,19 @@ export class ReportOutbox {
     this.timer.unref();
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flushing;
+  // Publishes only these shas' waiting reports (what this process recorded), leaving the rest to the workers.
+  flushOnly(commitShas: string[]): Promise<void> {
+    const flushing = this.publishAll(new Set(commitShas)).finally(() => this.partial.delete(flushing));
+    this.partial.add(flushing);
+    return flushing;
   }
 
-  private async publishAll(): Promise<void> {
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all([this.flushing, ...this.partial]);
+  }
+
+  private async publishAll(only?: Set<string>): Promise<void> {
     let pending: Record<string, Buffer>;
     try {
       pending = await this.store.pending();
@@ -53,6 +61,7 @@ export class ReportOutbox {
       return;
     }
     for (const [sha, bytes] of Object.entries(pending)) {
+      if (only && !only.has(sha)) continue;
       let claimed = false;
       try {
         // Published since it was read, or another worker publishing it right now: leave it.

@@ -87,6 +87,8 @@ export interface Config {
   pytestMark: string;
   /** Re-runs of a build's failed tests (FLAKY_RERUNS): a test that passes on one is flaky, not failed. */
   flakyReruns: number;
+  /** With select = "affected", every this-many-th build of a lineage runs every test (SELECT_FULL_EVERY). */
+  selectFullEvery: number;
   pythonBin: string;
   limits: StageLimits;
   sandbox: Readonly<SandboxConfig>;
@@ -278,6 +280,7 @@ export function loadConfig(
     supersede: Object.freeze(supersede(env)),
     pytestMark: pytestMark(env),
     flakyReruns: integer(env, 'FLAKY_RERUNS', 2, 0, 10),
+    selectFullEvery: integer(env, 'SELECT_FULL_EVERY', 20, 1, 10_000),
     pythonBin: text(env, 'PYTHON', 'python3'),
     limits: Object.freeze({
       checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),

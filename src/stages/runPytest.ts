@@ -22,6 +22,8 @@ export function runPytest(
   args: string[],
   env: Record<string, string>,
   timeoutMs: number,
+  /** Runner files the run reads besides its plugin (seen in the sandbox at ctx.sandbox.runnerFile's path). */
+  files: string[] = [],
 ): Promise<RunResult> {
   const { layout } = place;
   return runBounded(join(layout.inside.venv, 'bin', 'python'), args, {
@@ -35,6 +37,7 @@ export function runPytest(
       write: ['src'],
       shared: place.sharedEnv,
       venvDir: place.venvDir,
+      files,
     }),
   });
 }

@@ -21,6 +21,8 @@ export interface RepoSettings {
   testWorkers: number;
   /** Re-runs of failed tests (FLAKY_RERUNS, which a repository may lower). */
   flakyReruns: number;
+  /** Which tests run: all, or only those a change can affect (pytest-testmon's data from an earlier build). */
+  select: 'all' | 'affected';
   limits: StageLimits;
   resources: BuildResources;
 }
@@ -93,6 +95,7 @@ const KNOWN_KEYS = [
   'lint',
   'test-workers',
   'flaky-reruns',
+  'select',
   ...Object.keys(TIMEOUT_KEYS),
   ...Object.keys(RESOURCE_KEYS),
 ];
@@ -141,6 +144,10 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
         return { problem: `${where}: must be a whole number (0 disables re-runs)` };
       settings.flakyReruns = Math.min(value, defaults.flakyReruns);
+    } else if (key === 'select') {
+      if (value !== 'all' && value !== 'affected')
+        return { problem: `${where}: must be "all" or "affected"` };
+      settings.select = value;
     } else if (key === 'lint') {
       if (typeof value !== 'boolean') return { problem: `${where}: must be true or false` };
       settings.lint = value;

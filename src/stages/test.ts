@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
@@ -6,6 +6,7 @@ import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
+import { BASE_LINES, SELECTION_DIR, type TestSelection } from './testSelection.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -23,6 +24,8 @@ export interface TestInput {
   sharedEnv?: string;
   /** The key's ready environment, bound read-only as the venv (instead of the build's own). */
   venvDir?: string;
+  /** Set when the repository selects affected tests: whether this run does, and from what. */
+  selection?: TestSelection;
 }
 
 export interface TestValue {
@@ -30,7 +33,19 @@ export interface TestValue {
   /** Failed, then passed on a re-run: not in failedTests. */
   flakyTests: string[];
   testsRun: number;
+  /** Tests the run selected, and tests a full run would have run (equal unless only affected tests ran). */
+  testsSelected: number;
+  testsTotal: number;
   exitCode: number;
+}
+
+/** What ci_runner_affected.py says of the selection it made. */
+interface SelectionResults {
+  total: number;
+  selected: number;
+  /** Deselected tests whose coverage came from the earlier build's record; `missing` had none. */
+  carried: number;
+  missing: number;
 }
 
 interface PluginResults {
@@ -38,6 +53,7 @@ interface PluginResults {
   /** The test that had started and not finished when the file was written (a run killed at its limit). */
   running?: string | null;
   ran: number;
+  collected?: number;
   failed: string[];
   mark_expression?: string;
 }
@@ -64,18 +80,25 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     `cache_dir=${join(inside.tmp, 'pytest-cache')}`,
     '-q',
     // Each worker measures its own coverage (the plugin), which the controller combines as it exits.
-    ...(input.workers > 1 ? ['-n', String(input.workers)] : []),
+    ...(input.workers > 1 && !input.selection ? ['-n', String(input.workers)] : []),
     ...input.extraArgs,
   ];
-  const parallel = input.workers > 1 ? `, ${input.workers} xdist workers` : '';
+  const parallel = input.workers > 1 && !input.selection ? `, ${input.workers} xdist workers` : '';
   ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own${parallel}`);
   // The plugin writes its results, and coverage's JSON report as the process exits (no second Python process).
-  const env = {
+  const env: Record<string, string> = {
     CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
     CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
     CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
   };
-  const result = await runPytest(input, ctx, args, env, input.timeoutMs);
+  const files: string[] = [];
+  if (input.selection) {
+    const selection = selectionRun(input, ctx, input.selection);
+    args.push(...selection.args);
+    Object.assign(env, selection.env);
+    files.push(...selection.files);
+  }
+  const result = await runPytest(input, ctx, args, env, input.timeoutMs, files);
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'timedOut') {
@@ -91,7 +114,14 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
     const summary = running ? `${running} was running when ${limit}` : limit;
     const testsRun = Number.isInteger(ran) ? (ran as number) : (partial?.ran ?? 0);
-    const value = { failedTests: partial?.failed ?? [], flakyTests: [], testsRun, exitCode: -1 };
+    const value = {
+      failedTests: partial?.failed ?? [],
+      flakyTests: [],
+      testsRun,
+      testsSelected: testsRun,
+      testsTotal: testsRun,
+      exitCode: -1,
+    };
     return { outcome: 'timedOut', durationMs, summary, value };
   }
   if (result.kind === 'notStarted') {
@@ -101,12 +131,16 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   }
   const plugin = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
+  const collected = plugin?.collected ?? plugin?.ran ?? 0;
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
     flakyTests: [],
     testsRun: plugin?.ran ?? 0,
+    testsSelected: collected,
+    testsTotal: collected,
     exitCode: result.exitCode,
   };
+  if (input.selection) await readSelection(input, ctx, value);
   if (result.exitCode === 0 || result.exitCode === NO_TESTS_COLLECTED) {
     const summary = value.testsRun === 0 ? 'no tests ran' : `${value.testsRun} test(s) passed`;
     return { outcome: 'passed', durationMs, summary, value };
@@ -125,4 +159,50 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   }
   const summary = `${value.failedTests.length} test(s) failed${flaky}`;
   return { outcome: 'failed', durationMs: elapsed(), summary, value };
+}
+
+// How a run with `select = "affected"` starts: pytest-testmon (the runner's pin, on the path of this run only) and the
+// runner's companion plugin, deselecting (affected) or only recording (full); one process, in pytest's order.
+function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelection) {
+  const { inside } = input.layout;
+  const dir = join(inside.out, SELECTION_DIR);
+  const companion = join(input.toolchain.pluginDir, 'ci_runner_affected.py');
+  const testmon = ctx.sandbox.tool(input.toolchain.testmonDir);
+  const runnerFiles = dirname(ctx.sandbox.runnerFile(companion));
+  const affected = selection.mode === 'affected';
+  ctx.log(
+    affected
+      ? `running only the tests this change can affect (pytest-testmon), ${selection.reason}`
+      : `running every test and recording which code each executes (pytest-testmon): ${selection.reason}`,
+  );
+  if (input.workers > 1)
+    ctx.log('test-workers is not used with select = "affected": the tests run in one process');
+  return {
+    args: ['-p', 'ci_runner_affected', affected ? '--testmon-forceselect' : '--testmon-noselect'],
+    env: {
+      PYTHONPATH: `${testmon}:${runnerFiles}`,
+      TESTMON_DATAFILE: join(dir, '.testmondata'),
+      CI_RUNNER_AFFECTED_OUT: dir,
+      ...(affected ? { CI_RUNNER_AFFECTED_BASE: join(dir, BASE_LINES) } : {}),
+      // The runner's own files on that path are not the project's code.
+      CI_RUNNER_COVERAGE_OMIT: `${testmon}/*,${runnerFiles}/*`,
+    },
+    files: [companion],
+  };
+}
+
+// Reads how many tests the selection ran of how many, into the value and the build log.
+async function readSelection(input: TestInput, ctx: StageContext, value: TestValue): Promise<void> {
+  const path = join(input.layout.out, SELECTION_DIR, 'selection.json');
+  const selection = await readBuildJson<SelectionResults>(path);
+  if (!selection || !Number.isInteger(selection.total) || !Number.isInteger(selection.selected)) {
+    ctx.log('the test selection left no account of itself: counted as a full run');
+    return;
+  }
+  value.testsSelected = selection.selected;
+  value.testsTotal = selection.total;
+  const missing = selection.missing
+    ? `; ${selection.missing} deselected test(s) had no recorded coverage`
+    : '';
+  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}`);
 }

@@ -31,6 +31,8 @@ const report = (commitSha: string): BuildReport => ({
   republished: false,
   flakyTests: [],
   supersededBy: '',
+  testsSelected: 3,
+  testsTotal: 10,
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

@@ -32,6 +32,8 @@ const report: BuildReport = {
   republished: false,
   flakyTests: [{ nodeId: 'tests/test_x.py::test_c[0]', flips: 3 }],
   supersededBy: 'c'.repeat(40),
+  testsSelected: 3,
+  testsTotal: 10,
 };
 
 describe('contracts', () => {

@@ -30,6 +30,8 @@ const tests = (failedTests: string[], testsRun: number) => ({
   failedTests,
   flakyTests: [],
   testsRun,
+  testsSelected: testsRun,
+  testsTotal: testsRun,
   exitCode: 0,
 });
 
@@ -54,6 +56,8 @@ describe('assembleReport', () => {
     assert.equal(report.artefactUrl, 'file:///a/f.tar.gz');
     assert.equal(report.artefactSha256, 'e'.repeat(64));
     assert.equal(report.testsRun, 4);
+    assert.equal(report.testsSelected, 4);
+    assert.equal(report.testsTotal, 4);
     assert.equal(report.error, '');
     assert.equal(report.durationMs, 1000);
     assert.deepEqual(

@@ -9,6 +9,7 @@ const defaults: RepoSettings = {
   lint: true,
   testWorkers: 1,
   flakyReruns: 2,
+  select: 'all',
   limits: {
     checkoutMs: 120_000,
     settingsMs: 30_000,

@@ -1,0 +1,144 @@
+// The affected-tests rows of `npm run bench`: a real PyPI project, 20 successive one-function commits, each built
+// with every test and with `select = "affected"` (pytest-testmon): wall time, tests run, coverage and failures.
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BuildReport } from '../src/delivery/contracts.js';
+import { downloadSdist } from '../test/support/downloadSdist.js';
+import type { FixtureRepo } from '../test/support/fixtureRepo.js';
+import { median, time } from './measure.js';
+
+/** toolz: setuptools, tests inside the package, ~200 tests; its functions are small and separately tested. */
+const PROJECT = 'toolz==1.2.0';
+const MODULE = 'toolz/itertoolz.py';
+const COMMITS = 20;
+/** Every this-many-th commit injects a bug (raised at the top of the function): both runs must find its failures. */
+const BUG_EVERY = 5;
+
+export interface AffectedBenchContext {
+  root: string;
+  newRepo: (name: string) => Promise<FixtureRepo>;
+  /** A build with the runner's pipeline and a mark every test carries, sharing the bench's caches. */
+  build: (url: string, sha: string) => Promise<BuildReport>;
+}
+
+// The module's public functions, in file order.
+const FUNCTIONS = `
+import ast, sys
+tree = ast.parse(open(sys.argv[1]).read())
+print("\\n".join(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")))
+`;
+
+// Inserts a line before the first statement of a function's body that is not its docstring.
+const EDIT = `
+import ast, sys
+path, name, text = sys.argv[1:4]
+source = open(path).read()
+for node in ast.parse(source).body:
+    if isinstance(node, ast.FunctionDef) and node.name == name:
+        body = node.body
+        doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and len(body) > 1
+        first = body[1] if doc else body[0]
+        lines = source.split("\\n")
+        lines.insert(first.lineno - 1, " " * first.col_offset + text)
+        open(path, "w").write("\\n".join(lines))
+        break
+else:
+    sys.exit(f"no function {name}")
+`;
+
+interface Row {
+  commit: number;
+  fn: string;
+  bug: boolean;
+  full: BuildReport;
+  fullMs: number;
+  affected: BuildReport;
+  affectedMs: number;
+}
+
+export async function benchAffectedTests(ctx: AffectedBenchContext): Promise<void> {
+  console.error(`bench: affected tests on ${PROJECT}`);
+  const tree = await downloadSdist(PROJECT, await mkdtemp(join(ctx.root, 'affected-')));
+  const affectedTree = `${tree}-affected`;
+  await cp(tree, affectedTree, { recursive: true });
+  const pyproject = join(affectedTree, 'pyproject.toml');
+  await writeFile(pyproject, `${await readFile(pyproject, 'utf8')}\n[tool.ci-runner]\nselect = "affected"\n`);
+  const fullRepo = await ctx.newRepo('affected-bench-full');
+  const affectedRepo = await ctx.newRepo('affected-bench-affected');
+  const functions = execFileSync('python3', ['-c', FUNCTIONS, join(tree, MODULE)], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .slice(0, COMMITS);
+  // The published trees, built once each (not measured): warm environments, and the affected side's first data.
+  const firstFull = fullRepo.commitDir(tree, 'as published');
+  fullRepo.push('main');
+  const firstAffected = affectedRepo.commitDir(affectedTree, 'as published');
+  affectedRepo.push('main');
+  await ctx.build(fullRepo.url, firstFull);
+  await ctx.build(affectedRepo.url, firstAffected);
+
+  const rows: Row[] = [];
+  for (const [k, fn] of functions.entries()) {
+    const bug = (k + 1) % BUG_EVERY === 0;
+    const text = bug ? 'raise RuntimeError("injected by the bench")' : `_bench_edit = ${k}`;
+    const shas: string[] = [];
+    for (const [dir, repo] of [
+      [tree, fullRepo],
+      [affectedTree, affectedRepo],
+    ] as const) {
+      execFileSync('python3', ['-c', EDIT, join(dir, MODULE), fn, text]);
+      shas.push(repo.commitDir(dir, `${fn}: ${bug ? 'a bug' : 'a one-line change'}`));
+      repo.push('main');
+    }
+    console.error(`bench: affected tests, commit ${k + 1}/${functions.length} (${fn})`);
+    let full: BuildReport | undefined;
+    let affected: BuildReport | undefined;
+    const fullMs = await time(async () => {
+      full = await ctx.build(fullRepo.url, shas[0] as string);
+    });
+    const affectedMs = await time(async () => {
+      affected = await ctx.build(affectedRepo.url, shas[1] as string);
+    });
+    rows.push({
+      commit: k + 1,
+      fn,
+      bug,
+      full: full as BuildReport,
+      fullMs,
+      affected: affected as BuildReport,
+      affectedMs,
+    });
+  }
+  printRows(rows);
+}
+
+function printRows(rows: Row[]): void {
+  const pad = (value: string | number, width: number) => String(value).padStart(width);
+  console.log(
+    `\naffected tests: ${PROJECT}, ${rows.length} successive one-function commits (every ${BUG_EVERY}th a bug)`,
+  );
+  console.log(
+    `${'commit'.padEnd(28)} ${pad('tests full', 10)} ${pad('affected', 9)} ${pad('wall full', 10)} ${pad('affected', 9)} ${pad('cov full', 9)} ${pad('affected', 9)} ${pad('failed full', 11)} ${pad('affected', 9)}`,
+  );
+  let missed = 0;
+  let worstCoverage = 0;
+  for (const row of rows) {
+    const sameFailures =
+      JSON.stringify([...row.full.failedTests].sort()) ===
+      JSON.stringify([...row.affected.failedTests].sort());
+    if (!sameFailures) missed += 1;
+    worstCoverage = Math.max(worstCoverage, Math.abs(row.full.lineCoverage - row.affected.lineCoverage));
+    console.log(
+      `${`${row.commit} ${row.fn}${row.bug ? ' (bug)' : ''}`.padEnd(28)} ${pad(row.full.testsRun, 10)} ${pad(row.affected.testsRun, 9)} ${pad(`${row.fullMs.toFixed(0)} ms`, 10)} ${pad(`${row.affectedMs.toFixed(0)} ms`, 9)} ${pad(row.full.lineCoverage.toFixed(2), 9)} ${pad(row.affected.lineCoverage.toFixed(2), 9)} ${pad(row.full.failedTests.length, 11)} ${pad(row.affected.failedTests.length, 9)}${sameFailures ? '' : '  FAILURES DIFFER'}`,
+    );
+  }
+  const fullMs = rows.map((row) => row.fullMs);
+  const affectedMs = rows.map((row) => row.affectedMs);
+  const ratios = rows.map((row) => row.affectedMs / row.fullMs);
+  const testsFull = rows.reduce((sum, row) => sum + row.full.testsRun, 0);
+  const testsAffected = rows.reduce((sum, row) => sum + row.affected.testsRun, 0);
+  console.log(
+    `affected vs full: wall ${median(affectedMs).toFixed(0)} ms vs ${median(fullMs).toFixed(0)} ms, ratio ${median(ratios).toFixed(2)} (per commit ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}); tests run ${testsAffected} vs ${testsFull}; commits whose failures differ: ${missed}; largest coverage difference ${worstCoverage.toFixed(3)} points`,
+  );
+}
