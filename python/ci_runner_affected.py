@@ -18,6 +18,8 @@ import difflib
 import functools
 import json
 import os
+import sys
+import types
 import warnings
 
 import coverage
@@ -93,6 +95,34 @@ for _name in ("setup_coverage", "start_cov", "start_testmon", "get_batch_coverag
         setattr(_testmon_core.TestmonCollector, _name, _quiet(getattr(_testmon_core.TestmonCollector, _name)))
 
 
+def _module_name(path):
+    """The dotted name a file is imported as, from the shortest path below a sys.path entry (None: not below one)."""
+    best = None
+    for entry in sys.path:
+        base = os.path.abspath(entry or os.getcwd())
+        if path.startswith(base + os.sep):
+            relative = path[len(base) + 1 :]
+            if best is None or len(relative) < len(best):
+                best = relative
+    if best is None or not best.endswith(".py"):
+        return None
+    parts = best[:-3].split(os.sep)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or None
+
+
+def _should_include(cov, filename):
+    """Whether the run's coverage measures a file, as if it ran it: testmon asks without a frame, which a `source`
+    naming packages (matched by module name) always refuses."""
+    name = _module_name(str(filename))
+    frame = types.SimpleNamespace(f_globals={"__name__": name} if name else {})
+    return cov._should_trace(str(filename), frame).trace
+
+
+_testmon_core.should_include = _should_include
+
+
 class _Controller:
     def __init__(self, cov):
         self.cov = cov
@@ -110,8 +140,20 @@ class _RunCoverage:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     cov = coverage.Coverage.current()
+    if cov is not None and cov.config.branch:
+        # testmon's lines cannot join branch data: every test runs, as without select = "affected".
+        setattr(config.option, "no-testmon", True)
+        _write_selection({"unsupported": "the repository's coverage measures branches (branch = true)"})
+        return
     if cov is not None and not config.pluginmanager.has_plugin("_cov"):
         config.pluginmanager.register(_RunCoverage(cov), "_cov")
+
+
+def _write_selection(account):
+    out = os.environ.get("CI_RUNNER_AFFECTED_OUT")
+    if out:
+        with open(os.path.join(out, "selection.json"), "w", encoding="utf-8") as handle:
+            json.dump(account, handle)
 
 
 def _ranges(lines):
@@ -198,7 +240,7 @@ def pytest_sessionfinish(session, exitstatus):
         included = {
             path: sorted(lines)
             for path, lines in by_file.items()
-            if lines and _testmon_core.should_include(cov, path)
+            if lines and _should_include(cov, path)
         }
         if included:
             cov.get_data().add_lines(included)
@@ -218,8 +260,6 @@ def pytest_sessionfinish(session, exitstatus):
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
         json.dump(record, handle, separators=(",", ":"))
     missing = sum(1 for node in unaffected if node not in base["tests"])
-    with open(os.path.join(out, "selection.json"), "w", encoding="utf-8") as handle:
-        json.dump(
-            {"total": len(collected), "selected": len(selected), "carried": len(carried), "missing": missing},
-            handle,
-        )
+    _write_selection(
+        {"total": len(collected), "selected": len(selected), "carried": len(carried), "missing": missing}
+    )

@@ -41,6 +41,8 @@ export interface TestValue {
 
 /** What ci_runner_affected.py says of the selection it made. */
 interface SelectionResults {
+  /** Why the run could not select (every test ran, nothing was recorded). */
+  unsupported?: string;
   total: number;
   selected: number;
   /** Deselected tests whose coverage came from the earlier build's record; `missing` had none. */
@@ -195,6 +197,12 @@ function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelect
 async function readSelection(input: TestInput, ctx: StageContext, value: TestValue): Promise<void> {
   const path = join(input.layout.out, SELECTION_DIR, 'selection.json');
   const selection = await readBuildJson<SelectionResults>(path);
+  if (typeof selection?.unsupported === 'string') {
+    ctx.log(
+      `every test ran: select = "affected" is not possible here: ${selection.unsupported.slice(0, 200)}`,
+    );
+    return;
+  }
   if (!selection || !Number.isInteger(selection.total) || !Number.isInteger(selection.selected)) {
     ctx.log('the test selection left no account of itself: counted as a full run');
     return;
