@@ -15,7 +15,8 @@ const PYPROJECT = py(
   'markers = ["fast: quick tests"]',
   '',
   '[tool.coverage.run]',
-  'source = ["calc"]',
+  // Matched by module name, which testmon's own question (a file, no frame) cannot answer.
+  'source_pkgs = ["calc"]',
   '',
   '[tool.ci-runner]',
   'select = "affected"',
@@ -185,6 +186,26 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.equal(report.testsSelected, 7);
     assert.equal(report.testsTotal, 7);
     assert.ok(!logged('pytest-testmon'));
+  });
+
+  test('a repository whose coverage measures branches runs every test, and the log says why', async () => {
+    const branches = await harness.newRepo('branches');
+    const pyproject = PYPROJECT.replace('source_pkgs = ["calc"]', 'source_pkgs = ["calc"]\nbranch = true');
+    const first = await branches.commit({ ...TREE, 'pyproject.toml': pyproject }, 'branches');
+    branches.push('main');
+    assert.equal((await harness.build(branches, first)).testsSelected, 7);
+    const second = await branches.commit(
+      { 'calc/arith.py': arith(['return a + b'], ['return -(b - a)']) },
+      'sub',
+    );
+    branches.push('main');
+    const report = await harness.build(branches, second);
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.equal(report.testsSelected, 7);
+    assert.ok(
+      logged("not possible here: the repository's coverage measures branches"),
+      harness.lastLog.join('\n'),
+    );
     const cache = join(process.env.CI_RUNNER_TEST_CACHE_DIR ?? '.cache/test', 'test-selection');
     assert.ok((await readdir(cache)).length >= 1, 'the affected repository has data in the cache');
   });

@@ -41,6 +41,7 @@ describe('parseRepoSettings', () => {
         lint: false,
         'test-workers': 64,
         'flaky-reruns': 5,
+        select: 'affected',
         'test-timeout-sec': 60,
         'install-timeout-sec': 99_999,
         'lint-timeout-sec': 30,
@@ -60,6 +61,7 @@ describe('parseRepoSettings', () => {
       lint: false,
       testWorkers: availableParallelism(),
       flakyReruns: 2,
+      select: 'affected',
       limits: {
         checkoutMs: 120_000,
         settingsMs: 30_000,
@@ -84,6 +86,7 @@ describe('parseRepoSettings', () => {
       problem({ 'flaky-reruns': -1 }),
       /flaky-reruns: must be a whole number \(0 disables re-runs\)/,
     );
+    assert.match(problem({ select: 'changed' }), /select: must be "all" or "affected"/);
     assert.match(problem({ 'pytest-mark': 3 }), /pytest-mark: must be a non-empty string/);
     assert.match(problem({ 'pytest-args': '-x' }), /pytest-args: must be an array of strings/);
     assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
