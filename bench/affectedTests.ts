@@ -8,9 +8,28 @@ import { downloadSdist } from '../test/support/downloadSdist.js';
 import type { FixtureRepo } from '../test/support/fixtureRepo.js';
 import { median, time } from './measure.js';
 
-/** toolz: setuptools, tests inside the package, ~200 tests; its functions are small and separately tested. */
-const PROJECT = 'toolz==1.2.0';
-const MODULE = 'toolz/itertoolz.py';
+interface AffectedProject {
+  requirement: string;
+  /** The module whose functions the commits edit, one each. */
+  module: string;
+  /** What the bench changes in its pyproject.toml (both copies), and why. */
+  adjust?: { from: string; to: string; why: string };
+}
+
+const PROJECTS: AffectedProject[] = [
+  // setuptools, tests inside the package, ~200 tests that take well under a second.
+  { requirement: 'toolz==1.2.0', module: 'toolz/itertoolz.py' },
+  // flit, src layout, ~2,400 tests in ~7 s (plus 31,000 stress tests its addopts deselect, still collected).
+  {
+    requirement: 'click==8.5.1',
+    module: 'src/click/termui.py',
+    adjust: {
+      from: 'branch = true',
+      to: 'branch = false',
+      why: 'click measures branches, which pytest-testmon cannot share: turned off in both copies',
+    },
+  },
+];
 const COMMITS = 20;
 /** Every this-many-th commit injects a bug (raised at the top of the function): both runs must find its failures. */
 const BUG_EVERY = 5;
@@ -58,15 +77,30 @@ interface Row {
 }
 
 export async function benchAffectedTests(ctx: AffectedBenchContext): Promise<void> {
-  console.error(`bench: affected tests on ${PROJECT}`);
-  const tree = await downloadSdist(PROJECT, await mkdtemp(join(ctx.root, 'affected-')));
+  const only = process.env.BENCH_AFFECTED_PROJECT;
+  for (const project of PROJECTS) {
+    if (!only || project.requirement.startsWith(only)) await benchProject(ctx, project);
+  }
+}
+
+async function benchProject(ctx: AffectedBenchContext, project: AffectedProject): Promise<void> {
+  const { requirement, module } = project;
+  console.error(`bench: affected tests on ${requirement}`);
+  const tree = await downloadSdist(requirement, await mkdtemp(join(ctx.root, 'affected-')));
+  if (project.adjust) {
+    const path = join(tree, 'pyproject.toml');
+    const text = await readFile(path, 'utf8');
+    if (!text.includes(project.adjust.from)) throw new Error(`${requirement}: no "${project.adjust.from}"`);
+    await writeFile(path, text.replace(project.adjust.from, project.adjust.to));
+  }
   const affectedTree = `${tree}-affected`;
   await cp(tree, affectedTree, { recursive: true });
   const pyproject = join(affectedTree, 'pyproject.toml');
   await writeFile(pyproject, `${await readFile(pyproject, 'utf8')}\n[tool.ci-runner]\nselect = "affected"\n`);
-  const fullRepo = await ctx.newRepo('affected-bench-full');
-  const affectedRepo = await ctx.newRepo('affected-bench-affected');
-  const functions = execFileSync('python3', ['-c', FUNCTIONS, join(tree, MODULE)], { encoding: 'utf8' })
+  const name = requirement.split('==')[0];
+  const fullRepo = await ctx.newRepo(`affected-${name}-full`);
+  const affectedRepo = await ctx.newRepo(`affected-${name}-affected`);
+  const functions = execFileSync('python3', ['-c', FUNCTIONS, join(tree, module)], { encoding: 'utf8' })
     .trim()
     .split('\n')
     .slice(0, COMMITS);
@@ -87,7 +121,7 @@ export async function benchAffectedTests(ctx: AffectedBenchContext): Promise<voi
       [tree, fullRepo],
       [affectedTree, affectedRepo],
     ] as const) {
-      execFileSync('python3', ['-c', EDIT, join(dir, MODULE), fn, text]);
+      execFileSync('python3', ['-c', EDIT, join(dir, module), fn, text]);
       shas.push(repo.commitDir(dir, `${fn}: ${bug ? 'a bug' : 'a one-line change'}`));
       repo.push('main');
     }
@@ -110,14 +144,15 @@ export async function benchAffectedTests(ctx: AffectedBenchContext): Promise<voi
       affectedMs,
     });
   }
-  printRows(rows);
+  printRows(project, rows);
 }
 
-function printRows(rows: Row[]): void {
+function printRows(project: AffectedProject, rows: Row[]): void {
   const pad = (value: string | number, width: number) => String(value).padStart(width);
   console.log(
-    `\naffected tests: ${PROJECT}, ${rows.length} successive one-function commits (every ${BUG_EVERY}th a bug)`,
+    `\naffected tests: ${project.requirement}, ${rows.length} successive one-function commits to ${project.module} (every ${BUG_EVERY}th a bug)`,
   );
+  if (project.adjust) console.log(`(${project.adjust.why})`);
   console.log(
     `${'commit'.padEnd(28)} ${pad('tests full', 10)} ${pad('affected', 9)} ${pad('wall full', 10)} ${pad('affected', 9)} ${pad('cov full', 9)} ${pad('affected', 9)} ${pad('failed full', 11)} ${pad('affected', 9)}`,
   );
