@@ -10,19 +10,19 @@ import { median, time } from './measure.js';
 
 interface AffectedProject {
   requirement: string;
-  /** The module whose functions the commits edit, one each. */
-  module: string;
+  /** The modules whose functions the commits edit, one function each, in order. */
+  modules: string[];
   /** What the bench changes in its pyproject.toml (both copies), and why. */
   adjust?: { from: string; to: string; why: string };
 }
 
 const PROJECTS: AffectedProject[] = [
   // setuptools, tests inside the package, ~200 tests that take well under a second.
-  { requirement: 'toolz==1.2.0', module: 'toolz/itertoolz.py' },
+  { requirement: 'toolz==1.2.0', modules: ['toolz/itertoolz.py'] },
   // flit, src layout, ~2,400 tests in ~7 s (plus 31,000 stress tests its addopts deselect, still collected).
   {
     requirement: 'click==8.5.1',
-    module: 'src/click/termui.py',
+    modules: ['src/click/termui.py', 'src/click/decorators.py'],
     adjust: {
       from: 'branch = true',
       to: 'branch = false',
@@ -41,19 +41,21 @@ export interface AffectedBenchContext {
   build: (url: string, sha: string) => Promise<BuildReport>;
 }
 
-// The module's public functions, in file order.
+// The module's public functions, in file order, each once (overloads share a name).
 const FUNCTIONS = `
 import ast, sys
 tree = ast.parse(open(sys.argv[1]).read())
-print("\\n".join(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")))
+names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+print("\\n".join(dict.fromkeys(names)))
 `;
 
-// Inserts a line before the first statement of a function's body that is not its docstring.
+// Inserts a line before the first statement of a function's body that is not its docstring (in its last definition).
 const EDIT = `
 import ast, sys
 path, name, text = sys.argv[1:4]
 source = open(path).read()
-for node in ast.parse(source).body:
+# The last definition of the name: the implementation after any typing overloads.
+for node in reversed(ast.parse(source).body):
     if isinstance(node, ast.FunctionDef) and node.name == name:
         body = node.body
         doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and len(body) > 1
@@ -84,7 +86,7 @@ export async function benchAffectedTests(ctx: AffectedBenchContext): Promise<voi
 }
 
 async function benchProject(ctx: AffectedBenchContext, project: AffectedProject): Promise<void> {
-  const { requirement, module } = project;
+  const { requirement } = project;
   console.error(`bench: affected tests on ${requirement}`);
   const tree = await downloadSdist(requirement, await mkdtemp(join(ctx.root, 'affected-')));
   if (project.adjust) {
@@ -100,9 +102,13 @@ async function benchProject(ctx: AffectedBenchContext, project: AffectedProject)
   const name = requirement.split('==')[0];
   const fullRepo = await ctx.newRepo(`affected-${name}-full`);
   const affectedRepo = await ctx.newRepo(`affected-${name}-affected`);
-  const functions = execFileSync('python3', ['-c', FUNCTIONS, join(tree, module)], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
+  const functions = project.modules
+    .flatMap((module) =>
+      execFileSync('python3', ['-c', FUNCTIONS, join(tree, module)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map((fn) => ({ module, fn })),
+    )
     .slice(0, COMMITS);
   // The published trees, built once each (not measured): warm environments, and the affected side's first data.
   const firstFull = fullRepo.commitDir(tree, 'as published');
@@ -113,7 +119,7 @@ async function benchProject(ctx: AffectedBenchContext, project: AffectedProject)
   await ctx.build(affectedRepo.url, firstAffected);
 
   const rows: Row[] = [];
-  for (const [k, fn] of functions.entries()) {
+  for (const [k, { module, fn }] of functions.entries()) {
     const bug = (k + 1) % BUG_EVERY === 0;
     const text = bug ? 'raise RuntimeError("injected by the bench")' : `_bench_edit = ${k}`;
     const shas: string[] = [];
@@ -150,7 +156,7 @@ async function benchProject(ctx: AffectedBenchContext, project: AffectedProject)
 function printRows(project: AffectedProject, rows: Row[]): void {
   const pad = (value: string | number, width: number) => String(value).padStart(width);
   console.log(
-    `\naffected tests: ${project.requirement}, ${rows.length} successive one-function commits to ${project.module} (every ${BUG_EVERY}th a bug)`,
+    `\naffected tests: ${project.requirement}, ${rows.length} successive one-function commits to ${project.modules.join(', ')} (every ${BUG_EVERY}th a bug)`,
   );
   if (project.adjust) console.log(`(${project.adjust.why})`);
   console.log(
