@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SERVICES, services, sleep } from './cluster.js';
 import { hostileAtScale, poisonPill } from './hostileInput.js';
+import { sentinelFailover } from './sentinelFailover.js';
 import { type Counts, type Size, tally, withCluster } from './tally.js';
 
 const run = promisify(execFile);
@@ -254,6 +255,7 @@ export const SCENARIOS = [
   hostileAtScale,
   poisonPill,
   duplicates,
+  sentinelFailover,
 ];
 
 // Starts the fault suite's own Redis and Kafka, runs every scenario, stops them.

@@ -41,7 +41,7 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
   const auth = credentials(config);
   const teardown = new Teardown(logger);
   try {
-    const redis = connectRedis(config.redisUrl);
+    const redis = connectRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
     const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
     teardown.add('queue', () => queue.close());

@@ -32,6 +32,8 @@ export interface BridgeParts {
   /** The last waiting-jobs reading and the builds enqueued since, so most messages need no extra Redis query. */
   backlog: { waiting: number; readAt: number; enqueuedSince: number };
   count: (outcome: MessageOutcome) => void;
+  /** Resolves once what the bridge wrote would survive a Redis failover (a no-op without replicas configured). */
+  replicated: () => Promise<void>;
   /** Counts a build canceled because a newer commit of its branch was announced, by when. */
   superseded: (when: 'on_arrival' | 'waiting') => void;
 }
@@ -172,11 +174,15 @@ export function batchHandler(parts: BridgeParts) {
       const outcomes = await untilDone(
         parts,
         'enqueueing',
-        () =>
-          enqueueAll(
+        async () => {
+          const enqueued = await enqueueAll(
             parts,
             slice.map((build) => build.data),
-          ),
+          );
+          // The offsets are committed after this: a failover must not lose the jobs they stand for.
+          await parts.replicated();
+          return enqueued;
+        },
         heartbeat,
       );
       for (const [k, outcome] of outcomes.entries()) {

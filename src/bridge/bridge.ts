@@ -1,3 +1,4 @@
+import { replicationCheck } from '../delivery/awaitReplication.js';
 import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../delivery/kafka.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
@@ -25,7 +26,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
   const teardown = new Teardown(logger);
   const closing = { value: false };
   try {
-    const redis = connectBridgeRedis(config.redisUrl);
+    const redis = connectBridgeRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
     const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
     teardown.add('queue', () => queue.close());
@@ -53,6 +54,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       deadLetters: { publisher: deadLetters, topic: config.topicDeadLetter, maxBytes: deadLetterLimit },
       closing,
       count: metrics.message,
+      replicated: replicationCheck(config.redis, redis, logger),
       superseded: metrics.superseded,
       backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },
     };

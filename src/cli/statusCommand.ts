@@ -10,7 +10,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const args = parseCommand(argv, STATUS_USAGE, { json: { type: 'boolean', default: false } });
   if (!args) return 0;
   const config = loadConfig(process.env, process.cwd(), ['redis']);
-  const redis = connectRedis(config.redisUrl);
+  const redis = connectRedis(config.redis);
   const queue = new Queue(config.queueName, { connection: redis });
   try {
     const counts = await queue.getJobCounts(...QUEUE_STATES);

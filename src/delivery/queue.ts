@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisTarget } from '../ops/config.js';
 
 /** What the bridge stores for one build; already validated. */
 export interface BuildJobData {
@@ -27,8 +28,27 @@ export function buildJobId(commitSha: string): string {
 }
 
 // A Redis connection as BullMQ needs it: commands wait for reconnection instead of failing after N retries.
-export function connectRedis(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+export function connectRedis(target: string | Readonly<RedisTarget>): Redis {
+  return openRedis(target, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+}
+
+// A connection to REDIS_URL, or to the primary Redis Sentinel names (found again after a failover), with options.
+export function openRedis(target: string | Readonly<RedisTarget>, options: RedisOptions): Redis {
+  const { url, sentinels, sentinelName, sentinelPassword } =
+    typeof target === 'string' ? { url: target } : target;
+  if (!sentinels?.length) return new Redis(url, options);
+  // With sentinels, REDIS_URL gives only the primary's credentials, database and TLS.
+  const parsed = url ? new URL(url) : undefined;
+  return new Redis({
+    ...options,
+    sentinels,
+    name: sentinelName,
+    ...(sentinelPassword ? { sentinelPassword } : {}),
+    ...(parsed?.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed?.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed && parsed.pathname.length > 1 ? { db: Number(parsed.pathname.slice(1)) } : {}),
+    ...(parsed?.protocol === 'rediss:' ? { tls: {} } : {}),
+  });
 }
 
 // The builds queue with retry, backoff and retention shared by every producer of build jobs.

@@ -56,9 +56,21 @@ export interface BoardConfig {
   allowNoAuth: boolean;
 }
 
+/** Where Redis is: one address (REDIS_URL), or the primary that Redis Sentinel names (REDIS_SENTINELS). */
+export interface RedisTarget {
+  /** REDIS_URL; with sentinels only its credentials, database and TLS count ('' when unset). */
+  url: string;
+  sentinels?: Array<{ host: string; port: number }>;
+  /** The primary's name the sentinels monitor (REDIS_SENTINEL_NAME). */
+  sentinelName?: string;
+  sentinelPassword?: string;
+}
+
 export interface Config {
   kafkaBrokers: string[];
+  /** REDIS_URL ('' when Redis Sentinel alone says where Redis is): prefer `redis`, which knows both. */
   redisUrl: string;
+  redis: Readonly<RedisTarget>;
   topicCommitResults: string;
   topicBuildReports: string;
   topicDeadLetter: string;
@@ -128,6 +140,21 @@ function redisUrl(env: Env, required: boolean): string {
     throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${raw}"`);
   }
   return raw;
+}
+
+// REDIS_SENTINELS (host:port list) and REDIS_SENTINEL_NAME, or nothing: Redis is at REDIS_URL alone.
+function redisSentinels(env: Env): Omit<RedisTarget, 'url'> {
+  const raw = optional(env, 'REDIS_SENTINELS');
+  if (raw === undefined) return {};
+  const sentinels = raw.split(',').map((entry) => {
+    const match = /^([A-Za-z0-9.\-_[\]:]+):(\d{1,5})$/.exec(entry.trim());
+    if (!match)
+      throw new ConfigError(`REDIS_SENTINELS must be a comma-separated list of host:port, got "${entry}"`);
+    return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+  });
+  const name = text(env, 'REDIS_SENTINEL_NAME', 'ci-runner');
+  const password = optional(env, 'REDIS_SENTINEL_PASSWORD');
+  return { sentinels, sentinelName: name, ...(password ? { sentinelPassword: password } : {}) };
 }
 
 function remoteRepo(env: Env): string | undefined {
@@ -248,9 +275,12 @@ export function loadConfig(
   requires: RequiredService[] = ['kafka', 'redis'],
 ): Readonly<Config> {
   const seconds = (name: string, fallback: number) => integer(env, name, fallback, 1, 86_400) * 1000;
+  // With sentinels, REDIS_URL is optional: it gives only the primary's credentials, database and TLS.
+  const redisAt = redisUrl(env, requires.includes('redis') && !optional(env, 'REDIS_SENTINELS'));
   const config: Config = {
     kafkaBrokers: brokers(env, requires.includes('kafka')),
-    redisUrl: redisUrl(env, requires.includes('redis')),
+    redisUrl: redisAt,
+    redis: Object.freeze({ url: redisAt, ...redisSentinels(env) }),
     topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),
     topicBuildReports: topic(env, 'TOPIC_BUILD_REPORTS', 'build-reports'),
     topicDeadLetter: topic(env, 'TOPIC_DEAD_LETTER', 'commit-results.dlq'),

@@ -3,6 +3,7 @@ import { boardArtefactLink } from '../build/artefactLocation.js';
 import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
 import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
+import { replicationCheck } from '../delivery/awaitReplication.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
@@ -47,6 +48,8 @@ interface Shared {
   store: ReportStore;
   flakes: FlakeHistory;
   supersession: Supersession;
+  /** Resolves once the reports recorded so far would survive a Redis failover (a no-op without Sentinel). */
+  replicated: () => Promise<void>;
   logger: Logger;
   /** The builds running now, by job id; aborted to hand them back on shutdown, or when superseded. */
   running: Map<string, RunningBuild>;
@@ -127,6 +130,8 @@ function processor(shared: Shared) {
     }
     if (report.flakyTests.length) events.emit('flakyTests', { count: report.flakyTests.length });
     const standing = await settleReport(store, report, stored, log);
+    // Before anything publishes it or the job completes: a failover must not lose a verdict already on Kafka.
+    await shared.replicated();
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
     if (standing.artefactUrl) {
@@ -212,7 +217,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     await ensureTopics(config.kafkaBrokers, [config.topicBuildReports], logger);
     const publisher = await connectPublisher(config.kafkaBrokers, 'ci-runner-worker', logger);
     teardown.add('producer', () => publisher.close());
-    const redis = connectRedis(config.redisUrl);
+    const redis = connectRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
     const events = new BuildEvents(logger);
@@ -224,7 +229,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       await outbox.close();
       await outbox.flush();
     });
-    const workerRedis = connectRedis(config.redisUrl);
+    const workerRedis = connectRedis(config.redis);
     teardown.add('worker redis', async () => void workerRedis.disconnect());
     const queue = new Queue(config.queueName, { connection: redis });
     teardown.add('queue', () => queue.close());
@@ -237,6 +242,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       store,
       flakes: new FlakeHistory(redis, config.queueName),
       supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
+      replicated: replicationCheck(config.redis, redis, logger),
       logger,
       running: new Map(),
       draining: { value: false },

@@ -99,9 +99,32 @@ describe('loadConfig', () => {
     rejects({ PYTEST_MARK: '--co' }, 'PYTEST_MARK');
     rejects({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
     rejects({ LOG_PRETTY: 'maybe' }, 'LOG_PRETTY');
+    rejects({ REDIS_SENTINELS: '127.0.0.1' }, 'REDIS_SENTINELS', /host:port/);
     rejects({ CANCEL_SUPERSEDED: 'always' }, 'CANCEL_SUPERSEDED', /off, waiting or running/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,,main' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,!' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
+  });
+});
+
+describe('Redis Sentinel', () => {
+  test('REDIS_SENTINELS stands for REDIS_URL, which then gives only credentials and database', () => {
+    const config = loadConfig({
+      KAFKA_BROKERS: minimal.KAFKA_BROKERS,
+      REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380',
+      REDIS_SENTINEL_NAME: 'builds',
+    });
+    assert.deepEqual(config.redis, {
+      url: '',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      sentinelName: 'builds',
+    });
+    const withUrl = loadConfig({ ...minimal, REDIS_SENTINELS: 'h:1' });
+    assert.equal(withUrl.redis.url, minimal.REDIS_URL);
+    assert.equal(withUrl.redis.sentinelName, 'ci-runner');
+    assert.deepEqual(loadConfig(minimal).redis, { url: minimal.REDIS_URL });
   });
 });
 
