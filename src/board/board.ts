@@ -1,17 +1,11 @@
-import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express from 'express';
-import {
-  artefactFile,
-  BOARD_ARTEFACTS,
-  commitOfDownloadName,
-  downloadName,
-} from '../build/artefactLocation.js';
+import { BOARD_ARTEFACTS, commitOfDownloadName, downloadName } from '../build/artefactLocation.js';
+import { createArtefactStore } from '../delivery/artefactStore.js';
 import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
 import { ReportStore } from '../delivery/reportStore.js';
 import type { Config } from '../ops/config.js';
@@ -65,17 +59,22 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
     });
     if (auth) app.use(basicAuth(auth.username, auth.password));
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    const artefacts = createArtefactStore(config.artefactStore, config.artefactDir);
     // /artefacts/<sha>.tar.gz is the artefact of the commit's standing report (the file its artefact_url names).
     app.get(`${BOARD_ARTEFACTS}/:file`, async (req, res) => {
       const { file } = req.params;
       const commitSha = typeof file === 'string' ? commitOfDownloadName(file) : undefined;
       const url = commitSha ? (await store.get(commitSha).catch(() => undefined))?.artefactUrl : undefined;
-      const path = artefactFile(url);
-      if (!commitSha || !path || dirname(path) !== config.artefactDir || !existsSync(path)) {
+      const artefact = commitSha && url ? await artefacts.open(url).catch(() => undefined) : undefined;
+      if (!commitSha || !artefact) {
         res.status(404).type('text').send('no such artefact');
         return;
       }
-      res.download(path, downloadName(commitSha));
+      res.attachment(downloadName(commitSha));
+      res.type('application/gzip');
+      res.setHeader('Content-Length', String(artefact.bytes));
+      artefact.body.on('error', () => res.destroy());
+      artefact.body.pipe(res);
     });
     app.use('/', serverAdapter.getRouter());
     const server: Server = await new Promise((resolve, reject) => {

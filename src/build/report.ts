@@ -38,6 +38,7 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     supersededBy: '',
     testsSelected: 0,
     testsTotal: 0,
+    artefactLink: '',
   };
 }
 

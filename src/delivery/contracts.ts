@@ -54,6 +54,8 @@ export interface BuildReport {
   /** Tests the run selected (all, or only those the change can affect), and tests a full run would have run. */
   testsSelected: number;
   testsTotal: number;
+  /** An HTTPS link to the artefact (ARTEFACT_STORE=s3 with S3_PUBLIC_URL), or ''. */
+  artefactLink: string;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

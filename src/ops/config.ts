@@ -48,6 +48,26 @@ export interface SupersedeConfig {
   branches: string;
 }
 
+/** ARTEFACT_STORE=s3: artefacts go to a bucket through the AWS SDK (credentials from its standard chain). */
+export interface S3StoreConfig {
+  kind: 's3';
+  bucket: string;
+  region: string;
+  /** A non-AWS S3 API (S3Proxy, MinIO, SeaweedFS): path-style requests to it. */
+  endpoint?: string;
+  /** Prepended to every artefact's key. */
+  prefix: string;
+  /** A base URL the objects are also fetchable at over HTTPS (the report's artefact_link). */
+  publicUrl?: string;
+  /** Artefacts larger than this go up in parts of this size. */
+  partBytes: number;
+  /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) as configured; otherwise the AWS SDK's own
+   * chain (a shared credentials file, a profile, the instance's role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+export type ArtefactStoreConfig = { kind: 'file' } | S3StoreConfig;
+
 export interface BoardConfig {
   host: string;
   port: number;
@@ -79,6 +99,8 @@ export interface Config {
   remoteRepo: string | undefined;
   gitCredentials: GitCredentials | undefined;
   artefactDir: string;
+  /** Where finished artefacts are kept (ARTEFACT_STORE): the file in artefactDir, or S3. */
+  artefactStore: Readonly<ArtefactStoreConfig>;
   cacheDir: string;
   workDir: string;
   artefactMaxBytes: number;
@@ -157,6 +179,56 @@ function redisSentinels(env: Env): Omit<RedisTarget, 'url'> {
   return { sentinels, sentinelName: name, ...(password ? { sentinelPassword: password } : {}) };
 }
 
+function awsCredentials(env: Env): Pick<S3StoreConfig, 'credentials'> {
+  const accessKeyId = optional(env, 'AWS_ACCESS_KEY_ID');
+  const secretAccessKey = optional(env, 'AWS_SECRET_ACCESS_KEY');
+  if (!accessKeyId && !secretAccessKey) return {};
+  if (!accessKeyId || !secretAccessKey) {
+    throw new ConfigError('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together');
+  }
+  const sessionToken = optional(env, 'AWS_SESSION_TOKEN');
+  return { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } };
+}
+
+// ARTEFACT_STORE=file (the default) or s3 with S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_PUBLIC_URL, S3_PART_MB.
+function artefactStore(env: Env): ArtefactStoreConfig {
+  const kind = text(env, 'ARTEFACT_STORE', 'file').toLowerCase();
+  if (kind === 'file') return { kind };
+  if (kind !== 's3') throw new ConfigError(`ARTEFACT_STORE must be file or s3, got "${kind}"`);
+  const urlOf = (name: string, protocols: string[]) => {
+    const raw = optional(env, name);
+    if (raw === undefined) return undefined;
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new ConfigError(`${name} must be a URL, got "${raw}"`);
+    }
+    if (!protocols.includes(url.protocol) || url.username || url.password) {
+      throw new ConfigError(
+        `${name} must be a ${protocols.join(' or ')} URL without credentials, got "${raw}"`,
+      );
+    }
+    return raw;
+  };
+  const bucket = text(env, 'S3_BUCKET');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`S3_BUCKET must be an S3 bucket name, got "${bucket}"`);
+  }
+  const endpoint = urlOf('S3_ENDPOINT', ['http:', 'https:']);
+  const publicUrl = urlOf('S3_PUBLIC_URL', ['https:', 'http:']);
+  return {
+    kind,
+    bucket,
+    region: text(env, 'S3_REGION', 'us-east-1'),
+    ...(endpoint ? { endpoint } : {}),
+    prefix: optional(env, 'S3_PREFIX') ?? 'artefacts/',
+    ...(publicUrl ? { publicUrl } : {}),
+    partBytes: integer(env, 'S3_PART_MB', 16, 5, 5_120) * 1024 * 1024,
+    ...awsCredentials(env),
+  };
+}
+
 function remoteRepo(env: Env): string | undefined {
   const raw = optional(env, 'REMOTE_REPO');
   if (raw === undefined) return undefined;
@@ -216,6 +288,9 @@ function buildEnv(env: Env): Readonly<Record<string, string>> {
   const names = [...DEFAULT_PASSTHROUGH, ...extra.filter(Boolean)];
   const bad = names.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
   if (bad) throw new ConfigError(`BUILD_ENV_PASSTHROUGH must list variable names, got "${bad}"`);
+  // The artefact store's credentials are the runner's: never a build's.
+  const secret = names.find((name) => /^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)$/.test(name));
+  if (secret) throw new ConfigError(`BUILD_ENV_PASSTHROUGH may not pass ${secret} to builds`);
   const inherited: Record<string, string> = {};
   for (const name of names) {
     const value = env[name];
@@ -289,6 +364,7 @@ export function loadConfig(
     remoteRepo: remoteRepo(env),
     gitCredentials: gitCredentials(env),
     artefactDir: resolve(cwd, text(env, 'ARTEFACT_DIR', './artefacts')),
+    artefactStore: Object.freeze(artefactStore(env)),
     cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,

@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'LOCK_TIMEOUT'
   /** The build was canceled (its worker is shutting down). */
   | 'BUILD_CANCELED'
+  /** The artefact store (S3) could not take the artefact (retried). */
+  | 'ARTEFACT_STORE_FAULT'
   /** A host fault with a system error code (disk full, too many open files): retried. */
   | 'HOST_FAULT'
   /** A defect in the runner itself (a TypeError, an unexpected value): not retried, so it is seen. */

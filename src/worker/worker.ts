@@ -1,8 +1,9 @@
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
-import { boardArtefactLink } from '../build/artefactLocation.js';
+import { artefactFile, boardArtefactLink } from '../build/artefactLocation.js';
 import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
 import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
+import { type ArtefactStore, createArtefactStore } from '../delivery/artefactStore.js';
 import { replicationCheck } from '../delivery/awaitReplication.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
@@ -47,6 +48,8 @@ interface Shared {
   sandbox: SandboxHost | NoSandbox;
   store: ReportStore;
   flakes: FlakeHistory;
+  /** Where finished artefacts go (ARTEFACT_STORE). */
+  artefacts: ArtefactStore;
   supersession: Supersession;
   /** Resolves once the reports recorded so far would survive a Redis failover (a no-op without Sentinel). */
   replicated: () => Promise<void>;
@@ -97,6 +100,12 @@ function processor(shared: Shared) {
           if (event.cache) events.emit('cache', event.cache);
         },
       });
+      report = await keepArtefact(
+        shared.artefacts,
+        report,
+        log,
+        (line) => void job.log(line).catch(() => undefined),
+      );
     } catch (thrown) {
       const error = toError(thrown);
       const reason: unknown = controller.signal.reason;
@@ -129,7 +138,7 @@ function processor(shared: Shared) {
         .catch(() => undefined);
     }
     if (report.flakyTests.length) events.emit('flakyTests', { count: report.flakyTests.length });
-    const standing = await settleReport(store, report, stored, log);
+    const standing = await settleReport(store, report, stored, log, shared.artefacts);
     // Before anything publishes it or the job completes: a failover must not lose a verdict already on Kafka.
     await shared.replicated();
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
@@ -148,19 +157,36 @@ function processor(shared: Shared) {
 // Records the report of a build superseded by a newer commit of its branch (not run, or canceled while running: its
 // process tree is gone with the sandbox) and fails the job without a retry, as for any ERRORED build.
 async function finishSuperseded(
-  { store, events, logger }: Shared,
+  { store, events, logger, artefacts }: Shared,
   job: Job<BuildJobData, BuildReport>,
   report: BuildReport,
   earlier: BuildReport | undefined,
   when: 'running' | 'before_start',
 ): Promise<never> {
   const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha });
-  await settleReport(store, report, earlier, log);
+  await settleReport(store, report, earlier, log, artefacts);
   events.emit('superseded', { when });
   const what = when === 'running' ? 'canceled while running' : 'not run';
   log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
   void job.log(`${report.error}: ${what}`).catch(() => undefined);
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
+}
+
+// Puts the build's artefact into the artefact store before anything reports it: the report names it there.
+async function keepArtefact(
+  artefacts: ArtefactStore,
+  report: BuildReport,
+  log: Logger,
+  jobLog: (line: string) => void,
+): Promise<BuildReport> {
+  const path = artefactFile(report.artefactUrl);
+  if (!path) return report;
+  const kept = await artefacts.keep(path);
+  if (kept.how) {
+    log.info({ artefact: kept.url, how: kept.how }, 'artefact stored');
+    jobLog(`artefact stored at ${kept.url} (${kept.how})`);
+  }
+  return { ...report, artefactUrl: kept.url, artefactLink: kept.link };
 }
 
 // Aborts the running builds that the bridge marked as superseded.
@@ -241,6 +267,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       sandbox,
       store,
       flakes: new FlakeHistory(redis, config.queueName),
+      artefacts: createArtefactStore(config.artefactStore, config.artefactDir),
       supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
       replicated: replicationCheck(config.redis, redis, logger),
       logger,

@@ -33,6 +33,7 @@ const report = (commitSha: string): BuildReport => ({
   supersededBy: '',
   testsSelected: 3,
   testsTotal: 10,
+  artefactLink: '',
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

@@ -100,9 +100,44 @@ describe('loadConfig', () => {
     rejects({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
     rejects({ LOG_PRETTY: 'maybe' }, 'LOG_PRETTY');
     rejects({ REDIS_SENTINELS: '127.0.0.1' }, 'REDIS_SENTINELS', /host:port/);
+    rejects({ ARTEFACT_STORE: 'ftp' }, 'ARTEFACT_STORE', /file or s3/);
+    rejects({ ARTEFACT_STORE: 's3' }, 'S3_BUCKET', /required/);
+    rejects({ ARTEFACT_STORE: 's3', S3_BUCKET: 'Bad_Bucket' }, 'S3_BUCKET', /bucket name/);
+    rejects(
+      { ARTEFACT_STORE: 's3', S3_BUCKET: 'b-1', S3_ENDPOINT: 'http://k:s@h' },
+      'S3_ENDPOINT',
+      /without/,
+    );
+    rejects({ ARTEFACT_STORE: 's3', S3_BUCKET: 'b-1', S3_PART_MB: '4' }, 'S3_PART_MB', /between 5/);
+    rejects({ ARTEFACT_STORE: 's3', S3_BUCKET: 'b-1', AWS_ACCESS_KEY_ID: 'k' }, 'AWS_ACCESS_KEY_ID');
+    rejects({ BUILD_ENV_PASSTHROUGH: 'AWS_SECRET_ACCESS_KEY' }, 'BUILD_ENV_PASSTHROUGH', /may not pass/);
     rejects({ CANCEL_SUPERSEDED: 'always' }, 'CANCEL_SUPERSEDED', /off, waiting or running/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,,main' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,!' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
+  });
+});
+
+describe('artefact store', () => {
+  test('file by default; s3 with its bucket, defaults and the configured credentials', () => {
+    assert.deepEqual(loadConfig(minimal).artefactStore, { kind: 'file' });
+    const config = loadConfig({
+      ...minimal,
+      ARTEFACT_STORE: 'S3',
+      S3_BUCKET: 'ci-artefacts',
+      S3_ENDPOINT: 'http://127.0.0.1:19300',
+      AWS_ACCESS_KEY_ID: 'id',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+    });
+    assert.deepEqual(config.artefactStore, {
+      kind: 's3',
+      bucket: 'ci-artefacts',
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:19300',
+      prefix: 'artefacts/',
+      partBytes: 16 * 1024 * 1024,
+      credentials: { accessKeyId: 'id', secretAccessKey: 'secret' },
+    });
+    assert.deepEqual(config.buildEnv.AWS_SECRET_ACCESS_KEY, undefined);
   });
 });
 

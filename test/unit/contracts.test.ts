@@ -34,6 +34,7 @@ const report: BuildReport = {
   supersededBy: 'c'.repeat(40),
   testsSelected: 3,
   testsTotal: 10,
+  artefactLink: 'https://artefacts.example.com/a.tar.gz',
 };
 
 describe('contracts', () => {
