@@ -39,6 +39,8 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     testsSelected: 0,
     testsTotal: 0,
     artefactLink: '',
+    workerHost: '',
+    warm: false,
   };
 }
 

@@ -153,7 +153,8 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       timeoutMs,
     }),
     run: checkout.run,
-    cache: (value) => ({ cache: 'git', hit: !value.fetched }),
+    // A hit: the repository's objects were cached (a new commit's own objects are fetched all the same).
+    cache: (value) => ({ cache: 'git', hit: value.known }),
   },
   settings: {
     name: 'settings',

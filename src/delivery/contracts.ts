@@ -56,6 +56,10 @@ export interface BuildReport {
   testsTotal: number;
   /** An HTTPS link to the artefact (ARTEFACT_STORE=s3 with S3_PUBLIC_URL), or ''. */
   artefactLink: string;
+  /** WORKER_HOST_ID of the worker that built it. */
+  workerHost: string;
+  /** Its repository's git objects and environment were already in that host's caches. */
+  warm: boolean;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

@@ -1,4 +1,4 @@
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import { compileBranchFilter } from './branchFilter.js';
@@ -105,6 +105,8 @@ export interface Config {
   workDir: string;
   artefactMaxBytes: number;
   workerConcurrency: number;
+  /** Names the host a worker's caches live on (WORKER_HOST_ID, default the host name): in reports and job logs. */
+  workerHostId: string;
   /** How long SIGTERM lets running builds finish before handing them back to the queue. */
   drainGraceMs: number;
   /** A job's lock lifetime: a worker silent for this long (killed, stopped) has its job taken over. */
@@ -369,6 +371,7 @@ export function loadConfig(
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
+    workerHostId: text(env, 'WORKER_HOST_ID', hostname()),
     drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
     lockMs: integer(env, 'WORKER_LOCK_SEC', 30, 2, 3_600) * 1000,
     maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),

@@ -149,7 +149,7 @@ async function ensureCommit(
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<{ fetched: boolean; missing?: string }> {
+): Promise<{ fetched: boolean; known: boolean; missing?: string }> {
   await mkdir(join(input.cacheDir, 'git'), { recursive: true });
   return withDirLock(
     `${gitdir}.lock`,
@@ -163,9 +163,8 @@ async function ensureCommit(
         ctx.log(`object cache ${gitdir} holds more than ${MAX_PACKS} packs; starting it afresh`);
         await rm(gitdir, { recursive: true, force: true });
       }
-      if (!(await pathExists(join(gitdir, 'config')))) {
-        await git.init({ fs, gitdir, bare: true, defaultBranch: 'ci-runner' });
-      }
+      const known = await pathExists(join(gitdir, 'config'));
+      if (!known) await git.init({ fs, gitdir, bare: true, defaultBranch: 'ci-runner' });
       const url = redactUrl(input.repositoryUrl);
       if ((await git.getConfig({ fs, gitdir, path: 'remote.origin.url' })) !== url) {
         await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
@@ -174,7 +173,7 @@ async function ensureCommit(
       }
       if (await hasCommit(gitdir, input.commitSha, cache)) {
         ctx.log(`commit ${input.commitSha} already in the object cache`);
-        return { fetched: false };
+        return { fetched: false, known };
       }
       ctx.log(`fetching ${input.commitSha} from ${url}`);
       const missing = await withTimeout(
@@ -182,7 +181,7 @@ async function ensureCommit(
         input.timeoutMs,
         input.repositoryUrl,
       );
-      return { fetched: true, missing };
+      return { fetched: true, known, missing };
     },
     { timeoutMs: input.timeoutMs * 2 },
   );
@@ -191,6 +190,8 @@ async function ensureCommit(
 export interface CheckoutValue {
   files: number;
   fetched: boolean;
+  /** The object cache held this repository before: at most the new objects were fetched. */
+  known: boolean;
   /** The commit's tree in the object cache, so the artefact stores exactly what was committed. */
   source?: { gitdir: string; tree: string; mtime: Date };
 }
@@ -202,7 +203,7 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
   const elapsed = () => Math.round(performance.now() - started);
   const gitdir = cacheGitdir(input.cacheDir, input.cacheKey ?? input.repositoryUrl);
   const cache = {};
-  const { fetched, missing } = await ensureCommit(gitdir, input, ctx, cache);
+  const { fetched, known, missing } = await ensureCommit(gitdir, input, ctx, cache);
   // The object store is content-addressed: reading the commit by its sha is what proves we have exactly it.
   const { commit } = await git
     .readCommit({ fs, gitdir, oid: input.commitSha, cache })
@@ -223,7 +224,7 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
       outcome: 'passed',
       durationMs: elapsed(),
       summary: `checked out ${input.commitSha} (${files} files${fetched ? '' : ', from the object cache'})`,
-      value: { files, fetched, source },
+      value: { files, fetched, known, source },
     };
   } catch (thrown) {
     if (thrown instanceof UnsafeTreeError) {
@@ -231,7 +232,7 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
         outcome: 'failed',
         durationMs: elapsed(),
         summary: thrown.message,
-        value: { files: 0, fetched },
+        value: { files: 0, fetched, known },
       };
     }
     throw thrown;

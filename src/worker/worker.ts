@@ -80,6 +80,8 @@ function processor(shared: Shared) {
     const started = performance.now();
     log.info('build started');
     let report: BuildReport;
+    /** Which of the host's caches the build found its repository in. */
+    const cached: Partial<Record<'git' | 'env', boolean>> = {};
     try {
       report = await runPipeline(input, {
         toolchain,
@@ -97,7 +99,10 @@ function processor(shared: Shared) {
           }
           log.info({ stage, outcome: event.outcome, durationMs: event.durationMs }, 'stage finished');
           events.emit('stageFinished', { stage, outcome: event.outcome, durationMs: event.durationMs });
-          if (event.cache) events.emit('cache', event.cache);
+          if (event.cache) {
+            events.emit('cache', event.cache);
+            cached[event.cache.cache] = event.cache.hit;
+          }
         },
       });
       report = await keepArtefact(
@@ -130,6 +135,7 @@ function processor(shared: Shared) {
     } finally {
       running.delete(String(job.id));
     }
+    report = onHost(report, config.workerHostId, cached, (line) => void job.log(line).catch(() => undefined));
     report = await withFlakeHistory(report, flakes, log);
     for (const { nodeId, flips } of report.flakyTests) {
       const history = `${flips} build(s) of this repository in the last 30 days`;
@@ -170,6 +176,27 @@ async function finishSuperseded(
   log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
   void job.log(`${report.error}: ${what}`).catch(() => undefined);
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
+}
+
+// The report with the host that built it and whether its caches held the repository (git objects and environment),
+// said in the job log too.
+function onHost(
+  report: BuildReport,
+  host: string,
+  cached: Partial<Record<'git' | 'env', boolean>>,
+  jobLog: (line: string) => void,
+): BuildReport {
+  const warm = cached.git === true && cached.env === true;
+  const missed = [cached.git === false && 'git objects', cached.env === false && 'environment'].filter(
+    Boolean,
+  );
+  const why = warm
+    ? 'git objects and environment cached'
+    : missed.length
+      ? `not cached: ${missed.join(', ')}`
+      : 'no caches used';
+  jobLog(`ran ${warm ? 'warm' : 'cold'} on host ${host} (${why})`);
+  return { ...report, workerHost: host, warm };
 }
 
 // Puts the build's artefact into the artefact store before anything reports it: the report names it there.

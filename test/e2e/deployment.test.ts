@@ -9,16 +9,20 @@ import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+const SECRETS = { BOARD_USERNAME: 'oncall', BOARD_PASSWORD: 'secret', S3_SECRET_ACCESS_KEY: 's3-secret' };
 
 describe('deployment files', () => {
   test('docker-compose.yml is valid for a real compose implementation, and every command exists in the build', async () => {
-    const env = { ...process.env, BOARD_USERNAME: 'oncall', BOARD_PASSWORD: 'secret' };
+    const env = { ...process.env, ...SECRETS };
     const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env });
-    for (const service of ['kafka', 'redis', 'bridge', 'worker', 'board']) {
+    for (const service of ['kafka', 'redis', 's3', 's3-bucket', 'bridge', 'worker', 'board']) {
       assert.match(stdout, new RegExp(`\\n  ${service}:\\n`), `service ${service}`);
     }
     assert.match(stdout, /appendfsync[\s\S]*always[\s\S]*noeviction/);
     assert.match(stdout, /replicas: 3/);
+    // Every worker and the board share artefacts through the S3 server, whose secret is given, never a default.
+    assert.match(stdout, /ARTEFACT_STORE: s3[\s\S]*S3_ENDPOINT: http:\/\/s3:80/);
+    assert.doesNotMatch(stdout, /\n {6}- artefacts:/);
     // The worker's sandbox needs namespaces a default container profile refuses; the worker keeps no capabilities.
     assert.match(stdout, /seccomp=unconfined[\s\S]*systempaths=unconfined/);
     assert.match(stdout, /cap_drop:\n\s+- ALL/);
@@ -38,11 +42,16 @@ describe('deployment files', () => {
     }
   });
 
-  test('without board credentials compose refuses to render the deployment', async () => {
-    const env = { ...process.env, BOARD_USERNAME: '', BOARD_PASSWORD: '' };
+  test('without board credentials or the S3 secret compose refuses to render the deployment', async () => {
+    const env = { ...process.env, ...SECRETS, BOARD_USERNAME: '', BOARD_PASSWORD: '' };
     await assert.rejects(
       run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env }),
       /BOARD_USERNAME/,
+    );
+    const noS3Secret = { ...process.env, ...SECRETS, S3_SECRET_ACCESS_KEY: '' };
+    await assert.rejects(
+      run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env: noS3Secret }),
+      /S3_SECRET_ACCESS_KEY/,
     );
   });
 

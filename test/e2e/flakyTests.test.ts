@@ -1,5 +1,6 @@
 import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { buildJobId, connectRedis } from '../../src/delivery/queue.js';
@@ -193,6 +194,11 @@ describe("flaky tests' history: flips per repository in Redis, the metric and th
     repo.push('main');
     await harness.announce({ sha: second, repositoryUrl: repo.url, branch: 'main' });
     const two = await harness.reports.waitFor(second);
+    // The second build of the repository found its objects and environment in this host's caches; the first could
+    // not have its objects.
+    assert.equal(one.workerHost, hostname());
+    assert.equal(one.warm, false);
+    assert.equal(two.warm, true);
     assert.deepEqual(
       two.flakyTests.map((flaky) => [flaky.nodeId, flaky.flips]).sort(),
       FLAKY_IDS.map((id) => [id, 2]),
@@ -214,6 +220,10 @@ describe("flaky tests' history: flips per repository in Redis, the metric and th
     const queue = new Queue(harness.space.config.queueName, { connection: redis });
     try {
       const { logs } = await queue.getJobLogs(buildJobId(second));
+      assert.ok(
+        logs.includes(`ran warm on host ${hostname()} (git objects and environment cached)`),
+        logs.join('\n'),
+      );
       const line =
         'flaky: tests/test_flaky.py::test_first_run_fails failed, then passed on a re-run (it did so in 2';
       assert.ok(

@@ -34,6 +34,8 @@ const report = (commitSha: string): BuildReport => ({
   testsSelected: 3,
   testsTotal: 10,
   artefactLink: '',
+  workerHost: '',
+  warm: false,
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

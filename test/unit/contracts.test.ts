@@ -35,6 +35,8 @@ const report: BuildReport = {
   testsSelected: 3,
   testsTotal: 10,
   artefactLink: 'https://artefacts.example.com/a.tar.gz',
+  workerHost: 'worker-3',
+  warm: true,
 };
 
 describe('contracts', () => {
