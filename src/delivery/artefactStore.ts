@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { lstat, open, readdir, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -10,6 +10,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -34,6 +35,8 @@ export interface ArtefactStore {
   discard(url: string): Promise<void>;
   /** The artefact a report names, to serve (undefined: not this store's, or gone). */
   open(url: string): Promise<{ body: Readable; bytes: number } | undefined>;
+  /** Removes the artefacts stored before `before`; resolves with how many. */
+  expire(before: Date): Promise<number>;
 }
 
 // Today's behaviour: the artefact stays where the build wrote it, in ARTEFACT_DIR.
@@ -52,6 +55,18 @@ function fileStore(artefactDir: string): ArtefactStore {
       const path = own(url);
       const info = path ? await stat(path).catch(() => undefined) : undefined;
       return path && info?.isFile() ? { body: createReadStream(path), bytes: info.size } : undefined;
+    },
+    async expire(before) {
+      let removed = 0;
+      for (const name of await readdir(artefactDir).catch(() => [] as string[])) {
+        if (!name.endsWith('.tar.gz')) continue;
+        const path = join(artefactDir, name);
+        const info = await lstat(path).catch(() => undefined);
+        if (!info?.isFile() || info.mtime >= before) continue;
+        await rm(path, { force: true });
+        removed += 1;
+      }
+      return removed;
     },
   };
 }
@@ -141,6 +156,22 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
     async discard(url) {
       const Key = keyOf(url);
       if (Key) await client.send(new DeleteObjectCommand({ Bucket, Key }));
+    },
+    async expire(before) {
+      let removed = 0;
+      let ContinuationToken: string | undefined;
+      do {
+        const listing = await client.send(
+          new ListObjectsV2Command({ Bucket, Prefix: config.prefix, ContinuationToken }),
+        );
+        for (const object of listing.Contents ?? []) {
+          if (!object.Key || !object.LastModified || object.LastModified >= before) continue;
+          await client.send(new DeleteObjectCommand({ Bucket, Key: object.Key }));
+          removed += 1;
+        }
+        ContinuationToken = listing.IsTruncated ? listing.NextContinuationToken : undefined;
+      } while (ContinuationToken);
+      return removed;
     },
     async open(url) {
       const Key = keyOf(url);

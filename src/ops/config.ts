@@ -101,6 +101,8 @@ export interface Config {
   artefactDir: string;
   /** Where finished artefacts are kept (ARTEFACT_STORE): the file in artefactDir, or S3. */
   artefactStore: Readonly<ArtefactStoreConfig>;
+  /** Artefacts older than this are removed by the workers (ARTEFACT_RETENTION_DAYS; 0 keeps them). */
+  artefactRetentionDays: number;
   cacheDir: string;
   workDir: string;
   artefactMaxBytes: number;
@@ -367,6 +369,7 @@ export function loadConfig(
     gitCredentials: gitCredentials(env),
     artefactDir: resolve(cwd, text(env, 'ARTEFACT_DIR', './artefacts')),
     artefactStore: Object.freeze(artefactStore(env)),
+    artefactRetentionDays: integer(env, 'ARTEFACT_RETENTION_DAYS', 0, 0, 36_500),
     cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,

@@ -18,6 +18,7 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
+import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
 import { reapOrphans } from './reapOrphans.js';
 import { settleReport } from './settleReport.js';
@@ -301,6 +302,14 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       running: new Map(),
       draining: { value: false },
     };
+    if (config.artefactRetentionDays > 0) {
+      const expire = () =>
+        void expireArtefacts(shared.artefacts, redis, config.queueName, config.artefactRetentionDays, logger);
+      expire();
+      const expiry = setInterval(expire, EXPIRY_INTERVAL_MS);
+      expiry.unref();
+      teardown.add('artefact expiry', async () => clearInterval(expiry));
+    }
     const watcher = setInterval(
       () =>
         void cancelSupersededBuilds(shared).catch((error) =>

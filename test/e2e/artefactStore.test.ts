@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Queue } from 'bullmq';
 import { type RunningBoard, startBoard } from '../../src/board/board.js';
+import { createArtefactStore } from '../../src/delivery/artefactStore.js';
 import { encodeBuildReport } from '../../src/delivery/contracts.js';
 import { buildJobId, connectRedis } from '../../src/delivery/queue.js';
 import { cleanProject } from '../support/pythonProject.js';
@@ -128,5 +129,13 @@ describe('ARTEFACT_STORE=s3 against a real S3 server (S3Proxy, started by script
     assert.equal(response.status, 200);
     assert.equal(sha256(Buffer.from(await response.arrayBuffer())), report.artefactSha256);
     assert.equal((await fetch(`${board.url}/artefacts/${'0'.repeat(40)}.tar.gz`)).status, 404);
+
+    // Retention: what was stored before the cut-off goes (a cut-off in the future takes this one).
+    const { config } = harness.space;
+    const store = createArtefactStore(config.artefactStore, config.artefactDir);
+    assert.equal(await store.expire(new Date(Date.now() - 86_400_000)), 0);
+    assert.ok((await store.expire(new Date(Date.now() + 60_000))) >= 1);
+    await assert.rejects(object(report.artefactUrl));
+    assert.equal((await fetch(`${board.url}/artefacts/${sha}.tar.gz`)).status, 404);
   });
 });
