@@ -138,6 +138,8 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
         const head = await client.send(new HeadObjectCommand({ Bucket, Key }));
         if (head.ContentLength !== size) throw new Error(`stored ${head.ContentLength} bytes of ${size}`);
       } catch (error) {
+        // The build is retried (or reported ERRORED): its local copy is not kept either way.
+        await rm(path, { force: true });
         throw new CiError(
           'ARTEFACT_STORE_FAULT',
           `storing the artefact in s3://${Bucket} failed: ${error instanceof Error ? error.message : String(error)}`,
