@@ -61,8 +61,8 @@ XML
     --properties "$STATE/s3proxy.conf" >"$STATE/s3proxy.log" 2>&1 &
   echo $! >"$STATE/s3proxy.pid"
   for _ in $(seq 1 300); do
-    # Any S3 answer (403 to an unsigned request) means it serves.
-    if curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/" 2>/dev/null | grep -q '^[1-5]'; then
+    # Listening means serving: S3Proxy opens its port once its storage is ready.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
       say "S3Proxy ready"
       return
     fi
