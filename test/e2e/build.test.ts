@@ -190,7 +190,7 @@ describe('a CommitResult on Kafka becomes a BuildReport on Kafka', () => {
     // A report can be published (outbox) a moment before its worker counts the build: wait for both.
     const settled = () =>
       (worker_('ci_reports_published_total') ?? 0) >= 7 && (worker_('ci_build_latency_sec_count') ?? 0) >= 6;
-    for (let waited = 0; !settled() && waited < 20_000; waited += 250) {
+    for (let waited = 0; !settled() && waited < 90_000; waited += 250) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       worker_ = await scrape(worker.metricsUrl);
     }

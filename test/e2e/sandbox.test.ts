@@ -28,7 +28,8 @@ const COMMANDS = [
   { script: 'touch hello.txt && echo wrote-src', access: { write: ['src'] } },
   { script: `bash -c 'echo > /dev/tcp/127.0.0.1/${REDIS_PORT}' 2>/dev/null && echo reached-redis; true` },
   {
-    script: `getent hosts pypi.org >/dev/null && echo resolved; bash -c 'echo > /dev/tcp/10.0.2.2/${REDIS_PORT}' 2>/dev/null && echo reached-host; true`,
+    // Up to three lookups a second apart: one resolver hiccup on the machine is not the sandbox's doing.
+    script: `for i in 1 2 3; do getent hosts pypi.org >/dev/null && { echo resolved; break; }; sleep 1; done; bash -c 'echo > /dev/tcp/10.0.2.2/${REDIS_PORT}' 2>/dev/null && echo reached-host; true`,
     access: { network: true },
   },
 ];
