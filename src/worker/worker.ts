@@ -1,5 +1,5 @@
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
-import { artefactFile, boardArtefactLink } from '../build/artefactLocation.js';
+import { boardArtefactLink } from '../build/artefactLocation.js';
 import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
 import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
@@ -21,26 +21,15 @@ import { BuildEvents } from './buildEvents.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
 import { reapOrphans } from './reapOrphans.js';
+import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
 import { settleReport } from './settleReport.js';
+import { cancelSupersededBuilds, type RunningBuild, Superseded } from './supersededBuilds.js';
 import { createWorkerMetrics } from './workerMetrics.js';
 
 const OUTBOX_FLUSH_MS = 5_000;
 const REAP_MS = 15_000;
 /** How often a worker looks whether a build it runs was superseded (CANCEL_SUPERSEDED=running). */
 const SUPERSEDED_POLL_MS = 1_000;
-
-/** A build this process runs now. */
-interface RunningBuild {
-  commitSha: string;
-  controller: AbortController;
-}
-
-/** The abort reason of a build canceled because a newer commit of its branch was announced. */
-class Superseded extends Error {
-  constructor(readonly by: string) {
-    super(`superseded by ${by}`);
-  }
-}
 
 interface Shared {
   config: Readonly<Config>;
@@ -179,70 +168,6 @@ async function finishSuperseded(
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
 }
 
-// The report with the host that built it and whether its caches held the repository (git objects and environment),
-// said in the job log too.
-function onHost(
-  report: BuildReport,
-  host: string,
-  cached: Partial<Record<'git' | 'env', boolean>>,
-  jobLog: (line: string) => void,
-): BuildReport {
-  const warm = cached.git === true && cached.env === true;
-  const missed = [cached.git === false && 'git objects', cached.env === false && 'environment'].filter(
-    Boolean,
-  );
-  const why = warm
-    ? 'git objects and environment cached'
-    : missed.length
-      ? `not cached: ${missed.join(', ')}`
-      : 'no caches used';
-  jobLog(`ran ${warm ? 'warm' : 'cold'} on host ${host} (${why})`);
-  return { ...report, workerHost: host, warm };
-}
-
-// Puts the build's artefact into the artefact store before anything reports it: the report names it there.
-async function keepArtefact(
-  artefacts: ArtefactStore,
-  report: BuildReport,
-  log: Logger,
-  jobLog: (line: string) => void,
-): Promise<BuildReport> {
-  const path = artefactFile(report.artefactUrl);
-  if (!path) return report;
-  const kept = await artefacts.keep(path);
-  if (kept.how) {
-    log.info({ artefact: kept.url, how: kept.how }, 'artefact stored');
-    jobLog(`artefact stored at ${kept.url} (${kept.how})`);
-  }
-  return { ...report, artefactUrl: kept.url, artefactLink: kept.link };
-}
-
-// Aborts the running builds that the bridge marked as superseded.
-async function cancelSupersededBuilds({ running, supersession }: Shared): Promise<void> {
-  const builds = [...running.values()];
-  if (builds.length === 0) return;
-  const marks = await supersession.supersededBy(builds.map((build) => build.commitSha));
-  for (const [k, by] of marks.entries()) {
-    const { controller } = builds[k] as RunningBuild;
-    if (by && !controller.signal.aborted) controller.abort(new Superseded(by));
-  }
-}
-
-// The report with each flaky test's flips in its repository's history (best effort: without Redis, this build's).
-async function withFlakeHistory(
-  report: BuildReport,
-  flakes: FlakeHistory,
-  log: Logger,
-): Promise<BuildReport> {
-  if (report.flakyTests.length === 0) return report;
-  try {
-    return { ...report, flakyTests: await flakes.record(report) };
-  } catch (error) {
-    log.warn({ err: toError(error) }, 'flaky tests not recorded in their history');
-    return report;
-  }
-}
-
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningWorker extends Closable {
   metricsUrl: string;
@@ -312,7 +237,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     }
     const watcher = setInterval(
       () =>
-        void cancelSupersededBuilds(shared).catch((error) =>
+        void cancelSupersededBuilds(shared.running, shared.supersession).catch((error) =>
           logger.debug({ err: toError(error) }, 'could not look for superseded builds; will retry'),
         ),
       SUPERSEDED_POLL_MS,
