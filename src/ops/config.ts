@@ -1,9 +1,20 @@
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
-import { compileBranchFilter } from './branchFilter.js';
+import { buildEnv } from './buildEnvConfig.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
+import {
+  type ArtefactStoreConfig,
+  artefactStore,
+  type RedisTarget,
+  redisSentinels,
+  redisUrl,
+} from './storeConfig.js';
+import { type SupersedeConfig, supersede } from './supersedeConfig.js';
+
+export type { ArtefactStoreConfig, RedisTarget, S3StoreConfig } from './storeConfig.js';
+export type { CancelSupersededMode, SupersedeConfig } from './supersedeConfig.js';
 
 /** Each stage's time limit (<STAGE>_TIMEOUT_SEC); a repository may lower all but checkout's and settings'. */
 export interface StageLimits {
@@ -39,51 +50,12 @@ export interface GitCredentials {
   hosts: string[];
 }
 
-/** Which builds a newer commit on their branch cancels: none, those still waiting, or running ones too. */
-export type CancelSupersededMode = 'off' | 'waiting' | 'running';
-
-export interface SupersedeConfig {
-  mode: CancelSupersededMode;
-  /** The branches it applies to, a glob list with `!` negation (CANCEL_SUPERSEDED_BRANCHES). */
-  branches: string;
-}
-
-/** ARTEFACT_STORE=s3: artefacts go to a bucket through the AWS SDK (credentials from its standard chain). */
-export interface S3StoreConfig {
-  kind: 's3';
-  bucket: string;
-  region: string;
-  /** A non-AWS S3 API (S3Proxy, MinIO, SeaweedFS): path-style requests to it. */
-  endpoint?: string;
-  /** Prepended to every artefact's key. */
-  prefix: string;
-  /** A base URL the objects are also fetchable at over HTTPS (the report's artefact_link). */
-  publicUrl?: string;
-  /** Artefacts larger than this go up in parts of this size. */
-  partBytes: number;
-  /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) as configured; otherwise the AWS SDK's own
-   * chain (a shared credentials file, a profile, the instance's role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-}
-
-export type ArtefactStoreConfig = { kind: 'file' } | S3StoreConfig;
-
 export interface BoardConfig {
   host: string;
   port: number;
   username: string | undefined;
   password: string | undefined;
   allowNoAuth: boolean;
-}
-
-/** Where Redis is: one address (REDIS_URL), or the primary that Redis Sentinel names (REDIS_SENTINELS). */
-export interface RedisTarget {
-  /** REDIS_URL; with sentinels only its credentials, database and TLS count ('' when unset). */
-  url: string;
-  sentinels?: Array<{ host: string; port: number }>;
-  /** The primary's name the sentinels monitor (REDIS_SENTINEL_NAME). */
-  sentinelName?: string;
-  sentinelPassword?: string;
 }
 
 export interface Config {
@@ -153,86 +125,6 @@ function brokers(env: Env, required: boolean): string[] {
   return list;
 }
 
-function redisUrl(env: Env, required: boolean): string {
-  if (!required && !optional(env, 'REDIS_URL')) return '';
-  const raw = text(env, 'REDIS_URL');
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(`REDIS_URL must be a URL such as redis://127.0.0.1:6379, got "${raw}"`);
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${raw}"`);
-  }
-  return raw;
-}
-
-// REDIS_SENTINELS (host:port list) and REDIS_SENTINEL_NAME, or nothing: Redis is at REDIS_URL alone.
-function redisSentinels(env: Env): Omit<RedisTarget, 'url'> {
-  const raw = optional(env, 'REDIS_SENTINELS');
-  if (raw === undefined) return {};
-  const sentinels = raw.split(',').map((entry) => {
-    const match = /^([A-Za-z0-9.\-_[\]:]+):(\d{1,5})$/.exec(entry.trim());
-    if (!match)
-      throw new ConfigError(`REDIS_SENTINELS must be a comma-separated list of host:port, got "${entry}"`);
-    return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
-  });
-  const name = text(env, 'REDIS_SENTINEL_NAME', 'ci-runner');
-  const password = optional(env, 'REDIS_SENTINEL_PASSWORD');
-  return { sentinels, sentinelName: name, ...(password ? { sentinelPassword: password } : {}) };
-}
-
-function awsCredentials(env: Env): Pick<S3StoreConfig, 'credentials'> {
-  const accessKeyId = optional(env, 'AWS_ACCESS_KEY_ID');
-  const secretAccessKey = optional(env, 'AWS_SECRET_ACCESS_KEY');
-  if (!accessKeyId && !secretAccessKey) return {};
-  if (!accessKeyId || !secretAccessKey) {
-    throw new ConfigError('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together');
-  }
-  const sessionToken = optional(env, 'AWS_SESSION_TOKEN');
-  return { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } };
-}
-
-// ARTEFACT_STORE=file (the default) or s3 with S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_PUBLIC_URL, S3_PART_MB.
-function artefactStore(env: Env): ArtefactStoreConfig {
-  const kind = text(env, 'ARTEFACT_STORE', 'file').toLowerCase();
-  if (kind === 'file') return { kind };
-  if (kind !== 's3') throw new ConfigError(`ARTEFACT_STORE must be file or s3, got "${kind}"`);
-  const urlOf = (name: string, protocols: string[]) => {
-    const raw = optional(env, name);
-    if (raw === undefined) return undefined;
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new ConfigError(`${name} must be a URL, got "${raw}"`);
-    }
-    if (!protocols.includes(url.protocol) || url.username || url.password) {
-      throw new ConfigError(
-        `${name} must be a ${protocols.join(' or ')} URL without credentials, got "${raw}"`,
-      );
-    }
-    return raw;
-  };
-  const bucket = text(env, 'S3_BUCKET');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new ConfigError(`S3_BUCKET must be an S3 bucket name, got "${bucket}"`);
-  }
-  const endpoint = urlOf('S3_ENDPOINT', ['http:', 'https:']);
-  const publicUrl = urlOf('S3_PUBLIC_URL', ['https:', 'http:']);
-  return {
-    kind,
-    bucket,
-    region: text(env, 'S3_REGION', 'us-east-1'),
-    ...(endpoint ? { endpoint } : {}),
-    prefix: optional(env, 'S3_PREFIX') ?? 'artefacts/',
-    ...(publicUrl ? { publicUrl } : {}),
-    partBytes: integer(env, 'S3_PART_MB', 16, 5, 5_120) * 1024 * 1024,
-    ...awsCredentials(env),
-  };
-}
-
 function remoteRepo(env: Env): string | undefined {
   const raw = optional(env, 'REMOTE_REPO');
   if (raw === undefined) return undefined;
@@ -265,61 +157,11 @@ function gitCredentials(env: Env): GitCredentials | undefined {
   return Object.freeze({ username: username ?? 'x-access-token', password, hosts });
 }
 
-/** Variables a build needs from its host to reach a package index: TLS trust, proxies, index locations. */
-const DEFAULT_PASSTHROUGH = [
-  'SSL_CERT_FILE',
-  'SSL_CERT_DIR',
-  'REQUESTS_CA_BUNDLE',
-  'PIP_CERT',
-  'PIP_INDEX_URL',
-  'PIP_EXTRA_INDEX_URL',
-  'PIP_FIND_LINKS',
-  'UV_INDEX_URL',
-  'UV_DEFAULT_INDEX',
-  'UV_EXTRA_INDEX_URL',
-  'UV_INDEX',
-  'UV_NATIVE_TLS',
-  'HTTP_PROXY',
-  'HTTPS_PROXY',
-  'NO_PROXY',
-  'http_proxy',
-  'https_proxy',
-  'no_proxy',
-];
-
-function buildEnv(env: Env): Readonly<Record<string, string>> {
-  const extra = (optional(env, 'BUILD_ENV_PASSTHROUGH') ?? '').split(',').map((name) => name.trim());
-  const names = [...DEFAULT_PASSTHROUGH, ...extra.filter(Boolean)];
-  const bad = names.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
-  if (bad) throw new ConfigError(`BUILD_ENV_PASSTHROUGH must list variable names, got "${bad}"`);
-  // The artefact store's credentials are the runner's: never a build's.
-  const secret = names.find((name) => /^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)$/.test(name));
-  if (secret) throw new ConfigError(`BUILD_ENV_PASSTHROUGH may not pass ${secret} to builds`);
-  const inherited: Record<string, string> = {};
-  for (const name of names) {
-    const value = env[name];
-    if (value !== undefined) inherited[name] = value;
-  }
-  return Object.freeze(inherited);
-}
-
 function sandboxSwitch(env: Env): boolean {
   const raw = optional(env, 'SANDBOX')?.toLowerCase();
   if (raw === undefined || raw === 'on') return true;
   if (raw === 'off') return false;
   throw new ConfigError(`SANDBOX must be on or off, got "${raw}"`);
-}
-
-const SUPERSEDE_MODES: readonly CancelSupersededMode[] = ['off', 'waiting', 'running'];
-
-function supersede(env: Env): SupersedeConfig {
-  const mode = text(env, 'CANCEL_SUPERSEDED', 'waiting').toLowerCase();
-  if (!(SUPERSEDE_MODES as readonly string[]).includes(mode)) {
-    throw new ConfigError(`CANCEL_SUPERSEDED must be off, waiting or running, got "${mode}"`);
-  }
-  const branches = text(env, 'CANCEL_SUPERSEDED_BRANCHES', '!main,!master');
-  compileBranchFilter(branches, 'CANCEL_SUPERSEDED_BRANCHES');
-  return { mode: mode as CancelSupersededMode, branches };
 }
 
 function topic(env: Env, name: string, fallback: string): string {
