@@ -49,3 +49,18 @@ ensure_built() {
     bash "$ROOT/scripts/build.sh" >&2
   fi
 }
+
+# Resolves the runtime jars a pom in services/ names from Maven Central into a directory, once per pom change, on the
+# machine's Java. Usage: maven_jars <services/…/pom.xml> <dir> <what, for messages>
+maven_jars() {
+  local pom="$1" dir="$2" what="$3"
+  if [ -f "$dir/.complete" ] && [ "$dir/.complete" -nt "$pom" ]; then return; fi
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  say "resolving $what jars from Maven Central (${pom#"$ROOT"/})"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  mvn -B -q -f "$pom" org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$dir" >&2 || die "Maven could not resolve the $what jars"
+  touch "$dir/.complete"
+}

@@ -15,22 +15,8 @@ CREDENTIAL=ci-runner-local-secret
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-libs() {
-  local dir="$STATE/libs"
-  if [ -f "$dir/.complete" ] && [ "$dir/.complete" -nt "$ROOT/services/s3proxy/pom.xml" ]; then return; fi
-  command -v java >/dev/null || apt_install openjdk-17-jre-headless
-  command -v mvn >/dev/null || apt_install maven
-  say "resolving S3Proxy jars from Maven Central (services/s3proxy/pom.xml)"
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  mvn -B -q -f "$ROOT/services/s3proxy/pom.xml" \
-    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$dir" >&2 || die "Maven could not resolve the S3Proxy jars"
-  touch "$dir/.complete"
-}
-
 up() {
-  libs
+  maven_jars "$ROOT/services/s3proxy/pom.xml" "$STATE/libs" S3Proxy
   if alive "$STATE/s3proxy.pid"; then
     say "S3Proxy already running on 127.0.0.1:$PORT"
     return

@@ -43,19 +43,7 @@ redis_down() {
 }
 
 # ---------- Kafka ----------
-kafka_libs() {
-  local libs="$STATE/kafka/libs"
-  if [ -f "$libs/.complete" ] && [ "$libs/.complete" -nt "$ROOT/services/kafka/pom.xml" ]; then return; fi
-  command -v java >/dev/null || apt_install openjdk-17-jre-headless
-  command -v mvn >/dev/null || apt_install maven
-  say "resolving Apache Kafka jars from Maven Central (services/kafka/pom.xml)"
-  rm -rf "$libs"
-  mkdir -p "$libs"
-  mvn -B -q -f "$ROOT/services/kafka/pom.xml" \
-    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$libs" >&2 || die "Maven could not resolve the Kafka jars"
-  touch "$libs/.complete"
-}
+kafka_libs() { maven_jars "$ROOT/services/kafka/pom.xml" "$STATE/kafka/libs" "Apache Kafka"; }
 
 kafka_config() {
   local dir="$STATE/kafka"
