@@ -29,6 +29,18 @@ function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', args, { cwd, env: GIT_ENV, encoding: 'utf8' }).trim();
 }
 
+let lastCommitSecond = 0;
+
+// Commits in one second with the same tree, message and parent get the same sha, even in two repositories (a test's
+// "new" commit would then be an earlier test's, already built). Each commit of this process gets its own second.
+function commitGit(cwd: string, ...args: string[]): string {
+  lastCommitSecond = Math.max(Math.floor(Date.now() / 1000), lastCommitSecond + 1);
+  const date = `${lastCommitSecond} +0000`;
+  const env = { ...GIT_ENV, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date };
+  execFileSync('git', ['commit', ...args], { cwd, env, encoding: 'utf8' });
+  return git(cwd, 'rev-parse', 'HEAD');
+}
+
 // Creates <serveRoot>/<name>.git and a work tree on `branch`; commits are real and pushed on demand.
 export async function createFixtureRepo(
   serveRoot: string,
@@ -54,14 +66,12 @@ export async function createFixtureRepo(
       for (const path of remove) git(work, 'rm', '--quiet', path);
       for (const [path, target] of links) await symlink(target, join(work, path));
       git(work, 'add', '--all');
-      git(work, 'commit', '--quiet', '--allow-empty', '-m', message);
-      return git(work, 'rev-parse', 'HEAD');
+      return commitGit(work, '--quiet', '--allow-empty', '-m', message);
     },
     commitDir(dir, message) {
       execFileSync('cp', ['-R', '--preserve=mode', `${dir}/.`, work]);
       git(work, 'add', '--all', '--force');
-      git(work, 'commit', '--quiet', '--allow-empty', '-m', message);
-      return git(work, 'rev-parse', 'HEAD');
+      return commitGit(work, '--quiet', '--allow-empty', '-m', message);
     },
     resetTo(sha) {
       git(work, 'reset', '--quiet', '--hard', sha);
