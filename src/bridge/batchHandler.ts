@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { IncomingMessage } from '../delivery/kafka.js';
+import type { Placement } from '../delivery/placement.js';
 import { BUILD_JOB_NAME, type BuildJobData, buildJobId } from '../delivery/queue.js';
 import type { ReportOutbox } from '../delivery/reportOutbox.js';
 import type { ReportStore } from '../delivery/reportStore.js';
@@ -10,6 +11,7 @@ import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 import type { MessageOutcome } from './bridgeMetrics.js';
 import { type DeadLetterTopic, sendDeadLetters } from './deadLetter.js';
+import { type AffinityQueues, placeBuilds } from './placeBuilds.js';
 import { cancelSuperseded, planSupersession, reportSuperseded } from './supersede.js';
 import { decide } from './validate.js';
 
@@ -25,6 +27,10 @@ export interface BridgeParts {
   /** Publishes the reports of builds the bridge cancels as superseded. */
   outbox: ReportOutbox;
   supersession: Supersession;
+  /** Which hosts' caches hold each repository, and which hosts are alive with free slots. */
+  placement: Placement;
+  /** The hosts' own queues, where placed builds' copies go. */
+  affinity: AffinityQueues;
   /** Whether a branch is in CANCEL_SUPERSEDED_BRANCHES. */
   inSupersedeBranches: BranchFilter;
   deadLetters: DeadLetterTopic;
@@ -119,9 +125,24 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
     }
   }
   if (added.length > 0) {
-    await queue.addBulk(
-      added.map(([, data]) => ({ name: BUILD_JOB_NAME, data, opts: { jobId: buildJobId(data.commitSha) } })),
+    const places = await placeBuilds(
+      parts.placement,
+      parts.config.placement,
+      added.map(([, data]) => data),
     );
+    const jobs = added.map(([, data], k) => {
+      const { host, delayMs } = places[k] ?? { host: undefined, delayMs: 0 };
+      return { data: host ? { ...data, placedOn: host } : data, host, delayMs };
+    });
+    // The canonical jobs first: a copy in a host's queue never exists without the job that stands for its build.
+    await queue.addBulk(
+      jobs.map(({ data, delayMs }) => ({
+        name: BUILD_JOB_NAME,
+        data,
+        opts: { jobId: buildJobId(data.commitSha), ...(delayMs > 0 ? { delay: delayMs } : {}) },
+      })),
+    );
+    await parts.affinity.add(jobs.flatMap(({ data, host }) => (host ? [{ data, host }] : [])));
     for (const [index] of added) outcomes[index] = 'enqueued';
     parts.backlog.enqueuedSince += added.length;
   }

@@ -1,5 +1,6 @@
 import { replicationCheck } from '../delivery/awaitReplication.js';
 import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../delivery/kafka.js';
+import { Placement } from '../delivery/placement.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
@@ -13,6 +14,7 @@ import { type BridgeParts, batchHandler } from './batchHandler.js';
 import { createBridgeMetrics } from './bridgeMetrics.js';
 import { checkDeadLetterLimit } from './checkDeadLetterLimit.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
+import { AffinityQueues } from './placeBuilds.js';
 
 /** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningBridge extends Closable {
@@ -43,6 +45,8 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     // could not (they publish every waiting report).
     const outbox = new ReportOutbox(store, deadLetters, config.topicBuildReports, logger);
     teardown.add('outbox', () => outbox.close());
+    const affinity = new AffinityQueues(config.queueName, redis);
+    teardown.add('host queues', () => affinity.close());
     const parts: BridgeParts = {
       config,
       logger,
@@ -50,6 +54,8 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       store,
       outbox,
       supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
+      placement: new Placement(redis, config.queueName),
+      affinity,
       inSupersedeBranches: compileBranchFilter(config.supersede.branches, 'CANCEL_SUPERSEDED_BRANCHES'),
       deadLetters: { publisher: deadLetters, topic: config.topicDeadLetter, maxBytes: deadLetterLimit },
       closing,

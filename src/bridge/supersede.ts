@@ -53,6 +53,12 @@ export async function cancelSuperseded(
 ): Promise<'removed' | 'marked' | undefined> {
   const job = await parts.queue.getJob(buildJobId(previous.commitSha));
   let state = job ? await job.getState() : 'missing';
+  if (job?.data.placedOn && NOT_STARTED.has(state)) {
+    // A placed build's canonical job waits while the copy on its warm host runs (or ran) it.
+    const claim = await parts.placement.read(previous.commitSha);
+    if (claim?.kind === 'done') return undefined;
+    if (claim?.kind === 'running') state = 'active';
+  }
   if (state === 'missing' || NOT_STARTED.has(state)) await parts.supersession.mark(previous.commitSha, by);
   if (!job) {
     // Removed by an earlier attempt at this that stopped before reporting, or not enqueued yet by another

@@ -13,6 +13,11 @@ export interface BuildJobData {
    * arrival at the bridge when the record has none. Decides which of a branch's commits is newer.
    */
   announcedAt?: number;
+  /**
+   * The warm host the bridge placed the build on (cache-aware placement): a copy waits in that host's own queue, and
+   * this canonical job builds only if that copy has not claimed the commit.
+   */
+  placedOn?: string;
 }
 
 export const BUILD_JOB_NAME = 'build';

@@ -4,6 +4,7 @@ import { SYSTEM_PATH } from '../host/systemPath.js';
 import { buildEnv } from './buildEnvConfig.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
+import { type PlacementConfig, placement, workerHostId } from './placementConfig.js';
 import {
   type ArtefactStoreConfig,
   artefactStore,
@@ -13,6 +14,7 @@ import {
 } from './storeConfig.js';
 import { type SupersedeConfig, supersede } from './supersedeConfig.js';
 
+export type { PlacementConfig } from './placementConfig.js';
 export type { ArtefactStoreConfig, RedisTarget, S3StoreConfig } from './storeConfig.js';
 export type { CancelSupersededMode, SupersedeConfig } from './supersedeConfig.js';
 
@@ -81,6 +83,8 @@ export interface Config {
   workerConcurrency: number;
   /** Names the host a worker's caches live on (WORKER_HOST_ID, default the host name): in reports and job logs. */
   workerHostId: string;
+  /** PLACEMENT and PLACEMENT_WAIT_MS: whether builds prefer the hosts whose caches hold their repository. */
+  placement: Readonly<PlacementConfig>;
   /** How long SIGTERM lets running builds finish before handing them back to the queue. */
   drainGraceMs: number;
   /** A job's lock lifetime: a worker silent for this long (killed, stopped) has its job taken over. */
@@ -216,7 +220,8 @@ export function loadConfig(
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
-    workerHostId: text(env, 'WORKER_HOST_ID', hostname()),
+    workerHostId: workerHostId(env, hostname()),
+    placement: Object.freeze(placement(env)),
     drainGraceMs: integer(env, 'DRAIN_GRACE_SEC', 60, 0, 86_400) * 1000,
     lockMs: integer(env, 'WORKER_LOCK_SEC', 30, 2, 3_600) * 1000,
     maxWaitingJobs: integer(env, 'MAX_WAITING_JOBS', 1000, 1, 10_000_000),

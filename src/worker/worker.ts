@@ -1,4 +1,6 @@
-import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { DelayedError, type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { boardArtefactLink } from '../build/artefactLocation.js';
 import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
@@ -7,6 +9,7 @@ import { type ArtefactStore, createArtefactStore } from '../delivery/artefactSto
 import { replicationCheck } from '../delivery/awaitReplication.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
+import { affinityQueueName, Placement } from '../delivery/placement.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
@@ -18,8 +21,10 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
+import { BuildSlots } from './buildSlots.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
+import { type PlacedParts, runCanonical, runHostCopy } from './placedCopies.js';
 import { reapOrphans } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
 import { settleReport } from './settleReport.js';
@@ -30,6 +35,10 @@ const OUTBOX_FLUSH_MS = 5_000;
 const REAP_MS = 15_000;
 /** How often a worker looks whether a build it runs was superseded (CANCEL_SUPERSEDED=running). */
 const SUPERSEDED_POLL_MS = 1_000;
+/** How often a worker process tells the bridge it is alive and how many builds it could start. */
+const HEARTBEAT_MS = 2_000;
+/** How soon a job fetched while every slot was taken is due again (for this process or another). */
+const HANDBACK_MS = 200;
 
 interface Shared {
   config: Readonly<Config>;
@@ -47,9 +56,12 @@ interface Shared {
   /** The builds running now, by job id; aborted to hand them back on shutdown, or when superseded. */
   running: Map<string, RunningBuild>;
   draining: { value: boolean };
+  /** Cache-aware placement: the warm hosts of repositories, and the claims of placed builds' copies. */
+  placed: PlacedParts;
 }
 
-function processor(shared: Shared) {
+// Builds one commit (any copy of its job): the stage pipeline, then the report recorded and published.
+function buildProcessor(shared: Shared) {
   const { config, events, toolchain, sandbox, store, flakes, logger, running, draining } = shared;
   return async (job: Job<BuildJobData, BuildReport>, token?: string): Promise<BuildReport> => {
     const attempt = job.attemptsMade + 1;
@@ -126,6 +138,11 @@ function processor(shared: Shared) {
       running.delete(String(job.id));
     }
     report = onHost(report, config.workerHostId, cached, (line) => void job.log(line).catch(() => undefined));
+    if (config.placement.mode === 'cache' && cached.git !== undefined) {
+      await shared.placed.placement
+        .recordWarm(job.data.repositoryUrl, config.workerHostId)
+        .catch((error) => log.warn({ err: toError(error) }, 'could not record this host as warm'));
+    }
     report = await withFlakeHistory(report, flakes, log);
     for (const { nodeId, flips } of report.flakyTests) {
       const history = `${flips} build(s) of this repository in the last 30 days`;
@@ -166,6 +183,24 @@ async function finishSuperseded(
   log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
   void job.log(`${report.error}: ${what}`).catch(() => undefined);
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
+}
+
+// Runs a job in one of the process's build slots; a job fetched while none is free is handed back at once.
+function inSlot<J extends Job, T>(
+  slots: BuildSlots,
+  work: (job: J, token?: string) => Promise<T>,
+): (job: J, token?: string) => Promise<T> {
+  return async (job, token) => {
+    if (!slots.take()) {
+      await job.moveToDelayed(Date.now() + HANDBACK_MS, token);
+      throw new DelayedError();
+    }
+    try {
+      return await work(job, token);
+    } finally {
+      slots.give();
+    }
+  };
 }
 
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
@@ -210,9 +245,12 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     });
     const workerRedis = connectRedis(config.redis);
     teardown.add('worker redis', async () => void workerRedis.disconnect());
-    const queue = new Queue(config.queueName, { connection: redis });
+    const queue = new Queue<BuildJobData>(config.queueName, { connection: redis });
     teardown.add('queue', () => queue.close());
     const registry = createWorkerMetrics(events, store, queue);
+    const placement = new Placement(redis, config.queueName);
+    const supersession = new Supersession(redis, config.queueName, RETENTION_SECONDS);
+    const holder = `${config.workerHostId} ${hostname()} ${process.pid} ${randomUUID()}`;
     const shared: Shared = {
       config,
       events,
@@ -221,11 +259,12 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       store,
       flakes: new FlakeHistory(redis, config.queueName),
       artefacts: createArtefactStore(config.artefactStore, config.artefactDir),
-      supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
+      supersession,
       replicated: replicationCheck(config.redis, redis, logger),
       logger,
       running: new Map(),
       draining: { value: false },
+      placed: { placement, store, supersession, queue, holder, logger },
     };
     if (config.artefactRetentionDays > 0) {
       const expire = () =>
@@ -244,18 +283,48 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     );
     watcher.unref();
     teardown.add('superseded watcher', async () => clearInterval(watcher));
-    const worker = new Worker<BuildJobData, BuildReport>(config.queueName, processor(shared), {
+    const placing = config.placement.mode === 'cache';
+    const heartbeat = () =>
+      void placement
+        .heartbeat(config.workerHostId, holder, slots.free)
+        .catch((error) => logger.debug({ err: toError(error) }, 'could not send a heartbeat; will retry'));
+    const slots = new BuildSlots(config.workerConcurrency, placing ? heartbeat : undefined);
+    const build = buildProcessor(shared);
+    const options = {
       connection: workerRedis,
       concurrency: config.workerConcurrency,
       lockDuration: config.lockMs,
       stalledInterval: config.lockMs,
       maxStalledCount: 3,
-    });
-    worker.on('completed', () => void outbox.flush());
-    worker.on('failed', () => void outbox.flush());
-    worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+    };
+    const canonical = (job: Job<BuildJobData, BuildReport>, token?: string) =>
+      job.data.placedOn ? runCanonical(shared.placed, job, token, build) : build(job, token);
+    const workers: Worker[] = [
+      new Worker<BuildJobData, BuildReport>(config.queueName, inSlot(slots, canonical), options),
+    ];
+    if (placing) {
+      // This host's own queue: builds of the repositories its caches hold, placed here by the bridge.
+      const hostCopy = (job: Job<BuildJobData>, token?: string) =>
+        runHostCopy(shared.placed, job, token, build);
+      const own = affinityQueueName(config.queueName, config.workerHostId);
+      workers.push(new Worker<BuildJobData>(own, inSlot(slots, hostCopy), options));
+      heartbeat();
+      const beating = setInterval(heartbeat, HEARTBEAT_MS);
+      beating.unref();
+      teardown.add('heartbeat', async () => {
+        clearInterval(beating);
+        await placement.leave(config.workerHostId, holder).catch(() => undefined);
+      });
+    }
+    for (const worker of workers) {
+      slots.attach(worker);
+      worker.on('completed', () => void outbox.flush());
+      worker.on('failed', () => void outbox.flush());
+      worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+    }
     teardown.add('worker', async () => {
-      const closing = worker.close();
+      slots.stop();
+      const closing = Promise.all(workers.map((worker) => worker.close()));
       const grace = setTimeout(() => {
         logger.warn({ running: shared.running.size }, 'drain grace period over; handing running builds back');
         shared.draining.value = true;

@@ -4,6 +4,7 @@ import { type RunningBridge, startBridge } from '../../src/bridge/bridge.js';
 import { encodeCommitResult } from '../../src/delivery/contracts.js';
 import { connectPublisher, ensureTopics, type Publisher } from '../../src/delivery/kafka.js';
 import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
+import type { Config } from '../../src/ops/config.js';
 import type { Closable } from '../../src/ops/lifecycle.js';
 import type { Logger } from '../../src/ops/logger.js';
 import { type RunningWorker, startWorker } from '../../src/worker/worker.js';
@@ -33,7 +34,8 @@ export interface RunnerHarness {
   /** Produces raw bytes to the commit-results topic (a null key sends none). */
   send(key: string | Buffer | null, value: Buffer, headers?: Record<string, Buffer>): Promise<void>;
   startBridge(): Promise<RunningBridge>;
-  startWorker(): Promise<RunningWorker>;
+  /** A worker with the space's config, changed as given (say, another WORKER_HOST_ID and CACHE_DIR). */
+  startWorker(changes?: Partial<Config>): Promise<RunningWorker>;
   /** Closes the part with the harness, before the services it depends on. */
   track<T extends Closable>(part: T): T;
   close(): Promise<void>;
@@ -88,7 +90,8 @@ export async function createRunnerHarness(
       ]),
     send,
     startBridge: async () => harness.track(await startBridge(space.config, logger)),
-    startWorker: async () => harness.track(await startWorker(space.config, logger)),
+    startWorker: async (changes = {}) =>
+      harness.track(await startWorker({ ...space.config, ...changes }, logger)),
     track(part) {
       parts.push(part);
       return part;

@@ -1,0 +1,74 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { affinityQueueName, type Placement } from '../delivery/placement.js';
+import { BUILD_JOB_NAME, type BuildJobData, buildJobId, RETENTION_SECONDS } from '../delivery/queue.js';
+import type { PlacementConfig } from '../ops/config.js';
+
+/** Where one new build goes: the warm host it is placed on (if any), and how long the shared copy is held back. */
+export interface Place {
+  host: string | undefined;
+  delayMs: number;
+}
+
+// Places a batch of builds: each goes to the most recent of the live hosts that built its repository, preferring one
+// with a free slot (counted down as the batch fills them). A build placed on an idle warm host is held back from the
+// other hosts for PLACEMENT_WAIT_MS; one whose warm hosts are all busy is not held back (an idle host takes it cold).
+// With fewer than two live hosts there is nothing to choose.
+export async function placeBuilds(
+  placement: Placement,
+  config: Readonly<PlacementConfig>,
+  builds: readonly BuildJobData[],
+): Promise<Place[]> {
+  const nowhere = builds.map(() => ({ host: undefined, delayMs: 0 }));
+  if (config.mode === 'off' || builds.length === 0) return nowhere;
+  const hosts = await placement.liveHosts();
+  if (hosts.length < 2) return nowhere;
+  const free = new Map(hosts.map(({ host, free }) => [host, free]));
+  const places: Place[] = [];
+  for (const data of builds) {
+    const warm = (await placement.warmHosts(data.repositoryUrl)).filter((host) => free.has(host));
+    const host = warm.find((h) => (free.get(h) ?? 0) > 0) ?? warm[0];
+    if (host === undefined) {
+      places.push({ host: undefined, delayMs: 0 });
+      continue;
+    }
+    const slots = free.get(host) ?? 0;
+    free.set(host, slots - 1);
+    places.push({ host, delayMs: slots > 0 ? config.waitMs : 0 });
+  }
+  return places;
+}
+
+/** The hosts' own queues, opened as builds are placed on them. */
+export class AffinityQueues {
+  private readonly queues = new Map<string, Queue<BuildJobData>>();
+
+  constructor(
+    private readonly queueName: string,
+    private readonly connection: Redis,
+  ) {}
+
+  // Puts each placed build's copy in its host's queue (same job id: a redelivery adds nothing twice).
+  async add(placed: ReadonlyArray<{ data: BuildJobData; host: string }>): Promise<void> {
+    for (const { data, host } of placed) {
+      let queue = this.queues.get(host);
+      if (!queue) {
+        queue = new Queue<BuildJobData>(affinityQueueName(this.queueName, host), {
+          connection: this.connection,
+        });
+        this.queues.set(host, queue);
+      }
+      await queue.add(BUILD_JOB_NAME, data, {
+        jobId: buildJobId(data.commitSha),
+        // An infrastructure fault gives the build back to the canonical job, which retries it with backoff.
+        attempts: 2,
+        removeOnComplete: { age: RETENTION_SECONDS },
+        removeOnFail: { age: RETENTION_SECONDS },
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+  }
+}
