@@ -110,9 +110,32 @@ async function handshake(child: ResultPromise, launch: Launch): Promise<() => vo
   }
 }
 
+/** How often a command is tried when the sandbox failed to set itself up around it (the command never ran). */
+const SANDBOX_TRIES = 3;
+
+// What bubblewrap says when it fails before the command starts (say, `bwrap: loopback: Failed RTM_NEWADDR`, seen when
+// many sandboxes start at once): its own `bwrap: ` line first on stderr, exit status 1. A command that imitates it
+// only gets its own build retried and then ERRORED.
+function sandboxSetupFailed(result: RunResult): boolean {
+  return result.kind === 'exited' && result.exitCode === 1 && /^bwrap: /.test(result.stderr);
+}
+
 // Runs one command bounded in time, cancellable, with only the given environment and its whole process group
-// killed afterwards, so nothing the build started keeps running.
+// killed afterwards, so nothing the build started keeps running. When the sandbox around it fails to set up, it is
+// tried again (nothing of it ran), and then reported as an infrastructure fault, not as the command's failure.
 export async function runBounded(command: string, args: string[], options: RunOptions): Promise<RunResult> {
+  for (let attempt = 1; ; attempt++) {
+    const result = await runOnce(command, args, options);
+    if (!options.launch || !sandboxSetupFailed(result)) return result;
+    const said = result.kind === 'exited' ? result.stderr.trim().split('\n')[0] : '';
+    if (attempt >= SANDBOX_TRIES) {
+      throw new CiError('SANDBOX_FAULT', `the build sandbox could not start: ${said}`, { retriable: true });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+  }
+}
+
+async function runOnce(command: string, args: string[], options: RunOptions): Promise<RunResult> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const tailBytes = options.tailBytes ?? 256 * 1024;

@@ -97,4 +97,50 @@ describe('runBounded on real processes', () => {
     assert.match(log, /^\$ sh -c /);
     assert.ok(log.length < 2000, `${log.length}`);
   });
+
+  // A wrapper that reports its pid as bubblewrap does (fd 3, then waits on fd 4) and fails to set itself up, as
+  // bubblewrap did under load ("bwrap: loopback: Failed RTM_NEWADDR"), its first `failures` times.
+  const flakyWrapper = (failures: number, counter: string) => ({
+    wrap: (command: string, args: string[]) => ({
+      command: 'sh',
+      args: [
+        '-c',
+        [
+          'echo "{\\"child-pid\\": $$}" >&3; exec 3>&-; read -r go <&4',
+          `n=$(cat ${counter} 2>/dev/null || echo 0); echo $((n + 1)) > ${counter}`,
+          `if [ "$n" -lt ${failures} ]; then echo "bwrap: loopback: Failed RTM_NEWADDR: No child processes" >&2; exit 1; fi`,
+          'exec "$@"',
+        ].join('\n'),
+        'wrapper',
+        command,
+        ...args,
+      ],
+    }),
+    started: async () => () => undefined,
+  });
+
+  test('a sandbox that fails to set up is tried again; the command runs once it does', async () => {
+    const counter = join(dir, 'tries-ok');
+    const result = await runBounded('sh', ['-c', 'echo ran; exit 1'], {
+      ...options(),
+      launch: flakyWrapper(2, counter),
+    });
+    assert.equal(result.kind, 'exited');
+    if (result.kind === 'exited') assert.deepEqual([result.exitCode, result.stdout], [1, 'ran\n']);
+    assert.equal((await readFile(counter, 'utf8')).trim(), '3');
+  });
+
+  test('a sandbox that keeps failing to set up is an infrastructure fault, not the command failing', async () => {
+    const counter = join(dir, 'tries-bad');
+    await assert.rejects(
+      runBounded('true', [], { ...options(), launch: flakyWrapper(99, counter) }),
+      (error: Error & { code?: string; retriable?: boolean }) => {
+        assert.equal(error.code, 'SANDBOX_FAULT');
+        assert.equal(error.retriable, true);
+        assert.match(error.message, /bwrap: loopback: Failed RTM_NEWADDR/);
+        return true;
+      },
+    );
+    assert.equal((await readFile(counter, 'utf8')).trim(), '3');
+  });
 });
