@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisTarget } from '../ops/config.js';
 
 /** What the bridge stores for one build; already validated. */
@@ -39,20 +39,33 @@ export function connectRedis(target: string | Readonly<RedisTarget>): Redis {
 
 // A connection to REDIS_URL, or to the primary Redis Sentinel names (found again after a failover), with options.
 export function openRedis(target: string | Readonly<RedisTarget>, options: RedisOptions): Redis {
-  const { url, sentinels, sentinelName, sentinelPassword } =
-    typeof target === 'string' ? { url: target } : target;
-  if (!sentinels?.length) return new Redis(url, options);
-  // With sentinels, REDIS_URL gives only the primary's credentials, database and TLS.
+  const { url, sentinels, sentinelName, sentinelPassword, clusterNodes } =
+    typeof target === 'string' ? { url: target, clusterNodes: undefined } : target;
+  if (!sentinels?.length && !clusterNodes?.length) return new Redis(url, options);
+  // With sentinels or a cluster, REDIS_URL gives only the credentials, database and TLS.
   const parsed = url ? new URL(url) : undefined;
+  const access = {
+    ...(parsed?.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed?.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed?.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+  if (clusterNodes?.length) {
+    // ioredis's cluster client: what the runner calls on a Redis it also answers (keys of one queue share a slot).
+    const cluster = new Cluster(clusterNodes, {
+      redisOptions: { ...options, ...access },
+      enableReadyCheck: options.enableReadyCheck ?? true,
+      lazyConnect: options.lazyConnect ?? false,
+      enableOfflineQueue: options.enableOfflineQueue ?? true,
+    });
+    return cluster as unknown as Redis;
+  }
   return new Redis({
     ...options,
+    ...access,
     sentinels,
     name: sentinelName,
     ...(sentinelPassword ? { sentinelPassword } : {}),
-    ...(parsed?.username ? { username: decodeURIComponent(parsed.username) } : {}),
-    ...(parsed?.password ? { password: decodeURIComponent(parsed.password) } : {}),
     ...(parsed && parsed.pathname.length > 1 ? { db: Number(parsed.pathname.slice(1)) } : {}),
-    ...(parsed?.protocol === 'rediss:' ? { tls: {} } : {}),
   });
 }
 

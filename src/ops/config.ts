@@ -8,7 +8,9 @@ import { type PlacementConfig, placement, workerHostId } from './placementConfig
 import {
   type ArtefactStoreConfig,
   artefactStore,
+  queueName,
   type RedisTarget,
+  redisCluster,
   redisSentinels,
   redisUrl,
 } from './storeConfig.js';
@@ -201,16 +203,18 @@ export function loadConfig(
 ): Readonly<Config> {
   const seconds = (name: string, fallback: number) => integer(env, name, fallback, 1, 86_400) * 1000;
   // With sentinels, REDIS_URL is optional: it gives only the primary's credentials, database and TLS.
-  const redisAt = redisUrl(env, requires.includes('redis') && !optional(env, 'REDIS_SENTINELS'));
+  const elsewhere = optional(env, 'REDIS_SENTINELS') ?? optional(env, 'REDIS_CLUSTER_NODES');
+  const redisAt = redisUrl(env, requires.includes('redis') && !elsewhere);
+  const queue = queueName(env);
   const config: Config = {
     kafkaBrokers: brokers(env, requires.includes('kafka')),
     redisUrl: redisAt,
-    redis: Object.freeze({ url: redisAt, ...redisSentinels(env) }),
+    redis: Object.freeze({ url: redisAt, ...redisSentinels(env), ...redisCluster(env, queue) }),
     topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),
     topicBuildReports: topic(env, 'TOPIC_BUILD_REPORTS', 'build-reports'),
     topicDeadLetter: topic(env, 'TOPIC_DEAD_LETTER', 'commit-results.dlq'),
     kafkaGroupId: text(env, 'KAFKA_GROUP_ID', 'ci-runner-bridge'),
-    queueName: topic(env, 'QUEUE_NAME', 'builds'),
+    queueName: queue,
     remoteRepo: remoteRepo(env),
     gitCredentials: gitCredentials(env),
     artefactDir: resolve(cwd, text(env, 'ARTEFACT_DIR', './artefacts')),

@@ -30,6 +30,17 @@ export interface RedisTarget {
   /** The primary's name the sentinels monitor (REDIS_SENTINEL_NAME). */
   sentinelName?: string;
   sentinelPassword?: string;
+  /** REDIS_CLUSTER_NODES: some nodes of a Redis Cluster (the rest are discovered). */
+  clusterNodes?: Array<{ host: string; port: number }>;
+}
+
+// A comma-separated host:port list (an IPv6 host in brackets).
+function hostPorts(name: string, raw: string): Array<{ host: string; port: number }> {
+  return raw.split(',').map((entry) => {
+    const match = /^([A-Za-z0-9.\-_[\]:]+):(\d{1,5})$/.exec(entry.trim());
+    if (!match) throw new ConfigError(`${name} must be a comma-separated list of host:port, got "${entry}"`);
+    return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+  });
 }
 
 export function redisUrl(env: Env, required: boolean): string {
@@ -51,15 +62,37 @@ export function redisUrl(env: Env, required: boolean): string {
 export function redisSentinels(env: Env): Omit<RedisTarget, 'url'> {
   const raw = optional(env, 'REDIS_SENTINELS');
   if (raw === undefined) return {};
-  const sentinels = raw.split(',').map((entry) => {
-    const match = /^([A-Za-z0-9.\-_[\]:]+):(\d{1,5})$/.exec(entry.trim());
-    if (!match)
-      throw new ConfigError(`REDIS_SENTINELS must be a comma-separated list of host:port, got "${entry}"`);
-    return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
-  });
+  const sentinels = hostPorts('REDIS_SENTINELS', raw);
   const name = text(env, 'REDIS_SENTINEL_NAME', 'ci-runner');
   const password = optional(env, 'REDIS_SENTINEL_PASSWORD');
   return { sentinels, sentinelName: name, ...(password ? { sentinelPassword: password } : {}) };
+}
+
+// REDIS_CLUSTER_NODES (host:port list): Redis is a Redis Cluster. Every key of a queue must then hash to one slot (the
+// runner's scripts take several keys at once, as BullMQ's do): QUEUE_NAME must carry a hash tag, such as {builds}.
+export function redisCluster(env: Env, queueName: string): Pick<RedisTarget, 'clusterNodes'> {
+  const raw = optional(env, 'REDIS_CLUSTER_NODES');
+  if (raw === undefined) return {};
+  if (optional(env, 'REDIS_SENTINELS') !== undefined) {
+    throw new ConfigError('set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both');
+  }
+  if (!/\{[^{}]+\}/.test(queueName)) {
+    throw new ConfigError(
+      `with REDIS_CLUSTER_NODES, QUEUE_NAME needs a hash tag so that its keys share a slot, such as {${queueName}}`,
+    );
+  }
+  return { clusterNodes: hostPorts('REDIS_CLUSTER_NODES', raw) };
+}
+
+// QUEUE_NAME: letters, digits, `.`, `_`, `-`, and one hash tag in braces (for Redis Cluster), such as {builds}.
+export function queueName(env: Env): string {
+  const value = text(env, 'QUEUE_NAME', 'builds');
+  if (!/^[A-Za-z0-9._-]*(\{[A-Za-z0-9._-]+\})?[A-Za-z0-9._-]*$/.test(value) || value.length > 200 || !value) {
+    throw new ConfigError(
+      `QUEUE_NAME must be letters, digits, . _ - with at most one {hash tag}, got "${value}"`,
+    );
+  }
+  return value;
 }
 
 function awsCredentials(env: Env): Pick<S3StoreConfig, 'credentials'> {
