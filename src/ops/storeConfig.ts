@@ -74,11 +74,11 @@ export function redisCluster(env: Env, queueName: string): Pick<RedisTarget, 'cl
   const raw = optional(env, 'REDIS_CLUSTER_NODES');
   if (raw === undefined) return {};
   if (optional(env, 'REDIS_SENTINELS') !== undefined) {
-    throw new ConfigError('set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both');
+    throw new ConfigError('REDIS_CLUSTER_NODES and REDIS_SENTINELS cannot both be set');
   }
   if (!/\{[^{}]+\}/.test(queueName)) {
     throw new ConfigError(
-      `with REDIS_CLUSTER_NODES, QUEUE_NAME needs a hash tag so that its keys share a slot, such as {${queueName}}`,
+      `QUEUE_NAME needs a hash tag with REDIS_CLUSTER_NODES, so that its keys share a slot: such as {${queueName}}`,
     );
   }
   return { clusterNodes: hostPorts('REDIS_CLUSTER_NODES', raw) };

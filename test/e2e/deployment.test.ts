@@ -15,11 +15,32 @@ describe('deployment files', () => {
   test('docker-compose.yml is valid for a real compose implementation, and every command exists in the build', async () => {
     const env = { ...process.env, ...SECRETS };
     const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env });
-    for (const service of ['kafka', 'redis', 's3', 's3-bucket', 'bridge', 'worker', 'board']) {
+    const services = [
+      'kafka',
+      'redis',
+      's3',
+      's3-bucket',
+      'bridge',
+      'worker-1',
+      'worker-2',
+      'worker-3',
+      'board',
+    ];
+    for (const service of services) {
       assert.match(stdout, new RegExp(`\\n  ${service}:\\n`), `service ${service}`);
     }
     assert.match(stdout, /appendfsync[\s\S]*always[\s\S]*noeviction/);
-    assert.match(stdout, /replicas: 3/);
+    // Three worker hosts, each named and with a build cache of its own (what cache-aware placement works with).
+    assert.deepEqual(stdout.match(/WORKER_HOST_ID: worker-\d/g), [
+      'WORKER_HOST_ID: worker-1',
+      'WORKER_HOST_ID: worker-2',
+      'WORKER_HOST_ID: worker-3',
+    ]);
+    assert.deepEqual(stdout.match(/- cache-\d:\/data\/cache/g), [
+      '- cache-1:/data/cache',
+      '- cache-2:/data/cache',
+      '- cache-3:/data/cache',
+    ]);
     // Every worker and the board share artefacts through the S3 server, whose secret is given, never a default.
     assert.match(stdout, /ARTEFACT_STORE: s3[\s\S]*S3_ENDPOINT: http:\/\/s3:80/);
     assert.doesNotMatch(stdout, /\n {6}- artefacts:/);

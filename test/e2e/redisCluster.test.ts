@@ -75,7 +75,7 @@ describe('REDIS_CLUSTER_NODES: the runner on a real Redis Cluster (three primari
           KAFKA_BROKERS: '127.0.0.1:19092',
           QUEUE_NAME: 'builds',
         }),
-      /QUEUE_NAME needs a hash tag so that its keys share a slot, such as \{builds\}/,
+      /QUEUE_NAME needs a hash tag with REDIS_CLUSTER_NODES, so that its keys share a slot: such as \{builds\}/,
     );
   });
 });

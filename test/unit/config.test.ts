@@ -30,6 +30,8 @@ describe('loadConfig', () => {
     assert.equal(config.remoteRepo, undefined);
     assert.equal(config.workerConcurrency, 2);
     assert.deepEqual(config.supersede, { mode: 'waiting', branches: '!main,!master' });
+    assert.deepEqual(config.placement, { mode: 'cache', waitMs: 1500 });
+    assert.equal(config.queueName, 'builds');
     assert.ok(Object.isFrozen(config));
     assert.ok(Object.isFrozen(config.limits));
   });
@@ -111,6 +113,18 @@ describe('loadConfig', () => {
     rejects({ ARTEFACT_STORE: 's3', S3_BUCKET: 'b-1', S3_PART_MB: '4' }, 'S3_PART_MB', /between 5/);
     rejects({ ARTEFACT_STORE: 's3', S3_BUCKET: 'b-1', AWS_ACCESS_KEY_ID: 'k' }, 'AWS_ACCESS_KEY_ID');
     rejects({ BUILD_ENV_PASSTHROUGH: 'AWS_SECRET_ACCESS_KEY' }, 'BUILD_ENV_PASSTHROUGH', /may not pass/);
+    rejects({ PLACEMENT: 'random' }, 'PLACEMENT', /cache or off/);
+    rejects({ PLACEMENT_WAIT_MS: '-1' }, 'PLACEMENT_WAIT_MS');
+    rejects({ WORKER_HOST_ID: 'host:1' }, 'WORKER_HOST_ID', /letters, digits/);
+    rejects({ QUEUE_NAME: 'a:b' }, 'QUEUE_NAME', /hash tag/);
+    rejects({ QUEUE_NAME: '{a}{b}' }, 'QUEUE_NAME', /hash tag/);
+    rejects({ REDIS_CLUSTER_NODES: '127.0.0.1:7000' }, 'QUEUE_NAME', /\{builds\}/);
+    rejects({ REDIS_CLUSTER_NODES: 'h', QUEUE_NAME: '{b}' }, 'REDIS_CLUSTER_NODES', /host:port/);
+    rejects(
+      { REDIS_CLUSTER_NODES: 'h:1', REDIS_SENTINELS: 'h:2', QUEUE_NAME: '{b}' },
+      'REDIS_CLUSTER_NODES',
+      /cannot both/,
+    );
     rejects({ CANCEL_SUPERSEDED: 'always' }, 'CANCEL_SUPERSEDED', /off, waiting or running/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,,main' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
     rejects({ CANCEL_SUPERSEDED_BRANCHES: 'feature/*,!' }, 'CANCEL_SUPERSEDED_BRANCHES', /empty pattern/);
@@ -160,6 +174,24 @@ describe('Redis Sentinel', () => {
     assert.equal(withUrl.redis.url, minimal.REDIS_URL);
     assert.equal(withUrl.redis.sentinelName, 'ci-runner');
     assert.deepEqual(loadConfig(minimal).redis, { url: minimal.REDIS_URL });
+  });
+});
+
+describe('Redis Cluster', () => {
+  test('REDIS_CLUSTER_NODES stands for REDIS_URL, with a queue name that carries a hash tag', () => {
+    const config = loadConfig({
+      KAFKA_BROKERS: minimal.KAFKA_BROKERS,
+      REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2:7001',
+      QUEUE_NAME: '{builds}',
+    });
+    assert.equal(config.queueName, '{builds}');
+    assert.deepEqual(config.redis, {
+      url: '',
+      clusterNodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+    });
   });
 });
 
