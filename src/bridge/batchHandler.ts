@@ -9,7 +9,7 @@ import type { BranchFilter } from '../ops/branchFilter.js';
 import type { Config } from '../ops/config.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
-import type { MessageOutcome } from './bridgeMetrics.js';
+import type { MessageOutcome, Placed } from './bridgeMetrics.js';
 import { type DeadLetterTopic, sendDeadLetters } from './deadLetter.js';
 import { type AffinityQueues, placeBuilds } from './placeBuilds.js';
 import { cancelSuperseded, planSupersession, reportSuperseded } from './supersede.js';
@@ -40,6 +40,8 @@ export interface BridgeParts {
   count: (outcome: MessageOutcome) => void;
   /** Resolves once what the bridge wrote would survive a Redis failover (a no-op without replicas configured). */
   replicated: () => Promise<void>;
+  /** Counts a new build by where placement sent it (only with two or more live hosts). */
+  placed: (how: Placed) => void;
   /** Counts a build canceled because a newer commit of its branch was announced, by when. */
   superseded: (when: 'on_arrival' | 'waiting') => void;
 }
@@ -131,7 +133,8 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
       added.map(([, data]) => data),
     );
     const jobs = added.map(([, data], k) => {
-      const { host, delayMs } = places[k] ?? { host: undefined, delayMs: 0 };
+      const { host, delayMs, how } = places[k] ?? { host: undefined, delayMs: 0 };
+      if (how) parts.placed(how);
       return { data: host ? { ...data, placedOn: host } : data, host, delayMs };
     });
     // The canonical jobs first: a copy in a host's queue never exists without the job that stands for its build.

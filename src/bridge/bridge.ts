@@ -62,6 +62,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       count: metrics.message,
       replicated: replicationCheck(config.redis, redis, logger),
       superseded: metrics.superseded,
+      placed: metrics.placed,
       backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },
     };
     const subscription = await subscribe({

@@ -19,7 +19,11 @@ export interface BridgeMetrics {
   registry: Registry;
   message(outcome: MessageOutcome): void;
   superseded(when: 'on_arrival' | 'waiting'): void;
+  placed(how: Placed): void;
 }
+
+/** Where placement sent a new build: to its idle warm host, to its busy warm host, or anywhere (no warm host). */
+export type Placed = 'warm_idle' | 'warm_busy' | 'anywhere';
 
 // The bridge's Prometheus registry: messages by outcome, consumer lag and queue depth.
 export function createBridgeMetrics(
@@ -54,10 +58,18 @@ export function createBridgeMetrics(
     registers: [registry],
   });
   for (const when of ['on_arrival', 'waiting']) superseded.inc({ when }, 0);
+  const placed = new Counter({
+    name: 'ci_builds_placed_total',
+    help: 'New builds by placement (with two or more live hosts): warm_idle (held for their idle warm host), warm_busy (their warm host busy: any host), anywhere (no live host built the repository)',
+    labelNames: ['placement'],
+    registers: [registry],
+  });
+  for (const placement of ['warm_idle', 'warm_busy', 'anywhere']) placed.inc({ placement }, 0);
   queueDepthGauge(registry, queue);
   return {
     registry,
     message: (outcome) => messages.inc({ outcome }),
     superseded: (when) => superseded.inc({ when }),
+    placed: (placement) => placed.inc({ placement }),
   };
 }

@@ -3,11 +3,14 @@ import type { Redis } from 'ioredis';
 import { affinityQueueName, type Placement } from '../delivery/placement.js';
 import { BUILD_JOB_NAME, type BuildJobData, buildJobId, RETENTION_SECONDS } from '../delivery/queue.js';
 import type { PlacementConfig } from '../ops/config.js';
+import type { Placed } from './bridgeMetrics.js';
 
 /** Where one new build goes: the warm host it is placed on (if any), and how long the shared copy is held back. */
 export interface Place {
   host: string | undefined;
   delayMs: number;
+  /** What placement decided, when it decided (with two or more live hosts). */
+  how?: Placed;
 }
 
 // Places a batch of builds: each goes to the most recent of the live hosts that built its repository, preferring one
@@ -29,12 +32,14 @@ export async function placeBuilds(
     const warm = (await placement.warmHosts(data.repositoryUrl)).filter((host) => free.has(host));
     const host = warm.find((h) => (free.get(h) ?? 0) > 0) ?? warm[0];
     if (host === undefined) {
-      places.push({ host: undefined, delayMs: 0 });
+      places.push({ host: undefined, delayMs: 0, how: 'anywhere' });
       continue;
     }
     const slots = free.get(host) ?? 0;
     free.set(host, slots - 1);
-    places.push({ host, delayMs: slots > 0 ? config.waitMs : 0 });
+    places.push(
+      slots > 0 ? { host, delayMs: config.waitMs, how: 'warm_idle' } : { host, delayMs: 0, how: 'warm_busy' },
+    );
   }
   return places;
 }

@@ -11,6 +11,7 @@ import type { FixtureRepo } from '../support/fixtureRepo.js';
 import { hostCacheDir } from '../support/hostCache.js';
 import { cleanProject } from '../support/pythonProject.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
+import { scrapedValue } from '../support/scrapedValue.js';
 
 const HOSTS = ['host-a', 'host-b', 'host-c'];
 
@@ -38,6 +39,7 @@ describe('cache-aware placement: three worker hosts, each with its own caches', 
   let redis: ReturnType<typeof connectRedis>;
   let queue: Queue<BuildJobData>;
   let placement: Placement;
+  let bridgeMetrics: string;
   const repos: FixtureRepo[] = [];
   /** The host that built each repository first. */
   const home = new Map<FixtureRepo, string>();
@@ -56,7 +58,7 @@ describe('cache-aware placement: three worker hosts, each with its own caches', 
     redis = connectRedis(config.redis);
     queue = new Queue(config.queueName, { connection: redis });
     placement = new Placement(redis, config.queueName);
-    await harness.startBridge();
+    bridgeMetrics = (await harness.startBridge()).metricsUrl;
     const shared = process.env.CI_RUNNER_TEST_CACHE_DIR ?? resolve('.cache/test');
     for (const host of HOSTS) {
       const cacheDir = await hostCacheDir(join(harness.space.dir, 'hosts', host), shared);
@@ -122,5 +124,10 @@ describe('cache-aware placement: three worker hosts, each with its own caches', 
     const next = await report(await build(repo, 'after'));
     assert.ok([warmHost, quickReport.workerHost].includes(next.workerHost), next.workerHost);
     assert.equal(next.warm, true);
+
+    // The bridge counted each decision: three first builds anywhere, the rest on an idle warm host but one.
+    const scrape = await (await fetch(`${bridgeMetrics}/metrics`)).text();
+    const placed = (how: string) => scrapedValue(scrape, `ci_builds_placed_total{placement="${how}"}`);
+    assert.deepEqual([placed('anywhere'), placed('warm_idle'), placed('warm_busy')], [3, 8, 1]);
   });
 });
