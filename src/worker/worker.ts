@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { DelayedError, type Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { type Job, Queue, UnrecoverableError, WaitingError } from 'bullmq';
 import { boardArtefactLink } from '../build/artefactLocation.js';
 import { erroredReport, supersededReport } from '../build/report.js';
 import { configuredOptions, runPipeline } from '../build/runPipeline.js';
@@ -9,7 +9,7 @@ import { type ArtefactStore, createArtefactStore } from '../delivery/artefactSto
 import { replicationCheck } from '../delivery/awaitReplication.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
-import { affinityQueueName, Placement } from '../delivery/placement.js';
+import { Placement } from '../delivery/placement.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
@@ -21,10 +21,10 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
-import { BuildSlots } from './buildSlots.js';
+import { startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
-import { type PlacedParts, runCanonical, runHostCopy } from './placedCopies.js';
+import type { PlacedParts } from './placedCopies.js';
 import { reapOrphans } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
 import { settleReport } from './settleReport.js';
@@ -35,10 +35,6 @@ const OUTBOX_FLUSH_MS = 5_000;
 const REAP_MS = 15_000;
 /** How often a worker looks whether a build it runs was superseded (CANCEL_SUPERSEDED=running). */
 const SUPERSEDED_POLL_MS = 1_000;
-/** How often a worker process tells the bridge it is alive and how many builds it could start. */
-const HEARTBEAT_MS = 2_000;
-/** How soon a job fetched while every slot was taken is due again (for this process or another). */
-const HANDBACK_MS = 200;
 
 interface Shared {
   config: Readonly<Config>;
@@ -185,24 +181,6 @@ async function finishSuperseded(
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
 }
 
-// Runs a job in one of the process's build slots; a job fetched while none is free is handed back at once.
-function inSlot<J extends Job, T>(
-  slots: BuildSlots,
-  work: (job: J, token?: string) => Promise<T>,
-): (job: J, token?: string) => Promise<T> {
-  return async (job, token) => {
-    if (!slots.take()) {
-      await job.moveToDelayed(Date.now() + HANDBACK_MS, token);
-      throw new DelayedError();
-    }
-    try {
-      return await work(job, token);
-    } finally {
-      slots.give();
-    }
-  };
-}
-
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningWorker extends Closable {
   metricsUrl: string;
@@ -283,55 +261,16 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     );
     watcher.unref();
     teardown.add('superseded watcher', async () => clearInterval(watcher));
-    const placing = config.placement.mode === 'cache';
-    const heartbeat = () =>
-      void placement
-        .heartbeat(config.workerHostId, holder, slots.free)
-        .catch((error) => logger.debug({ err: toError(error) }, 'could not send a heartbeat; will retry'));
-    const slots = new BuildSlots(config.workerConcurrency, placing ? heartbeat : undefined);
-    const build = buildProcessor(shared);
-    const options = {
+    startBuildWorkers({
+      config,
       connection: workerRedis,
-      concurrency: config.workerConcurrency,
-      lockDuration: config.lockMs,
-      stalledInterval: config.lockMs,
-      maxStalledCount: 3,
-    };
-    const canonical = (job: Job<BuildJobData, BuildReport>, token?: string) =>
-      job.data.placedOn ? runCanonical(shared.placed, job, token, build) : build(job, token);
-    const workers: Worker[] = [
-      new Worker<BuildJobData, BuildReport>(config.queueName, inSlot(slots, canonical), options),
-    ];
-    if (placing) {
-      // This host's own queue: builds of the repositories its caches hold, placed here by the bridge.
-      const hostCopy = (job: Job<BuildJobData>, token?: string) =>
-        runHostCopy(shared.placed, job, token, build);
-      const own = affinityQueueName(config.queueName, config.workerHostId);
-      workers.push(new Worker<BuildJobData>(own, inSlot(slots, hostCopy), options));
-      heartbeat();
-      const beating = setInterval(heartbeat, HEARTBEAT_MS);
-      beating.unref();
-      teardown.add('heartbeat', async () => {
-        clearInterval(beating);
-        await placement.leave(config.workerHostId, holder).catch(() => undefined);
-      });
-    }
-    for (const worker of workers) {
-      slots.attach(worker);
-      worker.on('completed', () => void outbox.flush());
-      worker.on('failed', () => void outbox.flush());
-      worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
-    }
-    teardown.add('worker', async () => {
-      slots.stop();
-      const closing = Promise.all(workers.map((worker) => worker.close()));
-      const grace = setTimeout(() => {
-        logger.warn({ running: shared.running.size }, 'drain grace period over; handing running builds back');
-        shared.draining.value = true;
-        for (const { controller } of shared.running.values()) controller.abort();
-      }, config.drainGraceMs);
-      await closing;
-      clearTimeout(grace);
+      build: buildProcessor(shared),
+      placed: shared.placed,
+      running: shared.running,
+      draining: shared.draining,
+      finished: () => void outbox.flush(),
+      logger,
+      teardown,
     });
     const server = await startMetricsServer({
       host: config.metricsHost,
