@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { verdictOf } from '../board/verdictFormatters.js';
+import { Placement } from '../delivery/placement.js';
 import { connectRedis, QUEUE_STATES } from '../delivery/queue.js';
 import { loadConfig } from '../ops/config.js';
 import { parseCommand } from './parseCommand.js';
@@ -15,6 +16,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
   try {
     const counts = await queue.getJobCounts(...QUEUE_STATES);
     const workers = await queue.getWorkers();
+    // The hosts whose workers said they are alive (cache-aware placement), with the build slots they have free.
+    const hosts = await new Placement(redis, config.queueName).liveHosts();
     const jobs = await queue.getJobs([...QUEUE_STATES], 0, 49);
     const latest = jobs
       .sort((a, b) => b.timestamp - a.timestamp)
@@ -31,7 +34,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
         status: verdictOf(job) ?? '',
         enqueuedAt: new Date(job.timestamp).toISOString(),
       }));
-    const status = { queue: config.queueName, counts, workers: workers.length, latest };
+    const status = { queue: config.queueName, counts, workers: workers.length, hosts, latest };
     if (args.values.json) {
       process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
       return 0;
@@ -39,6 +42,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     const lines = [
       `queue ${config.queueName}: ${QUEUE_STATES.map((state) => `${state} ${counts[state] ?? 0}`).join(', ')}`,
       `workers connected: ${workers.length}`,
+      `worker hosts: ${hosts.length ? hosts.map((h) => `${h.host} (${h.free} free)`).join(', ') : 'none (no worker heartbeat: placement off, or no worker running)'}`,
       'latest builds:',
       ...latest.map((b) => `  ${b.enqueuedAt}  ${b.commitSha}  ${b.state.padEnd(9)} ${b.status}`),
     ];

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Placement } from '../../src/delivery/placement.js';
 import { connectRedis } from '../../src/delivery/queue.js';
 import { cleanProject, failingTest } from '../support/pythonProject.js';
 
@@ -229,6 +230,11 @@ describe('the ci-runner command', () => {
     await worker.close();
     workerRedis.disconnect();
     await queue.add('build', { commitSha: 'f'.repeat(40) }, { jobId: `build-${'f'.repeat(40)}` });
+    // Two worker processes on one host and one on another said they are alive.
+    const placement = new Placement(redis, queueName);
+    await placement.heartbeat('host-a', 'p1', 1);
+    await placement.heartbeat('host-a', 'p2', 2);
+    await placement.heartbeat('host-b', 'p3', 0);
     try {
       const { code, stdout } = await cli(['status'], { QUEUE_NAME: queueName });
       assert.equal(code, 0, stdout);
@@ -237,10 +243,12 @@ describe('the ci-runner command', () => {
         new RegExp(`queue ${queueName}: waiting 1, active 0, delayed 0, failed 1, completed 0`),
       );
       assert.match(stdout, /workers connected: 0/);
+      assert.match(stdout, /worker hosts: host-a \(3 free\), host-b \(0 free\)/);
       assert.match(stdout, new RegExp(`${'f'.repeat(40)} {2}waiting`));
       assert.match(stdout, new RegExp(`${errored} {2}failed {4}ERRORED`), 'the verdict of an ERRORED build');
     } finally {
       await queue.obliterate({ force: true });
+      await redis.del(`ci-runner:${queueName}:hosts`);
       await queue.close();
       redis.disconnect();
     }
