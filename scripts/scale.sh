@@ -10,10 +10,14 @@ cd "$ROOT"
 ensure_deps
 was_running="$(scripts/services.sh status)"
 eval "$(scripts/services.sh up)"
+stop=()
 if ! grep -q 'kafka: running' <<<"$was_running" || ! grep -q 'redis: running' <<<"$was_running"; then
-  trap 'scripts/services.sh down; scripts/s3.sh down' EXIT
-else
-  trap 'scripts/s3.sh down' EXIT
+  stop+=("scripts/services.sh down")
 fi
+s3_pid="${CI_RUNNER_SERVICES_DIR:-$ROOT/.services}/s3/s3proxy.pid"
+if ! { [ -f "$s3_pid" ] && kill -0 "$(cat "$s3_pid")" 2>/dev/null; }; then stop+=("scripts/s3.sh down"); fi
+# Stops only what this run started.
+cleanup() { for step in "${stop[@]}"; do $step; done; }
+trap cleanup EXIT
 eval "$(scripts/s3.sh up)"
 node --import tsx bench/scale.ts
