@@ -35,7 +35,7 @@ async function main(): Promise<void> {
       projects,
       commits: Number(process.env.SCALE_COMMITS ?? 60),
       burst: Number(process.env.SCALE_BURST ?? 6),
-      gapMs: Number(process.env.SCALE_GAP_SEC ?? 30) * 1000,
+      gapMs: Number(process.env.SCALE_GAP_SEC ?? 60) * 1000,
       hosts: 3,
       sharedCache: resolve(process.env.CACHE_DIR ?? '.cache'),
       // The project's whole test suite (REAL_MARK is a mark nothing has); artefacts go to the S3 server.

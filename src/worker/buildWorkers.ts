@@ -1,4 +1,4 @@
-import { DelayedError, type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BuildReport } from '../delivery/contracts.js';
 import { affinityQueueName } from '../delivery/placement.js';
@@ -34,13 +34,15 @@ export interface BuildWorkersInput {
   teardown: Teardown;
 }
 
-// Runs a job in one of the process's build slots; a job fetched while none is free is handed back at once.
+// Runs a job in one of the process's build slots; a job fetched while none is free is handed back at once, and so is
+// one that should yield the slot to other work (`yieldTo`).
 function inSlot<J extends Job, T>(
   slots: BuildSlots,
   work: (job: J, token?: string) => Promise<T>,
+  yieldTo: () => Promise<boolean> = async () => false,
 ): (job: J, token?: string) => Promise<T> {
   return async (job, token) => {
-    if (!slots.take()) {
+    if ((await yieldTo().catch(() => false)) || !slots.take()) {
       await job.moveToDelayed(Date.now() + HANDBACK_MS, token);
       throw new DelayedError();
     }
@@ -75,13 +77,16 @@ export function startBuildWorkers(input: BuildWorkersInput): void {
   };
   const canonical = (job: Job<BuildJobData, BuildReport>, token?: string) =>
     job.data.placedOn ? runCanonical(placed, job, token, input.build) : input.build(job, token);
+  const own = affinityQueueName(config.queueName, config.workerHostId);
+  const ownQueue = placing ? new Queue(own, { connection: input.connection }) : undefined;
+  // A freed slot goes to this host's own queue first: its builds are warm here, the shared queue's may not be.
+  const ownWaiting = async () => ownQueue !== undefined && (await ownQueue.getWaitingCount()) > 0;
   const workers: Worker[] = [
-    new Worker<BuildJobData, BuildReport>(config.queueName, inSlot(slots, canonical), options),
+    new Worker<BuildJobData, BuildReport>(config.queueName, inSlot(slots, canonical, ownWaiting), options),
   ];
   if (placing) {
     // This host's own queue: builds of the repositories its caches hold, placed here by the bridge.
     const hostCopy = (job: Job<BuildJobData>, token?: string) => runHostCopy(placed, job, token, input.build);
-    const own = affinityQueueName(config.queueName, config.workerHostId);
     workers.push(new Worker<BuildJobData>(own, inSlot(slots, hostCopy), options));
     heartbeat();
   }
@@ -103,6 +108,7 @@ export function startBuildWorkers(input: BuildWorkersInput): void {
     }, config.drainGraceMs);
     await closing;
     clearTimeout(grace);
+    await ownQueue?.close();
   });
   // First on shutdown: the bridge places no more builds on this process while it drains.
   teardown.add('heartbeat', async () => {
