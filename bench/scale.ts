@@ -1,5 +1,5 @@
 // `npm run scale`: the many-hosts simulation on real projects, without and with cache-aware placement. Not a test:
-// it prints numbers (SCALE_COMMITS, SCALE_BURST, SCALE_GAP_SEC, SCALE_PROJECTS tune the workload).
+// it prints numbers (SCALE_COMMITS, SCALE_BURST, SCALE_GAP_SEC, SCALE_PROJECTS, SCALE_COPIES tune the workload).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,7 +29,11 @@ async function main(): Promise<void> {
     for (const requirement of chosen) {
       const name = requirement.split('==')[0] as string;
       console.error(`scale: ${requirement} from PyPI`);
-      projects.push({ name, tree: await downloadSdist(requirement, await mkdtemp(join(root, `${name}-`))) });
+      const tree = await downloadSdist(requirement, await mkdtemp(join(root, `${name}-`)));
+      // SCALE_COPIES=N: each project in N repositories of its own (forks: separate caches), N× the repositories.
+      for (let copy = 1; copy <= Number(process.env.SCALE_COPIES ?? 1); copy++) {
+        projects.push({ name: copy === 1 ? name : `${name}-${copy}`, tree });
+      }
     }
     const options = {
       projects,
