@@ -133,9 +133,9 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
       added.map(([, data]) => data),
     );
     const jobs = added.map(([, data], k) => {
-      const { host, delayMs, how } = places[k] ?? { host: undefined, delayMs: 0 };
+      const { host, warm, delayMs, how } = places[k] ?? { host: undefined, warm: [], delayMs: 0 };
       if (how) parts.placed(how);
-      return { data: host ? { ...data, placedOn: host } : data, host, delayMs };
+      return { data: host ? { ...data, placedOn: host } : data, warm: host ? warm : [], delayMs };
     });
     // The canonical jobs first: a copy in a host's queue never exists without the job that stands for its build.
     await queue.addBulk(
@@ -145,7 +145,7 @@ async function enqueueAll(parts: BridgeParts, builds: BuildJobData[]): Promise<M
         opts: { jobId: buildJobId(data.commitSha), ...(delayMs > 0 ? { delay: delayMs } : {}) },
       })),
     );
-    await parts.affinity.add(jobs.flatMap(({ data, host }) => (host ? [{ data, host }] : [])));
+    await parts.affinity.add(jobs.flatMap(({ data, warm }) => warm.map((host) => ({ data, host }))));
     for (const [index] of added) outcomes[index] = 'enqueued';
     parts.backlog.enqueuedSince += added.length;
   }

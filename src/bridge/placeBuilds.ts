@@ -5,16 +5,20 @@ import { BUILD_JOB_NAME, type BuildJobData, buildJobId, RETENTION_SECONDS } from
 import type { PlacementConfig } from '../ops/config.js';
 import type { Placed } from './bridgeMetrics.js';
 
-/** Where one new build goes: the warm host it is placed on (if any), and how long the shared copy is held back. */
+/**
+ * Where one new build goes: the warm host it is placed on (if any), every live warm host (each gets a copy: the first
+ * of them to free a slot builds it warm), and how long the shared copy is held back.
+ */
 export interface Place {
   host: string | undefined;
+  warm: string[];
   delayMs: number;
   /** What placement decided, when it decided (with two or more live hosts). */
   how?: Placed;
 }
 
 // Places a batch of builds: each goes to the most recent of the live hosts that built its repository, preferring one
-// with a free slot (counted down as the batch fills them). A build placed on an idle warm host is held back from the
+// with a free slot (counted down as the batch fills them), with a copy for every live warm host. A build placed on an idle warm host is held back from the
 // other hosts for PLACEMENT_WAIT_MS; one whose warm hosts are all busy is not held back (an idle host takes it cold).
 // With fewer than two live hosts there is nothing to choose.
 export async function placeBuilds(
@@ -22,7 +26,7 @@ export async function placeBuilds(
   config: Readonly<PlacementConfig>,
   builds: readonly BuildJobData[],
 ): Promise<Place[]> {
-  const nowhere = builds.map(() => ({ host: undefined, delayMs: 0 }));
+  const nowhere = builds.map(() => ({ host: undefined, warm: [], delayMs: 0 }));
   if (config.mode === 'off' || builds.length === 0) return nowhere;
   const hosts = await placement.liveHosts();
   if (hosts.length < 2) return nowhere;
@@ -32,13 +36,15 @@ export async function placeBuilds(
     const warm = (await placement.warmHosts(data.repositoryUrl)).filter((host) => free.has(host));
     const host = warm.find((h) => (free.get(h) ?? 0) > 0) ?? warm[0];
     if (host === undefined) {
-      places.push({ host: undefined, delayMs: 0, how: 'anywhere' });
+      places.push({ host: undefined, warm, delayMs: 0, how: 'anywhere' });
       continue;
     }
     const slots = free.get(host) ?? 0;
     free.set(host, slots - 1);
     places.push(
-      slots > 0 ? { host, delayMs: config.waitMs, how: 'warm_idle' } : { host, delayMs: 0, how: 'warm_busy' },
+      slots > 0
+        ? { host, warm, delayMs: config.waitMs, how: 'warm_idle' }
+        : { host, warm, delayMs: 0, how: 'warm_busy' },
     );
   }
   return places;
