@@ -19,17 +19,22 @@ export interface PlacedParts {
   supersession: Supersession;
   /** The shared queue, where every build's canonical job is. */
   queue: Queue<BuildJobData>;
-  /** This process as a claim holder (unique per process). */
+  /** This process as a claim holder (unique per process; each copy of a job claims as `<holder> <copy>`). */
   holder: string;
   logger: Logger;
 }
 
 type Build = (job: Job<BuildJobData, BuildReport>, token?: string) => Promise<BuildReport>;
 
-// Runs `work` while keeping the claim from lapsing.
-async function whileClaimed<T>(parts: PlacedParts, commitSha: string, work: () => Promise<T>): Promise<T> {
+// Runs `work` while keeping `holder`'s claim from lapsing.
+async function whileClaimed<T>(
+  parts: PlacedParts,
+  commitSha: string,
+  holder: string,
+  work: () => Promise<T>,
+): Promise<T> {
   const renew = setInterval(
-    () => void parts.placement.renew(commitSha, parts.holder).catch(() => undefined),
+    () => void parts.placement.renew(commitSha, holder).catch(() => undefined),
     CLAIM_MS / 4,
   );
   try {
@@ -48,8 +53,10 @@ export async function runCanonical(
   build: Build,
 ): Promise<BuildReport> {
   const { commitSha } = job.data;
-  const claim = await parts.placement.claim(commitSha, parts.holder);
-  if (claim.kind === 'running' && claim.holder !== parts.holder) {
+  // Its own holder: the host's copy may run in this very process (another slot), and must not be taken for this one.
+  const holder = `${parts.holder} shared`;
+  const claim = await parts.placement.claim(commitSha, holder);
+  if (claim.kind === 'running' && claim.holder !== holder) {
     await job.moveToDelayed(Date.now() + RECHECK_MS, token);
     throw new DelayedError();
   }
@@ -63,7 +70,7 @@ export async function runCanonical(
     }
   }
   try {
-    return await whileClaimed(parts, commitSha, () => build(job, token));
+    return await whileClaimed(parts, commitSha, holder, () => build(job, token));
   } finally {
     await parts.placement.forget(commitSha).catch(() => undefined);
   }
@@ -83,28 +90,29 @@ export async function runHostCopy(
   const [supersededBy] = await parts.supersession.supersededBy([commitSha]);
   const stored = await parts.store.get(commitSha);
   if (supersededBy || (stored && stored.status !== 'ERRORED')) return undefined;
-  const claim = await parts.placement.claim(commitSha, parts.holder);
-  if (claim.kind === 'done' || claim.holder !== parts.holder) {
+  const holder = `${parts.holder} host`;
+  const claim = await parts.placement.claim(commitSha, holder);
+  if (claim.kind === 'done' || claim.holder !== holder) {
     log.debug({ claim }, 'another copy has this build');
     return undefined;
   }
   let report: BuildReport | undefined;
   let finished = false;
   try {
-    report = await whileClaimed(parts, commitSha, () => build(job, token));
+    report = await whileClaimed(parts, commitSha, holder, () => build(job, token));
     finished = true;
   } catch (thrown) {
     // An ERRORED build has its report recorded: a verdict like any other, which the canonical job ends with.
     if (thrown instanceof UnrecoverableError) finished = true;
     else if (thrown instanceof WaitingError) {
-      await parts.placement.release(commitSha, parts.holder);
+      await parts.placement.release(commitSha, holder);
       await promoteCanonical(parts, commitSha);
       throw thrown;
     } else
       log.warn({ err: toError(thrown) }, 'build hit a fault on its warm host; the shared queue takes it');
   }
-  if (finished) await parts.placement.finish(commitSha, parts.holder, DONE_KEEP_MS);
-  else await parts.placement.release(commitSha, parts.holder);
+  if (finished) await parts.placement.finish(commitSha, holder, DONE_KEEP_MS);
+  else await parts.placement.release(commitSha, holder);
   await promoteCanonical(parts, commitSha);
   return report;
 }
