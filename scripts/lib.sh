@@ -64,3 +64,13 @@ maven_jars() {
     -DincludeScope=runtime -DoutputDirectory="$dir" >&2 || die "Maven could not resolve the $what jars"
   touch "$dir/.complete"
 }
+
+# Kills (-9) the process of each pid file given that is alive, and removes the files.
+kill_pidfiles() {
+  local pidfile
+  for pidfile in "$@"; do
+    [ -f "$pidfile" ] || continue
+    kill -0 "$(cat "$pidfile")" 2>/dev/null && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}

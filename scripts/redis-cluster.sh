@@ -11,7 +11,6 @@ STATE="${CI_RUNNER_SERVICES_DIR:-$ROOT/.services}/redis-cluster"
 FIRST_PORT="${CI_RUNNER_CLUSTER_PORT:-16500}"
 PORTS=("$FIRST_PORT" $((FIRST_PORT + 1)) $((FIRST_PORT + 2)))
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 ping() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
 
 up() {
@@ -44,12 +43,7 @@ up() {
 }
 
 down() {
-  local pidfile
-  for pidfile in "$STATE"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  done
+  kill_pidfiles "$STATE"/*/redis.pid
 }
 
 print_env() {

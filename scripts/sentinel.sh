@@ -13,7 +13,6 @@ REPLICA_PORT=$((PRIMARY_PORT + 1))
 SENTINEL_PORTS=($((PRIMARY_PORT + 10)) $((PRIMARY_PORT + 11)) $((PRIMARY_PORT + 12)))
 NAME=ci-runner
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 ping() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
 
 redis_node() {
@@ -66,12 +65,7 @@ up() {
 }
 
 down() {
-  local pidfile
-  for pidfile in "$STATE"/*/sentinel.pid "$STATE"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  done
+  kill_pidfiles "$STATE"/*/sentinel.pid "$STATE"/*/redis.pid
 }
 
 print_env() {
