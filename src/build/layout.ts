@@ -14,6 +14,11 @@ export interface BuildPaths {
   tmp: string;
   /** Lint's own directory (its caches, home and report): no process of the build's own ever sees it. */
   lint: string;
+  /**
+   * The test selection's data (select = "affected"): its own mount, made fresh by the runner just before the test
+   * stage, so nothing the install did can stand in its place.
+   */
+  affected: string;
 }
 
 /** Where each part of one build lives inside its private directory on the host. */
@@ -46,6 +51,7 @@ export const SANDBOX_PATHS: Readonly<BuildPaths> = Object.freeze({
   home: '/ci/home',
   tmp: '/ci/tmp',
   lint: '/ci/lint',
+  affected: '/ci/affected',
 });
 
 // Names the directories of a build; the checkout never contains the environment or the reports. Sandboxed builds
@@ -63,6 +69,7 @@ export function buildLayout(
     home: join(buildDir, 'home'),
     tmp: join(buildDir, 'tmp'),
     lint: join(buildDir, 'lint'),
+    affected: join(buildDir, 'affected'),
   };
   return {
     ...host,

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildReport } from '../delivery/contracts.js';
 import { writeOwner } from '../host/ownerFile.js';
-import type { BuildResources, Config, GitCredentials, StageLimits } from '../ops/config.js';
+import type { BuildResources, CheckoutCaps, Config, GitCredentials, StageLimits } from '../ops/config.js';
 import { BuildFault, CiError, toError } from '../ops/errors.js';
 import { type Logger, redactUrl } from '../ops/logger.js';
 import { openBuildSandbox } from '../sandbox/buildSandbox.js';
@@ -38,6 +38,7 @@ export interface PipelineOptions {
   buildEnv?: Readonly<Record<string, string>>;
   limits: StageLimits;
   artefactMaxBytes: number;
+  checkoutCaps: CheckoutCaps;
   logger: Logger;
   signal: AbortSignal;
   /** Receives every build-log line and each stage's output tail (the worker forwards them to the job log). */
@@ -61,6 +62,7 @@ export type ConfiguredOptions = Pick<
   | 'buildEnv'
   | 'limits'
   | 'artefactMaxBytes'
+  | 'checkoutCaps'
   | 'resources'
 >;
 
@@ -77,6 +79,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     buildEnv: config.buildEnv,
     limits: config.limits,
     artefactMaxBytes: config.artefactMaxBytes,
+    checkoutCaps: config.checkoutCaps,
     resources: config.sandbox.resources,
   };
 }
@@ -129,6 +132,7 @@ async function runStages(
     cacheDir: options.cacheDir,
     artefactDir: options.artefactDir,
     artefactMaxBytes: options.artefactMaxBytes,
+    checkoutCaps: options.checkoutCaps,
     gitCacheKey: options.gitCacheKey,
     gitCredentials: options.gitCredentials,
     pytestMark: options.pytestMark,

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildReport } from '../delivery/contracts.js';
-import type { BuildResources, GitCredentials, StageLimits } from '../ops/config.js';
+import type { BuildResources, CheckoutCaps, GitCredentials, StageLimits } from '../ops/config.js';
 import type { BuildSandbox } from '../sandbox/buildSandbox.js';
 import * as artefact from '../stages/artefact.js';
 import * as checkout from '../stages/checkout.js';
@@ -14,7 +14,6 @@ import * as test from '../stages/test.js';
 import {
   keepTestSelection,
   planTestSelection,
-  SELECTION_DIR,
   type SelectionPlace,
   selectionFingerprint,
   type TestSelection,
@@ -63,6 +62,7 @@ export interface BuildState {
   cacheDir: string;
   artefactDir: string;
   artefactMaxBytes: number;
+  checkoutCaps: CheckoutCaps;
   gitCacheKey?: string;
   gitCredentials?: GitCredentials;
   /** The runner's defaults for what a repository may set (its settings may lower the limits, never raise them). */
@@ -131,7 +131,7 @@ const TOOL_REPORTS = ['junit.xml', 'coverage.json', 'pytest-results.json'];
 // Copies the tools' reports out of the build's reach into the runner's reports, read as plain files only.
 async function collectToolReports(out: string, reports: string): Promise<void> {
   for (const name of TOOL_REPORTS) {
-    const bytes = await readBuildFile(join(out, name));
+    const bytes = await readBuildFile(out, name);
     if (bytes) await writeFile(join(reports, name), bytes);
   }
 }
@@ -150,6 +150,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       cacheDir: state.cacheDir,
       cacheKey: state.gitCacheKey,
       credentials: state.gitCredentials,
+      caps: state.checkoutCaps,
       timeoutMs,
     }),
     run: checkout.run,
@@ -164,6 +165,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
         layout: state.layout,
         toolchain: state.toolchain,
         cacheDir: state.cacheDir,
+        repository: state.repository,
         timeoutMs,
         defaults: {
           pytestMark: state.pytestMark,
@@ -266,7 +268,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       ];
       const fingerprint = await selectionFingerprint(state.layout.src, runner);
       state.selection = await planTestSelection(selectionPlace(state), fingerprint, state.selectFullEvery);
-      await state.sandbox.handOver([join(state.layout.out, SELECTION_DIR)]);
+      await state.sandbox.handOver([state.layout.affected]);
     },
     run: test.run,
     report(result, report) {

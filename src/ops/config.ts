@@ -40,6 +40,13 @@ export interface BuildResources {
   cpuSec: number;
 }
 
+/** What one checkout may write at most (CHECKOUT_MAX_FILES, CHECKOUT_MAX_MB, CHECKOUT_MAX_FILE_MB). */
+export interface CheckoutCaps {
+  maxFiles: number;
+  maxBytes: number;
+  maxFileBytes: number;
+}
+
 export interface SandboxConfig {
   /** false only when an operator set SANDBOX=off. */
   enabled: boolean;
@@ -82,6 +89,8 @@ export interface Config {
   cacheDir: string;
   workDir: string;
   artefactMaxBytes: number;
+  /** What one checkout may write: files and directories, bytes, one file's bytes (a git bomb fails its build). */
+  checkoutCaps: CheckoutCaps;
   workerConcurrency: number;
   /** Names the host a worker's caches live on (WORKER_HOST_ID, default the host name): in reports and job logs. */
   workerHostId: string;
@@ -223,6 +232,11 @@ export function loadConfig(
     cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
+    checkoutCaps: Object.freeze({
+      maxFiles: integer(env, 'CHECKOUT_MAX_FILES', 100_000, 10, 100_000_000),
+      maxBytes: integer(env, 'CHECKOUT_MAX_MB', 2048, 1, 1_048_576) * 1024 * 1024,
+      maxFileBytes: integer(env, 'CHECKOUT_MAX_FILE_MB', 100, 1, 4096) * 1024 * 1024,
+    }),
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 2, 1, 256),
     workerHostId: workerHostId(env, hostname()),
     placement: Object.freeze(placement(env)),

@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
-import { lchown, readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
+import { chownBeneath } from '../host/beneath.js';
 import type { Launch } from '../host/runBounded.js';
 import type { BuildResources } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
@@ -26,6 +27,8 @@ export interface SandboxAccess {
   shared?: string;
   /** Runner files visible read-only at `runnerFile(path)`. */
   files?: string[];
+  /** The test selection's own directory, writable (select = "affected"). */
+  selection?: boolean;
 }
 
 /** One build's box: every process a repository controls runs through `launch`. */
@@ -51,6 +54,8 @@ export interface BuildSandbox {
 
 const MIB = 1024 * 1024;
 const TMPFS_BYTES = 256 * MIB;
+/** Entries handed to a build at most (its checkout is capped at checkout, far below this). */
+const HANDOVER_MAX_ENTRIES = 1_000_000;
 const RUNNER_FILES = '/ci/runner';
 const SHARED_ENV = '/ci/shared';
 
@@ -64,19 +69,6 @@ function passwd(uid: number, gid: number, home: string): { passwd: string; group
 /** The name of a build's control group, derived from its directory (so a later worker can clean it up). */
 export function buildCgroupName(buildDir: string): string {
   return `build-${basename(buildDir)}`;
-}
-
-// Gives a tree to the build user: lchown, so a symlink in it is changed itself, never what it points to.
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await lchown(dir, uid, gid);
-  const entries = await readdir(dir, { withFileTypes: true });
-  await Promise.all(
-    entries.map((entry) =>
-      entry.isDirectory()
-        ? chownTree(join(dir, entry.name), uid, gid)
-        : lchown(join(dir, entry.name), uid, gid),
-    ),
-  );
 }
 
 /** A build run with the runner's own powers: only an operator's SANDBOX=off leads here. */
@@ -149,6 +141,7 @@ function mountsFor(layout: BuildLayout, access: SandboxAccess): SandboxMount[] {
     { source: join(layout.sandbox, 'group'), target: '/etc/group' },
   ];
   if (access.lint) mounts.push({ source: layout.lint, target: inside.lint, writable: true });
+  if (access.selection) mounts.push({ source: layout.affected, target: inside.affected, writable: true });
   if (access.venvDir) mounts.push({ source: access.venvDir, target: inside.venv });
   else if (access.venv)
     mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
@@ -251,7 +244,7 @@ export async function openBuildSandbox(
     async handOver(dirs) {
       if (!host.privileged) return;
       try {
-        for (const dir of dirs) await chownTree(dir, uid, gid);
+        for (const dir of dirs) await chownBeneath(dir, uid, gid, HANDOVER_MAX_ENTRIES);
       } catch (error) {
         throw new CiError(
           'SANDBOX_FAULT',

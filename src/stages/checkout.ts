@@ -4,11 +4,12 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { classifyFetchFault, withTimeout } from '../git/fetchFaults.js';
-import { materializeTree, UnsafeTreeError } from '../git/materializeTree.js';
+import { materializeTree, TreeTooLargeError, UnsafeTreeError } from '../git/materializeTree.js';
 import { MAX_PACKS, sequencePacks, tooManyPacks, unsequencedPacks } from '../git/packOrder.js';
 import { smartHttp } from '../git/smartHttp.js';
 import { pathExists } from '../host/pathExists.js';
 import { withDirLock } from '../host/withDirLock.js';
+import type { CheckoutCaps } from '../ops/config.js';
 import { CiError, toError } from '../ops/errors.js';
 import { redactUrl } from '../ops/logger.js';
 import type { StageContext, StageResult } from './types.js';
@@ -32,6 +33,9 @@ export interface CheckoutInput {
   /** What names the remote's object cache when its URL does not (a local repository served on a random port). */
   cacheKey?: string;
   credentials?: GitCredentials;
+  /** What the checkout may write at most: a larger tree is a FAILED build, "repository too large". The pipeline
+   * always passes the configured caps; a direct caller without them gets only the time limit. */
+  caps?: CheckoutCaps;
   timeoutMs: number;
 }
 
@@ -218,7 +222,9 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
     });
   await mkdir(input.dir, { recursive: true });
   try {
-    const files = await materializeTree(gitdir, commit.tree, input.dir, cache);
+    const deadline = started + input.timeoutMs;
+    const caps = input.caps ?? { maxFiles: Infinity, maxBytes: Infinity, maxFileBytes: Infinity };
+    const files = await materializeTree(gitdir, commit.tree, input.dir, cache, { ...caps, deadline });
     const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000) };
     return {
       outcome: 'passed',
@@ -228,10 +234,11 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
     };
   } catch (thrown) {
     if (thrown instanceof UnsafeTreeError) {
+      const tooLarge = thrown instanceof TreeTooLargeError ? 'repository too large: ' : '';
       return {
         outcome: 'failed',
         durationMs: elapsed(),
-        summary: thrown.message,
+        summary: `${tooLarge}${thrown.message}`,
         value: { files: 0, fetched, known },
       };
     }

@@ -1,7 +1,9 @@
-import { join } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { StageContext, StageResult } from './types.js';
+
+/** coverage.json of a large project runs to megabytes; more than this is not a report the runner reads. */
+const MAX_COVERAGE_JSON_BYTES = 64 * 1024 * 1024;
 
 export interface CoverageInput {
   layout: BuildLayout;
@@ -33,7 +35,11 @@ export async function run(input: CoverageInput, ctx: StageContext): Promise<Stag
   const limit = new Promise<'timedOut'>((resolve) => {
     timer = setTimeout(() => resolve('timedOut'), input.timeoutMs);
   });
-  const reading = readBuildJson<{ totals?: CoverageTotals }>(join(layout.out, 'coverage.json'));
+  const reading = readBuildJson<{ totals?: CoverageTotals }>(
+    layout.out,
+    'coverage.json',
+    MAX_COVERAGE_JSON_BYTES,
+  );
   const report = await Promise.race([reading, limit]).finally(() => clearTimeout(timer));
   const durationMs = Math.round(performance.now() - started);
   if (report === 'timedOut') {
@@ -44,7 +50,7 @@ export async function run(input: CoverageInput, ctx: StageContext): Promise<Stag
     };
   }
   if (!report?.totals) {
-    const why = (await readBuildFile(join(layout.out, 'coverage.json.error'), 4096))?.toString('utf8').trim();
+    const why = (await readBuildFile(layout.out, 'coverage.json.error', 4096))?.toString('utf8').trim();
     ctx.log(`no coverage data to report${why ? ` (${why})` : ''}`);
     return { outcome: 'passed', durationMs, summary: 'no coverage data', value: { lineCoverage: 0 } };
   }

@@ -55,7 +55,7 @@ export async function environmentKey(
   );
   for (const name of (await readdir(src)).filter((n) => DECLARATIONS.test(n)).sort()) {
     // Read as a plain file only (never through a symlink), in one step: what is hashed is what was checked.
-    const content = await readBuildFile(join(src, name));
+    const content = await readBuildFile(src, name);
     if (!content) continue;
     names.push(name);
     hash.update(`${name}\n`);

@@ -1,7 +1,7 @@
-import { copyFile, mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { type BuildLayout, buildEnv } from '../build/layout.js';
-import { readBuildJson } from '../build/readBuildFile.js';
+import { parseBuildJson, readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
@@ -64,6 +64,9 @@ export function parseBlackOutput(stderr: string, root: string): string[] {
   return findings;
 }
 
+/** ruff's JSON for tens of thousands of findings runs to tens of megabytes. */
+const MAX_RUFF_REPORT_BYTES = 64 * 1024 * 1024;
+
 function unexpected(tool: string, result: RunResult): never {
   const detail = result.kind === 'notStarted' ? result.message : `${result.kind}`;
   throw new CiError('PROCESS_NOT_STARTED', `${tool} could not run: ${detail}`, { retriable: true });
@@ -122,9 +125,10 @@ async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | Run
   const result = await runTool(input, ctx, 'ruff', input.toolchain.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
-  const report = join(layout.lint, 'ruff.json');
-  const findings = await readBuildJson<RuffFinding[]>(report);
-  await copyFile(report, join(layout.reports, 'ruff.json')).catch(() => undefined);
+  // Read once, as a plain file in lint's own directory: what is kept is what was parsed.
+  const bytes = await readBuildFile(layout.lint, 'ruff.json', MAX_RUFF_REPORT_BYTES);
+  if (bytes) await writeFile(join(layout.reports, 'ruff.json'), bytes);
+  const findings = parseBuildJson<RuffFinding[]>(bytes);
   if (!Array.isArray(findings)) return ['ruff: its report is missing or unreadable'];
   return formatRuffFindings(findings, layout.inside.src);
 }

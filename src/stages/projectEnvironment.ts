@@ -1,18 +1,8 @@
-import {
-  copyFile,
-  lstat,
-  mkdir,
-  readdir,
-  readFile,
-  realpath,
-  rename,
-  rm,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize, relative } from 'node:path';
 import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
+import { listBeneath, typeBeneath } from '../host/beneath.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
@@ -65,7 +55,7 @@ const DOTTED = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 /** Metadata files read from the build's dist-info; every other file there is ignored. */
 const METADATA_FILES = ['METADATA', 'entry_points.txt', 'top_level.txt', 'direct_url.json'];
 
-interface EntryPoint {
+export interface EntryPoint {
   name: string;
   module: string;
   attr: string;
@@ -107,10 +97,35 @@ function scriptText(python: string, entry: EntryPoint): string {
   ].join('\n');
 }
 
+// Writes each console script as a new file in a venv's bin/ the runner made: never over an existing entry, so a
+// script named like one of the venv's own (`python3`, a link to the host's interpreter) is skipped, not written
+// through. Returns the names written.
+export async function writeConsoleScripts(
+  bin: string,
+  entries: EntryPoint[],
+  python: string,
+): Promise<string[]> {
+  const written: string[] = [];
+  for (const entry of entries) {
+    const done = await writeFile(join(bin, entry.name), scriptText(python, entry), {
+      mode: 0o755,
+      flag: 'wx',
+    }).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EEXIST') return false;
+        throw error;
+      },
+    );
+    if (done) written.push(entry.name);
+  }
+  return written;
+}
+
 // The import roots an editable install made: every string naming a path inside the checkout in its .pth files
 // and the modules they import (setuptools' finder, `editables`). A package directory stands for its parent.
 async function importRoots(
-  sitePackages: string,
+  readSite: (file: string, maxBytes: number) => Promise<Buffer | undefined>,
   record: string[],
   { srcHost, srcInside, inCommit }: PromoteInput,
 ): Promise<string[]> {
@@ -120,16 +135,17 @@ async function importRoots(
     'gm',
   );
   for (const file of record.filter((name) => !name.includes('/') && /\.(pth|py)$/.test(name))) {
-    const text = (await readBuildFile(join(sitePackages, file), 1024 * 1024))?.toString('utf8') ?? '';
+    const text = (await readSite(file, 1024 * 1024))?.toString('utf8') ?? '';
     for (const match of text.matchAll(quoted)) {
       const path = normalize(match[1] as string).replace(/\/$/, '');
       const within = relative(srcInside, path);
       if (within.startsWith('..') || !inCommit(within)) continue;
-      const host = join(srcHost, within);
-      const info = await stat(host).catch(() => undefined);
-      if (!info) continue;
-      const isPackage = info.isDirectory() && (await pathExists(join(host, '__init__.py')));
-      roots.add(info.isFile() || isPackage ? dirname(path) : path);
+      // The install may have replaced what the commit had there: nothing is followed on the way.
+      const type = await typeBeneath(srcHost, within);
+      if (type !== 'file' && type !== 'directory') continue;
+      const isPackage =
+        type === 'directory' && (await typeBeneath(srcHost, join(within, '__init__.py'))) === 'file';
+      roots.add(type === 'file' || isPackage ? dirname(path) : path);
     }
   }
   return [...roots].sort();
@@ -206,15 +222,18 @@ async function copyProject(
   bin: string,
   shared: SharedEnvironment,
 ): Promise<string | undefined> {
-  const buildSite = shared.sitePackages(input.buildVenv);
-  // The build could write its venv: nothing is read through a link it made.
-  const expected = shared.sitePackages(await realpath(input.buildVenv));
-  if ((await realpath(buildSite).catch(() => '')) !== expected)
+  // The build could write its venv: everything in it is read by descriptor, never through a link it made.
+  const siteWithin = relative(input.buildVenv, shared.sitePackages(input.buildVenv));
+  const readSite = (file: string, maxBytes = 4 * 1024 * 1024) =>
+    readBuildFile(input.buildVenv, join(siteWithin, file), maxBytes);
+  if ((await typeBeneath(input.buildVenv, siteWithin)) !== 'directory')
     return 'its site-packages is not a plain directory';
-  const names = (await readdir(buildSite).catch(() => [] as string[])).filter((name) => DIST_INFO.test(name));
-  for (const name of names) {
-    if (!(await lstat(join(buildSite, name))).isDirectory()) continue;
-    const direct = (await readBuildFile(join(buildSite, name, 'direct_url.json')))?.toString('utf8');
+  const entries = await listBeneath(input.buildVenv, siteWithin);
+  const names = entries
+    .filter((entry) => entry.isDirectory() && DIST_INFO.test(entry.name))
+    .map((entry) => entry.name);
+  for (const name of names.sort()) {
+    const direct = (await readSite(join(name, 'direct_url.json')))?.toString('utf8');
     let parsed: { url?: unknown; dir_info?: { editable?: unknown } } | undefined;
     try {
       parsed = direct ? JSON.parse(direct) : undefined;
@@ -223,27 +242,22 @@ async function copyProject(
     }
     const url = typeof parsed?.url === 'string' ? parsed.url.replace(/\/$/, '') : '';
     if (url !== `file://${input.srcInside}` || parsed?.dir_info?.editable !== true) continue;
-    const record = ((await readBuildFile(join(buildSite, name, 'RECORD')))?.toString('utf8') ?? '')
+    const record = ((await readSite(join(name, 'RECORD')))?.toString('utf8') ?? '')
       .split('\n')
       .map((line) => line.split(',')[0] ?? '')
       .filter(Boolean);
-    const roots = await importRoots(buildSite, record, input);
+    const roots = await importRoots(readSite, record, input);
     if (roots.length === 0) return 'its editable install names no import path inside the checkout';
     await mkdir(join(site, name));
     for (const file of METADATA_FILES) {
-      const bytes = await readBuildFile(join(buildSite, name, file), 4 * 1024 * 1024);
+      const bytes = await readSite(join(name, file));
       if (bytes) await writeFile(join(site, name, file), bytes);
     }
     await writeFile(join(site, name, 'INSTALLER'), 'ci-runner\n');
     await writeFile(join(site, name, 'RECORD'), '');
     await writeFile(join(site, '_ci_runner_project.pth'), `${roots.join('\n')}\n`);
-    const entryPoints =
-      (await readBuildFile(join(buildSite, name, 'entry_points.txt')))?.toString('utf8') ?? '';
-    for (const entry of consoleScripts(entryPoints)) {
-      await writeFile(join(bin, entry.name), scriptText(join(input.venvInside, 'bin', 'python'), entry), {
-        mode: 0o755,
-      });
-    }
+    const entryPoints = (await readSite(join(name, 'entry_points.txt')))?.toString('utf8') ?? '';
+    await writeConsoleScripts(bin, consoleScripts(entryPoints), join(input.venvInside, 'bin', 'python'));
     return undefined;
   }
   return 'no editable install of the project was found in the build environment';

@@ -74,7 +74,7 @@ export async function rerunFailedTests(
       ctx.log(`re-run ${round} ended without a verdict (${result.kind})`);
       break;
     }
-    const verdicts = await readBuildJson<RerunResults>(join(layout.out, `pytest-rerun-${round}.json`));
+    const verdicts = await readBuildJson<RerunResults>(layout.out, `pytest-rerun-${round}.json`);
     const passed = new Set(Array.isArray(verdicts?.passed_ids) ? verdicts.passed_ids : []);
     const now = pending.filter((id) => passed.has(id));
     for (const id of now) ctx.log(`flaky: ${id} failed, then passed on re-run ${round}`);

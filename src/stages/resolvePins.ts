@@ -96,6 +96,6 @@ export async function resolvePins<V>(
   }
   const failed = verdict(compile, 'dependencies could not be installed as declared', input.timeoutMs, value);
   if (failed) return failed;
-  const resolved = await readBuildFile(join(layout.out, 'pins.txt'), 4 * 1024 * 1024);
+  const resolved = await readBuildFile(layout.out, 'pins.txt', 4 * 1024 * 1024);
   return dependencyLines(resolved?.toString('utf8') ?? '', layout.inside.src);
 }

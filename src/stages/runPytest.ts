@@ -11,6 +11,8 @@ export interface PytestPlace {
   sharedEnv?: string;
   /** The key's ready environment, bound read-only as the venv (instead of the build's own). */
   venvDir?: string;
+  /** Set when the repository selects affected tests: the run sees the selection's own directory. */
+  selection?: unknown;
 }
 
 // Runs the build's Python with `args` (pytest, or coverage running pytest) as the test stage does: in the
@@ -37,6 +39,7 @@ export function runPytest(
       write: ['src'],
       shared: place.sharedEnv,
       venvDir: place.venvDir,
+      selection: place.selection !== undefined,
       files,
     }),
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type BuildLayout, buildEnv } from '../build/layout.js';
 import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
-import { pathExists } from '../host/pathExists.js';
+import { typeBeneath } from '../host/beneath.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import type { BuildResources, StageLimits } from '../ops/config.js';
@@ -44,13 +44,13 @@ export interface SettingsInput {
   layout: BuildLayout;
   toolchain: Toolchain;
   defaults: RepoSettings;
-  /** Where what the reader said about a pyproject.toml is kept, keyed by its content. */
+  /** Where what the reader said about a pyproject.toml is kept, keyed by the repository and its content. */
   cacheDir: string;
+  /** The repository (without credentials): one repository's answers are never another's. */
+  repository: string;
   timeoutMs: number;
 }
 
-// What the reader's answer depends on: its own code, pyproject.toml's bytes and whether setup.py / setup.cfg exist.
-// Undefined when pyproject.toml is not a plain file (a symlink is read only by the sandboxed reader, never cached).
 // The reader's own code, hashed once per process (it changes only with the runner).
 const readerHashes = new Map<string, Promise<string>>();
 function readerHash(script: string): Promise<string> {
@@ -62,14 +62,29 @@ function readerHash(script: string): Promise<string> {
   return hash;
 }
 
-async function readerKey(src: string, script: string): Promise<string | undefined> {
-  const path = join(src, 'pyproject.toml');
-  const content = await readBuildFile(path, 4 * 1024 * 1024);
-  if (!content && (await pathExists(path))) return undefined;
-  const hash = createHash('sha256').update(await readerHash(script));
-  hash.update(content ? `pyproject\n${content.length}\n` : 'no pyproject\n');
-  if (content) hash.update(content);
-  for (const name of ['setup.py', 'setup.cfg']) hash.update(`\n${name} ${await pathExists(join(src, name))}`);
+// What the reader's answer depends on, per repository: its own code, pyproject.toml's bytes and whether setup.py /
+// setup.cfg exist. Undefined (nothing cached) when any of them is there but not a plain file.
+async function readerKey(src: string, script: string, repository: string): Promise<string | undefined> {
+  const hash = createHash('sha256')
+    .update(await readerHash(script))
+    .update(`${repository}\n`);
+  for (const name of ['pyproject.toml', 'setup.py', 'setup.cfg']) {
+    // Decided as the host sees the entry itself (lstat): a link or anything but a plain file is never cached,
+    // since the reader in the sandbox may see it otherwise.
+    const type = await typeBeneath(src, name);
+    if (type === undefined) {
+      hash.update(`${name} absent\n`);
+      continue;
+    }
+    if (type !== 'file') return undefined;
+    if (name !== 'pyproject.toml') {
+      hash.update(`${name} present\n`);
+      continue;
+    }
+    const content = await readBuildFile(src, name, 4 * 1024 * 1024);
+    if (!content) return undefined;
+    hash.update(`${name} ${content.length}\n`).update(content);
+  }
   return hash.digest('hex').slice(0, 32);
 }
 
@@ -174,7 +189,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   const { layout } = input;
   const script = join(input.toolchain.pluginDir, 'ci_runner_settings.py');
   // The same pyproject.toml read before: its answer, without starting Python.
-  const key = await readerKey(layout.src, script);
+  const key = await readerKey(layout.src, script, input.repository);
   const cacheFile = key ? join(input.cacheDir, 'settings', `${key}.json`) : undefined;
   const known = cacheFile ? await readFile(cacheFile, 'utf8').catch(() => undefined) : undefined;
   if (known) ctx.log('this pyproject.toml was read before: its answer comes from the cache');

@@ -1,23 +1,22 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { walkBeneath } from '../host/beneath.js';
 import type { ProjectEnvironment, PromoteInput } from './projectEnvironment.js';
 
 /** What an editable install may leave in the checkout without making its environment per-build. */
 const INSTALL_LEFTOVERS = /(^|\/)([^/]+\.egg-info|__pycache__|build|\.pdm-build)(\/|$)/;
 const MAX_TREE_ENTRIES = 200_000;
 
-class TreeTooBig extends Error {}
-
-// Every entry under a checkout (relative paths), symlinks never followed (the build may have made them), at most
-// MAX_TREE_ENTRIES (a bigger tree is never shared).
-export async function treeFiles(dir: string, within = '', into = new Set<string>()): Promise<Set<string>> {
-  for (const entry of await readdir(join(dir, within), { withFileTypes: true })) {
-    const path = within ? `${within}/${entry.name}` : entry.name;
-    if (into.size >= MAX_TREE_ENTRIES) throw new TreeTooBig();
-    into.add(path);
-    if (entry.isDirectory() && !entry.isSymbolicLink()) await treeFiles(dir, path, into);
-  }
-  return into;
+// Every entry under a checkout (relative paths), walked by descriptor so a link the build made is never followed, at
+// most MAX_TREE_ENTRIES (a bigger tree is never shared: TreeTooLargeError).
+export async function treeFiles(dir: string): Promise<Set<string>> {
+  const found = new Set<string>();
+  await walkBeneath(
+    dir,
+    async (entry) => {
+      found.add(entry.path);
+    },
+    { maxEntries: MAX_TREE_ENTRIES, maxDepth: Number.MAX_SAFE_INTEGER },
+  );
+  return found;
 }
 
 // After a build installed its project, makes its environment the key's shared one, unless the install left files

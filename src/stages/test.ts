@@ -4,9 +4,10 @@ import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { readPluginResults } from './pluginResults.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
-import { BASE_LINES, SELECTION_DIR, type TestSelection } from './testSelection.js';
+import { BASE_LINES, type TestSelection } from './testSelection.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -48,16 +49,6 @@ interface SelectionResults {
   /** Deselected tests whose coverage came from the earlier build's record; `missing` had none. */
   carried: number;
   missing: number;
-}
-
-interface PluginResults {
-  exit_status: number | null;
-  /** The test that had started and not finished when the file was written (a run killed at its limit). */
-  running?: string | null;
-  ran: number;
-  collected?: number;
-  failed: string[];
-  mark_expression?: string;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -105,11 +96,11 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
   if (result.kind === 'timedOut') {
     // The plugin writes its results before every test: the tests that failed before the limit keep their ids.
-    const partial = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
+    const partial = await readPluginResults(layout.out);
     // "<tests run so far>\t<node id of the test running>", rewritten in place as each test starts.
-    const marker = (
-      await readBuildFile(join(layout.out, 'pytest-results.json.running'), 64 * 1024)
-    )?.toString('utf8');
+    const marker = (await readBuildFile(layout.out, 'pytest-results.json.running', 64 * 1024))?.toString(
+      'utf8',
+    );
     const [ran, running] = marker?.includes('\t')
       ? [Number(marker.split('\t')[0]), marker.slice(marker.indexOf('\t') + 1)]
       : [];
@@ -131,7 +122,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
       retriable: true,
     });
   }
-  const plugin = await readBuildJson<PluginResults>(join(layout.out, 'pytest-results.json'));
+  const plugin = await readPluginResults(layout.out);
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
   const collected = plugin?.collected ?? plugin?.ran ?? 0;
   const value: TestValue = {
@@ -167,7 +158,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
 // runner's companion plugin, deselecting (affected) or only recording (full); one process, in pytest's order.
 function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelection) {
   const { inside } = input.layout;
-  const dir = join(inside.out, SELECTION_DIR);
+  const dir = inside.affected;
   const companion = join(input.toolchain.pluginDir, 'ci_runner_affected.py');
   const testmon = ctx.sandbox.tool(input.toolchain.testmonDir);
   const runnerFiles = dirname(ctx.sandbox.runnerFile(companion));
@@ -195,8 +186,7 @@ function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelect
 
 // Reads how many tests the selection ran of how many, into the value and the build log.
 async function readSelection(input: TestInput, ctx: StageContext, value: TestValue): Promise<void> {
-  const path = join(input.layout.out, SELECTION_DIR, 'selection.json');
-  const selection = await readBuildJson<SelectionResults>(path);
+  const selection = await readBuildJson<SelectionResults>(input.layout.affected, 'selection.json');
   if (typeof selection?.unsupported === 'string') {
     ctx.log(
       `every test ran: select = "affected" is not possible here: ${selection.unsupported.slice(0, 200)}`,

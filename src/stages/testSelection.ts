@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import git from 'isomorphic-git';
 import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile } from '../build/readBuildFile.js';
+import { TreeTooLargeError, walkBeneath } from '../host/beneath.js';
 import { stagingPath } from '../host/stagingPath.js';
 
 /** Which of a build's tests run when its repository sets `select = "affected"`. */
@@ -25,8 +26,6 @@ interface StoredMeta {
   sinceFull: number;
 }
 
-/** The files of a build's selection, in its out/ directory (the sandbox writes them). */
-export const SELECTION_DIR = 'affected';
 const DATA = '.testmondata';
 const LINES = 'lines.json';
 /** The earlier build's lines.json, as the run reads it. */
@@ -61,7 +60,10 @@ const SKIPPED_DIRS = new Set([
   '__pycache__',
   '.eggs',
 ]);
-const MAX_WALKED_DIRS = 20_000;
+/** Entries of the checkout looked at for conftest.py files (a larger tree is hashed by what was seen). */
+const MAX_WALKED_ENTRIES = 200_000;
+/** A commit id as the runner uses it in a path. */
+const COMMIT_ID = /^[0-9a-f]{40}$/;
 
 export interface SelectionPlace {
   layout: BuildLayout;
@@ -78,19 +80,19 @@ function storeDir(place: Pick<SelectionPlace, 'cacheDir' | 'repository'>): strin
   return join(place.cacheDir, 'test-selection', key);
 }
 
-// The conftest.py files of the tree (relative paths, sorted), never through a symlink.
+// The conftest.py files of the tree (relative paths, sorted), never through a link.
 async function conftests(src: string): Promise<string[]> {
   const found: string[] = [];
-  const pending = [''];
-  for (let walked = 0; pending.length > 0 && walked < MAX_WALKED_DIRS; walked += 1) {
-    const dir = pending.pop() as string;
-    const entries = await readdir(join(src, dir), { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      const path = dir ? `${dir}/${entry.name}` : entry.name;
-      if (entry.isDirectory() && !SKIPPED_DIRS.has(entry.name)) pending.push(path);
-      else if (entry.isFile() && entry.name === 'conftest.py') found.push(path);
-    }
-  }
+  await walkBeneath(
+    src,
+    async (entry) => {
+      if (entry.type === 'file' && entry.name === 'conftest.py') found.push(entry.path);
+      return !SKIPPED_DIRS.has(entry.name);
+    },
+    { maxEntries: MAX_WALKED_ENTRIES },
+  ).catch((error: unknown) => {
+    if (!(error instanceof TreeTooLargeError)) throw error;
+  });
   return found.sort();
 }
 
@@ -104,7 +106,7 @@ export async function selectionFingerprint(src: string, runner: string[]): Promi
   );
   const files = [...DECLARATIONS, ...requirements.sort(), ...(await conftests(src))];
   for (const file of files) {
-    const content = await readBuildFile(join(src, file), MAX_FINGERPRINT_FILE_BYTES);
+    const content = await readBuildFile(src, file, MAX_FINGERPRINT_FILE_BYTES);
     hash.update(`${file} ${content ? content.length : 'absent'}\n`);
     if (content) hash.update(content);
   }
@@ -121,7 +123,8 @@ async function ancestors(gitdir: string, commitSha: string): Promise<string[]> {
     const oid = queue.shift() as string;
     const commit = await git.readCommit({ fs, gitdir, oid }).catch(() => undefined);
     for (const parent of commit?.commit.parent ?? []) {
-      if (seen.has(parent)) continue;
+      // A crafted commit object's parent line is only text: it names a directory of the cache only as a commit id.
+      if (seen.has(parent) || !COMMIT_ID.test(parent)) continue;
       seen.add(parent);
       found.push(parent);
       queue.push(parent);
@@ -145,15 +148,16 @@ async function findBase(place: SelectionPlace): Promise<{ sha: string; meta: Sto
   return undefined;
 }
 
-// Decides whether the build runs only affected tests, and puts the earlier build's data where its run reads it
-// (out/affected, handed to the build user by the caller).
+// Decides whether the build runs only affected tests, and puts the earlier build's data where its run reads it: the
+// selection's own directory, made here fresh in the runner's part of the build directory (no process of the build
+// has seen it yet) and handed to the build user by the caller.
 export async function planTestSelection(
   place: SelectionPlace,
   fingerprint: string,
   fullEvery: number,
 ): Promise<TestSelection> {
-  const dir = join(place.layout.out, SELECTION_DIR);
-  await mkdir(dir, { recursive: true });
+  const dir = place.layout.affected;
+  await mkdir(dir);
   const full = (reason: string): TestSelection => ({ mode: 'full', reason, sinceFull: 0, fingerprint });
   const base = await findBase(place);
   if (!base) return full('no earlier build in this history left test data');
@@ -173,7 +177,7 @@ export async function planTestSelection(
     [LINES, BASE_LINES],
   ] as const) {
     const bytes = await readFile(join(from, source)).catch(() => undefined);
-    if (bytes) await writeFile(join(dir, target), bytes);
+    if (bytes) await writeFile(join(dir, target), bytes, { flag: 'wx' });
   }
   return {
     mode: 'affected',
@@ -186,11 +190,10 @@ export async function planTestSelection(
 // Keeps what this build's run recorded, for its descendants: copied out of the build's reach (plain files only,
 // bounded) into the runner's cache, under the commit's sha. False when the run left nothing usable.
 export async function keepTestSelection(place: SelectionPlace, selection: TestSelection): Promise<boolean> {
-  const from = join(place.layout.out, SELECTION_DIR);
   const files: Array<[string, Buffer]> = [];
   let total = 0;
   for (const name of [DATA, `${DATA}-wal`, LINES]) {
-    const bytes = await readBuildFile(join(from, name), MAX_DATA_BYTES);
+    const bytes = await readBuildFile(place.layout.affected, name, MAX_DATA_BYTES);
     if (!bytes) continue;
     total += bytes.length;
     files.push([name, bytes]);
