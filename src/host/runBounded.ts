@@ -26,7 +26,12 @@ export interface Launch {
    * fd 4 until this resolved. Returns what to undo when the command has ended.
    */
   started(childPid: number): Promise<() => void>;
+  /** A seccomp filter the wrapper reads on fd 5 (bwrap --seccomp 5). */
+  seccomp?: Buffer;
 }
+
+/** The wrapper's descriptors: its pid report, the go-ahead it waits for, the filter, and the started byte. */
+export const LAUNCH_FDS = { infoFd: 3, blockFd: 4, seccompFd: 5, startedFd: 6 } as const;
 
 export type RunResult =
   | { kind: 'exited'; exitCode: number; stdout: string; stderr: string; durationMs: number }
@@ -87,8 +92,8 @@ export function exitReason(exitCode: number): string | undefined {
 // Reads the wrapper's pid report, lets the launcher attach what it needs, then lets the command start. On any
 // failure the wrapper is killed, so the command never runs half set up.
 async function handshake(child: ResultPromise, launch: Launch): Promise<() => void> {
-  const info = child.stdio[3] as Readable | undefined;
-  const go = child.stdio[4] as Writable | undefined;
+  const info = child.stdio[LAUNCH_FDS.infoFd] as Readable | undefined;
+  const go = child.stdio[LAUNCH_FDS.blockFd] as Writable | undefined;
   try {
     let text = '';
     const pid = await new Promise<number>((resolve, reject) => {
@@ -113,20 +118,23 @@ async function handshake(child: ResultPromise, launch: Launch): Promise<() => vo
 /** How often a command is tried when the sandbox failed to set itself up around it (the command never ran). */
 const SANDBOX_TRIES = 3;
 
-// What bubblewrap says when it fails before the command starts (say, `bwrap: loopback: Failed RTM_NEWADDR`, seen when
-// many sandboxes start at once): its own `bwrap: ` line first on stderr, exit status 1. A command that imitates it
-// only gets its own build retried and then ERRORED.
-function sandboxSetupFailed(result: RunResult): boolean {
-  return result.kind === 'exited' && result.exitCode === 1 && /^bwrap: /.test(result.stderr);
+// The sandbox failed before the command started (say, `bwrap: loopback: Failed RTM_NEWADDR`, seen when many
+// sandboxes start at once): it exited without the byte the sandbox's last step writes on the runner's own channel.
+// What the command itself prints or exits with never decides this.
+function sandboxSetupFailed(result: Attempt): boolean {
+  return result.kind === 'exited' && !result.commandStarted;
 }
+
+/** One run, and whether the wrapped command was reached at all (only a launched run can tell). */
+type Attempt = RunResult & { commandStarted?: boolean };
 
 // Runs one command bounded in time, cancellable, with only the given environment and its whole process group
 // killed afterwards, so nothing the build started keeps running. When the sandbox around it fails to set up, it is
 // tried again (nothing of it ran), and then reported as an infrastructure fault, not as the command's failure.
 export async function runBounded(command: string, args: string[], options: RunOptions): Promise<RunResult> {
   for (let attempt = 1; ; attempt++) {
-    const result = await runOnce(command, args, options);
-    if (!options.launch || !sandboxSetupFailed(result)) return result;
+    const { commandStarted, ...result } = await runOnce(command, args, options);
+    if (!options.launch || !sandboxSetupFailed({ ...result, commandStarted })) return result;
     const said = result.kind === 'exited' ? result.stderr.trim().split('\n')[0] : '';
     if (attempt >= SANDBOX_TRIES) {
       throw new CiError('SANDBOX_FAULT', `the build sandbox could not start: ${said}`, { retriable: true });
@@ -135,7 +143,7 @@ export async function runBounded(command: string, args: string[], options: RunOp
   }
 }
 
-async function runOnce(command: string, args: string[], options: RunOptions): Promise<RunResult> {
+async function runOnce(command: string, args: string[], options: RunOptions): Promise<Attempt> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const tailBytes = options.tailBytes ?? 256 * 1024;
@@ -152,7 +160,9 @@ async function runOnce(command: string, args: string[], options: RunOptions): Pr
     cleanup: true,
     buffer: false,
     reject: false,
-    stdio: options.launch ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    stdio: options.launch
+      ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe']
+      : ['ignore', 'pipe', 'pipe'],
     timeout: options.timeoutMs,
     cancelSignal: options.signal,
     forceKillAfterDelay: KILL_GRACE_MS,
@@ -165,6 +175,14 @@ async function runOnce(command: string, args: string[], options: RunOptions): Pr
     err.push(chunk);
     all.push(chunk);
   });
+  let commandStarted = false;
+  if (options.launch) {
+    const stdio = child.stdio as unknown as Array<Readable | Writable | undefined>;
+    (stdio[LAUNCH_FDS.seccompFd] as Writable | undefined)?.end(options.launch.seccomp ?? Buffer.alloc(0));
+    (stdio[LAUNCH_FDS.startedFd] as Readable | undefined)?.on('data', () => {
+      commandStarted = true;
+    });
+  }
   // Settled into a value at once, so a failed hand-shake is never an unhandled rejection while the child ends.
   const setup = options.launch
     ? handshake(child, options.launch).then(
@@ -194,7 +212,8 @@ async function runOnce(command: string, args: string[], options: RunOptions): Pr
   if (result.isCanceled) return { kind: 'canceled', ...captured };
   if (result.exitCode === undefined) {
     if (result.signal) {
-      return { kind: 'exited', exitCode: 128 + (constants.signals[result.signal] ?? 0), ...captured };
+      const exitCode = 128 + (constants.signals[result.signal] ?? 0);
+      return { kind: 'exited', exitCode, ...captured, commandStarted };
     }
     return {
       kind: 'notStarted',
@@ -202,5 +221,5 @@ async function runOnce(command: string, args: string[], options: RunOptions): Pr
       durationMs: elapsed(),
     };
   }
-  return { kind: 'exited', exitCode: result.exitCode, ...captured };
+  return { kind: 'exited', exitCode: result.exitCode, ...captured, commandStarted };
 }

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
 import { chownBeneath } from '../host/beneath.js';
-import type { Launch } from '../host/runBounded.js';
+import { LAUNCH_FDS, type Launch } from '../host/runBounded.js';
 import type { BuildResources } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
@@ -108,6 +108,7 @@ function describeSandbox(
     memory,
     pids,
     `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
+    host.seccompNote,
   ].join('; ');
 }
 
@@ -219,7 +220,7 @@ export async function openBuildSandbox(
         tmpfsBytes: TMPFS_BYTES,
         prlimit: host.prlimit,
         setpriv: host.setpriv,
-        handshake: { infoFd: 3, blockFd: 4 },
+        handshake: { ...LAUNCH_FDS, ...(host.seccomp ? {} : { seccompFd: undefined }) },
       };
       return {
         wrap: (command, args, cwd) => ({
@@ -233,6 +234,7 @@ export async function openBuildSandbox(
             : undefined;
           return () => network?.close();
         },
+        seccomp: host.seccomp,
       };
     },
     runnerFile: (hostPath) => join(RUNNER_FILES, basename(hostPath)),

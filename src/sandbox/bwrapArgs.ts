@@ -41,8 +41,12 @@ export interface BwrapPlan {
   tmpfsBytes: number;
   prlimit: string;
   setpriv: string;
-  /** Where bubblewrap reports the sandbox's pid, and waits until the runner has attached cgroup and network. */
-  handshake?: { infoFd: number; blockFd: number };
+  /**
+   * Where bubblewrap reports the sandbox's pid, and waits until the runner has attached cgroup and network; where
+   * it reads the seccomp filter; and where the sandbox says, as the last step before the command, that it is set
+   * up (the runner's own channel: closed before anything the build controls runs).
+   */
+  handshake?: { infoFd: number; blockFd: number; seccompFd?: number; startedFd?: number };
 }
 
 function depth(path: string): number {
@@ -76,7 +80,14 @@ function innerCommand(plan: BwrapPlan, command: string, args: string[]): string[
         '--',
       ]
     : [];
-  return [...prlimit, ...drop, command, ...args];
+  // The last step before the command: one byte on the runner's channel, which is then closed, so whatever the
+  // command prints or exits with can never pass for the sandbox's own failure to start.
+  const started = plan.handshake?.startedFd;
+  const announce =
+    started === undefined
+      ? []
+      : ['/bin/sh', '-c', `printf 1 >&${started} && exec ${started}>&- && exec "$@"`, 'ci-runner-started'];
+  return [...prlimit, ...drop, ...announce, command, ...args];
 }
 
 // The bubblewrap command line for one sandboxed process: its own PID, IPC, UTS, cgroup and network namespaces, a
@@ -127,6 +138,7 @@ export function bwrapArgs(plan: BwrapPlan, command: string, args: string[]): str
   out.push('--chdir', plan.cwd);
   if (plan.handshake) {
     out.push('--info-fd', String(plan.handshake.infoFd), '--block-fd', String(plan.handshake.blockFd));
+    if (plan.handshake.seccompFd !== undefined) out.push('--seccomp', String(plan.handshake.seccompFd));
   }
   return [...out, '--', ...innerCommand(plan, command, args)];
 }

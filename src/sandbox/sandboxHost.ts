@@ -1,11 +1,12 @@
 import { access, constants, lstat, readlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { runBounded } from '../host/runBounded.js';
+import { LAUNCH_FDS, runBounded } from '../host/runBounded.js';
 import type { SandboxConfig } from '../ops/config.js';
 import { ConfigError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
-import { bwrapArgs, type SandboxMount } from './bwrapArgs.js';
+import { type BwrapPlan, bwrapArgs, type SandboxMount } from './bwrapArgs.js';
 import { type Cgroups, detectCgroups } from './cgroups.js';
+import { seccompFilter } from './seccompFilter.js';
 
 /** What the host offers every build's sandbox, found once when a worker (or `ci-runner build`) starts. */
 export interface SandboxHost {
@@ -22,6 +23,9 @@ export interface SandboxHost {
   symlinks: Array<{ target: string; link: string }>;
   /** The runner's tools directory on the host (seen at TOOLS_PATH). */
   tools: string;
+  /** The seccomp filter every sandboxed process runs under, and what it does (or why there is none). */
+  seccomp?: Buffer;
+  seccompNote: string;
 }
 
 /** SANDBOX=off: an operator's explicit, logged choice to run builds with the runner's own powers. */
@@ -127,6 +131,7 @@ export async function prepareSandbox(
     }
     found[tool] = path;
   }
+  const filter = seccompFilter();
   const host: SandboxHost = {
     enabled: true,
     bwrap: found.bwrap as string,
@@ -137,6 +142,12 @@ export async function prepareSandbox(
     uidBase: request.uidBase,
     cgroups: await detectCgroups(),
     tools: request.tools,
+    ...('program' in filter
+      ? {
+          seccomp: filter.program,
+          seccompNote: `seccomp: ${filter.denied} syscalls denied, no new user namespaces`,
+        }
+      : { seccompNote: `NO seccomp filter (${filter.unsupported})` }),
     ...(await systemMounts(request.readOnly)),
   };
   host.system.push({ source: request.tools, target: TOOLS_PATH });
@@ -150,32 +161,37 @@ export async function prepareSandbox(
   return host;
 }
 
-// Starts one trivial sandbox, so a host that refuses user namespaces (or bwrap) stops the runner at start-up.
+// Starts one trivial sandbox the way builds start (hand-shake, seccomp filter, started byte), so a host that refuses
+// user namespaces, bwrap or the filter stops the runner at start-up.
 async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> {
-  const args = bwrapArgs(
-    {
-      system: host.system,
-      symlinks: host.symlinks,
-      mounts: [],
-      network: false,
-      cwd: '/',
-      privileged: host.privileged,
-      uid: host.uidBase,
-      gid: host.uidBase,
-      limits: { fileSizeBytes: 1 << 20, openFiles: 64, cpuSec: 10, maxProcesses: 16 },
-      tmpfsBytes: 1 << 20,
-      prlimit: host.prlimit,
-      setpriv: host.setpriv,
-    },
-    '/bin/true',
-    [],
-  );
-  const result = await runBounded(host.bwrap, args, {
+  const plan = {
+    system: host.system,
+    symlinks: host.symlinks,
+    mounts: [],
+    network: false,
+    privileged: host.privileged,
+    uid: host.uidBase,
+    gid: host.uidBase,
+    limits: { fileSizeBytes: 1 << 20, openFiles: 64, cpuSec: 10, maxProcesses: 16 },
+    tmpfsBytes: 1 << 20,
+    prlimit: host.prlimit,
+    setpriv: host.setpriv,
+    handshake: { ...LAUNCH_FDS, ...(host.seccomp ? {} : { seccompFd: undefined }) },
+  } satisfies Omit<BwrapPlan, 'cwd'>;
+  const result = await runBounded('/bin/true', [], {
     cwd: '/',
     env: { PATH: hostPath },
     timeoutMs: 30_000,
     signal: new AbortController().signal,
-  });
+    launch: {
+      wrap: (command, args, cwd) => ({
+        command: host.bwrap,
+        args: bwrapArgs({ ...plan, cwd }, command, args),
+      }),
+      started: async () => () => undefined,
+      seccomp: host.seccomp,
+    },
+  }).catch((error: unknown) => ({ kind: 'notStarted' as const, message: String(error), durationMs: 0 }));
   if (result.kind !== 'exited' || result.exitCode !== 0) {
     const detail = result.kind === 'notStarted' ? result.message : `${result.stderr}`.trim();
     throw new ConfigError(

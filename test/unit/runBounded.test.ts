@@ -99,7 +99,8 @@ describe('runBounded on real processes', () => {
   });
 
   // A wrapper that reports its pid as bubblewrap does (fd 3, then waits on fd 4) and fails to set itself up, as
-  // bubblewrap did under load ("bwrap: loopback: Failed RTM_NEWADDR"), its first `failures` times.
+  // bubblewrap did under load ("bwrap: loopback: Failed RTM_NEWADDR"), its first `failures` times; once set up, it
+  // says so on fd 6 as the sandbox's last step does.
   const flakyWrapper = (failures: number, counter: string) => ({
     wrap: (command: string, args: string[]) => ({
       command: 'sh',
@@ -109,6 +110,8 @@ describe('runBounded on real processes', () => {
           'echo "{\\"child-pid\\": $$}" >&3; exec 3>&-; read -r go <&4',
           `n=$(cat ${counter} 2>/dev/null || echo 0); echo $((n + 1)) > ${counter}`,
           `if [ "$n" -lt ${failures} ]; then echo "bwrap: loopback: Failed RTM_NEWADDR: No child processes" >&2; exit 1; fi`,
+          // The sandbox's last step: the started byte on the runner's channel, then the command.
+          'printf 1 >&6; exec 6>&-',
           'exec "$@"',
         ].join('\n'),
         'wrapper',
@@ -128,6 +131,18 @@ describe('runBounded on real processes', () => {
     assert.equal(result.kind, 'exited');
     if (result.kind === 'exited') assert.deepEqual([result.exitCode, result.stdout], [1, 'ran\n']);
     assert.equal((await readFile(counter, 'utf8')).trim(), '3');
+  });
+
+  test("a command that prints bubblewrap's own failure is its own failure: not retried, not a sandbox fault", async () => {
+    const counter = join(dir, 'tries-imitated');
+    const result = await runBounded(
+      'sh',
+      ['-c', 'echo "bwrap: loopback: Failed RTM_NEWADDR: No child processes" >&2; exit 1'],
+      { ...options(), launch: flakyWrapper(0, counter) },
+    );
+    assert.equal(result.kind, 'exited');
+    if (result.kind === 'exited') assert.equal(result.exitCode, 1);
+    assert.equal((await readFile(counter, 'utf8')).trim(), '1', 'run once');
   });
 
   test('a sandbox that keeps failing to set up is an infrastructure fault, not the command failing', async () => {
