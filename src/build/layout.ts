@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
+import { INSTALL_ONLY } from '../ops/buildEnvConfig.js';
 
 /** The build's directories as its own processes see them (fixed paths inside the sandbox). */
 export interface BuildPaths {
@@ -92,12 +93,18 @@ export async function prepareLayout(layout: BuildLayout): Promise<void> {
 }
 
 // The only environment a build's subprocesses see: the operator's pass-through list and nothing else of the
-// runner's (no Redis or Kafka addresses, no credentials). `CI_RUNNER_BUILD` lets the runner find the build's
-// processes if the worker that started them dies.
-export function buildEnv(layout: BuildLayout, extra: Record<string, string> = {}): Record<string, string> {
+// runner's (no Redis or Kafka addresses, no credentials). The package index's and proxies' variables (which may
+// carry credentials) reach the install only: lint and tests have no network to use them on. `CI_RUNNER_BUILD` lets
+// the runner find the build's processes if the worker that started them dies.
+export function buildEnv(
+  layout: BuildLayout,
+  extra: Record<string, string> = {},
+  { install = false } = {},
+): Record<string, string> {
   const { inside } = layout;
+  const inherited = Object.entries(layout.inherited).filter(([name]) => install || !INSTALL_ONLY.has(name));
   return {
-    ...layout.inherited,
+    ...Object.fromEntries(inherited),
     PATH: `${join(inside.venv, 'bin')}:${SYSTEM_PATH}`,
     HOME: inside.home,
     TMPDIR: inside.tmp,

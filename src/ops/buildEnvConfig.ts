@@ -23,6 +23,23 @@ const DEFAULT_PASSTHROUGH = [
   'no_proxy',
 ];
 
+/** What reaches a package index (its URLs may carry credentials, as may a proxy's): given to install only. */
+export const INSTALL_ONLY = new Set([
+  'PIP_INDEX_URL',
+  'PIP_EXTRA_INDEX_URL',
+  'PIP_FIND_LINKS',
+  'UV_INDEX_URL',
+  'UV_DEFAULT_INDEX',
+  'UV_EXTRA_INDEX_URL',
+  'UV_INDEX',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+]);
+
 export function buildEnv(env: Env): Readonly<Record<string, string>> {
   const extra = (optional(env, 'BUILD_ENV_PASSTHROUGH') ?? '').split(',').map((name) => name.trim());
   const names = [...DEFAULT_PASSTHROUGH, ...extra.filter(Boolean)];

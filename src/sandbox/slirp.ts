@@ -15,7 +15,15 @@ export async function attachUserNetwork(
   pid: number,
   privileged: boolean,
 ): Promise<UserNetwork> {
-  const args = ['--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3'];
+  // slirp4netns confines itself too: its own mount namespace with the host's files read-only, and a seccomp filter.
+  const args = [
+    '--configure',
+    '--mtu=65520',
+    '--disable-host-loopback',
+    '--enable-sandbox',
+    '--enable-seccomp',
+    '--ready-fd=3',
+  ];
   if (!privileged) args.push(`--userns-path=/proc/${pid}/ns/user`, '--netns-type=path');
   args.push(privileged ? String(pid) : `/proc/${pid}/ns/net`, 'tap0');
   const child = execa(slirp, args, {

@@ -23,12 +23,16 @@ export type SandboxedUv = (args: string[], access: SandboxAccess) => Promise<Run
 // uv in the build's sandbox, on the build's checkout, within the install's time limit, output to install.log.
 export function sandboxedUv(input: UvInput, ctx: StageContext): SandboxedUv {
   const { layout, toolchain } = input;
-  const env = buildEnv(layout, {
-    UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
-    UV_LINK_MODE: 'copy',
-    UV_PYTHON_DOWNLOADS: 'never',
-    UV_NO_PROGRESS: '1',
-  });
+  const env = buildEnv(
+    layout,
+    {
+      UV_CACHE_DIR: join(layout.inside.tmp, 'uv-cache'),
+      UV_LINK_MODE: 'copy',
+      UV_PYTHON_DOWNLOADS: 'never',
+      UV_NO_PROGRESS: '1',
+    },
+    { install: true },
+  );
   return (args, access) =>
     runBounded(ctx.sandbox.tool(toolchain.uv), args, {
       cwd: layout.inside.src,

@@ -13,6 +13,7 @@ import { Queue } from 'bullmq';
 import { type BuildReport, encodeBuildReport } from '../../src/delivery/contracts.js';
 import { buildJobId, connectRedis } from '../../src/delivery/queue.js';
 import type { RunningWorker } from '../../src/worker/worker.js';
+import { type Canary, makeCanary } from '../support/canary.js';
 import {
   daemonSeconds,
   genuineSixTest,
@@ -52,6 +53,9 @@ describe('a hostile repository fails its own build and nothing else', () => {
   const redisKey = `hostile-canary-${canary}`;
   const built = new Map<string, { report: BuildReport; entries: Map<string, ArtefactEntry> }>();
   let sharedSixBefore = new Map<string, string>();
+  // What a build's planted links point at: a directory and file the test owns, never a real system path.
+  let linkCanary: Canary;
+  let linkCanaryBefore = '';
 
   // six.py of every shared environment the runner built, by directory: what later builds install from.
   const sharedSix = async (): Promise<Map<string, string>> => {
@@ -98,6 +102,8 @@ describe('a hostile repository fails its own build and nothing else', () => {
     const { config } = harness.space;
     const rootCanary = `/root/.ci-runner-canary-${canary.slice(-8)}`;
     const cacheCanary = join(config.cacheDir, `canary-${canary.slice(-8)}.txt`);
+    linkCanary = await makeCanary();
+    linkCanaryBefore = await linkCanary.state();
     await writeFile(rootCanary, canary, { mode: 0o600 });
     await writeFile(cacheCanary, canary);
     await redis.set(redisKey, canary);
@@ -111,6 +117,8 @@ describe('a hostile repository fails its own build and nothing else', () => {
       kafkaPort: Number(config.kafkaBrokers[0]?.split(':')[1]),
       marker: `hostile-${canary.slice(-10)}`,
       canaryFiles: [rootCanary, cacheCanary],
+      canaryDir: linkCanary.dir,
+      canaryDirFile: linkCanary.file,
     };
     queue = new Queue(config.queueName, { connection: redis });
     await harness.startBridge();
@@ -130,6 +138,7 @@ describe('a hostile repository fails its own build and nothing else', () => {
     delete process.env.CI_RUNNER_HOSTILE_CANARY;
     await redis.del(redisKey);
     for (const file of facts?.canaryFiles ?? []) await rm(file, { force: true });
+    await linkCanary?.remove();
     await queue?.close();
     await harness?.close();
     redis.disconnect();
@@ -151,6 +160,13 @@ describe('a hostile repository fails its own build and nothing else', () => {
         assert.match(report.sandbox, /^bubblewrap as uid \d+ \(unprivileged/);
         const everything = await published(report);
         assert.ok(!everything.includes(canary), 'no secret in the report, artefact, job log or metrics');
+        assert.ok(!everything.includes(linkCanary.secret), 'no byte of a linked host file published');
+        assert.equal(
+          await linkCanary.state(),
+          linkCanaryBefore,
+          'the linked canary kept content, mode, owner',
+        );
+        assert.match(report.sandbox, /seccomp: \d+ syscalls denied, no new user namespaces/);
         for (const [what, outcome] of attacks(entries)) {
           if (what.startsWith('/tmp/')) continue; // its private /tmp: checked on the host below
           assert.doesNotMatch(outcome, /^(WROTE|READ|CONNECTED|SENT)/, `${what}: ${outcome}`);
@@ -195,8 +211,88 @@ describe('a hostile repository fails its own build and nothing else', () => {
     assert.doesNotMatch(passwd, /root:x:0:0:root:\/root:\/bin\/bash|cloudsdk/);
     assert.match(attacks(symlinks).get('canary') ?? '', /^blocked/);
 
+    const swapped = [...(built.get('swap-keep-for-a-link')?.entries.keys() ?? [])];
+    assert.deepEqual(
+      swapped.filter((path) => path.startsWith('outputs/')),
+      [],
+      'a keep directory swapped for a link keeps nothing',
+    );
+    const inside = built.get('links-inside-keep')?.entries ?? new Map();
+    assert.equal(
+      inside.get('outputs/plain.txt')?.content,
+      'kept\n',
+      'the plain file beside the links is kept',
+    );
+    assert.deepEqual(
+      [...inside.keys()].filter((path) => path.startsWith('outputs/') && path !== 'outputs/plain.txt'),
+      [],
+      'no link inside keep was followed',
+    );
+    const imitated = built.get('imitates-the-sandbox')?.report;
+    assert.equal(imitated?.attempt, 1, "a build's own output imitating bubblewrap is not retried");
+
     const flood = built.get('flood-stdout')?.entries.get('reports/test.log')?.content ?? '';
     assert.ok(flood.length < 300 * 1024, `stage output kept to its tail (${flood.length} bytes)`);
+  });
+
+  test('git bombs fail their own build before a file is written; a build beside them finishes; memory stays bounded', async () => {
+    // A tree holding one tree ten times, six levels deep: 10^6 files from a few hundred bytes of objects.
+    const bomb = await harness.newRepo('git-bomb');
+    await bomb.commit(cleanProject(), 'a project');
+    let tree = bomb.git(
+      ['mktree'],
+      `100644 blob ${bomb.git(['hash-object', '-w', '--stdin'], 'boom\n')}\tf\n`,
+    );
+    for (let level = 0; level < 6; level += 1) {
+      const entries = Array.from({ length: 10 }, (_, i) => `040000 tree ${tree}\td${i}\n`).join('');
+      tree = bomb.git(['mktree'], entries);
+    }
+    const bombSha = bomb.git(['commit-tree', tree, '-p', 'HEAD', '-m', 'bomb']);
+    bomb.git(['push', '--quiet', '--force', 'origin', `${bombSha}:refs/heads/main`]);
+    // One file of 150 MiB of zeros: a few hundred KiB in the pack, over the 100 MiB a checkout file may be.
+    const huge = await harness.newRepo('huge-blob');
+    await huge.commit(cleanProject(), 'a project');
+    const zeros = huge.git(['hash-object', '-w', '--stdin'], '\0'.repeat(150 * 1024 * 1024));
+    const hugeTree = huge.git(['mktree'], `100644 blob ${zeros}\tzeros.bin\n`);
+    const hugeSha = huge.git(['commit-tree', hugeTree, '-p', 'HEAD', '-m', 'huge']);
+    huge.git(['push', '--quiet', '--force', 'origin', `${hugeSha}:refs/heads/main`]);
+    const beside = await harness.newRepo('beside-the-bomb');
+    const besideSha = await beside.commit(cleanProject(), 'clean');
+    beside.push('main');
+
+    const rssBefore = process.memoryUsage().rss;
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => {
+      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+    }, 50);
+    try {
+      for (const [sha, url] of [
+        [bombSha, bomb.url],
+        [hugeSha, huge.url],
+        [besideSha, beside.url],
+      ] as const) {
+        await harness.announce({ sha, repositoryUrl: url });
+      }
+      const [bombReport, hugeReport, besideReport] = await (Promise.all(
+        [bombSha, hugeSha, besideSha].map((sha) => harness.reports.waitFor(sha, 300_000)),
+      ) as Promise<[BuildReport, BuildReport, BuildReport]>);
+      assert.equal(bombReport.status, 'FAILED');
+      assert.match(bombReport.error, /repository too large: over 100000 files and directories/);
+      assert.equal(hugeReport.status, 'FAILED');
+      assert.match(
+        hugeReport.error,
+        /repository too large: zeros\.bin is 150 MiB \(one file may be 100 MiB\)/,
+      );
+      assert.equal(besideReport.status, 'PASSED', besideReport.error);
+    } finally {
+      clearInterval(sampler);
+    }
+    const grewMiB = (rssPeak - rssBefore) / 1024 / 1024;
+    assert.ok(
+      grewMiB < 150,
+      `the worker's memory grew by ${grewMiB.toFixed(0)} MiB, less than one huge file`,
+    );
+    assert.equal((await fetch(`${worker.metricsUrl}/readyz`)).status, 200, 'the worker is still ready');
   });
 
   test('nothing outlives its build: no daemon, no stray process of a build user', () => {

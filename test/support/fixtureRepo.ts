@@ -14,6 +14,8 @@ export interface FixtureRepo {
   /** Moves the work tree's branch back to an earlier commit (to rewrite history before a force push). */
   resetTo(sha: string): void;
   push(branch: string): void;
+  /** Runs git in the work tree (plumbing for trees no work tree could hold), with optional standard input. */
+  git(args: string[], input?: string): string;
   cleanup(): Promise<void>;
 }
 
@@ -78,6 +80,9 @@ export async function createFixtureRepo(
     },
     push(target) {
       git(work, 'push', '--quiet', '--force', 'origin', `HEAD:refs/heads/${target}`);
+    },
+    git(args, input) {
+      return execFileSync('git', args, { cwd: work, env: GIT_ENV, input, encoding: 'utf8' }).trim();
     },
     async cleanup() {
       await rm(work, { recursive: true, force: true });

@@ -14,6 +14,9 @@ export interface HostFacts {
   marker: string;
   /** Files outside the build holding the canary (their paths, never their content, are in the repository). */
   canaryFiles: string[];
+  /** A root-owned directory outside the build (and its one file) that links planted by a build point at. */
+  canaryDir: string;
+  canaryDirFile: string;
 }
 
 /** One hostile repository and what the runner must make of it. */
@@ -102,6 +105,17 @@ const withLimits =
   (files: Files): Files => ({
     ...files,
     'pyproject.toml': pyproject().replace('lint = false', ['lint = false', ...settings].join('\n')),
+  });
+
+// The repository's own pytest arguments (say -s, so what a test writes reaches the run's own stderr).
+const withArgs =
+  (...args: string[]) =>
+  (files: Files): Files => ({
+    ...files,
+    'pyproject.toml': pyproject().replace(
+      'lint = false',
+      `lint = false\npytest-args = ${JSON.stringify(args)}`,
+    ),
   });
 
 const withSix = (files: Files): Files => ({
@@ -339,6 +353,121 @@ export function hostileCases(
         ),
         'pyproject.toml': pyproject().replace('lint = false', 'lint = false\npytest-args = ["-s"]'),
       },
+    },
+    {
+      // The keep directory itself swapped for a link to a host directory after the runner made it.
+      name: 'swap-keep-for-a-link',
+      status: 'PASSED',
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_swap_keep():',
+        '    import shutil',
+        '',
+        '    keep = os.environ["CI_RUNNER_KEEP"]',
+        '    shutil.rmtree(keep)',
+        '    os.symlink(FACTS["canaryDir"], keep)',
+      ),
+    },
+    {
+      // Links inside the keep directory: to a host directory, a host file, and a plain file beside them.
+      name: 'links-inside-keep',
+      status: 'PASSED',
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_links_in_keep():',
+        '    keep = os.environ["CI_RUNNER_KEEP"]',
+        '    os.symlink(FACTS["canaryDir"], os.path.join(keep, "dir"))',
+        '    os.symlink(FACTS["canaryDirFile"], os.path.join(keep, "file"))',
+        '    os.makedirs(os.path.join(keep, "sub"))',
+        '    os.symlink(FACTS["canaryDir"], os.path.join(keep, "sub", "deeper"))',
+        '    with open(os.path.join(keep, "plain.txt"), "w") as handle:',
+        '        handle.write("kept\\n")',
+      ),
+    },
+    {
+      // The install plants links where the runner later writes and hands over: the old selection directory, the
+      // keep directory, the venv; the tests then plant them in the selection's own directory.
+      name: 'install-plants-links',
+      status: 'PASSED',
+      files: {
+        ...hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_plant_in_selection():',
+          '    selection = os.environ.get("CI_RUNNER_AFFECTED_OUT")',
+          '    if selection:',
+          '        for name in (".testmondata", "lines.json", "selection.json"):',
+          '            path = os.path.join(selection, name)',
+          '            if os.path.lexists(path):',
+          '                os.remove(path)',
+          '            os.symlink(FACTS["canaryDirFile"], path)',
+        ),
+        'pyproject.toml': pyproject(
+          'select = "affected"',
+          '[build-system]',
+          'requires = ["setuptools>=61"]',
+          'build-backend = "setuptools.build_meta"',
+        ),
+        'setup.py': py(
+          'import os',
+          'import shutil',
+          '',
+          'from setuptools import setup',
+          '',
+          `CANARY = ${JSON.stringify(facts.canaryDir)}`,
+          'for where in ("/ci/out/affected", "/ci/out/keep", os.path.join(os.environ.get("VIRTUAL_ENV", "/ci/env"), "planted")):',
+          '    try:',
+          '        if os.path.isdir(where) and not os.path.islink(where):',
+          '            shutil.rmtree(where)',
+          '        elif os.path.lexists(where):',
+          '            os.remove(where)',
+          '        os.symlink(CANARY, where)',
+          '    except OSError:',
+          '        pass',
+          'setup(name="hostile-calc", version="0.1", packages=["calc"])',
+        ),
+      },
+    },
+    {
+      // The kernel interfaces the seccomp filter closes: the test fails if any of them is open.
+      name: 'seccomp-denies',
+      status: 'PASSED',
+      files: hostileTest(
+        facts,
+        '@pytest.mark.fast',
+        'def test_kernel_interfaces_are_closed():',
+        '    import ctypes',
+        '    import errno',
+        '',
+        '    libc = ctypes.CDLL(None, use_errno=True)',
+        '    keyctl = {"x86_64": 250, "aarch64": 219}[os.uname().machine]',
+        '    assert libc.syscall(keyctl, 0, 0, 0, 0, 0) == -1',
+        '    assert ctypes.get_errno() == errno.EPERM',
+        '    CLONE_NEWUSER = 0x10000000',
+        '    assert libc.unshare(CLONE_NEWUSER) == -1',
+        '    assert ctypes.get_errno() == errno.EPERM',
+        '    done = subprocess.run(["unshare", "-r", "true"], capture_output=True, text=True)',
+        '    assert done.returncode != 0 and "Operation not permitted" in done.stderr, done.stderr',
+        '    # Processes and threads still start (clone without new namespaces).',
+        '    assert subprocess.run([sys.executable, "-c", "import threading"]).returncode == 0',
+      ),
+    },
+    {
+      // A test that prints what bubblewrap prints when it cannot start, and fails: its own failure, not retried.
+      name: 'imitates-the-sandbox',
+      status: 'FAILED',
+      reason: /test_pretend_the_sandbox_failed/,
+      files: withArgs('-s')(
+        hostileTest(
+          facts,
+          '@pytest.mark.fast',
+          'def test_pretend_the_sandbox_failed():',
+          '    os.write(2, b"bwrap: loopback: Failed RTM_NEWADDR: No child processes\\n")',
+          '    assert False',
+        ),
+      ),
     },
     {
       name: 'symlinks-out',
