@@ -21,7 +21,7 @@ import {
 import type { StageContext, StageName, StageResult } from '../stages/types.js';
 import { artefactUrl } from './artefactLocation.js';
 import type { BuildInput } from './buildInput.js';
-import { collectKeptFiles } from './collectKeptFiles.js';
+import { collectKeptFiles, DEFAULT_KEPT_LIMITS } from './collectKeptFiles.js';
 import type { BuildLayout } from './layout.js';
 import { readBuildFile } from './readBuildFile.js';
 import type { Toolchain } from './toolchain.js';
@@ -325,7 +325,10 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       const { layout } = state;
       await keepSelection(state, ctx);
       await collectToolReports(layout.out, layout.reports);
-      state.kept.count = await collectKeptFiles(layout.keep, state.kept.dir);
+      state.kept.count = await collectKeptFiles(layout.keep, state.kept.dir, {
+        ...DEFAULT_KEPT_LIMITS,
+        maxTotalBytes: state.artefactMaxBytes,
+      });
       if (state.kept.count > 0)
         ctx.log(
           `kept ${state.kept.count} file(s) the build wrote to $CI_RUNNER_KEEP (the artefact's outputs/)`,

@@ -86,12 +86,15 @@ async function measure(gitdir: string, treeOid: string, cache: object, caps: Tre
         if (performance.now() > caps.deadline) throw new TreeTooLargeError('its checkout ran out of time');
         const total = { files: 0, bytes: 0 };
         for (const entry of await readTree(gitdir, oid, cache, where)) {
-          if (entry.path.toLowerCase() === '.git' || entry.type === 'commit') continue;
+          if (entry.path.toLowerCase() === '.git') continue;
           const path = `${where}/${entry.path}`;
+          // A submodule is written as an empty directory: one entry, like a file.
           const part =
             entry.type === 'tree'
               ? await tree(entry.oid, path)
-              : { files: 1, bytes: await blobSize(entry.oid, path.slice(1)) };
+              : entry.type === 'commit'
+                ? { files: 1, bytes: 0 }
+                : { files: 1, bytes: await blobSize(entry.oid, path.slice(1)) };
           // A directory counts as an entry too: a tree of empty directories is no cheaper to write.
           total.files += part.files + (entry.type === 'tree' ? 1 : 0);
           total.bytes += part.bytes;

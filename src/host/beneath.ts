@@ -28,8 +28,9 @@ function components(relative: string): string[] {
 // Opens `root` (a directory the runner made) and then each component of `relative` below it as a directory, refusing
 // links at every step. Undefined when any component is missing, a link or not a directory.
 export async function openDirBeneath(root: string, relative = ''): Promise<FileHandle | undefined> {
+  const names = components(relative);
   let dir = await open(root, DIRECTORY).catch(() => undefined);
-  for (const name of components(relative)) {
+  for (const name of names) {
     if (!dir) return undefined;
     const next: FileHandle | undefined = await open(entryAt(dir, name), DIRECTORY).catch(() => undefined);
     await dir.close();

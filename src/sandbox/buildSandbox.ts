@@ -54,8 +54,8 @@ export interface BuildSandbox {
 
 const MIB = 1024 * 1024;
 const TMPFS_BYTES = 256 * MIB;
-/** Entries handed to a build at most (its checkout is capped at checkout, far below this). */
-const HANDOVER_MAX_ENTRIES = 1_000_000;
+/** Entries handed to a build: its checkout is capped by CHECKOUT_MAX_FILES; everything else it gets is the runner's. */
+const HANDOVER_MAX_ENTRIES = Number.MAX_SAFE_INTEGER;
 const RUNNER_FILES = '/ci/runner';
 const SHARED_ENV = '/ci/shared';
 

@@ -1,9 +1,11 @@
-import { walkBeneath } from '../host/beneath.js';
+import { TreeTooLargeError, walkBeneath } from '../host/beneath.js';
 import type { ProjectEnvironment, PromoteInput } from './projectEnvironment.js';
 
 /** What an editable install may leave in the checkout without making its environment per-build. */
 const INSTALL_LEFTOVERS = /(^|\/)([^/]+\.egg-info|__pycache__|build|\.pdm-build)(\/|$)/;
 const MAX_TREE_ENTRIES = 200_000;
+/** Directories deeper than this in a checkout after its install: never shared (and never walked further). */
+const MAX_TREE_DEPTH = 256;
 
 // Every entry under a checkout (relative paths), walked by descriptor so a link the build made is never followed, at
 // most MAX_TREE_ENTRIES (a bigger tree is never shared: TreeTooLargeError).
@@ -12,6 +14,8 @@ export async function treeFiles(dir: string): Promise<Set<string>> {
   await walkBeneath(
     dir,
     async (entry) => {
+      if (entry.depth > MAX_TREE_DEPTH)
+        throw new TreeTooLargeError(`deeper than ${MAX_TREE_DEPTH} directories`);
       found.add(entry.path);
     },
     { maxEntries: MAX_TREE_ENTRIES, maxDepth: Number.MAX_SAFE_INTEGER },
