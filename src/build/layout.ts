@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
-import { INSTALL_ONLY } from '../ops/buildEnvConfig.js';
+import { installOnly } from '../ops/buildEnvConfig.js';
 
 /** The build's directories as its own processes see them (fixed paths inside the sandbox). */
 export interface BuildPaths {
@@ -102,7 +102,7 @@ export function buildEnv(
   { install = false } = {},
 ): Record<string, string> {
   const { inside } = layout;
-  const inherited = Object.entries(layout.inherited).filter(([name]) => install || !INSTALL_ONLY.has(name));
+  const inherited = Object.entries(layout.inherited).filter(([name]) => install || !installOnly(name));
   return {
     ...Object.fromEntries(inherited),
     PATH: `${join(inside.venv, 'bin')}:${SYSTEM_PATH}`,

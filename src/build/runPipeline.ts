@@ -166,7 +166,13 @@ async function runStages(
     // Names the process that owns this build, so a later worker can clean up if this one is killed.
     await writeOwner(layout.root);
     for (const step of STAGE_ORDER) {
-      await Promise.all(step.map((name) => runStage(name, state, ctx, options, progress)));
+      // Every stage of a step ends (its processes gone) before a fault of one ends the build: the build directory is
+      // removed only once nothing of the build can still write in it.
+      const settled = await Promise.allSettled(
+        step.map((name) => runStage(name, state, ctx, options, progress)),
+      );
+      const fault = settled.find((outcome) => outcome.status === 'rejected');
+      if (fault) throw fault.reason;
       results.sandbox = sandbox.description();
     }
     return assembleReport(input, results, elapsed());

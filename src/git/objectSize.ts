@@ -58,7 +58,7 @@ function varint(bytes: Buffer, at: number): { value: number; next: number } | un
 // The first bytes of a zlib stream, inflated as far as the prefix allows.
 function inflatePrefix(bytes: Buffer): Buffer | undefined {
   try {
-    return inflateSync(bytes, { finishFlush: zlib.Z_SYNC_FLUSH });
+    return inflateSync(bytes, { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: 1024 * 1024 });
   } catch {
     return undefined;
   }

@@ -15,6 +15,15 @@ export function entryAt(dir: FileHandle, name: string): string {
   return `/proc/self/fd/${dir.fd}/${name}`;
 }
 
+/** What a refused or absent entry yields: a link (ELOOP), a file where a directory was expected, nothing there, a
+ * socket, no permission. Any other error (out of descriptors, I/O) is the host's, and thrown. */
+const REFUSED = new Set(['ELOOP', 'ENOTDIR', 'ENOENT', 'ENXIO', 'EACCES', 'EPERM']);
+
+function refused(error: NodeJS.ErrnoException): undefined {
+  if (error.code && REFUSED.has(error.code)) return undefined;
+  throw error;
+}
+
 /** A path under a build directory that names `..`, or is absolute: never resolved. */
 export class PathOutsideError extends Error {}
 
@@ -29,12 +38,15 @@ function components(relative: string): string[] {
 // links at every step. Undefined when any component is missing, a link or not a directory.
 export async function openDirBeneath(root: string, relative = ''): Promise<FileHandle | undefined> {
   const names = components(relative);
-  let dir = await open(root, DIRECTORY).catch(() => undefined);
+  let dir = await open(root, DIRECTORY).catch(refused);
   for (const name of names) {
     if (!dir) return undefined;
-    const next: FileHandle | undefined = await open(entryAt(dir, name), DIRECTORY).catch(() => undefined);
-    await dir.close();
-    dir = next;
+    const parent: FileHandle = dir;
+    try {
+      dir = await open(entryAt(parent, name), DIRECTORY).catch(refused);
+    } finally {
+      await parent.close();
+    }
   }
   return dir;
 }
@@ -52,8 +64,12 @@ export async function readBeneath(
   if (name === undefined) return undefined;
   const dir = await openDirBeneath(root, names.join('/'));
   if (!dir) return undefined;
-  const handle = await open(entryAt(dir, name), PLAIN_FILE).catch(() => undefined);
-  await dir.close();
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(entryAt(dir, name), PLAIN_FILE).catch(refused);
+  } finally {
+    await dir.close();
+  }
   if (!handle) return undefined;
   try {
     return await readOpened(handle, maxBytes);
@@ -121,7 +137,7 @@ export async function walkBeneath(
       const child = path ? `${path}/${entry.name}` : entry.name;
       const read = async () => {
         if (type !== 'file') return undefined;
-        const handle = await open(entryAt(dir, entry.name), PLAIN_FILE).catch(() => undefined);
+        const handle = await open(entryAt(dir, entry.name), PLAIN_FILE).catch(refused);
         if (!handle) return undefined;
         try {
           return await readOpened(handle, limits.maxFileBytes);
@@ -132,7 +148,7 @@ export async function walkBeneath(
       const enter = await visit({ path: child, depth, type, parent: dir, name: entry.name, read });
       if (type !== 'directory' || enter === false || depth >= limits.maxDepth) continue;
       // Replaced by a link since it was listed: ELOOP or ENOTDIR, and it is not entered.
-      const sub = await open(entryAt(dir, entry.name), DIRECTORY).catch(() => undefined);
+      const sub = await open(entryAt(dir, entry.name), DIRECTORY).catch(refused);
       if (!sub) continue;
       try {
         await walk(sub, child, depth + 1);
@@ -177,7 +193,7 @@ export async function typeBeneath(
   const dir = await openDirBeneath(root, names.join('/'));
   if (!dir) return undefined;
   try {
-    const stat = await lstat(entryAt(dir, name)).catch(() => undefined);
+    const stat = await lstat(entryAt(dir, name)).catch(refused);
     if (!stat) return undefined;
     return stat.isDirectory() ? 'directory' : stat.isFile() ? 'file' : 'other';
   } finally {

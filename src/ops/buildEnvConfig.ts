@@ -23,8 +23,16 @@ const DEFAULT_PASSTHROUGH = [
   'no_proxy',
 ];
 
+/** Names of variables that carry credentials by their look (an operator's `UV_INDEX_<NAME>_PASSWORD`, a token). */
+const CREDENTIAL_NAME = /PASSWORD|TOKEN|SECRET|CREDENTIAL|NETRC|_AUTH|^UV_INDEX_|^PIP_/i;
+
+/** Whether a passed-through variable reaches the install only (a package index's or proxy's, or a credential). */
+export function installOnly(name: string): boolean {
+  return INSTALL_ONLY.has(name) || CREDENTIAL_NAME.test(name);
+}
+
 /** What reaches a package index (its URLs may carry credentials, as may a proxy's): given to install only. */
-export const INSTALL_ONLY = new Set([
+const INSTALL_ONLY = new Set([
   'PIP_INDEX_URL',
   'PIP_EXTRA_INDEX_URL',
   'PIP_FIND_LINKS',

@@ -112,14 +112,17 @@ function describeSandbox(
   ].join('; ');
 }
 
-// The build's control group where the host has memory or pids controllers and the runner is root; otherwise why not.
+// The build's control group where the host lets the runner make one with memory or pids controllers (as root, or in
+// a cgroup v2 subtree delegated to a rootless runner); otherwise why not.
 async function openCgroup(
   host: SandboxHost,
   layout: BuildLayout,
   limits: { memoryBytes: number; maxProcesses: number },
 ): Promise<{ cgroup?: BuildCgroup; notes: string[] }> {
-  if (!host.privileged) return { notes: ['no cgroup: the runner is not root'] };
-  if (!host.cgroups.memory && !host.cgroups.pids) return { notes: [host.cgroups.description] };
+  if (!host.cgroups.memory && !host.cgroups.pids) {
+    const why = host.privileged ? host.cgroups.description : 'no cgroup: the runner is not root';
+    return { notes: [`${why}; no memory limit over the whole build`] };
+  }
   try {
     return { cgroup: await host.cgroups.create(buildCgroupName(layout.root), limits), notes: [] };
   } catch (error) {

@@ -165,8 +165,39 @@ const NONE = (description: string): Cgroups => ({
   remove: async () => undefined,
 });
 
+/** The leaf a worker moves its own group's processes into on cgroup v2, so that group may enable controllers. */
+export const WORKER_LEAF = 'ci-runner-worker';
+
+const enable = (dir: string, wanted: string) =>
+  writeFile(join(dir, 'cgroup.subtree_control'), wanted).then(
+    () => true,
+    () => false,
+  );
+
+// cgroup v2: the directory builds' groups are made in, nested under this process's own group (`own`, relative to the
+// hierarchy's root), so whatever limits a container or service puts on the worker covers its builds too. A group
+// with processes may not enable controllers for its children (cgroup v2's "no internal processes" rule), so the
+// group's processes first move into a leaf of their own. Undefined when the runner may not do that (not root and no
+// delegated subtree).
+export async function v2BuildsParent(root: string, own: string, wanted: string): Promise<string | undefined> {
+  // A worker started again inside the leaf an earlier start of its made: the group is the leaf's parent.
+  const group = join(root, own.endsWith(`/${WORKER_LEAF}`) ? own.slice(0, -WORKER_LEAF.length - 1) : own);
+  if (!(await enable(group, wanted))) {
+    const leaf = join(group, WORKER_LEAF);
+    if (!(await tryMkdir(leaf))) return undefined;
+    const procs = await readFile(join(group, 'cgroup.procs'), 'utf8').catch(() => '');
+    for (const pid of procs.split('\n').filter(Boolean)) {
+      await writeFile(join(leaf, 'cgroup.procs'), `${pid}\n`).catch(() => undefined);
+    }
+    if (!(await enable(group, wanted))) return undefined;
+  }
+  const parent = join(group, 'ci-runner');
+  return (await tryMkdir(parent)) && (await enable(parent, wanted)) ? parent : undefined;
+}
+
 // Finds where this host lets the runner create per-build groups with memory and process limits: cgroup v2 when
-// its unified hierarchy has the controllers, else cgroup v1's memory and pids hierarchies.
+// its unified hierarchy has the controllers, else cgroup v1's memory and pids hierarchies; both under the runner's
+// own group.
 export async function detectCgroups(): Promise<Cgroups> {
   const all = await mounts();
   const own = await ownGroups();
@@ -174,19 +205,9 @@ export async function detectCgroups(): Promise<Cgroups> {
   if (unified) {
     const controllers = await readFile(join(unified.path, 'cgroup.controllers'), 'utf8').catch(() => '');
     if (/\bmemory\b/.test(controllers) && /\bpids\b/.test(controllers)) {
-      const parent = join(unified.path, 'ci-runner');
       const wanted = /\bcpu\b/.test(controllers) ? '+memory +pids +cpu\n' : '+memory +pids\n';
-      const enabled =
-        (await tryMkdir(parent)) &&
-        (await writeFile(join(unified.path, 'cgroup.subtree_control'), wanted).then(
-          () => true,
-          () => false,
-        )) &&
-        (await writeFile(join(parent, 'cgroup.subtree_control'), wanted).then(
-          () => true,
-          () => false,
-        ));
-      if (enabled) {
+      const parent = await v2BuildsParent(unified.path, own.get('') ?? '/', wanted);
+      if (parent) {
         return {
           description: 'cgroup v2',
           memory: true,

@@ -104,6 +104,18 @@ const RESOURCE_KEYS = {
   'cpu-sec': 'cpuSec',
 } as const;
 
+/**
+ * The least a repository may lower each resource to (the runner's own minimums): below them the sandbox itself could
+ * not start, and a build would pass its own failure off as the runner's.
+ */
+const RESOURCE_MINIMUMS = {
+  memoryMb: 64,
+  maxProcesses: 16,
+  fileSizeMb: 1,
+  openFiles: 64,
+  cpuSec: 1,
+} as const;
+
 const KNOWN_KEYS = [
   'pytest-mark',
   'pytest-args',
@@ -167,10 +179,11 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
       if (typeof value !== 'boolean') return { problem: `${where}: must be true or false` };
       settings.lint = value;
     } else if (key in RESOURCE_KEYS) {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-        return { problem: `${where}: must be a whole number (at least 1)` };
-      }
       const resource = RESOURCE_KEYS[key as keyof typeof RESOURCE_KEYS];
+      const least = RESOURCE_MINIMUMS[resource];
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < least) {
+        return { problem: `${where}: must be a whole number (at least ${least})` };
+      }
       settings.resources[resource] = Math.min(value, defaults.resources[resource]);
     } else {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {

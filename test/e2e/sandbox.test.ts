@@ -112,7 +112,10 @@ describe('the build sandbox itself', () => {
     assert.match(rootSays, /^bubblewrap as uid \d+ \(unprivileged, all capabilities dropped\)/);
     assert.match(rootSays, /memory 512 MiB \(cgroup v[12]/);
     assert.match(userSays, /in a user namespace/);
-    assert.match(userSays, /memory 512 MiB per process \(RLIMIT_AS; no cgroup: the runner is not root\)/);
+    assert.match(
+      userSays,
+      /memory 512 MiB per process \(RLIMIT_AS; no cgroup: the runner is not root; no memory limit over the whole build\)/,
+    );
   });
 
   test('fails closed: without bubblewrap the runner refuses, naming what is missing and the opt-out', async () => {

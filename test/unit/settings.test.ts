@@ -92,6 +92,8 @@ describe('parseRepoSettings', () => {
     assert.match(problem({ 'test-timeout-sec': 1.5 }), /test-timeout-sec: must be a whole number/);
     assert.match(problem({ 'test-timeout-sec': 0 }), /test-timeout-sec: must be a whole number/);
     assert.match(problem({ 'memory-mb': '1G' }), /memory-mb: must be a whole number/);
+    assert.match(problem({ 'memory-mb': 1 }), /memory-mb: must be a whole number \(at least 64\)/);
+    assert.match(problem({ 'open-files': 6 }), /open-files: must be a whole number \(at least 64\)/);
     assert.match(problem([]), /must be a table/);
   });
 
