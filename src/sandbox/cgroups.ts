@@ -224,6 +224,8 @@ export async function detectCgroups(): Promise<Cgroups> {
       }
     }
   }
+  // cgroup v1 has no delegation a rootless runner could use (its directories may exist, made by root).
+  if (process.getuid?.() !== 0) return NONE('no cgroup: the runner is not root');
   const v1 = (controller: string) => {
     const mount = all.find((m) => m.type === 'cgroup' && m.options.includes(controller));
     return mount ? join(mount.path, own.get(controller) ?? '/', 'ci-runner') : undefined;

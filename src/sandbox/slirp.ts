@@ -15,12 +15,14 @@ export async function attachUserNetwork(
   pid: number,
   privileged: boolean,
 ): Promise<UserNetwork> {
-  // slirp4netns confines itself too: its own mount namespace with the host's files read-only, and a seccomp filter.
+  // slirp4netns confines itself too: a seccomp filter always; started by root, also its own mount namespace with
+  // the host's files read-only and its capabilities dropped (a rootless runner's slirp4netns cannot switch to the
+  // sandbox's namespaced gid 0 for that: `setegid(0)` fails).
   const args = [
     '--configure',
     '--mtu=65520',
     '--disable-host-loopback',
-    '--enable-sandbox',
+    ...(privileged ? ['--enable-sandbox'] : []),
     '--enable-seccomp',
     '--ready-fd=3',
   ];
