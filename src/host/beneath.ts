@@ -1,5 +1,5 @@
 import { constants, type Dirent } from 'node:fs';
-import { type FileHandle, lchown, lstat, open, readdir } from 'node:fs/promises';
+import { type FileHandle, lchown, lstat, open, opendir, readdir } from 'node:fs/promises';
 
 // The one way the runner touches a directory a build could write (its checkout, venv, out/, home/, tmp/, lint/ and
 // selection directories) once a process of the build may have run: one component at a time, each opened by
@@ -127,12 +127,16 @@ export async function walkBeneath(
   let met = 0;
   const walk = async (dir: FileHandle, path: string, depth: number): Promise<void> => {
     await options.onDirectory?.(dir, path);
-    const entries = await readdir(entryAt(dir, '.'), { withFileTypes: true });
-    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    // Listed as the entries arrive, so a directory of millions of entries stops the walk at its limit, not in memory.
+    const entries: Dirent[] = [];
+    for await (const entry of await opendir(entryAt(dir, '.'))) {
       met += 1;
       if (met > limits.maxEntries) {
         throw new TreeTooLargeError(`${root} holds more than ${limits.maxEntries} entries`);
       }
+      entries.push(entry);
+    }
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const type = entry.isDirectory() ? 'directory' : entry.isFile() ? 'file' : 'other';
       const child = path ? `${path}/${entry.name}` : entry.name;
       const read = async () => {

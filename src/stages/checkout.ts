@@ -222,7 +222,8 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
     });
   await mkdir(input.dir, { recursive: true });
   try {
-    const deadline = started + input.timeoutMs;
+    // Its own time limit, whatever the fetch took: a slow network never turns into "repository too large".
+    const deadline = performance.now() + input.timeoutMs;
     const caps = input.caps ?? { maxFiles: Infinity, maxBytes: Infinity, maxFileBytes: Infinity };
     const files = await materializeTree(gitdir, commit.tree, input.dir, cache, { ...caps, deadline });
     const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000) };
