@@ -117,7 +117,7 @@ export async function createCluster(
   };
   const parts = new Map<string, Part>();
   const agent: Publisher = await connectPublisher([env.KAFKA_BROKERS as string], 'fault-agent', logger);
-  const { ensureTopics } = await import('../src/delivery/kafka.js');
+  const { ensureTopics } = await import('../src/delivery/kafkaTopics.js');
   await ensureTopics(
     [env.KAFKA_BROKERS as string],
     [env.TOPIC_COMMIT_RESULTS as string, env.TOPIC_BUILD_REPORTS as string, env.TOPIC_DEAD_LETTER as string],

@@ -1,7 +1,9 @@
 import { replicationCheck } from '../delivery/awaitReplication.js';
-import { connectAdmin, connectPublisher, ensureTopics, subscribe } from '../delivery/kafka.js';
+import { connectAdmin, connectPublisher, subscribe } from '../delivery/kafka.js';
+import { ensureTopics } from '../delivery/kafkaTopics.js';
 import { Placement } from '../delivery/placement.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { reportLimits } from '../delivery/reportLimits.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
 import { Supersession } from '../delivery/supersession.js';
@@ -40,7 +42,13 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     const admin = await connectAdmin(config.kafkaBrokers, logger);
     teardown.add('admin', () => admin.close());
     const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
-    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    const limits = await reportLimits(
+      config.kafkaBrokers,
+      config.topicBuildReports,
+      config.reportMaxEntries,
+      logger,
+    );
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS, limits);
     // Publishes the reports of the builds it cancels as superseded at once; the workers' outboxes publish any it
     // could not (they publish every waiting report).
     const outbox = new ReportOutbox(store, deadLetters, config.topicBuildReports, logger);

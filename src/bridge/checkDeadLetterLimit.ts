@@ -1,4 +1,4 @@
-import { topicMaxMessageBytes } from '../delivery/kafka.js';
+import { topicMaxMessageBytes } from '../delivery/kafkaTopics.js';
 import type { Config } from '../ops/config.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';

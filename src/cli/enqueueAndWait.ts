@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type BuildReport, decodeBuildReport, encodeCommitResult } from '../delivery/contracts.js';
-import { connectPublisher, ensureTopics, type Subscription, subscribe } from '../delivery/kafka.js';
+import { connectPublisher, type Subscription, subscribe } from '../delivery/kafka.js';
+import { ensureTopics } from '../delivery/kafkaTopics.js';
 import type { Logger } from '../ops/logger.js';
 
 export interface EnqueueRequest {

@@ -1,5 +1,5 @@
-// The only module that knows kafkajs: swap the client here (kafkajs is unmaintained since 2023).
-import kafkajs, {
+// The module that knows kafkajs (with kafkaTopics.ts, its admin side): swap the client here (kafkajs is unmaintained since 2023).
+import {
   type Consumer,
   type IHeaders,
   Kafka,
@@ -62,7 +62,8 @@ export interface SubscribeOptions {
 /** The most messages one onBatch call gets. */
 export const BATCH_MAX = 1_000;
 
-function client(brokers: string[], clientId: string, logger: Logger): Kafka {
+/** A kafkajs client logging through pino (for this module and kafkaTopics.ts only). */
+export function client(brokers: string[], clientId: string, logger: Logger): Kafka {
   const toPino = (level: logLevel) =>
     level === logLevel.ERROR
       ? 'error'
@@ -111,51 +112,6 @@ function incoming(topic: string, partition: number, message: KafkaMessage): Inco
 function recordTime(timestamp: string | undefined): number | undefined {
   const ms = Number(timestamp);
   return Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
-}
-
-// Creates the topics ci-runner uses if they are missing (kafkajs cannot subscribe to a topic that does not exist).
-export async function ensureTopics(brokers: string[], topics: string[], logger: Logger): Promise<void> {
-  const admin = client(brokers, 'ci-runner-admin', logger).admin();
-  await admin.connect();
-  try {
-    const existing = new Set(await admin.listTopics());
-    const missing = [...new Set(topics)].filter((topic) => !existing.has(topic));
-    if (missing.length > 0) {
-      await admin.createTopics({ topics: missing.map((topic) => ({ topic })), waitForLeaders: true });
-      logger.info({ topics: missing }, 'created Kafka topics');
-    }
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-// The largest record (batch) each topic accepts: its max.message.bytes, the broker's default when not overridden.
-export async function topicMaxMessageBytes(
-  brokers: string[],
-  topics: string[],
-  logger: Logger,
-): Promise<Map<string, number>> {
-  const admin = client(brokers, 'ci-runner-admin', logger).admin();
-  await admin.connect();
-  try {
-    const { resources } = await admin.describeConfigs({
-      includeSynonyms: false,
-      resources: topics.map((name) => ({
-        // Not a named export Node can see in kafkajs's CommonJS module.
-        type: kafkajs.ConfigResourceTypes.TOPIC,
-        name,
-        configNames: ['max.message.bytes'],
-      })),
-    });
-    const limits = new Map<string, number>();
-    for (const resource of resources) {
-      const entry = resource.configEntries.find((e) => e.configName === 'max.message.bytes');
-      if (entry) limits.set(resource.resourceName, Number(entry.configValue));
-    }
-    return limits;
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 /** A send the broker refused because the record is larger than the topic accepts. */

@@ -2,12 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
-import type { Publisher } from './kafka.js';
+import { decodeBuildReport, encodeBuildReport } from './contracts.js';
+import { fitReport } from './fitReport.js';
+import { isTooLarge, type Publisher } from './kafka.js';
 import { buildJobId } from './queue.js';
 import type { ReportStore } from './reportStore.js';
 
 /** How long a publication claim holds if its owner dies mid-send (longer than a send's own retries). */
 const CLAIM_MS = 60_000;
+/** Sends failing one after another (not for their size) before a flush stops: Kafka is likely down. */
+const FAILURES_BEFORE_PAUSE = 3;
 
 /** Publishes the reports the store holds for Kafka, so a worker crash or a Kafka outage loses none. */
 export class ReportOutbox {
@@ -60,23 +64,46 @@ export class ReportOutbox {
       this.logger.warn({ err: toError(thrown) }, 'outbox unreadable; will retry');
       return;
     }
+    let failedInARow = 0;
     for (const [sha, bytes] of Object.entries(pending)) {
       if (only && !only.has(sha)) continue;
+      // Kafka down: every send would wait out its retries; the next flush tries again.
+      if (failedInARow >= FAILURES_BEFORE_PAUSE) return;
       let claimed = false;
       try {
         // Published since it was read, or another worker publishing it right now: leave it.
         claimed = await this.store.claim(sha, bytes, this.owner, CLAIM_MS);
         if (!claimed) continue;
-        await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
-        await this.store.acknowledge(sha, bytes);
-        this.onPublished(sha);
-        this.logger.info({ commitSha: sha, jobId: buildJobId(sha), topic: this.topic }, 'report published');
+        await this.send(sha, bytes);
+        failedInARow = 0;
       } catch (thrown) {
+        failedInARow += 1;
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');
-        return;
       } finally {
         if (claimed) await this.store.release(sha, this.owner).catch(() => undefined);
       }
     }
+  }
+
+  // Sends one report; one Kafka refuses as too large goes out reduced (half the size, lists cut, fields 1-6 intact)
+  // in its place, stored and published, so no commit waits forever for a report that cannot be sent.
+  private async send(sha: string, bytes: Buffer): Promise<void> {
+    let sent = bytes;
+    try {
+      await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
+    } catch (thrown) {
+      if (!isTooLarge(thrown)) throw thrown;
+      const limits = { maxEntries: Number.MAX_SAFE_INTEGER, maxBytes: Math.floor(bytes.length / 2) };
+      sent = encodeBuildReport(fitReport(decodeBuildReport(bytes), limits));
+      this.logger.warn(
+        { commitSha: sha, bytes: bytes.length, reduced: sent.length },
+        'Kafka refused the report as too large: publishing it reduced',
+      );
+      if (!(await this.store.replace(sha, bytes, sent))) return;
+      await this.publisher.send(this.topic, [{ key: sha, value: sent }]);
+    }
+    await this.store.acknowledge(sha, sent);
+    this.onPublished(sha);
+    this.logger.info({ commitSha: sha, jobId: buildJobId(sha), topic: this.topic }, 'report published');
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { type BuildReport, decodeBuildReport, encodeBuildReport } from './contracts.js';
+import { DEFAULT_REPORT_LIMITS, fitReport, type ReportLimits } from './fitReport.js';
 
 // The first verdict for a sha stands (an ERRORED one only until a retry reaches a verdict): stores the report with a
 // retention and queues it for publishing, atomically.
@@ -22,6 +23,13 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+// Replaces a report (stored and waiting in the outbox) with a reduced one, only where it still holds the old bytes.
+const REPLACE = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('SET', KEYS[2], ARGV[3], 'KEEPTTL') end
+return 1`;
+
 // Removes an outbox entry only if it still holds what was published.
 const ACKNOWLEDGE = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -38,6 +46,8 @@ export class ReportStore {
     private readonly redis: Redis,
     private readonly queueName: string,
     private readonly retentionSeconds: number,
+    /** Every report recorded is kept within these (the reports topic's record limit, REPORT_MAX_ENTRIES). */
+    private readonly limits: ReportLimits = DEFAULT_REPORT_LIMITS,
   ) {
     this.outbox = `ci-runner:${queueName}:outbox`;
   }
@@ -46,10 +56,10 @@ export class ReportStore {
     return `ci-runner:${this.queueName}:report:${commitSha}`;
   }
 
-  // Records a finished build's report unless the sha already has a PASSED or FAILED one; resolves with the report
-  // that stands.
+  // Records a finished build's report, kept within the limits, unless the sha already has a PASSED or FAILED one;
+  // resolves with the report that stands.
   async record(report: BuildReport): Promise<BuildReport> {
-    const bytes = encodeBuildReport(report);
+    const bytes = encodeBuildReport(fitReport(report, this.limits));
     const standing = (await this.redis.callBuffer(
       'EVAL',
       RECORD_FIRST,
@@ -115,6 +125,21 @@ export class ReportStore {
   // Gives a claim up (if this owner still holds it).
   async release(commitSha: string, owner: string): Promise<void> {
     await this.redis.eval(RELEASE, 1, `${this.outbox}:claim:${commitSha}`, owner);
+  }
+
+  // Replaces a waiting report Kafka refused as too large by `smaller` (stored report too, if it is the same); false
+  // when the entry changed meanwhile.
+  async replace(commitSha: string, bytes: Buffer, smaller: Buffer): Promise<boolean> {
+    const replaced = await this.redis.eval(
+      REPLACE,
+      2,
+      this.outbox,
+      this.key(commitSha),
+      commitSha,
+      bytes,
+      smaller,
+    );
+    return replaced === 1;
   }
 
   // How many reports wait for Kafka.

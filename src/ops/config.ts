@@ -89,6 +89,8 @@ export interface Config {
   cacheDir: string;
   workDir: string;
   artefactMaxBytes: number;
+  /** The most entries a report's failed_tests and lint_errors keep (REPORT_MAX_ENTRIES); the rest are counted. */
+  reportMaxEntries: number;
   /** What one checkout may write: files and directories, bytes, one file's bytes (a git bomb fails its build). */
   checkoutCaps: CheckoutCaps;
   workerConcurrency: number;
@@ -232,6 +234,7 @@ export function loadConfig(
     cacheDir: resolve(cwd, text(env, 'CACHE_DIR', './.cache')),
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
+    reportMaxEntries: integer(env, 'REPORT_MAX_ENTRIES', 1000, 1, 1_000_000),
     checkoutCaps: Object.freeze({
       maxFiles: integer(env, 'CHECKOUT_MAX_FILES', 100_000, 10, 100_000_000),
       maxBytes: integer(env, 'CHECKOUT_MAX_MB', 2048, 1, 1_048_576) * 1024 * 1024,

@@ -8,9 +8,11 @@ import { ensureToolchain, type Toolchain } from '../build/toolchain.js';
 import { type ArtefactStore, createArtefactStore } from '../delivery/artefactStore.js';
 import { replicationCheck } from '../delivery/awaitReplication.js';
 import type { BuildReport } from '../delivery/contracts.js';
-import { connectPublisher, ensureTopics } from '../delivery/kafka.js';
+import { connectPublisher } from '../delivery/kafka.js';
+import { ensureTopics } from '../delivery/kafkaTopics.js';
 import { Placement } from '../delivery/placement.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
+import { reportLimits } from '../delivery/reportLimits.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
 import { Supersession } from '../delivery/supersession.js';
@@ -211,7 +213,13 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     teardown.add('producer', () => publisher.close());
     const redis = connectRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
-    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    const limits = await reportLimits(
+      config.kafkaBrokers,
+      config.topicBuildReports,
+      config.reportMaxEntries,
+      logger,
+    );
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS, limits);
     const events = new BuildEvents(logger);
     const outbox = new ReportOutbox(store, publisher, config.topicBuildReports, logger, (commitSha) =>
       events.emit('reportPublished', { commitSha }),

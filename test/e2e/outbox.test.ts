@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { BuildReport } from '../../src/delivery/contracts.js';
-import { connectPublisher, ensureTopics, type Publisher } from '../../src/delivery/kafka.js';
+import { connectPublisher, type Publisher } from '../../src/delivery/kafka.js';
+import { ensureTopics } from '../../src/delivery/kafkaTopics.js';
 import { connectRedis, RETENTION_SECONDS } from '../../src/delivery/queue.js';
+import { reportLimits } from '../../src/delivery/reportLimits.js';
 import { ReportOutbox } from '../../src/delivery/reportOutbox.js';
 import { ReportStore } from '../../src/delivery/reportStore.js';
 import { createTestSpace, type TestSpace, testLogger } from '../support/harness.js';
@@ -81,6 +83,75 @@ describe('the report outbox: one publisher per entry at a time', () => {
       shas.map(() => 1),
       'each report published once',
     );
+    assert.equal(await store.backlog(), 0, 'the outbox is empty');
+  });
+});
+
+// A report too large for the reports topic is delivered reduced, and never holds back the reports behind it.
+describe('reports Kafka cannot take are delivered reduced', () => {
+  let space: TestSpace;
+  let redis: Redis;
+  let publisher: Publisher;
+  let reports: ReportCollector;
+  let topic: string;
+  const logger = testLogger('outbox-size');
+
+  before(async () => {
+    space = await createTestSpace();
+    const { config } = space;
+    // A topic that takes records of at most 20,000 bytes, as an operator's could.
+    topic = `${config.topicBuildReports}-small`;
+    await ensureTopics(config.kafkaBrokers, [topic], logger, { 'max.message.bytes': '20000' });
+    redis = connectRedis(config.redisUrl);
+    publisher = await connectPublisher(config.kafkaBrokers, 'outbox-size-test', logger);
+    reports = await collectReports(config.kafkaBrokers, topic, logger);
+  });
+
+  after(async () => {
+    await Promise.all([reports?.close(), publisher?.close()]);
+    redis?.disconnect();
+    await space?.cleanup();
+  });
+
+  test('the worker reads the topic limit; 25,000 lint findings go out reduced, and the report behind arrives', async () => {
+    const { config } = space;
+    const limits = await reportLimits(config.kafkaBrokers, topic, 1000, logger);
+    assert.deepEqual(limits, { maxEntries: 1000, maxBytes: 20_000 - 1024 });
+    // Recorded within the default limits (as a worker that read the broker's default would), so Kafka refuses it.
+    const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
+    const big = 'b'.repeat(40);
+    const normal = 'c'.repeat(40);
+    const findings = Array.from(
+      { length: 25_000 },
+      (_, i) => `pkg/imports.py:${i + 1}:8: F401 \`os\` imported but unused`,
+    );
+    await store.record({
+      ...report(big),
+      status: 'FAILED',
+      lintErrors: findings,
+      lineCoverage: 42,
+      artefactUrl: 'file:///a.tar.gz',
+    });
+    await store.record(report(normal));
+    const outbox = new ReportOutbox(store, publisher, topic, logger);
+    await outbox.flush();
+    await outbox.flush();
+    const [reduced, behind] = await Promise.all([
+      reports.waitFor(big, 30_000),
+      reports.waitFor(normal, 30_000),
+    ]);
+    assert.equal(behind.status, 'PASSED');
+    assert.equal(reduced.status, 'FAILED');
+    assert.equal(reduced.lineCoverage, 42);
+    assert.equal(reduced.artefactUrl, 'file:///a.tar.gz');
+    assert.ok(
+      reduced.lintErrors.length > 0 && reduced.lintErrors.length < 1000,
+      `${reduced.lintErrors.length} kept`,
+    );
+    assert.equal(reduced.lintErrors.length + (reduced.lintErrorsOmitted ?? 0), 25_000);
+    assert.match(reduced.error, /report reduced to fit/);
+    assert.match(reduced.error, /lint finding\(s\) left out of this report/);
+    assert.deepEqual(await store.get(big), reduced, 'the stored report is the one published');
     assert.equal(await store.backlog(), 0, 'the outbox is empty');
   });
 });

@@ -1,0 +1,74 @@
+import { type BuildReport, encodeBuildReport } from './contracts.js';
+
+/** How a report is kept sendable: at most this many entries per list, and at most this many bytes encoded. */
+export interface ReportLimits {
+  maxEntries: number;
+  maxBytes: number;
+}
+
+/** Kafka's default max.message.bytes, less room for the record's own framing. */
+export const DEFAULT_REPORT_LIMITS: ReportLimits = { maxEntries: 1000, maxBytes: 1_048_588 - 1024 };
+
+/** The most text kept of the error and of each stage's summary when nothing else brings a report under its limit. */
+const MAX_TEXT_BYTES = 1024;
+
+function cut(text: string, bytes: number): string {
+  const buffer = Buffer.from(text, 'utf8');
+  if (buffer.length <= bytes) return text;
+  return `${buffer
+    .subarray(0, bytes)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '')}… (${buffer.length - bytes} bytes more)`;
+}
+
+// The report with its lists cut to their first `entries` entries (a stable order: the tools'), counting what was left.
+function keepFirst(report: BuildReport, entries: number): BuildReport {
+  const failed = report.failedTests.length - Math.min(entries, report.failedTests.length);
+  const lint = report.lintErrors.length - Math.min(entries, report.lintErrors.length);
+  return {
+    ...report,
+    failedTests: report.failedTests.slice(0, entries),
+    lintErrors: report.lintErrors.slice(0, entries),
+    flakyTests: report.flakyTests.slice(0, entries),
+    failedTestsOmitted: (report.failedTestsOmitted ?? 0) + failed,
+    lintErrorsOmitted: (report.lintErrorsOmitted ?? 0) + lint,
+  };
+}
+
+const size = (report: BuildReport) => encodeBuildReport(report).length;
+
+// Keeps a report within its limits: every list at most maxEntries long, then, if it is still larger than maxBytes
+// encoded, its lists cut further (the most entries that fit) and, last, its error and stage summaries shortened. The
+// verdict fields (sha, status, coverage, artefact) are never touched; the error says what was left out.
+export function fitReport(report: BuildReport, limits: ReportLimits): BuildReport {
+  let fitted = keepFirst(report, limits.maxEntries);
+  if (size(fitted) > limits.maxBytes) {
+    let low = 0;
+    let high = Math.max(fitted.failedTests.length, fitted.lintErrors.length, fitted.flakyTests.length);
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if (size(keepFirst(fitted, middle)) <= limits.maxBytes - 512) low = middle;
+      else high = middle - 1;
+    }
+    const reduced = keepFirst(fitted, low);
+    const note = `report reduced to fit ${limits.maxBytes} bytes`;
+    fitted = { ...reduced, error: reduced.error ? `${reduced.error}; ${note}` : note };
+  }
+  if (size(fitted) > limits.maxBytes) {
+    fitted = {
+      ...fitted,
+      error: cut(fitted.error, MAX_TEXT_BYTES),
+      stages: fitted.stages.map((stage) => ({ ...stage, summary: cut(stage.summary, MAX_TEXT_BYTES) })),
+      sandbox: cut(fitted.sandbox, MAX_TEXT_BYTES),
+    };
+  }
+  const omitted = [
+    fitted.failedTestsOmitted ? `${fitted.failedTestsOmitted} failed test(s)` : '',
+    fitted.lintErrorsOmitted ? `${fitted.lintErrorsOmitted} lint finding(s)` : '',
+  ].filter(Boolean);
+  if (omitted.length > 0 && !/left out of this report/.test(fitted.error)) {
+    const note = `${omitted.join(' and ')} left out of this report (the artefact's reports/ has them all)`;
+    fitted = { ...fitted, error: fitted.error ? `${fitted.error}; ${note}` : note };
+  }
+  return fitted;
+}
