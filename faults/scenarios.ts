@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { MAX_STALLED } from '../src/worker/buildWorkers.js';
 import { SERVICES, services, sleep } from './cluster.js';
 import { hostileAtScale, poisonPill } from './hostileInput.js';
 import { sentinelFailover } from './sentinelFailover.js';
@@ -168,6 +169,42 @@ export function drainWithoutRedis(size: Size): Promise<Counts> {
   );
 }
 
+// 4e. kill -9 the worker running a build again and again, past BullMQ's stall limit: BullMQ then fails the job without
+// calling its processor, and the commit still gets its report: ERRORED, naming the stall.
+export function stallLimit(_size: Size): Promise<Counts> {
+  return withCluster(
+    'stall-limit',
+    async (cluster) => {
+      await cluster.start('bridge');
+      await cluster.start('worker-a');
+      const sha = await cluster.commit(120);
+      await cluster.announce(sha);
+      const started = async () =>
+        (await cluster.logLines('build started')).filter((line) => line.commitSha === sha).length;
+      const kills = MAX_STALLED + 1;
+      for (let kill = 1; kill <= kills; kill += 1) {
+        for (const deadline = Date.now() + 120_000; (await started()) < kill && Date.now() < deadline; )
+          await sleep(250);
+        await cluster.kill('worker-a');
+        await cluster.start('worker-a');
+      }
+      const report = await cluster.reports.waitFor(sha, 120_000).catch(() => undefined);
+      const named = report?.status === 'ERRORED' && /stalled more than allowable limit/.test(report.error);
+      const problems = named
+        ? []
+        : [`past the stall limit: ${report?.status ?? 'no report'} ${report?.error ?? ''}`];
+      return tally(
+        cluster,
+        'kill -9 the worker of one build past the stall limit',
+        [sha],
+        `${kills} kills`,
+        problems,
+      );
+    },
+    { WORKER_LOCK_SEC: '2' },
+  );
+}
+
 // 4d. The build disk fills up: builds end ERRORED (after their attempts) naming the stage that failed; once there is
 // room again the runner builds as before. Needs root (a small tmpfs is mounted as WORK_DIR).
 export function diskFull(size: Size): Promise<Counts> {
@@ -251,6 +288,7 @@ export const SCENARIOS = [
   stopWorker,
   drainWorker,
   drainWithoutRedis,
+  stallLimit,
   diskFull,
   hostileAtScale,
   poisonPill,

@@ -68,10 +68,13 @@ export async function cancelSuperseded(
     return 'removed';
   }
   if (NOT_STARTED.has(state)) {
+    // Reported before the job goes: a Redis blip or a crash between the two can leave a job that its worker will not
+    // build (it reads the mark) but never a removed build without a report. A write that fails here fails the batch,
+    // whose redelivery finishes the cancellation (the tip's previous is kept for that).
+    await reportSuperseded(parts, job.data, by);
     try {
       // Fails while a worker holds the job's lock: it started meanwhile (and reads the mark before building).
       await job.remove();
-      await reportSuperseded(parts, job.data, by);
       return 'removed';
     } catch {
       state = await job.getState();

@@ -13,8 +13,10 @@ export type Standing =
   | { kind: 'tied'; tip: string };
 
 // Moves a branch's tip to the announced commit when it is newer (by announcement time), atomically; returns what the
-// commit is to the branch. KEYS[1]: the branch's tip. ARGV: sha, announced at (ms), the commit's job data, TTL (s).
-// A repeated announcement of the tip returns the tip it replaced again, so a cancellation cut short is finished.
+// commit is to the branch. KEYS[1]: the branch's tip; KEYS[2]: the commit's supersession mark, cleared when it becomes
+// the tip (a branch reset to a commit superseded earlier builds it). ARGV: sha, announced at (ms), the commit's job
+// data, TTL (s). A repeated announcement of the tip returns the tip it replaced again, so a cancellation cut short
+// is finished.
 const ADVANCE = `
 local tip = redis.call('HMGET', KEYS[1], 'sha', 'at', 'previous')
 if tip[1] == ARGV[1] then return {'tip', tip[3] or ''} end
@@ -26,6 +28,7 @@ end
 local previous = redis.call('HGET', KEYS[1], 'data') or ''
 redis.call('HSET', KEYS[1], 'sha', ARGV[1], 'at', ARGV[2], 'data', ARGV[3], 'previous', previous)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('DEL', KEYS[2])
 return {'tip', previous}`;
 
 /**
@@ -57,8 +60,9 @@ export class Supersession {
     for (const data of builds) {
       pipeline.eval(
         ADVANCE,
-        1,
+        2,
         this.tipKey(data),
+        this.markKey(data.commitSha),
         data.commitSha,
         data.announcedAt ?? Date.now(),
         JSON.stringify(data),

@@ -13,6 +13,8 @@ import type { RunningBuild } from './supersededBuilds.js';
 
 /** How often a worker process tells the bridge it is alive and how many builds it could start. */
 const HEARTBEAT_MS = 2_000;
+/** How often a build's job may stall (its worker died or lost the lock mid-build) before BullMQ fails it. */
+export const MAX_STALLED = 3;
 /** How soon a job fetched while every slot was taken is due again (for this process or another). */
 const HANDBACK_MS = 200;
 
@@ -30,6 +32,8 @@ export interface BuildWorkersInput {
   draining: { value: boolean };
   /** A job completed or failed (its report waits in the outbox). */
   finished: () => void;
+  /** A build's job of the shared queue failed (any attempt; BullMQ's own stall limit included). */
+  failed: (job: Job<BuildJobData, BuildReport>, error: Error) => void;
   logger: Logger;
   teardown: Teardown;
 }
@@ -73,7 +77,7 @@ export function startBuildWorkers(input: BuildWorkersInput): void {
     concurrency: config.workerConcurrency,
     lockDuration: config.lockMs,
     stalledInterval: config.lockMs,
-    maxStalledCount: 3,
+    maxStalledCount: MAX_STALLED,
   };
   const canonical = (job: Job<BuildJobData, BuildReport>, token?: string) =>
     job.data.placedOn ? runCanonical(placed, job, token, input.build) : input.build(job, token);
@@ -81,9 +85,15 @@ export function startBuildWorkers(input: BuildWorkersInput): void {
   const ownQueue = placing ? new Queue(own, { connection: input.connection }) : undefined;
   // A freed slot goes to this host's own queue first: its builds are warm here, the shared queue's may not be.
   const ownWaiting = async () => ownQueue !== undefined && (await ownQueue.getWaitingCount()) > 0;
-  const workers: Worker[] = [
-    new Worker<BuildJobData, BuildReport>(config.queueName, inSlot(slots, canonical, ownWaiting), options),
-  ];
+  const shared = new Worker<BuildJobData, BuildReport>(
+    config.queueName,
+    inSlot(slots, canonical, ownWaiting),
+    options,
+  );
+  shared.on('failed', (job, error) => {
+    if (job) input.failed(job, error);
+  });
+  const workers: Worker[] = [shared];
   if (placing) {
     // This host's own queue: builds of the repositories its caches hold, placed here by the bridge.
     const hostCopy = (job: Job<BuildJobData>, token?: string) => runHostCopy(placed, job, token, input.build);

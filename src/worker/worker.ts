@@ -23,7 +23,7 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
-import { startBuildWorkers } from './buildWorkers.js';
+import { MAX_STALLED, startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
 import type { PlacedParts } from './placedCopies.js';
@@ -73,6 +73,8 @@ function buildProcessor(shared: Shared) {
     const input = { ...job.data, attempt };
     const [supersededBy] = await shared.supersession.supersededBy([job.data.commitSha]);
     if (supersededBy) {
+      // The bridge reported it already (it reports before removing the job): nothing more to say.
+      if (stored?.supersededBy === supersededBy) throw new UnrecoverableError(`ERRORED: ${stored.error}`);
       return finishSuperseded(shared, job, supersededReport(input, supersededBy, 0), stored, 'before_start');
     }
     const controller = new AbortController();
@@ -183,6 +185,31 @@ async function finishSuperseded(
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
 }
 
+// Gives a build whose job failed for good without a report (BullMQ failing it past its stall limit without calling
+// the processor: its workers died mid-build again and again; a throw outside the processor's own handling on its last
+// attempt) an ERRORED report naming why, so no announced commit goes without one.
+async function reportFailedJob(
+  store: ReportStore,
+  job: Job<BuildJobData, BuildReport>,
+  error: Error,
+  logger: Logger,
+): Promise<void> {
+  if (!(await job.isFailed()) || (await store.get(job.data.commitSha))) return;
+  const why = /stalled more than allowable limit/.test(error.message)
+    ? `${error.message} (the worker running it stopped mid-build more than ${MAX_STALLED} times)`
+    : error.message;
+  const report = erroredReport(
+    { ...job.data, attempt: job.attemptsMade },
+    new Error(`job failed: ${why}`),
+    0,
+  );
+  const standing = await store.record(report);
+  logger.warn(
+    { jobId: job.id, commitSha: job.data.commitSha, error: standing.error },
+    'job failed without a report; recorded ERRORED',
+  );
+}
+
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningWorker extends Closable {
   metricsUrl: string;
@@ -277,6 +304,15 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       running: shared.running,
       draining: shared.draining,
       finished: () => void outbox.flush(),
+      failed: (job, error) =>
+        void reportFailedJob(store, job, error, logger)
+          .then(() => outbox.flush())
+          .catch((thrown) =>
+            logger.error(
+              { err: toError(thrown), jobId: job.id },
+              'could not record the report of a failed job',
+            ),
+          ),
       logger,
       teardown,
     });

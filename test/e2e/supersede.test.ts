@@ -112,6 +112,20 @@ describe('superseded builds: a newer commit of a branch cancels the waiting buil
     assert.equal(scrapedValue(metrics, 'ci_builds_superseded_total{when="on_arrival"}'), 2);
     assert.equal(scrapedValue(metrics, 'ci_bridge_messages_total{outcome="superseded"}'), 2);
   });
+
+  test("a branch reset to an earlier commit gets that commit's verdict, not its old supersession", async () => {
+    const t = Date.now();
+    const first = await commitOn('feature/z', 'first');
+    const second = await commitOn('feature/z', 'second');
+    await harness.announce({ sha: second, repositoryUrl: repo.url, branch: 'feature/z', at: t + 1000 });
+    await harness.announce({ sha: first, repositoryUrl: repo.url, branch: 'feature/z', at: t });
+    assertSuperseded(await harness.reports.waitFor(first, 30_000), second, 'feature/z');
+    // The agent resets the branch to the first commit and announces it again: it is the tip now.
+    await harness.announce({ sha: first, repositoryUrl: repo.url, branch: 'feature/z', at: t + 2000 });
+    const verdict = await harness.reports.waitFor(first, 240_000, 2);
+    assert.equal(verdict.status, 'PASSED', verdict.error);
+    assert.equal(verdict.supersededBy, '');
+  });
 });
 
 describe('which branches: CANCEL_SUPERSEDED_BRANCHES and CANCEL_SUPERSEDED=off', () => {
