@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { IncomingMessage } from '../delivery/kafka.js';
+import { heartbeatDuringWait, type IncomingMessage } from '../delivery/kafka.js';
 import type { Placement } from '../delivery/placement.js';
 import { BUILD_JOB_NAME, type BuildJobData, buildJobId } from '../delivery/queue.js';
 import type { ReportOutbox } from '../delivery/reportOutbox.js';
@@ -61,7 +61,7 @@ async function untilDone<T>(
     } catch (thrown) {
       if (parts.closing.value) throw thrown;
       parts.logger.warn({ err: toError(thrown), retryInMs: delay }, `${what} failed; retrying`);
-      await heartbeat().catch(() => undefined);
+      await heartbeatDuringWait(heartbeat);
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }

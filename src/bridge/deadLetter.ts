@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { type IncomingMessage, isTooLarge, type OutgoingMessage, type Publisher } from '../delivery/kafka.js';
+import {
+  heartbeatDuringWait,
+  type IncomingMessage,
+  isTooLarge,
+  type OutgoingMessage,
+  type Publisher,
+} from '../delivery/kafka.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 
@@ -96,7 +102,7 @@ export async function sendDeadLetter(
         continue;
       }
       logger.warn({ ...where, err: error, attempt, retryInMs: delay }, 'dead-lettering failed; retrying');
-      await heartbeat().catch(() => undefined);
+      await heartbeatDuringWait(heartbeat);
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, MAX_DELAY_MS);
     }

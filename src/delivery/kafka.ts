@@ -114,6 +114,28 @@ function recordTime(timestamp: string | undefined): number | undefined {
   return Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
 }
 
+/** Kafka's answers to a heartbeat that mean the group is rebalancing: the member must give its partitions up. */
+const REBALANCING = new Set([
+  'REBALANCE_IN_PROGRESS',
+  'UNKNOWN_MEMBER_ID',
+  'ILLEGAL_GENERATION',
+  'FENCED_INSTANCE_ID',
+]);
+
+// Sends a heartbeat while a message waits on something else; a rebalance is thrown (so the batch stops and its
+// partitions go to the group's new owner at once), any other failure is left for the next heartbeat.
+export async function heartbeatDuringWait(heartbeat: () => Promise<void>): Promise<void> {
+  try {
+    await heartbeat();
+  } catch (thrown) {
+    for (let cause = thrown as { type?: string; cause?: unknown } | undefined; cause; ) {
+      if (cause.type && REBALANCING.has(cause.type)) throw thrown;
+      if (/rebalanc/i.test(String((cause as { message?: string }).message))) throw thrown;
+      cause = cause.cause as typeof cause;
+    }
+  }
+}
+
 /** A send the broker refused because the record is larger than the topic accepts. */
 export function isTooLarge(error: unknown): boolean {
   for (let cause = error as { type?: string; cause?: unknown } | undefined; cause; ) {

@@ -15,6 +15,33 @@ async function isStale(lockDir: string, staleMs: number): Promise<boolean> {
   return Date.now() - since > staleMs;
 }
 
+/** A take-over guard older than this was left by a process that died taking over: it is removed. */
+const GUARD_STALE_MS = 30_000;
+
+// Removes a stale lock so that waiters may race for it again (mkdir decides), one waiter at a time: under a guard
+// directory, and only if the lock is still stale then. Without the guard, a second waiter that saw the same stale
+// lock could remove the lock the first had just taken.
+async function takeOver(lockDir: string, staleMs: number): Promise<void> {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir(guard);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const since = await stat(guard).then(
+      (s) => s.mtimeMs,
+      () => Date.now(),
+    );
+    if (Date.now() - since > GUARD_STALE_MS) await rm(guard, { recursive: true, force: true });
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    return;
+  }
+  try {
+    if (await isStale(lockDir, staleMs)) await rm(lockDir, { recursive: true, force: true });
+  } finally {
+    await rm(guard, { recursive: true, force: true });
+  }
+}
+
 // Runs work while holding an exclusive lock shared by every process on this filesystem (mkdir is atomic);
 // a lock whose holder died is taken over.
 export async function withDirLock<T>(
@@ -31,7 +58,7 @@ export async function withDirLock<T>(
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       if (await isStale(lockDir, staleMs)) {
-        await rm(lockDir, { recursive: true, force: true });
+        await takeOver(lockDir, staleMs);
         continue;
       }
       if (Date.now() > deadline) {

@@ -90,6 +90,13 @@ export async function runHostCopy(
   const [supersededBy] = await parts.supersession.supersededBy([commitSha]);
   const stored = await parts.store.get(commitSha);
   if (supersededBy || (stored && stored.status !== 'ERRORED')) return undefined;
+  // The build's own job already ended (failed for good, completed, or removed): a copy must not build it again.
+  const canonical = await parts.queue.getJob(buildJobId(commitSha));
+  const state = canonical ? await canonical.getState() : 'missing';
+  if (state === 'completed' || state === 'failed' || state === 'missing') {
+    log.info({ state }, "the build's own job has ended; this copy does not run");
+    return undefined;
+  }
   const holder = `${parts.holder} host`;
   const claim = await parts.placement.claim(commitSha, holder);
   if (claim.kind === 'done' || claim.holder !== holder) {

@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promise
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ownerState, writeOwner } from '../../src/host/ownerFile.js';
 import { withDirLock } from '../../src/host/withDirLock.js';
 import { CiError } from '../../src/ops/errors.js';
 
@@ -65,6 +66,37 @@ describe('withDirLock on a real filesystem', () => {
         return true;
       },
     );
+    await rm(lock, { recursive: true });
+  });
+
+  test('waiters on a dead holder take the lock over one at a time: never two inside', async () => {
+    const lock = join(dir, 'f.lock');
+    const child = spawn('true');
+    const pid = child.pid as number;
+    await new Promise((resolve) => child.on('exit', resolve));
+    await mkdir(lock);
+    await writeFile(join(lock, 'owner'), `${hostname()} ${pid}\n`);
+    let inside = 0;
+    let most = 0;
+    const work = async () => {
+      inside += 1;
+      most = Math.max(most, inside);
+      await sleep(30);
+      inside -= 1;
+    };
+    await Promise.all(Array.from({ length: 8 }, () => withDirLock(lock, work, { timeoutMs: 10_000 })));
+    assert.equal(most, 1);
+  });
+
+  test("a holder's pid reused by another process (a restarted container's worker is pid 1 again) is dead", async () => {
+    const lock = join(dir, 'g.lock');
+    await mkdir(lock);
+    const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    // This very pid, alive, but started at another time: not the process that wrote the owner file.
+    await writeFile(join(lock, 'owner'), `${hostname()} ${process.pid} ${boot} 1\n`);
+    assert.equal((await ownerState(lock)).state, 'dead');
+    await writeOwner(lock);
+    assert.equal((await ownerState(lock)).state, 'alive');
     await rm(lock, { recursive: true });
   });
 
