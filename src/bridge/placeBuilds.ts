@@ -51,8 +51,11 @@ export async function placeBuilds(
 }
 
 /** The hosts' own queues, opened as builds are placed on them. */
+/** A host's queue the bridge has not placed a build on for this long is closed (and opened again when needed). */
+const IDLE_QUEUE_MS = 10 * 60_000;
+
 export class AffinityQueues {
-  private readonly queues = new Map<string, Queue<BuildJobData>>();
+  private readonly queues = new Map<string, { queue: Queue<BuildJobData>; usedAt: number }>();
 
   constructor(
     private readonly queueName: string,
@@ -61,15 +64,18 @@ export class AffinityQueues {
 
   // Puts each placed build's copy in its host's queue (same job id: a redelivery adds nothing twice).
   async add(placed: ReadonlyArray<{ data: BuildJobData; host: string }>): Promise<void> {
+    await this.closeIdle();
     for (const { data, host } of placed) {
-      let queue = this.queues.get(host);
-      if (!queue) {
-        queue = new Queue<BuildJobData>(affinityQueueName(this.queueName, host), {
+      let entry = this.queues.get(host);
+      if (!entry) {
+        const queue = new Queue<BuildJobData>(affinityQueueName(this.queueName, host), {
           connection: this.connection,
         });
-        this.queues.set(host, queue);
+        entry = { queue, usedAt: Date.now() };
+        this.queues.set(host, entry);
       }
-      await queue.add(BUILD_JOB_NAME, data, {
+      entry.usedAt = Date.now();
+      await entry.queue.add(BUILD_JOB_NAME, data, {
         jobId: buildJobId(data.commitSha),
         // An infrastructure fault gives the build back to the canonical job, which retries it with backoff.
         attempts: 2,
@@ -79,7 +85,17 @@ export class AffinityQueues {
     }
   }
 
+  // Closes the queues of hosts nothing was placed on lately (hosts come and go; the map must not only grow).
+  private async closeIdle(): Promise<void> {
+    const now = Date.now();
+    for (const [host, entry] of this.queues) {
+      if (now - entry.usedAt < IDLE_QUEUE_MS) continue;
+      this.queues.delete(host);
+      await entry.queue.close().catch(() => undefined);
+    }
+  }
+
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    await Promise.all([...this.queues.values()].map(({ queue }) => queue.close()));
   }
 }

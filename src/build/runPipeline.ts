@@ -47,7 +47,8 @@ export interface PipelineOptions {
   onStage?: (event: StageEvent) => void;
 }
 
-const JOB_LOG_TAIL_BYTES = 64 * 1024;
+/** The tail of each stage's output forwarded to the job log (its whole output is in the artefact). */
+const JOB_LOG_TAIL_BYTES = 8 * 1024;
 
 /** The part of the pipeline options that comes from configuration. */
 export type ConfiguredOptions = Pick<

@@ -29,8 +29,9 @@ export interface KeptArtefact {
 
 /** Where finished artefacts live: the file they were written to (ARTEFACT_STORE=file) or an S3 bucket. */
 export interface ArtefactStore {
-  /** Takes a finished artefact file; resolves once a reader can fetch it whole, with what the report names. */
-  keep(path: string): Promise<KeptArtefact>;
+  /** Takes a finished artefact file; resolves once a reader can fetch it whole, with what the report names. Stops
+   * (and fails) when `signal` aborts: the build was canceled or handed back. */
+  keep(path: string, signal?: AbortSignal): Promise<KeptArtefact>;
   /** Removes an artefact a report named (one of a report that does not stand). */
   discard(url: string): Promise<void>;
   /** The artefact a report names, to serve (undefined: not this store's, or gone). */
@@ -71,6 +72,10 @@ function fileStore(artefactDir: string): ArtefactStore {
   };
 }
 
+/** How long the S3 client waits to connect, and for a socket to make progress, before a request fails. */
+const CONNECT_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+
 const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('base64');
 
 // An S3 bucket through the AWS SDK (any S3 API: AWS, S3Proxy, MinIO, SeaweedFS). Credentials come from the SDK's
@@ -84,13 +89,20 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
     // understood by every S3 implementation.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A server that accepts a connection and never answers fails the request (and the SDK's retries) in bounded time.
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
   });
   const prefix = `s3://${config.bucket}/`;
   const keyOf = (url: string) => (url.startsWith(prefix) ? url.slice(prefix.length) : undefined);
   const Bucket = config.bucket;
 
   // One PUT, or a multipart upload of partBytes parts: the object exists only once complete (S3 semantics).
-  async function upload(path: string, Key: string, bytes: number): Promise<number> {
+  async function upload(
+    path: string,
+    Key: string,
+    bytes: number,
+    abortSignal?: AbortSignal,
+  ): Promise<number> {
     const file = await open(path, 'r');
     try {
       const read = async (position: number, length: number) => {
@@ -100,10 +112,14 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
       };
       if (bytes <= config.partBytes) {
         const body = await read(0, bytes);
-        await client.send(new PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }));
+        await client.send(new PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }), {
+          abortSignal,
+        });
         return 1;
       }
-      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }), {
+        abortSignal,
+      });
       try {
         const parts: Array<{ ETag: string | undefined; PartNumber: number }> = [];
         for (
@@ -113,11 +129,11 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
         ) {
           const body = await read(position, Math.min(config.partBytes, bytes - position));
           const part = { Bucket, Key, UploadId, PartNumber, Body: body, ContentMD5: md5(body) };
-          const { ETag } = await client.send(new UploadPartCommand(part));
+          const { ETag } = await client.send(new UploadPartCommand(part), { abortSignal });
           parts.push({ ETag, PartNumber });
         }
         const completion = { Bucket, Key, UploadId, MultipartUpload: { Parts: parts } };
-        await client.send(new CompleteMultipartUploadCommand(completion));
+        await client.send(new CompleteMultipartUploadCommand(completion), { abortSignal });
         return parts.length;
       } catch (error) {
         await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
@@ -129,13 +145,13 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
   }
 
   return {
-    async keep(path) {
+    async keep(path, abortSignal) {
       const Key = `${config.prefix}${basename(path)}`;
       const { size } = await stat(path);
       let parts: number;
       try {
-        parts = await upload(path, Key, size);
-        const head = await client.send(new HeadObjectCommand({ Bucket, Key }));
+        parts = await upload(path, Key, size, abortSignal);
+        const head = await client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal });
         if (head.ContentLength !== size) throw new Error(`stored ${head.ContentLength} bytes of ${size}`);
       } catch (error) {
         // The build is retried (or reported ERRORED): its local copy is not kept either way.

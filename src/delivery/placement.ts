@@ -95,9 +95,12 @@ export class Placement {
   // A host built a repository: its caches hold the repository's objects and environment.
   async recordWarm(repositoryUrl: string, host: string): Promise<void> {
     const key = this.warmKey(repositoryUrl);
+    const now = Date.now();
     await this.redis
       .multi()
-      .zadd(key, Date.now(), host)
+      .zadd(key, now, host)
+      // Hosts that have not built the repository for WARM_DAYS (retired ones among them) leave the set.
+      .zremrangebyscore(key, 0, now - WARM_DAYS * 86_400_000)
       .pexpire(key, WARM_DAYS * 86_400_000)
       .exec();
   }

@@ -78,6 +78,8 @@ export function createBuildQueue(name: string, connection: Redis, attempts: numb
       backoff: { type: 'exponential', delay: 5_000 },
       removeOnComplete: { age: RETENTION_SECONDS },
       removeOnFail: { age: 30 * DAY_SECONDS },
+      // The newest lines of a job's log (its attempts together); each attempt's bytes are bounded by JOB_LOG_MAX_KB.
+      keepLogs: 1_000,
     },
   });
 }

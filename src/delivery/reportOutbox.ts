@@ -57,29 +57,43 @@ export class ReportOutbox {
   }
 
   private async publishAll(only?: Set<string>): Promise<void> {
-    let pending: Record<string, Buffer>;
+    const state = { failedInARow: 0 };
     try {
-      pending = await this.store.pending();
+      for await (const page of this.store.pending()) {
+        await this.publishPage(page, only, state);
+        if (state.failedInARow >= FAILURES_BEFORE_PAUSE) return;
+      }
     } catch (thrown) {
       this.logger.warn({ err: toError(thrown) }, 'outbox unreadable; will retry');
-      return;
     }
-    let failedInARow = 0;
-    for (const [sha, bytes] of Object.entries(pending)) {
+  }
+
+  private async publishPage(
+    page: Array<[string, Buffer]>,
+    only: Set<string> | undefined,
+    state: { failedInARow: number },
+  ): Promise<void> {
+    for (const [sha, bytes] of page) {
       if (only && !only.has(sha)) continue;
       // Kafka down: every send would wait out its retries; the next flush tries again.
-      if (failedInARow >= FAILURES_BEFORE_PAUSE) return;
+      if (state.failedInARow >= FAILURES_BEFORE_PAUSE) return;
       let claimed = false;
+      // Kept while the send lasts: a slow send must not let another publisher send a newer entry before this one.
+      const renewal = setInterval(
+        () => void this.store.renewClaim(sha, this.owner, CLAIM_MS).catch(() => undefined),
+        CLAIM_MS / 3,
+      );
       try {
         // Published since it was read, or another worker publishing it right now: leave it.
         claimed = await this.store.claim(sha, bytes, this.owner, CLAIM_MS);
         if (!claimed) continue;
         await this.send(sha, bytes);
-        failedInARow = 0;
+        state.failedInARow = 0;
       } catch (thrown) {
-        failedInARow += 1;
+        state.failedInARow += 1;
         this.logger.warn({ err: toError(thrown), commitSha: sha }, 'report not published yet; will retry');
       } finally {
+        clearInterval(renewal);
         if (claimed) await this.store.release(sha, this.owner).catch(() => undefined);
       }
     }

@@ -18,6 +18,11 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then return 1 end
 return 0`;
 
+// Extends a publication claim only if this owner still holds it.
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 // Releases a publication claim only if this owner still holds it.
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -96,9 +101,17 @@ export class ReportStore {
     return true;
   }
 
-  // Reports waiting for Kafka, by sha.
-  pending(): Promise<Record<string, Buffer>> {
-    return this.redis.hgetallBuffer(this.outbox);
+  // Reports waiting for Kafka, by sha, a page at a time (HSCAN: a large backlog is never read in one reply).
+  async *pending(pageSize = 100): AsyncGenerator<Array<[string, Buffer]>> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscanBuffer(this.outbox, cursor, 'COUNT', pageSize);
+      cursor = next.toString();
+      const page: Array<[string, Buffer]> = [];
+      for (let i = 0; i + 1 < flat.length; i += 2)
+        page.push([(flat[i] as Buffer).toString(), flat[i + 1] as Buffer]);
+      if (page.length > 0) yield page;
+    } while (cursor !== '0');
   }
 
   // Marks a report as published (unless the entry changed meanwhile).
@@ -120,6 +133,12 @@ export class ReportStore {
       ttlMs,
     );
     return claimed === 1;
+  }
+
+  // Extends a claim this owner still holds (a send slower than the claim must not let another publisher in); false
+  // when it lapsed.
+  async renewClaim(commitSha: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.eval(RENEW, 1, `${this.outbox}:claim:${commitSha}`, owner, ttlMs)) === 1;
   }
 
   // Gives a claim up (if this owner still holds it).

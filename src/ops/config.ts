@@ -91,6 +91,8 @@ export interface Config {
   artefactMaxBytes: number;
   /** The most entries a report's failed_tests and lint_errors keep (REPORT_MAX_ENTRIES); the rest are counted. */
   reportMaxEntries: number;
+  /** What one build attempt may write to its job's log in Redis (JOB_LOG_MAX_KB); the artefact keeps everything. */
+  jobLogMaxBytes: number;
   /** What one checkout may write: files and directories, bytes, one file's bytes (a git bomb fails its build). */
   checkoutCaps: CheckoutCaps;
   workerConcurrency: number;
@@ -235,6 +237,7 @@ export function loadConfig(
     workDir: resolve(cwd, text(env, 'WORK_DIR', join(tmpdir(), 'ci-runner-builds'))),
     artefactMaxBytes: integer(env, 'ARTEFACT_MAX_MB', 512, 1, 1_000_000) * 1024 * 1024,
     reportMaxEntries: integer(env, 'REPORT_MAX_ENTRIES', 1000, 1, 1_000_000),
+    jobLogMaxBytes: integer(env, 'JOB_LOG_MAX_KB', 64, 4, 1_048_576) * 1024,
     checkoutCaps: Object.freeze({
       maxFiles: integer(env, 'CHECKOUT_MAX_FILES', 100_000, 10, 100_000_000),
       maxBytes: integer(env, 'CHECKOUT_MAX_MB', 2048, 1, 1_048_576) * 1024 * 1024,

@@ -32,10 +32,11 @@ export async function keepArtefact(
   report: BuildReport,
   log: Logger,
   jobLog: (line: string) => void,
+  signal?: AbortSignal,
 ): Promise<BuildReport> {
   const path = artefactFile(report.artefactUrl);
   if (!path) return report;
-  const kept = await artefacts.keep(path);
+  const kept = await artefacts.keep(path, signal);
   if (kept.how) {
     log.info({ artefact: kept.url, how: kept.how }, 'artefact stored');
     jobLog(`artefact stored at ${kept.url} (${kept.how})`);

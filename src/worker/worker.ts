@@ -26,6 +26,7 @@ import { BuildEvents } from './buildEvents.js';
 import { MAX_STALLED, startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
+import { jobLog } from './jobLog.js';
 import type { PlacedParts } from './placedCopies.js';
 import { reapOrphans } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
@@ -78,6 +79,7 @@ function buildProcessor(shared: Shared) {
       return finishSuperseded(shared, job, supersededReport(input, supersededBy, 0), stored, 'before_start');
     }
     const controller = new AbortController();
+    const say = jobLog(job, { maxBytes: config.jobLogMaxBytes });
     running.set(String(job.id), { commitSha: job.data.commitSha, controller });
     const started = performance.now();
     log.info('build started');
@@ -91,7 +93,7 @@ function buildProcessor(shared: Shared) {
         ...configuredOptions(config),
         logger: log,
         signal: controller.signal,
-        onLog: (line) => void job.log(line).catch(() => undefined),
+        onLog: say,
         onStage: (event) => {
           const { stage } = event;
           void job.updateProgress({ stage, outcome: event.outcome ?? 'running' }).catch(() => undefined);
@@ -107,12 +109,7 @@ function buildProcessor(shared: Shared) {
           }
         },
       });
-      report = await keepArtefact(
-        shared.artefacts,
-        report,
-        log,
-        (line) => void job.log(line).catch(() => undefined),
-      );
+      report = await keepArtefact(shared.artefacts, report, log, say, controller.signal);
     } catch (thrown) {
       const error = toError(thrown);
       const reason: unknown = controller.signal.reason;
@@ -137,7 +134,7 @@ function buildProcessor(shared: Shared) {
     } finally {
       running.delete(String(job.id));
     }
-    report = onHost(report, config.workerHostId, cached, (line) => void job.log(line).catch(() => undefined));
+    report = onHost(report, config.workerHostId, cached, say);
     if (config.placement.mode === 'cache' && cached.git !== undefined) {
       await shared.placed.placement
         .recordWarm(job.data.repositoryUrl, config.workerHostId)
@@ -146,9 +143,7 @@ function buildProcessor(shared: Shared) {
     report = await withFlakeHistory(report, flakes, log);
     for (const { nodeId, flips } of report.flakyTests) {
       const history = `${flips} build(s) of this repository in the last 30 days`;
-      void job
-        .log(`flaky: ${nodeId} failed, then passed on a re-run (it did so in ${history})`)
-        .catch(() => undefined);
+      say(`flaky: ${nodeId} failed, then passed on a re-run (it did so in ${history})`);
     }
     if (report.flakyTests.length) events.emit('flakyTests', { count: report.flakyTests.length });
     const standing = await settleReport(store, report, stored, log, shared.artefacts);
@@ -157,7 +152,7 @@ function buildProcessor(shared: Shared) {
     events.emit('buildFinished', { status: report.status, durationMs: report.durationMs });
     log.info({ status: standing.status, durationMs: standing.durationMs }, 'build finished');
     if (standing.artefactUrl) {
-      void job.log(`artefact on the board: ${boardArtefactLink(job.data.commitSha)}`).catch(() => undefined);
+      say(`artefact on the board: ${boardArtefactLink(job.data.commitSha)}`);
     }
     if (standing.status === 'ERRORED') {
       // Reported (the outbox has it) and shown to on-call as a failed job they can retry from the board.

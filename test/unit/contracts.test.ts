@@ -37,6 +37,8 @@ const report: BuildReport = {
   artefactLink: 'https://artefacts.example.com/a.tar.gz',
   workerHost: 'worker-3',
   warm: true,
+  failedTestsOmitted: 2,
+  lintErrorsOmitted: 3,
 };
 
 describe('contracts', () => {
