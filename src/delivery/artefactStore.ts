@@ -72,9 +72,8 @@ function fileStore(artefactDir: string): ArtefactStore {
   };
 }
 
-/** How long the S3 client waits to connect, and for a socket to make progress, before a request fails. */
+/** How long the S3 client waits to connect at most (S3_TIMEOUT_SEC bounds the rest of a request). */
 const CONNECT_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 60_000;
 
 const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('base64');
 
@@ -90,7 +89,11 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     // A server that accepts a connection and never answers fails the request (and the SDK's retries) in bounded time.
-    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
+    requestHandler: {
+      connectionTimeout: Math.min(CONNECT_TIMEOUT_MS, config.timeoutMs),
+      requestTimeout: config.timeoutMs,
+      throwOnRequestTimeout: true,
+    },
   });
   const prefix = `s3://${config.bucket}/`;
   const keyOf = (url: string) => (url.startsWith(prefix) ? url.slice(prefix.length) : undefined);

@@ -15,6 +15,8 @@ export interface S3StoreConfig {
   publicUrl?: string;
   /** Artefacts larger than this go up in parts of this size. */
   partBytes: number;
+  /** How long a request may go without progress before it fails (S3_TIMEOUT_SEC): a silent server is a fault. */
+  timeoutMs: number;
   /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) as configured; otherwise the AWS SDK's own
    * chain (a shared credentials file, a profile, the instance's role). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
@@ -106,7 +108,8 @@ function awsCredentials(env: Env): Pick<S3StoreConfig, 'credentials'> {
   return { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } };
 }
 
-// ARTEFACT_STORE=file (the default) or s3 with S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_PUBLIC_URL, S3_PART_MB.
+// ARTEFACT_STORE=file (the default) or s3 with S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_PUBLIC_URL, S3_PART_MB,
+// S3_TIMEOUT_SEC.
 export function artefactStore(env: Env): ArtefactStoreConfig {
   const kind = text(env, 'ARTEFACT_STORE', 'file').toLowerCase();
   if (kind === 'file') return { kind };
@@ -141,6 +144,7 @@ export function artefactStore(env: Env): ArtefactStoreConfig {
     prefix: optional(env, 'S3_PREFIX') ?? 'artefacts/',
     ...(publicUrl ? { publicUrl } : {}),
     partBytes: integer(env, 'S3_PART_MB', 16, 5, 5_120) * 1024 * 1024,
+    timeoutMs: integer(env, 'S3_TIMEOUT_SEC', 60, 1, 3_600) * 1000,
     ...awsCredentials(env),
   };
 }
