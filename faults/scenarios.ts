@@ -205,6 +205,49 @@ export function stallLimit(_size: Size): Promise<Counts> {
   );
 }
 
+// 4f. A commit with 25,000 lint findings, and a normal one behind it, both finished while Kafka is down: once it is
+// back, both reports arrive; the large one keeps its first 1,000 findings and counts the rest.
+export function oversizedReport(_size: Size): Promise<Counts> {
+  return withCluster('oversized-report', async (cluster) => {
+    await cluster.start('bridge');
+    await cluster.start('worker-a');
+    const findings = 25_000;
+    const normal = await cluster.commit(0);
+    const imports = Array.from({ length: findings }, (_, i) => `import os as m${i}`).join('\n');
+    const big = await cluster.repo.commit({ 'imports.py': `${imports}\n` }, 'many unused imports');
+    cluster.repo.push('main');
+    const shas = [big, normal];
+    for (const sha of shas) await cluster.announce(sha);
+    const started = async () =>
+      new Set((await cluster.logLines('build started')).map((line) => line.commitSha));
+    for (const deadline = Date.now() + 120_000; (await started()).size < 2 && Date.now() < deadline; )
+      await sleep(250);
+    await services('kafka-down');
+    const finished = async () =>
+      new Set((await cluster.logLines('build finished')).map((line) => line.commitSha));
+    for (const deadline = Date.now() + 180_000; (await finished()).size < 2 && Date.now() < deadline; )
+      await sleep(500);
+    await services('kafka-up');
+    const report = await cluster.reports.waitFor(big, 120_000).catch(() => undefined);
+    // The probe build that follows must not inherit the findings.
+    await cluster.repo.commit({}, 'drop the imports', ['imports.py']);
+    cluster.repo.push('main');
+    const kept = report?.lintErrors.length ?? 0;
+    const omitted = report?.lintErrorsOmitted ?? 0;
+    const behind = await cluster.reports.waitFor(normal, 60_000).catch(() => undefined);
+    const problems =
+      report?.status === 'FAILED' &&
+      kept === 1000 &&
+      kept + omitted === findings &&
+      behind?.status === 'PASSED'
+        ? []
+        : [
+            `large: ${report?.status ?? 'none'}, ${kept} kept, ${omitted} counted; behind it: ${behind?.status}`,
+          ];
+    return tally(cluster, 'a 25,000-finding report behind a Kafka outage', shas, `${kept} kept`, problems);
+  });
+}
+
 // 4d. The build disk fills up: builds end ERRORED (after their attempts) naming the stage that failed; once there is
 // room again the runner builds as before. Needs root (a small tmpfs is mounted as WORK_DIR).
 export function diskFull(size: Size): Promise<Counts> {
@@ -289,6 +332,7 @@ export const SCENARIOS = [
   drainWorker,
   drainWithoutRedis,
   stallLimit,
+  oversizedReport,
   diskFull,
   hostileAtScale,
   poisonPill,
