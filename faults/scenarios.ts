@@ -248,6 +248,40 @@ export function oversizedReport(_size: Size): Promise<Counts> {
   });
 }
 
+// 4g. Commits of one branch announced one after another, each superseding the one before, while Redis is killed
+// with -9 and restarted: every announced commit still gets a report (superseded or its verdict).
+export function supersedeRedisRestart(size: Size): Promise<Counts> {
+  return withCluster(
+    'supersede-redis-restart',
+    async (cluster) => {
+      await cluster.start('bridge');
+      await cluster.start('worker-a');
+      const shas: string[] = [];
+      for (let i = 0; i < Math.max(4, size.commits); i += 1) shas.push(await cluster.commit(6));
+      const half = Math.ceil(shas.length / 2);
+      for (const sha of shas.slice(0, half)) await cluster.announce(sha);
+      await sleep(1_500);
+      const pid = (await readFile(join(SERVICES, 'redis', 'redis.pid'), 'utf8')).trim();
+      process.kill(Number(pid), 'SIGKILL');
+      const later = Promise.all(shas.slice(half).map((sha) => cluster.announce(sha)));
+      await sleep(2_000);
+      await services('redis-up');
+      await later;
+      const reports = await Promise.all(
+        shas.map((sha) => cluster.reports.waitFor(sha, 240_000).catch(() => undefined)),
+      );
+      const superseded = reports.filter((report) => report?.supersededBy).length;
+      return tally(
+        cluster,
+        'supersede while Redis is killed and restarted',
+        shas,
+        `${superseded} superseded`,
+      );
+    },
+    { CANCEL_SUPERSEDED_BRANCHES: '*', WORKER_CONCURRENCY: '1' },
+  );
+}
+
 // 4d. The build disk fills up: builds end ERRORED (after their attempts) naming the stage that failed; once there is
 // room again the runner builds as before. Needs root (a small tmpfs is mounted as WORK_DIR).
 export function diskFull(size: Size): Promise<Counts> {
@@ -333,6 +367,7 @@ export const SCENARIOS = [
   drainWithoutRedis,
   stallLimit,
   oversizedReport,
+  supersedeRedisRestart,
   diskFull,
   hostileAtScale,
   poisonPill,
