@@ -6,6 +6,7 @@ import type { ReportStore } from '../delivery/reportStore.js';
 import type { Supersession } from '../delivery/supersession.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
+import type { RunningBuild } from './supersededBuilds.js';
 
 /** How often the canonical job of a build its warm host's copy runs looks again whether that copy finished. */
 const RECHECK_MS = 5_000;
@@ -21,20 +22,39 @@ export interface PlacedParts {
   queue: Queue<BuildJobData>;
   /** This process as a claim holder (unique per process; each copy of a job claims as `<holder> <copy>`). */
   holder: string;
+  /** The builds this process runs, by job id: one whose claim lapsed is aborted. */
+  running: Map<string, RunningBuild>;
   logger: Logger;
+}
+
+/** The abort reason of a placed build whose claim could not be renewed: another copy may be building it now. */
+export class ClaimLost extends Error {
+  constructor(readonly holder: string) {
+    super(`the claim of ${holder} on this build lapsed: another copy may build it`);
+  }
 }
 
 type Build = (job: Job<BuildJobData, BuildReport>, token?: string) => Promise<BuildReport>;
 
-// Runs `work` while keeping `holder`'s claim from lapsing.
+// Runs `work` (the build of job `jobId`) while keeping `holder`'s claim from lapsing; a claim that cannot be renewed
+// (it lapsed, or another copy holds it now) aborts the build, so two copies never both finish it.
 async function whileClaimed<T>(
   parts: PlacedParts,
   commitSha: string,
   holder: string,
+  jobId: string,
   work: () => Promise<T>,
 ): Promise<T> {
   const renew = setInterval(
-    () => void parts.placement.renew(commitSha, holder).catch(() => undefined),
+    () =>
+      void parts.placement.renew(commitSha, holder).then(
+        (held) => {
+          if (held) return;
+          parts.logger.warn({ commitSha, holder }, 'claim on a placed build lapsed; stopping this copy');
+          parts.running.get(jobId)?.controller.abort(new ClaimLost(holder));
+        },
+        () => undefined,
+      ),
     CLAIM_MS / 4,
   );
   try {
@@ -70,7 +90,7 @@ export async function runCanonical(
     }
   }
   try {
-    return await whileClaimed(parts, commitSha, holder, () => build(job, token));
+    return await whileClaimed(parts, commitSha, holder, String(job.id), () => build(job, token));
   } finally {
     await parts.placement.forget(commitSha).catch(() => undefined);
   }
@@ -106,7 +126,7 @@ export async function runHostCopy(
   let report: BuildReport | undefined;
   let finished = false;
   try {
-    report = await whileClaimed(parts, commitSha, holder, () => build(job, token));
+    report = await whileClaimed(parts, commitSha, holder, String(job.id), () => build(job, token));
     finished = true;
   } catch (thrown) {
     // An ERRORED build has its report recorded: a verdict like any other, which the canonical job ends with.

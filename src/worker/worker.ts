@@ -27,7 +27,7 @@ import { MAX_STALLED, startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
 import { jobLog } from './jobLog.js';
-import type { PlacedParts } from './placedCopies.js';
+import { ClaimLost, type PlacedParts } from './placedCopies.js';
 import { reapOrphans } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
 import { settleReport } from './settleReport.js';
@@ -116,6 +116,11 @@ function buildProcessor(shared: Shared) {
       if (controller.signal.aborted && reason instanceof Superseded) {
         const canceled = supersededReport(input, reason.by, Math.round(performance.now() - started));
         return finishSuperseded(shared, job, canceled, stored, 'running');
+      }
+      if (controller.signal.aborted && reason instanceof ClaimLost) {
+        // Another copy builds it: this one ends without a report (the shared job waits for that copy's).
+        log.warn(reason.message);
+        throw new Error(reason.message);
       }
       if (draining.value && controller.signal.aborted && token) {
         // Shutting down: hand the build back without spending an attempt, at the head of the queue (BullMQ takes
@@ -259,6 +264,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     const placement = new Placement(redis, config.queueName);
     const supersession = new Supersession(redis, config.queueName, RETENTION_SECONDS);
     const holder = `${config.workerHostId} ${hostname()} ${process.pid} ${randomUUID()}`;
+    const running = new Map<string, RunningBuild>();
     const shared: Shared = {
       config,
       events,
@@ -270,9 +276,9 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       supersession,
       replicated: replicationCheck(config.redis, redis, logger),
       logger,
-      running: new Map(),
+      running,
       draining: { value: false },
-      placed: { placement, store, supersession, queue, holder, logger },
+      placed: { placement, store, supersession, queue, holder, running, logger },
     };
     if (config.artefactRetentionDays > 0) {
       const expire = () =>
