@@ -9,6 +9,7 @@ import { ReportStore } from '../delivery/reportStore.js';
 import { Supersession } from '../delivery/supersession.js';
 import { compileBranchFilter } from '../ops/branchFilter.js';
 import type { Config } from '../ops/config.js';
+import { toError } from '../ops/errors.js';
 import { type Closable, Teardown } from '../ops/lifecycle.js';
 import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
@@ -17,6 +18,10 @@ import { createBridgeMetrics } from './bridgeMetrics.js';
 import { checkDeadLetterLimit } from './checkDeadLetterLimit.js';
 import { connectBridgeRedis } from './connectBridgeRedis.js';
 import { AffinityQueues } from './placeBuilds.js';
+import { sweepHostQueues } from './sweepHostQueues.js';
+
+/** How often the bridge looks for retired hosts' own queues. */
+const SWEEP_MS = 60_000;
 
 /** A running bridge; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningBridge extends Closable {
@@ -53,8 +58,18 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
     // could not (they publish every waiting report).
     const outbox = new ReportOutbox(store, deadLetters, config.topicBuildReports, logger);
     teardown.add('outbox', () => outbox.close());
-    const affinity = new AffinityQueues(config.queueName, redis);
+    const placement = new Placement(redis, config.queueName);
+    const affinity = new AffinityQueues(config.queueName, redis, placement);
     teardown.add('host queues', () => affinity.close());
+    const sweep = setInterval(
+      () =>
+        void sweepHostQueues(placement, config.queueName, redis, logger).catch((error) =>
+          logger.warn({ err: toError(error) }, 'could not sweep retired hosts’ queues; will retry'),
+        ),
+      SWEEP_MS,
+    );
+    sweep.unref();
+    teardown.add('host queue sweep', async () => clearInterval(sweep));
     const parts: BridgeParts = {
       config,
       logger,
@@ -62,7 +77,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       store,
       outbox,
       supersession: new Supersession(redis, config.queueName, RETENTION_SECONDS),
-      placement: new Placement(redis, config.queueName),
+      placement,
       affinity,
       inSupersedeBranches: compileBranchFilter(config.supersede.branches, 'CANCEL_SUPERSEDED_BRANCHES'),
       deadLetters: { publisher: deadLetters, topic: config.topicDeadLetter, maxBytes: deadLetterLimit },

@@ -60,6 +60,7 @@ export class AffinityQueues {
   constructor(
     private readonly queueName: string,
     private readonly connection: Redis,
+    private readonly placement?: Placement,
   ) {}
 
   // Puts each placed build's copy in its host's queue (same job id: a redelivery adds nothing twice).
@@ -73,6 +74,8 @@ export class AffinityQueues {
         });
         entry = { queue, usedAt: Date.now() };
         this.queues.set(host, entry);
+        // Known from now on, so the queue is removed once its host retires (sweepHostQueues).
+        await this.placement?.sawHostQueues([host]);
       }
       entry.usedAt = Date.now();
       await entry.queue.add(BUILD_JOB_NAME, data, {

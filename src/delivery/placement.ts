@@ -63,6 +63,24 @@ export class Placement {
     await this.redis.hset(this.key('hosts'), field, `${free} ${Date.now() + HOST_ALIVE_MS}`);
   }
 
+  // The hosts with an own queue, and when each was last seen alive (ms): the bridge notes them as it places builds.
+  async hostQueues(): Promise<Map<string, number>> {
+    const all = await this.redis.hgetall(this.key('host-queues'));
+    return new Map(Object.entries(all).map(([host, at]) => [host, Number(at) || 0]));
+  }
+
+  // Notes that these hosts have an own queue and were seen alive now.
+  async sawHostQueues(hosts: string[]): Promise<void> {
+    if (hosts.length === 0) return;
+    const now = String(Date.now());
+    await this.redis.hset(this.key('host-queues'), Object.fromEntries(hosts.map((host) => [host, now])));
+  }
+
+  // Forgets a retired host's queue.
+  async forgetHostQueue(host: string): Promise<void> {
+    await this.redis.hdel(this.key('host-queues'), host);
+  }
+
   // A worker process stops: it takes no more builds.
   async leave(host: string, process: string): Promise<void> {
     await this.redis.hdel(this.key('hosts'), `${host}\n${process}`);

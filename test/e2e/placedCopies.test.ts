@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { type Job, Queue, Worker } from 'bullmq';
 import { sleep } from '../../faults/cluster.js';
+import { sweepHostQueues } from '../../src/bridge/sweepHostQueues.js';
 import { erroredReport } from '../../src/build/report.js';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { Placement } from '../../src/delivery/placement.js';
@@ -97,6 +98,41 @@ describe('placed copies in one process, on real Redis and BullMQ', () => {
       await Promise.all([hostWorker.close(), sharedWorker?.close()]);
       await own.obliterate({ force: true });
       await own.close();
+    }
+  });
+
+  test("a retired host's own queue is removed; a live host's stays, and so does every build's shared job", async () => {
+    const { placement } = parts;
+    const data = {
+      taskId: 't',
+      commitSha: 'b'.repeat(40),
+      branchName: 'main',
+      repositoryUrl: 'http://x/r.git',
+    };
+    const queues = ['gone-host', 'live-host'].map(
+      (host) => new Queue<BuildJobData>(`${queueName}@${host}`, { connection: redis }),
+    );
+    try {
+      for (const queue of queues) await queue.add('build', data, { jobId: buildJobId(data.commitSha) });
+      await queue.add('build', data, { jobId: buildJobId(data.commitSha) });
+      await placement.sawHostQueues(['gone-host', 'live-host']);
+      await placement.heartbeat('live-host', 'p1', 1);
+      const logger = testLogger('sweep');
+      assert.deepEqual(
+        await sweepHostQueues(placement, queueName, redis, logger, 60_000),
+        [],
+        'not gone long enough',
+      );
+      assert.deepEqual(await sweepHostQueues(placement, queueName, redis, logger, 0), ['gone-host']);
+      assert.equal(await queues[0]?.count(), 0, "the retired host's copy is gone");
+      assert.equal(await queues[1]?.count(), 1, "the live host's copy stays");
+      assert.equal(await queue.count(), 1, "the build's shared job stays");
+      assert.deepEqual([...(await placement.hostQueues()).keys()], ['live-host']);
+    } finally {
+      for (const own of queues) {
+        await own.obliterate({ force: true });
+        await own.close();
+      }
     }
   });
 });
