@@ -282,6 +282,34 @@ export function supersedeRedisRestart(size: Size): Promise<Counts> {
   );
 }
 
+// 4h. The agent resets its branch to an earlier commit that a newer one had superseded, and announces it again: that
+// commit is built and gets its verdict, not its old "superseded" report again.
+export function branchReset(_size: Size): Promise<Counts> {
+  return withCluster(
+    'branch-reset',
+    async (cluster) => {
+      await cluster.start('bridge');
+      const earlier = await cluster.commit(0);
+      const later = await cluster.commit(0);
+      await cluster.announce(earlier);
+      await cluster.announce(later);
+      const superseded = await cluster.reports.waitFor(earlier, 60_000).catch(() => undefined);
+      await cluster.announce(earlier);
+      await cluster.start('worker-a');
+      const verdict = await cluster.reports.waitFor(earlier, 240_000, 2).catch(() => undefined);
+      const problems = [
+        ...(superseded?.supersededBy === later ? [] : [`first report: ${superseded?.error ?? 'none'}`]),
+        ...(verdict?.status === 'PASSED'
+          ? []
+          : [`after the reset: ${verdict?.status ?? 'no report'} ${verdict?.error ?? ''}`]),
+      ];
+      // The reset commit's two reports differ by design (superseded, then its verdict): it is judged above.
+      return tally(cluster, 'a branch reset to a superseded commit', [later], 'reset commit built', problems);
+    },
+    { CANCEL_SUPERSEDED_BRANCHES: '*' },
+  );
+}
+
 // 4d. The build disk fills up: builds end ERRORED (after their attempts) naming the stage that failed; once there is
 // room again the runner builds as before. Needs root (a small tmpfs is mounted as WORK_DIR).
 export function diskFull(size: Size): Promise<Counts> {
@@ -368,6 +396,7 @@ export const SCENARIOS = [
   stallLimit,
   oversizedReport,
   supersedeRedisRestart,
+  branchReset,
   diskFull,
   hostileAtScale,
   poisonPill,

@@ -89,10 +89,10 @@ function s3Store(config: S3StoreConfig): ArtefactStore {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     // A server that accepts a connection and never answers fails the request (and the SDK's retries) in bounded time.
+    // Idle time, not the whole request: a slow link uploading a large part is not a silent server.
     requestHandler: {
       connectionTimeout: Math.min(CONNECT_TIMEOUT_MS, config.timeoutMs),
-      requestTimeout: config.timeoutMs,
-      throwOnRequestTimeout: true,
+      socketTimeout: config.timeoutMs,
     },
   });
   const prefix = `s3://${config.bucket}/`;

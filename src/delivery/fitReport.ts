@@ -37,38 +37,52 @@ function keepFirst(report: BuildReport, entries: number): BuildReport {
 
 const size = (report: BuildReport) => encodeBuildReport(report).length;
 
+const REDUCED = / ?;? ?report reduced to fit \d+ bytes/g;
+const LEFT_OUT = / ?;? ?[^;]* left out of this report \(the artefact's reports\/ has them all\)/g;
+
+// The report's error with what fitting left out said once, as the counts now stand (a report fitted again gets its
+// notes rewritten, never repeated).
+function withNotes(report: BuildReport, reducedTo: number | undefined): BuildReport {
+  const plain = report.error.replace(REDUCED, '').replace(LEFT_OUT, '').replace(/^; /, '');
+  const omitted = [
+    report.failedTestsOmitted ? `${report.failedTestsOmitted} failed test(s)` : '',
+    report.lintErrorsOmitted ? `${report.lintErrorsOmitted} lint finding(s)` : '',
+  ].filter(Boolean);
+  const notes = [
+    reducedTo === undefined ? '' : `report reduced to fit ${reducedTo} bytes`,
+    omitted.length
+      ? `${omitted.join(' and ')} left out of this report (the artefact's reports/ has them all)`
+      : '',
+  ].filter(Boolean);
+  return { ...report, error: [plain, ...notes].filter(Boolean).join('; ') };
+}
+
 // Keeps a report within its limits: every list at most maxEntries long, then, if it is still larger than maxBytes
-// encoded, its lists cut further (the most entries that fit) and, last, its error and stage summaries shortened. The
-// verdict fields (sha, status, coverage, artefact) are never touched; the error says what was left out.
+// encoded, its lists cut further (the most entries that fit), then its error and stage summaries shortened, and last
+// its stage summaries and sandbox line dropped. The verdict fields (sha, status, coverage, artefact) are never
+// touched; the error says what was left out.
 export function fitReport(report: BuildReport, limits: ReportLimits): BuildReport {
-  let fitted = keepFirst(report, limits.maxEntries);
-  if (size(fitted) > limits.maxBytes) {
-    let low = 0;
-    let high = Math.max(fitted.failedTests.length, fitted.lintErrors.length, fitted.flakyTests.length);
-    while (low < high) {
-      const middle = Math.ceil((low + high) / 2);
-      if (size(keepFirst(fitted, middle)) <= limits.maxBytes - 512) low = middle;
-      else high = middle - 1;
-    }
-    const reduced = keepFirst(fitted, low);
-    const note = `report reduced to fit ${limits.maxBytes} bytes`;
-    fitted = { ...reduced, error: reduced.error ? `${reduced.error}; ${note}` : note };
+  const { maxBytes } = limits;
+  const capped = keepFirst(report, limits.maxEntries);
+  let fitted = withNotes(capped, undefined);
+  if (size(fitted) <= maxBytes) return fitted;
+  const entries = (n: number) => withNotes(keepFirst(capped, n), maxBytes);
+  let low = 0;
+  let high = Math.max(capped.failedTests.length, capped.lintErrors.length, capped.flakyTests.length);
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2);
+    if (size(entries(middle)) <= maxBytes) low = middle;
+    else high = middle - 1;
   }
-  if (size(fitted) > limits.maxBytes) {
-    fitted = {
+  fitted = entries(low);
+  if (size(fitted) > maxBytes) {
+    const shortened = {
       ...fitted,
       error: cut(fitted.error, MAX_TEXT_BYTES),
       stages: fitted.stages.map((stage) => ({ ...stage, summary: cut(stage.summary, MAX_TEXT_BYTES) })),
       sandbox: cut(fitted.sandbox, MAX_TEXT_BYTES),
     };
-  }
-  const omitted = [
-    fitted.failedTestsOmitted ? `${fitted.failedTestsOmitted} failed test(s)` : '',
-    fitted.lintErrorsOmitted ? `${fitted.lintErrorsOmitted} lint finding(s)` : '',
-  ].filter(Boolean);
-  if (omitted.length > 0 && !/left out of this report/.test(fitted.error)) {
-    const note = `${omitted.join(' and ')} left out of this report (the artefact's reports/ has them all)`;
-    fitted = { ...fitted, error: fitted.error ? `${fitted.error}; ${note}` : note };
+    fitted = size(shortened) <= maxBytes ? shortened : { ...shortened, stages: [], sandbox: '' };
   }
   return fitted;
 }

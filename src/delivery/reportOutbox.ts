@@ -99,22 +99,29 @@ export class ReportOutbox {
     }
   }
 
-  // Sends one report; one Kafka refuses as too large goes out reduced (half the size, lists cut, fields 1-6 intact)
-  // in its place, stored and published, so no commit waits forever for a report that cannot be sent.
+  // Sends one report; one Kafka refuses as too large goes out reduced (halved until Kafka takes it: lists cut,
+  // fields 1-6 intact) in its place, stored and published, so no commit waits forever for a report that cannot be
+  // sent. A refusal for size is never counted as Kafka being down.
   private async send(sha: string, bytes: Buffer): Promise<void> {
     let sent = bytes;
-    try {
-      await this.publisher.send(this.topic, [{ key: sha, value: bytes }]);
-    } catch (thrown) {
-      if (!isTooLarge(thrown)) throw thrown;
-      const limits = { maxEntries: Number.MAX_SAFE_INTEGER, maxBytes: Math.floor(bytes.length / 2) };
-      sent = encodeBuildReport(fitReport(decodeBuildReport(bytes), limits));
-      this.logger.warn(
-        { commitSha: sha, bytes: bytes.length, reduced: sent.length },
-        'Kafka refused the report as too large: publishing it reduced',
-      );
-      if (!(await this.store.replace(sha, bytes, sent))) return;
-      await this.publisher.send(this.topic, [{ key: sha, value: sent }]);
+    for (;;) {
+      try {
+        await this.publisher.send(this.topic, [{ key: sha, value: sent }]);
+        break;
+      } catch (thrown) {
+        if (!isTooLarge(thrown)) throw thrown;
+        const limits = { maxEntries: Number.MAX_SAFE_INTEGER, maxBytes: Math.floor(sent.length / 2) };
+        const smaller = encodeBuildReport(fitReport(decodeBuildReport(sent), limits));
+        if (smaller.length >= sent.length)
+          throw new Error(`a report of ${sent.length} bytes cannot be reduced`);
+        this.logger.warn(
+          { commitSha: sha, bytes: sent.length, reduced: smaller.length },
+          'Kafka refused the report as too large: publishing it reduced',
+        );
+        // Changed meanwhile (a newer report of the sha): the next flush sends that one.
+        if (!(await this.store.replace(sha, sent, smaller))) return;
+        sent = smaller;
+      }
     }
     await this.store.acknowledge(sha, sent);
     this.onPublished(sha);

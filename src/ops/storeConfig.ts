@@ -15,7 +15,7 @@ export interface S3StoreConfig {
   publicUrl?: string;
   /** Artefacts larger than this go up in parts of this size. */
   partBytes: number;
-  /** How long a request may go without progress before it fails (S3_TIMEOUT_SEC): a silent server is a fault. */
+  /** How long a request's connection may sit idle before it fails (S3_TIMEOUT_SEC): a silent server is a fault. */
   timeoutMs: number;
   /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) as configured; otherwise the AWS SDK's own
    * chain (a shared credentials file, a profile, the instance's role). */

@@ -190,11 +190,15 @@ async function finishSuperseded(
 // attempt) an ERRORED report naming why, so no announced commit goes without one.
 async function reportFailedJob(
   store: ReportStore,
+  placement: Placement,
   job: Job<BuildJobData, BuildReport>,
   error: Error,
   logger: Logger,
 ): Promise<void> {
   if (!(await job.isFailed()) || (await store.get(job.data.commitSha))) return;
+  // A placed build's copy on its warm host builds it (or has built it): its report is the one to come.
+  const claim = job.data.placedOn ? await placement.read(job.data.commitSha) : undefined;
+  if (claim?.holder.endsWith(' host')) return;
   const why = /stalled more than allowable limit/.test(error.message)
     ? `${error.message} (the worker running it stopped mid-build more than ${MAX_STALLED} times)`
     : error.message;
@@ -306,7 +310,7 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
       draining: shared.draining,
       finished: () => void outbox.flush(),
       failed: (job, error) =>
-        void reportFailedJob(store, job, error, logger)
+        void reportFailedJob(store, placement, job, error, logger)
           .then(() => outbox.flush())
           .catch((thrown) =>
             logger.error(

@@ -64,3 +64,18 @@ test('a report over its byte limit is cut to the most entries that fit; the verd
     ['f'.repeat(40), 'FAILED', 87.5, 'file:///artefacts/x.tar.gz'],
   );
 });
+
+test('fitted again, a report says what it left out once, with the counts as they stand; it always fits', () => {
+  const once = fitReport(failing(25_000, 0), { maxEntries: 1000, maxBytes: 40_000 });
+  const twice = fitReport(once, { maxEntries: 1000, maxBytes: 20_000 });
+  assert.equal(twice.lintErrors.length + (twice.lintErrorsOmitted ?? 0), 25_000);
+  assert.equal((twice.error.match(/left out of this report/g) ?? []).length, 1);
+  assert.match(twice.error, new RegExp(`${twice.lintErrorsOmitted} lint finding\\(s\\) left out`));
+  const huge = {
+    ...failing(10, 0),
+    stages: [{ name: 'test', outcome: 'failed', durationMs: 1, summary: 'x'.repeat(50_000) }],
+  };
+  const fitted = fitReport(huge, { maxEntries: 1000, maxBytes: 4_096 });
+  assert.ok(encodeBuildReport(fitted).length <= 4_096, `${encodeBuildReport(fitted).length} bytes`);
+  assert.equal(fitted.status, 'FAILED');
+});
