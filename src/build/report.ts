@@ -41,6 +41,8 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     artefactLink: '',
     workerHost: '',
     warm: false,
+    failedTestsOmitted: 0,
+    lintErrorsOmitted: 0,
   };
 }
 

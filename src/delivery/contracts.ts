@@ -61,8 +61,8 @@ export interface BuildReport {
   /** Its repository's git objects and environment were already in that host's caches. */
   warm: boolean;
   /** Entries left out of failedTests / lintErrors to keep the report within its limits (0 or absent: none). */
-  failedTestsOmitted?: number;
-  lintErrorsOmitted?: number;
+  failedTestsOmitted: number;
+  lintErrorsOmitted: number;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

@@ -30,8 +30,8 @@ function keepFirst(report: BuildReport, entries: number): BuildReport {
     failedTests: report.failedTests.slice(0, entries),
     lintErrors: report.lintErrors.slice(0, entries),
     flakyTests: report.flakyTests.slice(0, entries),
-    failedTestsOmitted: (report.failedTestsOmitted ?? 0) + failed,
-    lintErrorsOmitted: (report.lintErrorsOmitted ?? 0) + lint,
+    failedTestsOmitted: report.failedTestsOmitted + failed,
+    lintErrorsOmitted: report.lintErrorsOmitted + lint,
   };
 }
 

@@ -73,6 +73,8 @@ describe('Redis stays bounded: job logs, reports and jobs of finished builds', (
           artefactLink: '',
           workerHost: '',
           warm: false,
+          failedTestsOmitted: 0,
+          lintErrorsOmitted: 0,
         });
       },
       { connection, concurrency: 8 },

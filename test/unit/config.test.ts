@@ -149,6 +149,7 @@ describe('artefact store', () => {
       endpoint: 'http://127.0.0.1:19300',
       prefix: 'artefacts/',
       partBytes: 16 * 1024 * 1024,
+      timeoutMs: 60_000,
       credentials: { accessKeyId: 'id', secretAccessKey: 'secret' },
     });
     assert.deepEqual(config.buildEnv.AWS_SECRET_ACCESS_KEY, undefined);
