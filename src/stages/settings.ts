@@ -64,7 +64,11 @@ function readerHash(script: string): Promise<string> {
 
 // What the reader's answer depends on, per repository: its own code, pyproject.toml's bytes and whether setup.py /
 // setup.cfg exist. Undefined (nothing cached) when any of them is there but not a plain file.
-async function readerKey(src: string, script: string, repository: string): Promise<string | undefined> {
+export async function readerKey(
+  src: string,
+  script: string,
+  repository: string,
+): Promise<string | undefined> {
   const hash = createHash('sha256')
     .update(await readerHash(script))
     .update(`${repository}\n`);

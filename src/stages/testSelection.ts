@@ -115,7 +115,7 @@ export async function selectionFingerprint(src: string, runner: string[]): Promi
 
 // The commit's ancestors, nearest first (breadth-first over every parent), as far as the object cache has them: read
 // from the commit objects themselves, since the cache's shallow boundary hides parents from a log.
-async function ancestors(gitdir: string, commitSha: string): Promise<string[]> {
+export async function ancestors(gitdir: string, commitSha: string): Promise<string[]> {
   const found: string[] = [];
   const seen = new Set([commitSha]);
   const queue = [commitSha];
