@@ -3,15 +3,12 @@ import { type BuildReport, decodeBuildReport, encodeBuildReport } from './contra
 import { DEFAULT_REPORT_LIMITS, fitReport, type ReportLimits } from './fitReport.js';
 
 // The first verdict for a sha stands (an ERRORED one only until a retry reaches a verdict): stores the report with a
-// retention and queues it for publishing, atomically. A second "superseded by" the same newer sha (the bridge and a
-// worker both reporting one cancellation) keeps the first: one report, not two.
+// retention and queues it for publishing, atomically.
 const RECORD_FIRST = `
 local existing = redis.call('GET', KEYS[1])
 if existing and redis.call('GET', KEYS[3]) ~= 'ERRORED' then return existing end
-if existing and ARGV[5] ~= '' and redis.call('GET', KEYS[4]) == ARGV[5] then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[2]) else redis.call('DEL', KEYS[4]) end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 return ARGV[1]`;
 
@@ -71,16 +68,14 @@ export class ReportStore {
     const standing = (await this.redis.callBuffer(
       'EVAL',
       RECORD_FIRST,
-      4,
+      3,
       this.key(report.commitSha),
       this.outbox,
       `${this.key(report.commitSha)}:status`,
-      `${this.key(report.commitSha)}:superseded-by`,
       bytes,
       this.retentionSeconds,
       report.commitSha,
       report.status,
-      report.supersededBy,
     )) as Buffer;
     return decodeBuildReport(standing);
   }

@@ -177,7 +177,11 @@ async function finishSuperseded(
   when: 'running' | 'before_start',
 ): Promise<never> {
   const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha });
-  await settleReport(store, report, earlier, log, artefacts);
+  // The bridge reported this cancellation already (it reports a waiting build before removing its job, and a worker
+  // may have taken the job meanwhile): one report of it, not two.
+  const current = await store.get(job.data.commitSha);
+  if (current?.supersededBy !== report.supersededBy)
+    await settleReport(store, report, earlier, log, artefacts);
   events.emit('superseded', { when });
   const what = when === 'running' ? 'canceled while running' : 'not run';
   log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
