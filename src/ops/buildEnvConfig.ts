@@ -23,30 +23,16 @@ const DEFAULT_PASSTHROUGH = [
   'no_proxy',
 ];
 
-/** Names of variables that carry credentials by their look (an operator's `UV_INDEX_<NAME>_PASSWORD`, a token). */
-const CREDENTIAL_NAME = /PASSWORD|TOKEN|SECRET|CREDENTIAL|NETRC|_AUTH|^UV_INDEX_|^PIP_/i;
+/**
+ * What reaches a package index or a proxy (their URLs may carry credentials) or looks like a credential by its name
+ * (an operator's `UV_INDEX_<NAME>_PASSWORD`, a token): given to install only.
+ */
+const INSTALL_ONLY = /INDEX|FIND_LINKS|PROXY|PASSWORD|TOKEN|SECRET|CREDENTIAL|NETRC|_AUTH|^PIP_/i;
 
-/** Whether a passed-through variable reaches the install only (a package index's or proxy's, or a credential). */
+/** Whether a passed-through variable reaches the install only. */
 export function installOnly(name: string): boolean {
-  return INSTALL_ONLY.has(name) || CREDENTIAL_NAME.test(name);
+  return INSTALL_ONLY.test(name);
 }
-
-/** What reaches a package index (its URLs may carry credentials, as may a proxy's): given to install only. */
-const INSTALL_ONLY = new Set([
-  'PIP_INDEX_URL',
-  'PIP_EXTRA_INDEX_URL',
-  'PIP_FIND_LINKS',
-  'UV_INDEX_URL',
-  'UV_DEFAULT_INDEX',
-  'UV_EXTRA_INDEX_URL',
-  'UV_INDEX',
-  'HTTP_PROXY',
-  'HTTPS_PROXY',
-  'NO_PROXY',
-  'http_proxy',
-  'https_proxy',
-  'no_proxy',
-]);
 
 export function buildEnv(env: Env): Readonly<Record<string, string>> {
   const extra = (optional(env, 'BUILD_ENV_PASSTHROUGH') ?? '').split(',').map((name) => name.trim());

@@ -23,13 +23,14 @@ import type { Logger } from '../ops/logger.js';
 import { startMetricsServer } from '../ops/metricsServer.js';
 import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from '../sandbox/sandboxHost.js';
 import { BuildEvents } from './buildEvents.js';
-import { MAX_STALLED, startBuildWorkers } from './buildWorkers.js';
+import { startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
 import { FlakeHistory } from './flakeHistory.js';
 import { jobLog } from './jobLog.js';
 import { ClaimLost, type PlacedParts } from './placedCopies.js';
 import { reapOrphans } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
+import { reportFailedJob } from './reportFailedJob.js';
 import { settleReport } from './settleReport.js';
 import { cancelSupersededBuilds, type RunningBuild, Superseded } from './supersededBuilds.js';
 import { createWorkerMetrics } from './workerMetrics.js';
@@ -187,35 +188,6 @@ async function finishSuperseded(
   log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
   void job.log(`${report.error}: ${what}`).catch(() => undefined);
   throw new UnrecoverableError(`ERRORED: ${report.error}`);
-}
-
-// Gives a build whose job failed for good without a report (BullMQ failing it past its stall limit without calling
-// the processor: its workers died mid-build again and again; a throw outside the processor's own handling on its last
-// attempt) an ERRORED report naming why, so no announced commit goes without one.
-async function reportFailedJob(
-  store: ReportStore,
-  placement: Placement,
-  job: Job<BuildJobData, BuildReport>,
-  error: Error,
-  logger: Logger,
-): Promise<void> {
-  if (!(await job.isFailed()) || (await store.get(job.data.commitSha))) return;
-  // A placed build's copy on its warm host builds it (or has built it): its report is the one to come.
-  const claim = job.data.placedOn ? await placement.read(job.data.commitSha) : undefined;
-  if (claim?.holder.endsWith(' host')) return;
-  const why = /stalled more than allowable limit/.test(error.message)
-    ? `${error.message} (the worker running it stopped mid-build more than ${MAX_STALLED} times)`
-    : error.message;
-  const report = erroredReport(
-    { ...job.data, attempt: job.attemptsMade },
-    new Error(`job failed: ${why}`),
-    0,
-  );
-  const standing = await store.record(report);
-  logger.warn(
-    { jobId: job.id, commitSha: job.data.commitSha, error: standing.error },
-    'job failed without a report; recorded ERRORED',
-  );
 }
 
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
