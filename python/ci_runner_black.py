@@ -15,8 +15,14 @@ import os
 import sys
 
 import black
-import black.concurrency
-from black.report import Changed, Report
+
+try:  # black's internals the memory hooks into (22.12 and later); an older pinned black runs as it is
+    import black.concurrency
+    from black.report import Changed, Report
+
+    _HOOKABLE = callable(getattr(black.concurrency, "reformat_many", None))
+except ImportError:
+    _HOOKABLE = False
 
 _VERDICTS = os.environ.get("CI_RUNNER_BLACK_VERDICTS")
 _known = {}
@@ -55,7 +61,7 @@ def _digest(src):
         return hashlib.sha256(file.read()).hexdigest() + src.suffix
 
 
-_black_done = Report.done
+_black_done = Report.done if _HOOKABLE else None
 
 
 def _done(self, src, changed):
@@ -67,7 +73,7 @@ def _done(self, src, changed):
     _black_done(self, src, changed)
 
 
-_black_reformat_many = black.concurrency.reformat_many
+_black_reformat_many = black.concurrency.reformat_many if _HOOKABLE else None
 
 
 def _reformat_many(sources, fast, write_back, mode, report, workers, *args, **kwargs):
@@ -90,8 +96,9 @@ def _reformat_many(sources, fast, write_back, mode, report, workers, *args, **kw
     _black_reformat_many(rest, fast, write_back, mode, report, 1 if len(rest) == 1 else workers, *args, **kwargs)
 
 
-Report.done = _done
-black.concurrency.reformat_many = _reformat_many
+if _HOOKABLE:
+    Report.done = _done
+    black.concurrency.reformat_many = _reformat_many
 
 if __name__ == "__main__":
     _load()

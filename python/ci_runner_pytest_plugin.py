@@ -12,8 +12,12 @@ import json
 import os
 import re
 
+import pytest
+
 _START_DIR = os.getcwd()
 _WORKER_COVERAGE = None
+# The marks of the runner's expression the repository does not declare (then the expression is not applied).
+_UNDECLARED = []
 
 
 def _start_worker_coverage():
@@ -106,27 +110,25 @@ class _Recorder:
                         else {}
                     ),
                     "mark_expression": self.config.getoption("markexpr", "") or "",
+                    "undeclared_marks": _UNDECLARED,
                 },
                 handle,
             )
         os.replace(partial, path)
 
 
-def _register_marks_in_expression(config):
-    """pytest 9 rejects unregistered marks in -m; the runner's mark (say `fast`) may be absent from a
-    repository that marks no tests with it, which must mean "no tests selected", not a usage error."""
-    expression = config.getoption("markexpr", "") or ""
-    registered = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
-    for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression):
-        if name not in ("and", "or", "not") and name not in registered:
-            config.addinivalue_line("markers", f"{name}: selected by ci-runner's mark expression")
-
-
 def _combine_mark_expressions(config):
     """The runner's expression (CI_RUNNER_PYTEST_MARK) narrows the repository's own `-m` (from addopts, say
-    "not stress") instead of replacing it, as a second `-m` on the command line would."""
+    "not stress") instead of replacing it, as a second `-m` on the command line would; but only when the repository
+    declares every mark it names (pytest's `markers`, from any configuration file or conftest). A repository that has
+    no `fast` mark runs its own default selection, not nothing."""
     runner = os.environ.get("CI_RUNNER_PYTEST_MARK", "").strip()
     if not runner:
+        return
+    declared = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    named = sorted({name for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", runner)} - {"and", "or", "not"})
+    _UNDECLARED[:] = [name for name in named if name not in declared]
+    if _UNDECLARED:
         return
     own = (config.getoption("markexpr", "") or "").strip()
     config.option.markexpr = f"({own}) and ({runner})" if own else runner
@@ -157,12 +159,13 @@ def _coverage_json():
             handle.write(f"{type(error).__name__}: {error}\n")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config):
+    # Last: the repository's conftests have registered their marks by then.
     worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
     if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not worker:
         atexit.register(_coverage_json)
     _combine_mark_expressions(config)
-    _register_marks_in_expression(config)
     if not worker:
         # The controller sees every worker's reports: only it records results.
         config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")

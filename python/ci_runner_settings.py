@@ -1,13 +1,15 @@
 """Reads ./pyproject.toml for ci-runner: the [tool.ci-runner] table and the project's test extras, as JSON.
 
-Prints {"settings": {...}, "extras": [...], "groups": [...], "installable": bool, "build_requires": [...]}
-or {"error": "..."}.
+Prints {"settings": {...}, "extras": [...], "groups": [...], "installable": bool, "build_requires": [...],
+"lint": <ci_runner_lint_profile.lint_profile>} or {"error": "..."}.
 """
 
 import json
 import os
 import sys
 import tomllib
+
+from ci_runner_lint_profile import lint_profile
 
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 
@@ -38,6 +40,7 @@ json.dump(
         "groups": [name for name in TEST_EXTRAS if isinstance(groups, dict) and name in groups],
         "installable": installable,
         "build_requires": requires if installable else [],
+        "lint": lint_profile(data),
     },
     sys.stdout,
 )

@@ -8,6 +8,7 @@ import * as checkout from '../stages/checkout.js';
 import * as coverage from '../stages/coverage.js';
 import * as install from '../stages/install.js';
 import * as lint from '../stages/lint.js';
+import { planLint } from '../stages/lintPlan.js';
 import { copyLintTree } from '../stages/lintTree.js';
 import * as settings from '../stages/settings.js';
 import * as test from '../stages/test.js';
@@ -217,16 +218,18 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
   lint: {
     name: 'lint',
     limit: 'lintMs',
-    input: (state, timeoutMs) =>
-      passed(state.results.install) && passed(state.results.settings)?.settings.lint
-        ? {
-            layout: state.layout,
-            toolchain: state.toolchain,
-            timeoutMs,
-            repository: state.repository,
-            cacheDir: state.cacheDir,
-          }
-        : undefined,
+    input: (state, timeoutMs) => {
+      const facts = passed(state.results.settings);
+      if (!passed(state.results.install) || !facts?.settings.lint) return undefined;
+      return {
+        layout: state.layout,
+        toolchain: state.toolchain,
+        timeoutMs,
+        repository: state.repository,
+        cacheDir: state.cacheDir,
+        plan: planLint(facts.lint, facts.settings.formatter, state.toolchain.lintVersions),
+      };
+    },
     run: lint.run,
     report(result, report) {
       if (result.outcome === 'passed' || result.outcome === 'failed')

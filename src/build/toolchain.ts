@@ -30,6 +30,18 @@ export interface Toolchain {
   fingerprint: string;
   /** Hash of the runner's pytest plugin, which every project environment holds a copy of. */
   pluginHash: string;
+  /** The runner's own ruff and black versions (requirements-tools.txt): what lint runs unless a repository pins. */
+  lintVersions: { ruff: string; black: string };
+  /** What installing tools may use from the host (PATH, package index, proxies, TLS trust). */
+  installEnv: Readonly<Record<string, string>>;
+}
+
+// `name==version` of requirements-tools.txt.
+function pinned(requirements: string, name: string): string {
+  const match = new RegExp(`^${name}==(\\S+)$`, 'm').exec(requirements);
+  if (!match?.[1])
+    throw new CiError('TOOLCHAIN_FAULT', `requirements-tools.txt pins no ${name}`, { retriable: false });
+  return match[1];
 }
 
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
@@ -107,10 +119,10 @@ export async function ensureToolchain(
   const toolsFile = join(PYTHON_DIR, 'requirements-tools.txt');
   const testFile = join(PYTHON_DIR, 'requirements-test.txt');
   const affectedFile = join(PYTHON_DIR, 'requirements-affected.txt');
-  const pins = [toolsFile, testFile, affectedFile].map((file) => readFile(file, 'utf8'));
-  const pinned = (await Promise.all(pins)).join('\n');
+  const pins = await Promise.all([toolsFile, testFile, affectedFile].map((file) => readFile(file, 'utf8')));
+  const tools = pins[0] ?? '';
   const fingerprint = createHash('sha256')
-    .update(`${version}\n${python.executable}\n${pinned}`)
+    .update(`${version}\n${python.executable}\n${pins.join('\n')}`)
     .digest('hex')
     .slice(0, 16);
   const dir = join(cacheDir, 'tools', fingerprint);
@@ -142,5 +154,7 @@ export async function ensureToolchain(
       .update(await readFile(join(PYTHON_DIR, 'ci_runner_pytest_plugin.py')))
       .digest('hex')
       .slice(0, 16),
+    lintVersions: { ruff: pinned(tools, 'ruff'), black: pinned(tools, 'black') },
+    installEnv: env,
   };
 }

@@ -5,7 +5,15 @@ import { parseBuildJson, readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { ensureLintTool, type InstalledLintTool, PinRefused } from './ensureLintTool.js';
 import { lintCache } from './lintCache.js';
+import {
+  compareVersions,
+  describeFormatter,
+  type LintPlan,
+  type LintTool,
+  type ToolVersion,
+} from './lintPlan.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface LintInput {
@@ -15,12 +23,17 @@ export interface LintInput {
   /** The repository (without credentials): its lint caches are its own. */
   repository: string;
   cacheDir: string;
+  /** The formatter and the tool versions the repository's own rules call for. */
+  plan: LintPlan;
 }
 
-/** One entry per finding: `path:line:col: CODE message` (ruff) or `path: would reformat` (black). */
+/** One entry per finding: `path:line:col: CODE message` (ruff) or `path: would reformat` (black, ruff format). */
 export interface LintValue {
   findings: string[];
 }
+
+/** ruff's default rule selection before 0.16 widened it: what a repository that does not configure ruff is held to. */
+export const CLASSIC_RUFF_RULES = 'E4,E7,E9,F';
 
 interface RuffFinding {
   code: string | null;
@@ -62,6 +75,27 @@ export function parseBlackOutput(stderr: string, root: string): string[] {
     }
   });
   return findings;
+}
+
+// `ruff format --check`'s output as `path: would reformat` / `path: cannot format (reason)` entries, in either of its
+// forms: `Would reformat: <path>` (before 0.16) or concise diagnostics (`<path>:1:2: unformatted: ...`).
+export function parseRuffFormatOutput(output: string, root: string): string[] {
+  const findings = new Set<string>();
+  for (const line of output.split('\n').map((text) => text.trim())) {
+    const reformat = /^Would reformat: (.+)$/.exec(line) ?? /^(.+?):\d+:\d+: unformatted: /.exec(line);
+    if (reformat?.[1]) findings.add(`${repoPath(root, reformat[1])}: would reformat`);
+    const broken =
+      /^error: Failed to parse (.+?):(\d+):(\d+): (.+)$/.exec(line) ??
+      /^(.+?):(\d+):(\d+): invalid-syntax: (.+)$/.exec(line);
+    if (broken?.[1]) {
+      findings.add(
+        `${repoPath(root, broken[1])}: cannot format (${broken[4]} at line ${broken[2]}, column ${broken[3]})`,
+      );
+    }
+    const failed = /^error: Failed to format (.+?): (.+)$/.exec(line);
+    if (failed?.[1]) findings.add(`${repoPath(root, failed[1])}: cannot format (${failed[2]})`);
+  }
+  return [...findings];
 }
 
 /** ruff's JSON for tens of thousands of findings runs to tens of megabytes. */
@@ -106,10 +140,14 @@ function toolError(tool: string, exitCode: number, stderr: string): string {
 
 // black --check through the runner's driver (python/ci_runner_black.py): black itself, which also remembers the
 // files black would reformat, by content, so that such a file unchanged since an earlier build is not formatted again.
-async function black(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
+async function black(
+  input: LintInput,
+  ctx: StageContext,
+  tool: InstalledLintTool,
+): Promise<string[] | RunResult> {
   const driver = join(input.toolchain.pluginDir, 'ci_runner_black.py');
   const args = [ctx.sandbox.runnerFile(driver), '--check', '.'];
-  const result = await runTool(input, ctx, 'black', input.toolchain.python, args, [driver]);
+  const result = await runTool(input, ctx, 'black', tool.python, args, [driver]);
   if (result.kind !== 'exited') return result;
   const remembered = /^ci-runner: (\d+) file\(s\) black would reformat.*$/m.exec(result.stderr);
   if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
@@ -118,11 +156,47 @@ async function black(input: LintInput, ctx: StageContext): Promise<string[] | Ru
   return findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
 }
 
-async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | RunResult> {
+// `ruff format --check` (concise diagnostics from 0.16, when the default became a full diff).
+async function ruffFormat(
+  input: LintInput,
+  ctx: StageContext,
+  tool: InstalledLintTool,
+  version: ToolVersion,
+): Promise<string[] | RunResult> {
+  const concise = compareVersions(version.version, '0.16.0') >= 0 ? ['--output-format', 'concise'] : [];
+  const args = ['format', '--check', ...concise, '.'];
+  const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
+  if (result.kind !== 'exited') return result;
+  if (result.exitCode === 0) return [];
+  const findings = parseRuffFormatOutput(
+    `${result.stdout}\n${result.stderr}`,
+    input.layout.inside.src,
+  ).sort();
+  return findings.length > 0 ? findings : [toolError('ruff format', result.exitCode, result.stderr)];
+}
+
+// `ruff check`, never fixing (a repository's `fix = true` must not hide what its own hook would fail on); a
+// repository that does not configure ruff is held to the classic default rules, whatever ruff's version.
+async function ruff(
+  input: LintInput,
+  ctx: StageContext,
+  tool: InstalledLintTool,
+): Promise<string[] | RunResult> {
   const { layout } = input;
   const output = join(layout.inside.lint, 'ruff.json');
-  const args = ['check', '--output-format', 'json', '--output-file', output, '--exit-zero', '.'];
-  const result = await runTool(input, ctx, 'ruff', input.toolchain.ruff, args);
+  const rules = input.plan.ruffConfigured ? [] : ['--select', CLASSIC_RUFF_RULES];
+  const args = [
+    'check',
+    '--no-fix',
+    ...rules,
+    '--output-format',
+    'json',
+    '--output-file',
+    output,
+    '--exit-zero',
+    '.',
+  ];
+  const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
   // Read once, as a plain file in lint's own directory: what is kept is what was parsed.
@@ -133,13 +207,60 @@ async function ruff(input: LintInput, ctx: StageContext): Promise<string[] | Run
   return formatRuffFindings(findings, layout.inside.src);
 }
 
-// Runs black --check and ruff check side by side with the repository's own configuration; one entry per finding.
-// Their caches are the repository's, kept from its previous build: a file whose content was linted before is not
-// linted again (its path and its blob-derived mtime match).
+// One tool at its version; a pin that cannot be used names itself and where it was found.
+async function install(input: LintInput, tool: LintTool, version: ToolVersion): Promise<InstalledLintTool> {
+  try {
+    return await ensureLintTool(input.toolchain, tool, version.version);
+  } catch (error) {
+    if (!(error instanceof PinRefused)) throw error;
+    throw new PinRefused(`${tool}==${version.version} (${version.source}) cannot be used: ${error.message}`);
+  }
+}
+
+// The versions the plan names, installed (a repository's pin once per version, from wheels, outside the sandbox).
+async function tools(input: LintInput, ctx: StageContext) {
+  const { plan } = input;
+  for (const note of plan.notes) ctx.log(`lint: ${note}`);
+  ctx.log(`lint: ruff check ${plan.ruff.version} (version: ${plan.ruff.source})`);
+  if (!plan.ruffConfigured) {
+    ctx.log(
+      `lint: the repository does not configure ruff: ruff checks its classic rules (${CLASSIC_RUFF_RULES})`,
+    );
+  }
+  ctx.log(`lint: ${describeFormatter(plan)}`);
+  const ruffTool = await install(input, 'ruff', plan.ruff);
+  const blackTool = plan.black ? await install(input, 'black', plan.black) : undefined;
+  return { ruffTool, blackTool };
+}
+
+// What lint ran, for the stage's summary: "ruff 0.15.9, ruff format 0.15.9".
+function versions(plan: LintPlan): string {
+  const formatter =
+    plan.formatter.tool === 'ruff'
+      ? `, ruff format ${plan.ruff.version}`
+      : plan.black
+        ? `, black ${plan.black.version}`
+        : ', no formatter';
+  return `ruff ${plan.ruff.version}${formatter}`;
+}
+
+// Runs ruff check and the repository's formatter side by side, each at the version the repository pins (else the
+// runner's own), with the repository's own configuration; one entry per finding. Their caches are the repository's,
+// kept from its previous build with the same versions: a file linted before is not linted again.
 export async function run(input: LintInput, ctx: StageContext): Promise<StageResult<LintValue>> {
   const started = performance.now();
-  const { layout } = input;
-  const cache = lintCache(input.cacheDir, input.repository, input.toolchain.fingerprint);
+  const { layout, plan } = input;
+  const elapsed = () => Math.round(performance.now() - started);
+  let installed: Awaited<ReturnType<typeof tools>>;
+  try {
+    installed = await tools(input, ctx);
+  } catch (error) {
+    if (!(error instanceof PinRefused)) throw error;
+    const finding = error.message;
+    return { outcome: 'failed', durationMs: elapsed(), summary: finding, value: { findings: [finding] } };
+  }
+  const cacheKey = `${input.toolchain.fingerprint} ${versions(plan)} ${plan.ruffConfigured}`;
+  const cache = lintCache(input.cacheDir, input.repository, cacheKey);
   const cacheDir = join(layout.lint, 'cache');
   const warm = await cache.restore(cacheDir);
   ctx.log(
@@ -149,12 +270,20 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
     ['home', 'tmp', 'cache'].map((dir) => mkdir(join(layout.lint, dir), { recursive: true })),
   );
   await ctx.sandbox.handOver([layout.lint]);
-  const [blackOut, ruffOut] = await Promise.all([black(input, ctx), ruff(input, ctx)]);
-  if (Array.isArray(blackOut) && Array.isArray(ruffOut)) await cache.save(cacheDir);
-  const durationMs = Math.round(performance.now() - started);
+  const { ruffTool, blackTool } = installed;
+  const formatter =
+    plan.formatter.tool === 'ruff'
+      ? ruffFormat(input, ctx, ruffTool, plan.ruff)
+      : blackTool
+        ? black(input, ctx, blackTool)
+        : Promise.resolve([]);
+  const [formatOut, ruffOut] = await Promise.all([formatter, ruff(input, ctx, ruffTool)]);
+  if (Array.isArray(formatOut) && Array.isArray(ruffOut)) await cache.save(cacheDir);
+  const durationMs = elapsed();
   const findings: string[] = [];
+  const formatterName = plan.formatter.tool === 'ruff' ? 'ruff format' : 'black';
   for (const [tool, out] of [
-    ['black', blackOut],
+    [formatterName, formatOut],
     ['ruff', ruffOut],
   ] as const) {
     if (Array.isArray(out)) {
@@ -167,12 +296,13 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
     }
     unexpected(tool, out);
   }
+  const ran = versions(plan);
   if (findings.length === 0)
-    return { outcome: 'passed', durationMs, summary: 'lint clean', value: { findings } };
+    return { outcome: 'passed', durationMs, summary: `lint clean (${ran})`, value: { findings } };
   return {
     outcome: 'failed',
     durationMs,
-    summary: `${findings.length} lint finding(s)`,
+    summary: `${findings.length} lint finding(s) (${ran})`,
     value: { findings },
   };
 }

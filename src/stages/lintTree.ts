@@ -1,8 +1,8 @@
 import { copyFile, lstat, mkdir, readdir, readlink, symlink, utimes } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 
-/** What black and ruff read: sources, notebooks, configuration, ignore files. */
-const LINT_INPUT = new Set(['.py', '.pyi', '.ipynb', '.toml', '.cfg', '.ini']);
+/** What black and ruff read: sources, notebooks, Markdown (ruff 0.17 formats its Python blocks), configuration. */
+const LINT_INPUT = new Set(['.py', '.pyi', '.pyw', '.ipynb', '.md', '.toml', '.cfg', '.ini']);
 const IGNORE_FILES = new Set(['.gitignore', '.ignore']);
 
 // Copies the checkout's lint inputs into lint's own tree, mtimes kept (they derive from blob ids), symlinks as

@@ -9,6 +9,8 @@ export interface PluginResults {
   collected?: number;
   failed: string[];
   mark_expression?: string;
+  /** Marks of the runner's expression the repository does not declare: the expression was not applied. */
+  undeclared_marks?: string[];
 }
 
 /** Bounds on what a build's plugin file may claim: the tests run in the build's sandbox, and may rewrite it. */
@@ -25,11 +27,13 @@ const shortText = (value: unknown): value is string =>
 export function checkPluginResults(raw: unknown): PluginResults | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
   const value = raw as Record<string, unknown>;
-  const { failed, ran, collected, running, mark_expression, exit_status } = value;
+  const { failed, ran, collected, running, mark_expression, exit_status, undeclared_marks } = value;
   if (!Array.isArray(failed) || failed.length > MAX_FAILED_IDS || !failed.every(shortText)) return undefined;
   if (!count(ran) || (collected !== undefined && !count(collected))) return undefined;
   if (running !== undefined && running !== null && !shortText(running)) return undefined;
   if (mark_expression !== undefined && !shortText(mark_expression)) return undefined;
+  const marks = Array.isArray(undeclared_marks) && undeclared_marks.length <= 20 ? undeclared_marks : [];
+  if (!marks.every(shortText)) return undefined;
   if (exit_status !== null && exit_status !== undefined && !Number.isInteger(exit_status)) return undefined;
   return {
     exit_status: (exit_status as number | undefined) ?? null,
@@ -38,6 +42,7 @@ export function checkPluginResults(raw: unknown): PluginResults | undefined {
     ...(collected === undefined ? {} : { collected }),
     ...(typeof running === 'string' ? { running } : {}),
     ...(typeof mark_expression === 'string' ? { mark_expression } : {}),
+    ...(marks.length > 0 ? { undeclared_marks: marks } : {}),
   };
 }
 

@@ -1,22 +1,24 @@
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { type BuildLayout, buildEnv } from '../build/layout.js';
-import { readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
-import { typeBeneath } from '../host/beneath.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import type { BuildResources, StageLimits } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
+import { type Formatter, type LintProfile, parseLintProfile } from './lintPlan.js';
+import { readerKey } from './readerKey.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** What a repository may set for its own builds in `[tool.ci-runner]` of its pyproject.toml. */
 export interface RepoSettings {
+  /** The mark expression that narrows the tests, if the repository declares its marks ("" for none). */
   pytestMark: string;
   pytestArgs: string[];
   lint: boolean;
+  /** The formatter lint runs; unset: the one the repository's own files name (see lintPlan). */
+  formatter?: Formatter;
   /** pytest-xdist workers for the tests (1: one process, no xdist). */
   testWorkers: number;
   /** Re-runs of failed tests (FLAKY_RERUNS, which a repository may lower). */
@@ -38,6 +40,8 @@ export interface RepoFacts {
   installable: boolean;
   /** Its build backend's requirements ([build-system] requires, or setuptools for a legacy project). */
   buildRequires: string[];
+  /** What its own files say about its lint: formatter, pinned ruff/black versions. */
+  lint: LintProfile;
 }
 
 export interface SettingsInput {
@@ -49,47 +53,6 @@ export interface SettingsInput {
   /** The repository (without credentials): one repository's answers are never another's. */
   repository: string;
   timeoutMs: number;
-}
-
-// The reader's own code, hashed once per process (it changes only with the runner).
-const readerHashes = new Map<string, Promise<string>>();
-function readerHash(script: string): Promise<string> {
-  let hash = readerHashes.get(script);
-  if (!hash) {
-    hash = readFile(script).then((code) => createHash('sha256').update(code).digest('hex'));
-    readerHashes.set(script, hash);
-  }
-  return hash;
-}
-
-// What the reader's answer depends on, per repository: its own code, pyproject.toml's bytes and whether setup.py /
-// setup.cfg exist. Undefined (nothing cached) when any of them is there but not a plain file.
-export async function readerKey(
-  src: string,
-  script: string,
-  repository: string,
-): Promise<string | undefined> {
-  const hash = createHash('sha256')
-    .update(await readerHash(script))
-    .update(`${repository}\n`);
-  for (const name of ['pyproject.toml', 'setup.py', 'setup.cfg']) {
-    // Decided as the host sees the entry itself (lstat): a link or anything but a plain file is never cached,
-    // since the reader in the sandbox may see it otherwise.
-    const type = await typeBeneath(src, name);
-    if (type === undefined) {
-      hash.update(`${name} absent\n`);
-      continue;
-    }
-    if (type !== 'file') return undefined;
-    if (name !== 'pyproject.toml') {
-      hash.update(`${name} present\n`);
-      continue;
-    }
-    const content = await readBuildFile(src, name, 4 * 1024 * 1024);
-    if (!content) return undefined;
-    hash.update(`${name} ${content.length}\n`).update(content);
-  }
-  return hash.digest('hex').slice(0, 32);
 }
 
 const TIMEOUT_KEYS = {
@@ -124,6 +87,7 @@ const KNOWN_KEYS = [
   'pytest-mark',
   'pytest-args',
   'lint',
+  'formatter',
   'test-workers',
   'flaky-reruns',
   'select',
@@ -153,9 +117,13 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
     if (!KNOWN_KEYS.includes(key))
       return { problem: `${where}: unknown key (known: ${KNOWN_KEYS.join(', ')})` };
     if (key === 'pytest-mark') {
-      if (typeof value !== 'string' || !value.trim())
-        return { problem: `${where}: must be a non-empty string` };
-      settings.pytestMark = value;
+      // "" runs the repository's own selection, with no mark of the runner's.
+      if (typeof value !== 'string') return { problem: `${where}: must be a string` };
+      settings.pytestMark = value.trim();
+    } else if (key === 'formatter') {
+      if (value !== 'black' && value !== 'ruff' && value !== 'none')
+        return { problem: `${where}: must be "black", "ruff" or "none"` };
+      settings.formatter = value;
     } else if (key === 'pytest-args') {
       if (!Array.isArray(value) || !value.every((arg) => typeof arg === 'string')) {
         return { problem: `${where}: must be an array of strings` };
@@ -205,8 +173,9 @@ export function parseRepoSettings(raw: unknown, defaults: RepoSettings): RepoSet
 export async function run(input: SettingsInput, ctx: StageContext): Promise<StageResult<RepoFacts>> {
   const { layout } = input;
   const script = join(input.toolchain.pluginDir, 'ci_runner_settings.py');
+  const profileScript = join(input.toolchain.pluginDir, 'ci_runner_lint_profile.py');
   // The same pyproject.toml read before: its answer, without starting Python.
-  const key = await readerKey(layout.src, script, input.repository);
+  const key = await readerKey(layout.src, [script, profileScript], input.repository);
   const cacheFile = key ? join(input.cacheDir, 'settings', `${key}.json`) : undefined;
   const known = cacheFile ? await readFile(cacheFile, 'utf8').catch(() => undefined) : undefined;
   if (known) ctx.log('this pyproject.toml was read before: its answer comes from the cache');
@@ -218,7 +187,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
         timeoutMs: input.timeoutMs,
         signal: ctx.signal,
         logFile: join(layout.reports, 'settings.log'),
-        launch: ctx.sandbox.launch({ files: [script] }),
+        launch: ctx.sandbox.launch({ files: [script, profileScript] }),
       });
   const fallback: RepoFacts = {
     settings: input.defaults,
@@ -226,6 +195,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     groups: [],
     installable: false,
     buildRequires: [],
+    lint: parseLintProfile(undefined),
   };
   const durationMs = result.durationMs;
   if (result.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
@@ -248,6 +218,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     groups?: string[];
     installable?: boolean;
     build_requires?: string[];
+    lint?: unknown;
     error?: string;
   };
   try {
@@ -277,6 +248,7 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
     groups: parsed.groups ?? [],
     installable: parsed.installable ?? false,
     buildRequires: parsed.build_requires ?? [],
+    lint: parseLintProfile(parsed.lint),
   };
   return { outcome: 'passed', durationMs, summary, value };
 }

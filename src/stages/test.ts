@@ -77,7 +77,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     ...input.extraArgs,
   ];
   const parallel = input.workers > 1 && !input.selection ? `, ${input.workers} xdist workers` : '';
-  ctx.log(`running pytest under coverage, marks "${input.mark}" and the repository's own${parallel}`);
+  const marks = input.mark ? `marks "${input.mark}" (if the repository declares them)` : 'no mark';
+  ctx.log(`running pytest under coverage, ${marks} and the repository's own${parallel}`);
   // The plugin writes its results, and coverage's JSON report as the process exits (no second Python process).
   const env: Record<string, string> = {
     CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
@@ -123,7 +124,10 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     });
   }
   const plugin = await readPluginResults(layout.out);
+  const note = selectionNote(input.mark, plugin?.undeclared_marks);
+  if (note) ctx.log(note);
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
+  const noted = (summary: string) => (plugin?.undeclared_marks && note ? `${summary} (${note})` : summary);
   const collected = plugin?.collected ?? plugin?.ran ?? 0;
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
@@ -136,7 +140,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (input.selection) await readSelection(input, ctx, value);
   if (result.exitCode === 0 || result.exitCode === NO_TESTS_COLLECTED) {
     const summary = value.testsRun === 0 ? 'no tests ran' : `${value.testsRun} test(s) passed`;
-    return { outcome: 'passed', durationMs, summary, value };
+    return { outcome: 'passed', durationMs, summary: noted(summary), value };
   }
   if (value.failedTests.length === 0) {
     const why = exitReason(result.exitCode) ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
@@ -148,10 +152,20 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   const flaky = value.flakyTests.length ? `; ${value.flakyTests.length} flaky (passed on a re-run)` : '';
   if (value.failedTests.length === 0) {
     const summary = `${value.testsRun - value.flakyTests.length} test(s) passed${flaky}`;
-    return { outcome: 'passed', durationMs: elapsed(), summary, value };
+    return { outcome: 'passed', durationMs: elapsed(), summary: noted(summary), value };
   }
   const summary = `${value.failedTests.length} test(s) failed${flaky}`;
-  return { outcome: 'failed', durationMs: elapsed(), summary, value };
+  return { outcome: 'failed', durationMs: elapsed(), summary: noted(summary), value };
+}
+
+// What selected the tests when it was not the runner's mark: "mark `fast` is not declared by the repository: ran its
+// default selection".
+export function selectionNote(mark: string, undeclared: string[] | undefined): string | undefined {
+  if (!mark) return `no mark of the runner's (pytest-mark = ""): ran the repository's own selection`;
+  if (!undeclared?.length) return undefined;
+  const names = undeclared.map((name) => `\`${name}\``).join(', ');
+  const verb = undeclared.length === 1 ? 'mark ' : 'marks ';
+  return `${verb}${names} ${undeclared.length === 1 ? 'is' : 'are'} not declared by the repository: ran its default selection`;
 }
 
 // How a run with `select = "affected"` starts: pytest-testmon (the runner's pin, on the path of this run only) and the

@@ -4,7 +4,7 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readerKey } from '../../src/stages/settings.js';
+import { readerKey } from '../../src/stages/readerKey.js';
 import { ancestors } from '../../src/stages/testSelection.js';
 import { type Canary, makeCanary } from '../support/canary.js';
 
@@ -34,12 +34,12 @@ describe("what a build's tree names never reaches another repository's caches", 
     const script = join(dir, 'reader.py');
     await writeFile(script, 'print("reader")\n');
     await writeFile(join(tree, 'pyproject.toml'), '[project]\nname = "x"\n');
-    const one = await readerKey(tree, script, 'http://git.example/one.git');
-    const two = await readerKey(tree, script, 'http://git.example/two.git');
+    const one = await readerKey(tree, [script], 'http://git.example/one.git');
+    const two = await readerKey(tree, [script], 'http://git.example/two.git');
     assert.ok(one && two && one !== two, 'two repositories, two keys');
     await symlink(canary.file, join(tree, 'setup.py'));
     assert.equal(
-      await readerKey(tree, script, 'http://git.example/one.git'),
+      await readerKey(tree, [script], 'http://git.example/one.git'),
       undefined,
       'setup.py is a link',
     );
