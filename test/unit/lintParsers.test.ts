@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { lineCoverage } from '../../src/stages/coverage.js';
-import { formatRuffFindings, parseBlackOutput } from '../../src/stages/lint.js';
+import { formatRuffFindings, parseBlackOutput, parseRuffFormatOutput } from '../../src/stages/lint.js';
 
 describe('lint output parsing', () => {
   test('ruff JSON becomes path:line:col: CODE message', () => {
@@ -20,6 +20,31 @@ describe('lint output parsing', () => {
     assert.deepEqual(findings, [
       'pkg/m.py:1:8: F401 `os` imported but unused',
       'x.py:2:1: E999 SyntaxError: bad',
+    ]);
+  });
+
+  test("ruff format's check output, before and after 0.16, becomes black's entry form", () => {
+    const old = [
+      'error: Failed to parse /b/src/bad.py:1:7: Expected a parameter or the end of the parameter list',
+      'Would reformat: ugly.py',
+      'error: Failed to format pkg/odd.py: source contains syntax errors',
+      '1 file would be reformatted, 1 file already formatted',
+    ].join('\n');
+    assert.deepEqual(parseRuffFormatOutput(old, '/b/src'), [
+      'bad.py: cannot format (Expected a parameter or the end of the parameter list at line 1, column 7)',
+      'ugly.py: would reformat',
+      'pkg/odd.py: cannot format (source contains syntax errors)',
+    ]);
+    const concise = [
+      'bad.py:1:7: invalid-syntax: Expected a parameter or the end of the parameter list',
+      'ugly.py:1:2: unformatted: File would be reformatted',
+      'README.md:4:2: unformatted: File would be reformatted',
+      '2 files would be reformatted, 1 file already formatted',
+    ].join('\n');
+    assert.deepEqual(parseRuffFormatOutput(concise, '/b/src'), [
+      'bad.py: cannot format (Expected a parameter or the end of the parameter list at line 1, column 7)',
+      'ugly.py: would reformat',
+      'README.md: would reformat',
     ]);
   });
 
