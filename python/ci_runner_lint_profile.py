@@ -31,6 +31,7 @@ _REQUIREMENT_FILES = (
     "requirements/lint.txt",
 )
 _MAX_FILE = 1024 * 1024
+_MAX_NOTES = 10
 
 
 def _read_text(path):
@@ -165,4 +166,4 @@ def lint_profile(pyproject):
             formatter = {"tool": "black", "reason": "[tool.black] in pyproject.toml"}
         else:
             formatter = {"tool": "black", "reason": "the runner's default: the repository names no formatter"}
-    return {"formatter": formatter, "pins": pins, "notes": notes, "ruff_configured": ruff_configured}
+    return {"formatter": formatter, "pins": pins, "notes": notes[:_MAX_NOTES], "ruff_configured": ruff_configured}

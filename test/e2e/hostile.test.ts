@@ -295,6 +295,19 @@ describe('a hostile repository fails its own build and nothing else', () => {
     assert.equal((await fetch(`${worker.metricsUrl}/readyz`)).status, 200, 'the worker is still ready');
   });
 
+  test("a repository's pins install nothing but exact ruff or black versions", async () => {
+    const { report } = built.get('pins-to-install-anything') ?? {};
+    const lint = report?.stages.find((stage) => stage.name === 'lint')?.summary ?? '';
+    const pins = await readFile(new URL('../../python/requirements-tools.txt', import.meta.url), 'utf8');
+    const ruff = /^ruff==(\S+)$/m.exec(pins)?.[1];
+    assert.equal(lint, `lint clean (ruff ${ruff}, ruff format ${ruff})`, 'the runner\'s own versions');
+    const tools = join(harness.space.config.cacheDir, 'tools');
+    for (const toolchain of await readdir(tools)) {
+      const pinned = await readdir(join(tools, toolchain, 'pinned')).catch(() => []);
+      for (const name of pinned) assert.match(name, /^(ruff|black)-\d+(\.\d+)+$/, `${toolchain}/pinned/${name}`);
+    }
+  });
+
   test('nothing outlives its build: no daemon, no stray process of a build user', () => {
     const processes = execFileSync('ps', ['-eo', 'uid=,args='], { encoding: 'utf8' }).split('\n');
     assert.deepEqual(

@@ -3,18 +3,21 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { downloadSdist } from '../support/downloadSdist.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
-import { REAL_PROJECTS } from '../support/realProjects.js';
+import { type OwnLint, REAL_PROJECTS } from '../support/realProjects.js';
 
-// Real projects from PyPI (sdists, with their own tests and settings), built by the runner and run by hand with the
-// same tool versions in a plain venv: the report must say what pytest, coverage, ruff and black say themselves.
+// Real projects from PyPI (sdists, with their own tests and settings), built by the runner and compared with the
+// repository's own rules run by hand: pytest and coverage in a plain venv, ruff and the repository's formatter at the
+// versions it pins (test/support/realProjects.ts says which, read by hand from each project's configuration). At a
+// release its own CI passed, the report must be PASSED; with one failing test and one line its formatter would change,
+// FAILED with exactly those two entries.
 // `npm run realworld` builds every project; `npm test` the first two.
-// `REALWORLD_ONLY=attrs,toolz` builds the projects whose requirement contains one of those texts.
+// `REALWORLD_ONLY=attrs,click` builds the projects whose requirement contains one of those texts.
 const FULL = process.env.REALWORLD_SCALE === 'full';
 const ONLY = process.env.REALWORLD_ONLY;
 const PROJECTS = ONLY
@@ -22,20 +25,12 @@ const PROJECTS = ONLY
   : FULL
     ? REAL_PROJECTS
     : REAL_PROJECTS.slice(0, 2);
-// A mark no project uses: the runner's expression then selects what the project's own settings select.
-const MARK = 'not ci_runner_excluded';
-const INJECTED_TEST = `import pytest
+const BROKEN_TEST = `
 
-
-@pytest.mark.parametrize("n", [1, 2])
-def test_injected(n):
-    assert n == 1
-
-
-class TestInjected:
-    def test_method(self):
-        assert [] == [0]
+def test_ci_runner_broken():
+    assert "ci-runner".upper() == "ci-runner"
 `;
+const UNFORMATTED_LINE = '\n\n_CI_RUNNER_UNFORMATTED = [1,2]\n';
 
 const run = promisify(execFile);
 
@@ -83,11 +78,30 @@ interface Verdict {
   failed: string[];
   testsRun: number;
   lineCoverage: number;
-  lint: number;
+  ruff: number;
+  /** The files the repository's formatter would change. */
+  unformatted: string[];
 }
 
-/** pytest, coverage, ruff and black run by hand in the tree: the oracle the report must equal. */
-async function runDirectly(tree: string, venv: string): Promise<Verdict> {
+/** Where the repository's own lint tools are installed, at its versions. */
+interface LintVenv {
+  python: string;
+  ruff: string;
+}
+
+const atLeast016 = (version: string) => {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 0 || minor >= 16;
+};
+
+/** pytest and coverage run by hand in the tree, and the repository's own lint: the oracle the report must equal. */
+async function runDirectly(
+  tree: string,
+  venv: string,
+  lint: LintVenv,
+  own: OwnLint,
+  ruff: string,
+): Promise<Verdict> {
   const python = join(venv, 'bin', 'python');
   const junit = join(venv, 'junit.xml');
   await output(
@@ -109,23 +123,29 @@ async function runDirectly(tree: string, venv: string): Promise<Verdict> {
   await output(python, ['-m', 'coverage', 'json', '-o', join(venv, 'coverage.json')], tree);
   const totals = JSON.parse(await readFile(join(venv, 'coverage.json'), 'utf8')).totals;
   await rm(join(tree, '.coverage'), { force: true });
-  const ruff = JSON.parse(
-    (
-      await tool(
-        python,
-        ['-m', 'ruff', 'check', '--output-format', 'json', '--exit-zero', '--no-cache', '.'],
-        tree,
-      )
-    ).stdout,
-  ) as unknown[];
-  const black = (await output(python, ['-m', 'black', '--check', '.'], tree))
-    .split('\n')
-    .filter((line) => line.startsWith('would reformat ') || line.startsWith('error: cannot format ')).length;
+  const rules = own.ruffConfigured ? [] : ['--select', 'E4,E7,E9,F'];
+  const check = ['check', '--no-fix', ...rules, '--output-format', 'json', '--exit-zero', '--no-cache', '.'];
+  const findings = JSON.parse((await tool(lint.ruff, check, tree)).stdout) as unknown[];
+  let unformatted: string[];
+  if (own.formatter === 'ruff format') {
+    const concise = atLeast016(ruff) ? ['--output-format', 'concise'] : [];
+    const text = await output(lint.ruff, ['format', '--check', '--no-cache', ...concise, '.'], tree);
+    unformatted = text
+      .split('\n')
+      .flatMap(
+        (line) =>
+          /^Would reformat: (.+)$/.exec(line)?.[1] ?? /^(.+?):\d+:\d+: unformatted:/.exec(line)?.[1] ?? [],
+      );
+  } else {
+    const text = await output(lint.python, ['-m', 'black', '--check', '.'], tree);
+    unformatted = text.split('\n').flatMap((line) => /^would reformat (.+)$/.exec(line)?.[1] ?? []);
+  }
   return {
     failed: [...failed].sort(),
     testsRun,
     lineCoverage: (totals.covered_lines / totals.num_statements) * 100,
-    lint: ruff.length + black,
+    ruff: findings.length,
+    unformatted: unformatted.map((path) => relative(tree, resolve(tree, path))).sort(),
   };
 }
 
@@ -141,12 +161,17 @@ function shortId(id: string): string {
 
 const table: string[][] = [];
 
-describe('real projects from PyPI: the report equals the tools run directly', () => {
+const runnerPins = async (name: string) =>
+  (await readFile(new URL(`../../python/${name}`, import.meta.url), 'utf8'))
+    .split('\n')
+    .filter((line) => /^[a-z]/.test(line));
+
+describe("real projects from PyPI: the report equals the repository's own rules, run by hand", () => {
   let harness: PipelineHarness;
   let work: string;
 
   before(async () => {
-    harness = await createPipelineHarness({ PYTEST_MARK: MARK });
+    harness = await createPipelineHarness();
     work = await mkdtemp(join(tmpdir(), 'real-world-'));
   });
 
@@ -155,8 +180,8 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
     await rm(work, { recursive: true, force: true });
     console.log(
       [
-        'project | backend | layout | case (environment) | tests run (ours/tools) | failed ids equal | coverage ours vs tools | lint ours vs tools',
-        '--- | --- | --- | --- | --- | --- | --- | ---',
+        "project | backend | formatter (why) | versions | case (environment) | report | repository's own | tests run (ours/tools) | failed ids equal | coverage ours vs tools | lint ours vs own",
+        '--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---',
         ...table.map((row) => row.join(' | ')),
       ].join('\n'),
     );
@@ -166,25 +191,46 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
     describe(`${project.requirement} (${project.backend}, ${project.layout} layout: ${project.exercises})`, () => {
       let tree: string;
       let venv: string;
-      // One repository: the injected commit is a warm build (same declarations) on top of the published one.
+      let lint: LintVenv;
+      let ruff: string;
+      let black: string | undefined;
+      // One repository: the broken commit is a warm build (same declarations) on top of the published one.
       let repo: Awaited<ReturnType<PipelineHarness['newRepo']>>;
 
       before(async () => {
         const dir = await mkdtemp(join(work, 'sdist-'));
         tree = await downloadSdist(project.requirement, dir);
+        for (const [name, text] of Object.entries(project.repositoryFiles ?? {})) {
+          await writeFile(join(tree, name), text);
+        }
         venv = join(dir, 'venv');
         execFileSync('python3', ['-m', 'venv', venv]);
         const pip = join(venv, 'bin', 'pip');
-        const pins = async (name: string) =>
-          (await readFile(new URL(`../../python/${name}`, import.meta.url), 'utf8'))
-            .split('\n')
-            .filter((line) => /^[a-z]/.test(line));
-        const tools = await pins('requirements-tools.txt');
+        const tools = await runnerPins('requirements-tools.txt');
+        const runnerVersion = (name: string) =>
+          tools.find((line) => line.startsWith(`${name}==`))?.split('==')[1] ?? '';
         execFileSync(pip, ['install', '--quiet', ...tools.filter((line) => line.startsWith('pip=='))]);
         // The runner's test tools at the runner's versions unless the project pins its own, as the build does.
-        execFileSync(pip, ['install', '--quiet', ...(await pins('requirements-test.txt'))]);
+        execFileSync(pip, ['install', '--quiet', ...(await runnerPins('requirements-test.txt'))]);
         execFileSync(pip, ['install', '--quiet', '-e', '.', ...project.testDependencies], { cwd: tree });
-        execFileSync(pip, ['install', '--quiet', ...tools.filter((line) => /^(black|ruff)==/.test(line))]);
+        // The repository's own lint tools at its own versions, in a venv of their own.
+        ruff = project.own.ruff === 'runner' ? runnerVersion('ruff') : project.own.ruff;
+        black =
+          project.own.formatter === 'black'
+            ? project.own.black === 'runner' || !project.own.black
+              ? runnerVersion('black')
+              : project.own.black
+            : undefined;
+        const lintDir = join(dir, 'lint-venv');
+        execFileSync('python3', ['-m', 'venv', lintDir]);
+        const lintTools = [`ruff==${ruff}`, ...(black ? [`black==${black}`] : [])];
+        execFileSync(join(lintDir, 'bin', 'pip'), [
+          'install',
+          '--quiet',
+          '--only-binary=:all:',
+          ...lintTools,
+        ]);
+        lint = { python: join(lintDir, 'bin', 'python'), ruff: join(lintDir, 'bin', 'ruff') };
         await rm(join(tree, '.coverage'), { force: true });
         execFileSync('chmod', ['-R', 'a+rwX', work]);
       });
@@ -193,59 +239,69 @@ describe('real projects from PyPI: the report equals the tools run directly', ()
         report.stages.find((stage) => stage.name === 'install')?.summary.includes('shared, read-only')
           ? 'shared'
           : 'own';
+      const lintSummary = (report: BuildReport) =>
+        report.stages.find((stage) => stage.name === 'lint')?.summary ?? '';
 
-      const compare = async (name: string, sha: string, repoReport: BuildReport) => {
-        const direct = await runDirectly(tree, venv);
-        const ours = [...repoReport.failedTests].map(shortId).sort();
+      const compare = async (name: string, sha: string, report: BuildReport) => {
+        const direct = await runDirectly(tree, venv, lint, project.own, ruff);
+        const ours = [...report.failedTests].map(shortId).sort();
         const theirs = direct.failed.map(shortId).sort();
         const idsEqual = JSON.stringify(ours) === JSON.stringify(theirs);
+        const ownLint = direct.ruff + direct.unformatted.length;
         table.push([
           project.requirement,
           project.backend,
-          project.layout,
-          `${name} (${environment(repoReport)})`,
-          `${repoReport.testsRun}/${direct.testsRun}`,
+          `${project.own.formatter} (${project.own.formatterFrom})`,
+          `ruff ${ruff}${black ? `, black ${black}` : ''}`,
+          `${name} (${environment(report)})`,
+          report.status,
+          name === 'as published' ? project.ownVerdict : 'red (one failing test, one unformatted file)',
+          `${report.testsRun}/${direct.testsRun}`,
           idsEqual ? `yes (${ours.length})` : `NO: ours ${ours.join(' ')} tools ${theirs.join(' ')}`,
-          `${repoReport.lineCoverage.toFixed(2)} vs ${direct.lineCoverage.toFixed(2)}`,
-          `${repoReport.lintErrors.length} vs ${direct.lint}`,
+          `${report.lineCoverage.toFixed(2)} vs ${direct.lineCoverage.toFixed(2)}`,
+          `${report.lintErrors.length} vs ${ownLint}`,
         ]);
         assert.ok(direct.testsRun >= project.minTests, `the tools ran ${direct.testsRun} tests`);
         assert.deepEqual(ours, theirs, `failed tests of ${sha}`);
-        assert.equal(repoReport.testsRun, direct.testsRun);
+        assert.equal(report.testsRun, direct.testsRun);
         assert.ok(
-          Math.abs(repoReport.lineCoverage - direct.lineCoverage) < 0.01,
-          `coverage ${repoReport.lineCoverage} vs ${direct.lineCoverage}`,
+          Math.abs(report.lineCoverage - direct.lineCoverage) < 0.01,
+          `coverage ${report.lineCoverage} vs ${direct.lineCoverage}`,
         );
-        assert.equal(
-          repoReport.lintErrors.length,
-          direct.lint,
-          repoReport.lintErrors.slice(0, 10).join('\n'),
+        // The same versions the repository's own lint runs, and the same findings.
+        const formatter = project.own.formatter === 'black' ? `black ${black}` : `ruff format ${ruff}`;
+        assert.match(lintSummary(report), new RegExp(`\\(ruff ${ruff}, ${formatter}\\)$`));
+        const reformat = report.lintErrors.filter((entry) => entry.endsWith(': would reformat'));
+        assert.deepEqual(
+          reformat.map((entry) => entry.replace(/: would reformat$/, '')).sort(),
+          direct.unformatted,
         );
+        assert.equal(report.lintErrors.length, ownLint, report.lintErrors.slice(0, 10).join('\n'));
         return direct;
       };
 
-      test('as published', async () => {
+      test('as published: PASSED, as its own CI', async () => {
         repo = await harness.newRepo(`real-${project.requirement.replace(/[^a-z0-9]+/gi, '-')}`);
         const sha = repo.commitDir(tree, 'as published');
         repo.push('main');
         const report = await harness.build(repo, sha);
-        assert.notEqual(report.status, 'ERRORED', report.error);
         await compare('as published', sha, report);
+        assert.equal(report.status, 'PASSED', `${report.error} ${report.lintErrors.slice(0, 5)}`);
+        assert.deepEqual(report.lintErrors, []);
       });
 
-      test('with an injected failing test and lint finding', async () => {
-        await writeFile(join(tree, project.testsDir, 'test_ci_runner_injected.py'), INJECTED_TEST);
+      test('with one failing test and one unformatted file: FAILED with exactly those', async () => {
+        const testFile = await readFile(join(tree, project.testFile), 'utf8');
+        await writeFile(join(tree, project.testFile), `${testFile.trimEnd()}\n${BROKEN_TEST}`);
         const module = await readFile(join(tree, project.lintTarget), 'utf8');
-        // At the end, so that a module starting with `from __future__ import` stays importable.
-        await writeFile(join(tree, project.lintTarget), `${module}\n\nimport os\n`);
-        const sha = repo.commitDir(tree, 'injected');
+        await writeFile(join(tree, project.lintTarget), `${module.trimEnd()}\n${UNFORMATTED_LINE}`);
+        const sha = repo.commitDir(tree, 'broken');
         repo.push('main');
         const report = await harness.build(repo, sha);
+        await compare('broken', sha, report);
         assert.equal(report.status, 'FAILED', report.error);
-        const direct = await compare('injected', sha, report);
-        for (const id of ['test_injected[2]', 'TestInjected::test_method']) {
-          assert.ok(direct.failed.map(shortId).includes(id), `the tools name ${id}`);
-        }
+        assert.deepEqual(report.failedTests, [`${project.testFile}::test_ci_runner_broken`]);
+        assert.deepEqual(report.lintErrors, [`${project.lintTarget}: would reformat`]);
       });
     });
   }

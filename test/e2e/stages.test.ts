@@ -84,7 +84,15 @@ describe('build stages on real repositories, Python and tools', () => {
 
   test('no tests collected (pytest exit 5) is not a failure: PASSED with zero tests run', async () => {
     const [repo, sha] = await project('none', {
-      'pyproject.toml': py('[tool.ci-runner]', 'pytest-mark = "nothing_has_this"'),
+      // Declared by the repository, carried by no test.
+      'pyproject.toml': py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["nothing_has_this: no test carries it"]',
+        '',
+        '[tool.ci-runner]',
+        'pytest-mark = "nothing_has_this"',
+      ),
     });
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'PASSED', report.error);

@@ -472,6 +472,46 @@ export function hostileCases(
       ),
     },
     {
+      // Pins that would have the runner install from elsewhere, or something other than an exact ruff or black:
+      // none is used (lint runs the runner's own versions), and nothing but exact versions is ever installed.
+      name: 'pins-to-install-anything',
+      status: 'PASSED',
+      files: {
+        ...cleanProject(),
+        'pyproject.toml': [
+          '[tool.pytest.ini_options]',
+          'pythonpath = ["."]',
+          'markers = ["fast: quick tests"]',
+          '',
+          '[dependency-groups]',
+          'lint = [',
+          '  "ruff @ http://10.0.2.2:1/ruff-0.15.9-py3-none-any.whl",',
+          '  "black==24.1.0 --extra-index-url http://10.0.2.2:1/simple",',
+          '  "black==24.*",',
+          '  "ruff===0.15.9",',
+          '  "evil==1.0",',
+          ']',
+          '',
+        ].join('\n'),
+        '.pre-commit-config.yaml': py(
+          'repos:',
+          '  - repo: https://github.com/astral-sh/ruff-pre-commit',
+          '    rev: "v0.15.9 --index-url http://10.0.2.2:1/simple"',
+          '    hooks:',
+          '      - id: ruff-format',
+          '  - repo: https://github.com/psf/black',
+          '    rev: main',
+          '    hooks:',
+          '      - id: black',
+          '  - repo: https://github.com/evil/ruff-pre-commit-with-a-twist',
+          '    rev: v1.0.0',
+          '    hooks:',
+          '      - id: ruff-format',
+        ),
+        'requirements-lint.txt': '--index-url http://10.0.2.2:1/simple\n-e git+http://10.0.2.2:1/ruff#egg=ruff\n',
+      },
+    },
+    {
       name: 'symlinks-out',
       status: 'PASSED',
       links: [
