@@ -4,6 +4,7 @@ Prints {"settings": {...}, "extras": [...], "groups": [...], "installable": bool
 "lint": <ci_runner_lint_profile.lint_profile>} or {"error": "..."}.
 """
 
+import configparser
 import json
 import os
 import sys
@@ -24,6 +25,15 @@ except tomllib.TOMLDecodeError as error:
 
 project = data.get("project", {})
 optional = project.get("optional-dependencies", {}) if isinstance(project, dict) else {}
+if not optional and os.path.isfile("setup.cfg"):
+    # A setuptools project declaring its extras in setup.cfg ([options.extras_require]).
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read("setup.cfg", encoding="utf-8")
+        if parser.has_section("options.extras_require"):
+            optional = {name: [] for name in parser.options("options.extras_require")}
+    except (configparser.Error, UnicodeDecodeError):
+        optional = {}
 installable = (
     "project" in data or "build-system" in data or os.path.exists("setup.py") or os.path.exists("setup.cfg")
 )

@@ -28,13 +28,14 @@ const READ_FILES = [
   'requirements-lint.txt',
   'requirements/dev.txt',
   'requirements/lint.txt',
+  'setup.cfg',
 ];
 /** Files whose presence alone it depends on. */
-const PRESENT_FILES = ['setup.py', 'setup.cfg'];
+const PRESENT_FILES = ['setup.py'];
 const READ_MAX_BYTES = 4 * 1024 * 1024;
 
 // What the reader's answer depends on, per repository: its own code, the bytes of the files it reads and whether
-// setup.py / setup.cfg exist. Undefined (nothing cached) when any of them, or a directory above one, is there but is
+// setup.py exists. Undefined (nothing cached) when any of them, or a directory above one, is there but is
 // not a plain file or directory: the reader in the sandbox may see it otherwise.
 export async function readerKey(
   src: string,
