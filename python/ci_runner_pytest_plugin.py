@@ -7,10 +7,13 @@ coverage saved its data: exactly `coverage json`, without a second Python proces
 """
 
 import atexit
+import faulthandler
 import glob
 import json
 import os
 import re
+import sys
+import time
 
 import pytest
 
@@ -35,6 +38,141 @@ def _start_worker_coverage():
 
 _start_worker_coverage()
 
+# What a failure's details may hold (the report carries them to a coding agent): bytes of UTF-8 each.
+_MESSAGE_MAX = 2048
+_TRACEBACK_MAX = 8192
+_OUTPUT_MAX = 2048
+# Failures described in full; the rest are named with their kind only.
+_DETAILED_MAX = 50
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ROOT = os.path.realpath(_START_DIR)
+# Paths of the runner's, not the repository's: shown by name, never as where they are.
+_RUNNER_PATHS = sorted(
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}, key=len, reverse=True
+)
+
+
+def _clean(text):
+    """Text as the report may carry it: no colour, no control characters (NUL included), valid UTF-8, and the
+    paths of the build's tree relative to its root."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = _ANSI.sub("", str(text))
+    text = _CONTROL.sub("?", text).encode("utf-8", "replace").decode("utf-8")
+    text = text.replace(_ROOT + os.sep, "")
+    for prefix in _RUNNER_PATHS:
+        text = text.replace(prefix + os.sep, "<python>/")
+    return text
+
+
+def _head(text, limit):
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].decode("utf-8", "ignore")
+    return f"{kept}… ({len(data) - len(kept.encode('utf-8'))} bytes more)"
+
+
+def _tail(text, limit):
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[-limit:].decode("utf-8", "ignore")
+    return f"({len(data) - len(kept.encode('utf-8'))} bytes before) …{kept}"
+
+
+def _in_tree(path):
+    """A path of the repository's own tree (not the interpreter's, an installed package's or the runner's)."""
+    real = os.path.realpath(str(path))
+    if not real.startswith(_ROOT + os.sep):
+        return None
+    if any(real.startswith(prefix + os.sep) for prefix in _RUNNER_PATHS) or "site-packages" in real:
+        return None
+    return os.path.relpath(real, _ROOT)
+
+
+def _location(excinfo, fallback):
+    """`path:line` of the innermost frame inside the repository's tree."""
+    for entry in reversed(list(excinfo.traceback)):
+        relative = _in_tree(entry.path)
+        if relative:
+            return f"{relative}:{entry.lineno + 1}"
+    return fallback
+
+
+def _output(report):
+    # Only the end of each section is ever shown: a test that prints 200 MB costs no more than one that prints 2 KB.
+    parts = [f"----- {title} -----\n{content[-4 * _OUTPUT_MAX :]}" for title, content in report.sections if content]
+    return _tail(_clean("\n".join(parts)), _OUTPUT_MAX) if parts else ""
+
+
+def _describe(item, call, report):
+    """A failed test's details, from pytest's own exception info (never its text output)."""
+    excinfo = call.excinfo
+    path, line, _name = item.location
+    fallback = f"{path}:{(line or 0) + 1}"
+    try:
+        shown = str(excinfo.getrepr(style="short", funcargs=False, showlocals=False, chain=True))
+    except Exception as error:  # a repr that raises: the exception's own line is still known
+        shown = f"(traceback unavailable: {type(error).__name__})"
+    return {
+        "kind": "failed" if report.when == "call" else "error",
+        "message": _head(_clean(excinfo.exconly()), _MESSAGE_MAX),
+        "location": _location(excinfo, fallback),
+        "traceback": _tail(_clean(shown), _TRACEBACK_MAX),
+        "output": _output(report),
+    }
+
+
+def _describe_collection(report):
+    """A file pytest could not collect: the error pytest shows for it, and where (a SyntaxError's own line)."""
+    text = _clean(str(report.longrepr))
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    message = next((line for line in reversed(errors) if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)), None)
+    location = report.nodeid or "<collection>"
+    for line in errors:
+        match = re.match(r'^File "(.+)", line (\d+)', line)
+        if match:
+            relative = _in_tree(os.path.join(_ROOT, match.group(1)))
+            if relative:
+                location = f"{relative}:{match.group(2)}"
+    return {
+        "kind": "collection",
+        "message": _head(message or (errors or text.strip().splitlines() or [""])[-1], _MESSAGE_MAX),
+        "location": location,
+        "traceback": _tail(text, _TRACEBACK_MAX),
+        "output": "",
+    }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In the process that ran the test (an xdist worker too): its failure's details ride on the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.excinfo is not None and not hasattr(report, "ci_runner_failure"):
+        try:
+            report.ci_runner_failure = _describe(item, call, report)
+        except Exception as error:  # the details never cost the verdict
+            report.ci_runner_failure = {"kind": "failed", "message": f"(details unavailable: {error!r})"[:200]}
+
+
+def _watch_for_hang():
+    """Shortly before the runner's time limit (CI_RUNNER_TEST_DEADLINE_SEC after start), every thread's stack is
+    written to a file of this process: where a test hung, when the runner then stops it."""
+    seconds = os.environ.get("CI_RUNNER_TEST_DEADLINE_SEC")
+    results = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
+    if not seconds or not results:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    handle = open(f"{results}.stack-{worker}", "w", encoding="utf-8")  # noqa: SIM115 (open until the process ends)
+    faulthandler.dump_traceback_later(max(0.5, float(seconds)), exit=False, file=handle)
+    _HANG_FILE.append(handle)
+
+
+_HANG_FILE = []
+
 
 class _Recorder:
     def __init__(self, config):
@@ -45,17 +183,34 @@ class _Recorder:
         self.collected = 0
         self.ran = set()
         self._marker = None
+        # Details of the first failures, and the kind of every one (written with the results).
+        self.details = {}
+        self.kinds = {}
 
-    def _add(self, nodeid):
+    def _add(self, nodeid, detail=None):
         if nodeid not in self.failed:
             self.failed.append(nodeid)
             if "::" in nodeid:
                 self.ran.add(nodeid)
+            if detail:
+                self.kinds[nodeid] = detail.get("kind", "failed")
+                if len(self.details) < _DETAILED_MAX:
+                    self.details[nodeid] = detail
+                    self._write_details()
             self._write()
+
+    def _write_details(self):
+        path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
+        if not path:
+            return
+        partial = f"{path}.failures.partial"
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump({"details": self.details, "kinds": self.kinds}, handle, sort_keys=True)
+        os.replace(partial, f"{path}.failures")
 
     def pytest_collectreport(self, report):
         if report.failed:
-            self._add(report.nodeid or "<collection>")
+            self._add(report.nodeid or "<collection>", _describe_collection(report))
 
     def pytest_collection_finish(self, session):
         self.collected = len(session.items)
@@ -65,7 +220,7 @@ class _Recorder:
         # fails when one of its subtests fails (as in pytest's JUnit report).
         subtest = type(report).__name__ == "SubtestReport"
         if report.failed:
-            self._add(report.nodeid)
+            self._add(report.nodeid, getattr(report, "ci_runner_failure", None))
         elif report.when == "call" and report.passed and not subtest:
             self.passed.add(report.nodeid)
             self.ran.add(report.nodeid)
@@ -85,6 +240,7 @@ class _Recorder:
         os.ftruncate(self._marker, len(data))
 
     def pytest_sessionfinish(self, session, exitstatus):
+        self._write_details()
         self._write(exit_status=int(exitstatus))
 
     def _write(self, running=None, exit_status=None):
@@ -166,6 +322,7 @@ def pytest_configure(config):
     if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not worker:
         atexit.register(_coverage_json)
     _combine_mark_expressions(config)
+    _watch_for_hang()
     if not worker:
         # The controller sees every worker's reports: only it records results.
         config.pluginmanager.register(_Recorder(config), "ci_runner_recorder")

@@ -43,6 +43,9 @@ function base(input: BuildInput, status: BuildStatus): BuildReport {
     warm: false,
     failedTestsOmitted: 0,
     lintErrorsOmitted: 0,
+    failures: [],
+    lintFindings: [],
+    failuresTruncated: 0,
   };
 }
 

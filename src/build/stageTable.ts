@@ -12,6 +12,7 @@ import { planLint } from '../stages/lintPlan.js';
 import { copyLintTree } from '../stages/lintTree.js';
 import * as settings from '../stages/settings.js';
 import * as test from '../stages/test.js';
+import { boundFailures } from '../stages/testFailures.js';
 import {
   keepTestSelection,
   planTestSelection,
@@ -232,9 +233,17 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
     },
     run: lint.run,
     report(result, report) {
-      if (result.outcome === 'passed' || result.outcome === 'failed')
+      if (result.outcome === 'passed' || result.outcome === 'failed') {
         report.lintErrors = result.value.findings;
-      if (result.outcome === 'timedOut') report.lintErrors = [`TIMEOUT: ${result.summary}`];
+        report.lintFindings = result.value.details;
+      }
+      if (result.outcome === 'timedOut') {
+        const text = `TIMEOUT: ${result.summary}`;
+        report.lintErrors = [text];
+        report.lintFindings = [
+          { tool: 'ruff', path: '', line: 0, column: 0, code: '', message: text, fixable: false, diff: '' },
+        ];
+      }
     },
   },
   test: {
@@ -286,6 +295,11 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       if (result.outcome === 'timedOut') {
         report.failedTests = [...(result.value?.failedTests ?? []), `TIMEOUT: ${result.summary}`];
         report.testsRun = result.value?.testsRun ?? 0;
+      }
+      if (result.outcome === 'passed' || result.outcome === 'failed' || result.outcome === 'timedOut') {
+        const bounded = boundFailures(result.value?.failures ?? []);
+        report.failures = bounded.failures;
+        report.failuresTruncated = bounded.truncated;
       }
     },
   },

@@ -98,6 +98,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     sha: { type: 'string' },
     branch: { type: 'string' },
     json: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', short: 'v', default: false },
   });
   if (!args) return 0;
   const repo = args.positionals[0];
@@ -154,6 +155,8 @@ export async function buildCommand(argv: string[]): Promise<number> {
     await chosen.server?.close();
   }
   const shown = { ...report, repositoryUrl: chosen.server ? resolve(repo) : report.repositoryUrl };
-  process.stdout.write(`${args.values.json ? JSON.stringify(shown, null, 2) : formatReport(shown)}\n`);
+  process.stdout.write(
+    `${args.values.json ? JSON.stringify(shown, null, 2) : formatReport(shown, args.values.verbose === true)}\n`,
+  );
   return EXIT[report.status];
 }

@@ -18,6 +18,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
     status: { type: 'string', default: 'SUCCESS' },
     timeout: { type: 'string', default: '900' },
     json: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', short: 'v', default: false },
   });
   if (!args) return 0;
   const { values } = args as { values: Record<string, string | boolean | undefined> };
@@ -66,6 +67,8 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
     return EXIT.TEMPFAIL;
   }
   const { report } = outcome;
-  process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
+  process.stdout.write(
+    `${values.json ? JSON.stringify(report, null, 2) : formatReport(report, values.verbose === true)}\n`,
+  );
   return EXIT[report.status];
 }

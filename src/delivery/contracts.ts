@@ -25,6 +25,28 @@ export interface FlakyTest {
   flips: number;
 }
 
+/** Why and where a test failed (one per failedTests entry, then one per flakyTests entry). */
+export interface TestFailure {
+  nodeId: string;
+  kind: 'failed' | 'error' | 'collection' | 'timeout' | 'crashed' | 'flaky';
+  message: string;
+  location: string;
+  traceback: string;
+  output: string;
+}
+
+/** One lint finding, as the tool reported it (one per lintErrors entry). */
+export interface LintFinding {
+  tool: 'ruff' | 'ruff-format' | 'black';
+  path: string;
+  line: number;
+  column: number;
+  code: string;
+  message: string;
+  fixable: boolean;
+  diff: string;
+}
+
 export interface BuildReport {
   commitSha: string;
   status: BuildStatus;
@@ -63,6 +85,10 @@ export interface BuildReport {
   /** Entries left out of failedTests / lintErrors to keep the report within its limits (0 or absent: none). */
   failedTestsOmitted: number;
   lintErrorsOmitted: number;
+  failures: TestFailure[];
+  lintFindings: LintFinding[];
+  /** Failures carrying only their node id and kind (past the first 50, or past the report's budget for details). */
+  failuresTruncated: number;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/ci.proto', import.meta.url));

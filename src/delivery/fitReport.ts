@@ -25,17 +25,34 @@ function cut(text: string, bytes: number): string {
 function keepFirst(report: BuildReport, entries: number): BuildReport {
   const failed = report.failedTests.length - Math.min(entries, report.failedTests.length);
   const lint = report.lintErrors.length - Math.min(entries, report.lintErrors.length);
+  const failedTests = report.failedTests.slice(0, entries);
+  const flakyTests = report.flakyTests.slice(0, entries);
+  // The details follow their entries (one per failed test, then one per flaky test; one per lint finding).
+  const kept = new Set([...failedTests, ...flakyTests.map((flaky) => flaky.nodeId)]);
   return {
     ...report,
-    failedTests: report.failedTests.slice(0, entries),
+    failedTests,
     lintErrors: report.lintErrors.slice(0, entries),
-    flakyTests: report.flakyTests.slice(0, entries),
+    flakyTests,
+    failures: report.failures.filter((failure) => kept.has(failure.nodeId)),
+    lintFindings: report.lintFindings.slice(0, entries),
     failedTestsOmitted: report.failedTestsOmitted + failed,
     lintErrorsOmitted: report.lintErrorsOmitted + lint,
   };
 }
 
 const size = (report: BuildReport) => encodeBuildReport(report).length;
+
+// The report with its failures' tracebacks and outputs and its findings' diffs left out (counted as truncated).
+function withoutDetails(report: BuildReport): BuildReport {
+  const detailed = report.failures.filter((failure) => failure.traceback || failure.output).length;
+  return {
+    ...report,
+    failures: report.failures.map((failure) => ({ ...failure, traceback: '', output: '' })),
+    lintFindings: report.lintFindings.map((finding) => ({ ...finding, diff: '' })),
+    failuresTruncated: report.failuresTruncated + detailed,
+  };
+}
 
 const REDUCED = / ?;? ?report reduced to fit \d+ bytes/g;
 const LEFT_OUT = / ?;? ?[^;]* left out of this report \(the artefact's reports\/ has them all\)/g;
@@ -66,7 +83,11 @@ export function fitReport(report: BuildReport, limits: ReportLimits): BuildRepor
   const capped = keepFirst(report, limits.maxEntries);
   let fitted = withNotes(capped, undefined);
   if (size(fitted) <= maxBytes) return fitted;
-  const entries = (n: number) => withNotes(keepFirst(capped, n), maxBytes);
+  // Details go before entries: tracebacks, outputs and diffs first (the artefact's reports/ keeps the logs).
+  const plain = withoutDetails(capped);
+  fitted = withNotes(plain, maxBytes);
+  if (size(fitted) <= maxBytes) return fitted;
+  const entries = (n: number) => withNotes(keepFirst(plain, n), maxBytes);
   let low = 0;
   let high = Math.max(capped.failedTests.length, capped.lintErrors.length, capped.flakyTests.length);
   while (low < high) {

@@ -3,10 +3,20 @@ import { join, relative, resolve } from 'node:path';
 import { type BuildLayout, buildEnv } from '../build/layout.js';
 import { parseBuildJson, readBuildFile } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
+import type { LintFinding } from '../delivery/contracts.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import { ensureLintTool, type InstalledLintTool, PinRefused } from './ensureLintTool.js';
 import { lintCache } from './lintCache.js';
+import {
+  formatterEntry,
+  type LintEntry,
+  parseBlackOutput,
+  parseRuffFormatOutput,
+  type RuffFinding,
+  ruffEntries,
+  splitDiffs,
+} from './lintFindings.js';
 import {
   compareVersions,
   describeFormatter,
@@ -30,75 +40,25 @@ export interface LintInput {
 /** One entry per finding: `path:line:col: CODE message` (ruff) or `path: would reformat` (black, ruff format). */
 export interface LintValue {
   findings: string[];
+  /** The same findings as the tools reported them, one per entry, in the same order. */
+  details: LintFinding[];
 }
 
 /** ruff's default rule selection before 0.16 widened it: what a repository that does not configure ruff is held to. */
 export const CLASSIC_RUFF_RULES = 'E4,E7,E9,F';
 
-interface RuffFinding {
-  code: string | null;
-  message: string;
-  filename: string;
-  location: { row: number; column: number };
+/** Files whose formatter diff is asked for (the report carries at most one diff per file, 4 KiB each). */
+const MAX_DIFFED_FILES = 20;
+
+// An entry that is not one of the tool's findings but says why the tool gave none (it failed, or could not run).
+function toolEntry(tool: 'ruff' | 'black', text: string): LintEntry {
+  return {
+    text,
+    detail: { tool, path: '', line: 0, column: 0, code: '', message: text, fixable: false, diff: '' },
+  };
 }
 
-// A tool's path (absolute or relative to the repository root) as a path relative to the root.
-function repoPath(root: string, path: string): string {
-  return relative(root, resolve(root, path)) || path;
-}
-
-// ruff's JSON findings as `path:line:col: CODE message`, paths relative to the repository root.
-export function formatRuffFindings(findings: RuffFinding[], root: string): string[] {
-  return findings.map((f) => {
-    const path = repoPath(root, f.filename);
-    return `${path}:${f.location.row}:${f.location.column}: ${f.code ?? 'E999'} ${f.message}`;
-  });
-}
-
-// black --check's stderr as `path: would reformat` / `path: cannot format (reason)` entries. black 26 reports a
-// file it cannot parse as `error: cannot parse: <path>:<line>:<col>`, the source line, a caret and the error.
-export function parseBlackOutput(stderr: string, root: string): string[] {
-  const findings: string[] = [];
-  const lines = stderr.split('\n').map((line) => line.trim());
-  lines.forEach((line, index) => {
-    const reformat = /^would reformat (.+)$/.exec(line);
-    if (reformat?.[1]) findings.push(`${repoPath(root, reformat[1])}: would reformat`);
-    const broken = /^error: cannot format (.+?): (.+)$/.exec(line);
-    if (broken?.[1]) findings.push(`${repoPath(root, broken[1])}: cannot format (${broken[2]})`);
-    const unparsable = /^error: cannot parse: (.+):(\d+):(\d+)$/.exec(line);
-    if (unparsable?.[1]) {
-      const why =
-        lines.slice(index + 1, index + 5).find((next) => /^\w*Error\b/.test(next)) ?? 'cannot parse';
-      findings.push(
-        `${repoPath(root, unparsable[1])}: cannot format (${why} at line ${unparsable[2]}, column ${unparsable[3]})`,
-      );
-    }
-  });
-  return findings;
-}
-
-// `ruff format --check`'s output as `path: would reformat` / `path: cannot format (reason)` entries, in either of its
-// forms: `Would reformat: <path>` (before 0.16) or concise diagnostics (`<path>:1:2: unformatted: ...`).
-export function parseRuffFormatOutput(output: string, root: string): string[] {
-  const findings = new Set<string>();
-  for (const line of output.split('\n').map((text) => text.trim())) {
-    const reformat = /^Would reformat: (.+)$/.exec(line) ?? /^(.+?):\d+:\d+: unformatted: /.exec(line);
-    if (reformat?.[1]) findings.add(`${repoPath(root, reformat[1])}: would reformat`);
-    const broken =
-      /^error: Failed to parse (.+?):(\d+):(\d+): (.+)$/.exec(line) ??
-      /^(.+?):(\d+):(\d+): invalid-syntax: (.+)$/.exec(line);
-    if (broken?.[1]) {
-      findings.add(
-        `${repoPath(root, broken[1])}: cannot format (${broken[4]} at line ${broken[2]}, column ${broken[3]})`,
-      );
-    }
-    const failed = /^error: Failed to format (.+?): (.+)$/.exec(line);
-    if (failed?.[1]) findings.add(`${repoPath(root, failed[1])}: cannot format (${failed[2]})`);
-  }
-  return [...findings];
-}
-
-/** ruff's JSON for tens of thousands of findings runs to tens of megabytes. */
+/** ruff's JSON for tens of findings runs to tens of megabytes. */
 const MAX_RUFF_REPORT_BYTES = 64 * 1024 * 1024;
 
 function unexpected(tool: string, result: RunResult): never {
@@ -144,7 +104,7 @@ async function black(
   input: LintInput,
   ctx: StageContext,
   tool: InstalledLintTool,
-): Promise<string[] | RunResult> {
+): Promise<LintEntry[] | RunResult> {
   const driver = join(input.toolchain.pluginDir, 'ci_runner_black.py');
   const args = [ctx.sandbox.runnerFile(driver), '--check', '.'];
   const result = await runTool(input, ctx, 'black', tool.python, args, [driver]);
@@ -153,7 +113,8 @@ async function black(
   if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
   if (result.exitCode === 0) return [];
   const findings = parseBlackOutput(result.stderr, input.layout.inside.src).sort();
-  return findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
+  const texts = findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
+  return texts.map((text) => formatterEntry('black', text));
 }
 
 // `ruff format --check` (concise diagnostics from 0.16, when the default became a full diff).
@@ -162,7 +123,7 @@ async function ruffFormat(
   ctx: StageContext,
   tool: InstalledLintTool,
   version: ToolVersion,
-): Promise<string[] | RunResult> {
+): Promise<LintEntry[] | RunResult> {
   const concise = compareVersions(version.version, '0.16.0') >= 0 ? ['--output-format', 'concise'] : [];
   const args = ['format', '--check', ...concise, '.'];
   const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
@@ -172,7 +133,8 @@ async function ruffFormat(
     `${result.stdout}\n${result.stderr}`,
     input.layout.inside.src,
   ).sort();
-  return findings.length > 0 ? findings : [toolError('ruff format', result.exitCode, result.stderr)];
+  const texts = findings.length > 0 ? findings : [toolError('ruff format', result.exitCode, result.stderr)];
+  return texts.map((text) => formatterEntry('ruff-format', text));
 }
 
 // `ruff check`, never fixing (a repository's `fix = true` must not hide what its own hook would fail on); a
@@ -181,7 +143,7 @@ async function ruff(
   input: LintInput,
   ctx: StageContext,
   tool: InstalledLintTool,
-): Promise<string[] | RunResult> {
+): Promise<LintEntry[] | RunResult> {
   const { layout } = input;
   const output = join(layout.inside.lint, 'ruff.json');
   const rules = input.plan.ruffConfigured ? [] : ['--select', CLASSIC_RUFF_RULES];
@@ -198,13 +160,47 @@ async function ruff(
   ];
   const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
   if (result.kind !== 'exited') return result;
-  if (result.exitCode !== 0) return [toolError('ruff', result.exitCode, result.stderr)];
+  if (result.exitCode !== 0) return [toolEntry('ruff', toolError('ruff', result.exitCode, result.stderr))];
   // Read once, as a plain file in lint's own directory: what is kept is what was parsed.
   const bytes = await readBuildFile(layout.lint, 'ruff.json', MAX_RUFF_REPORT_BYTES);
   if (bytes) await writeFile(join(layout.reports, 'ruff.json'), bytes);
   const findings = parseBuildJson<RuffFinding[]>(bytes);
-  if (!Array.isArray(findings)) return ['ruff: its report is missing or unreadable'];
-  return formatRuffFindings(findings, layout.inside.src);
+  if (!Array.isArray(findings)) return [toolEntry('ruff', 'ruff: its report is missing or unreadable')];
+  return ruffEntries(findings, layout.inside.src);
+}
+
+// The diffs the formatter would apply to the first files it would reformat (one more run, only when there are any):
+// the agent can apply them as they are.
+async function withDiffs(
+  input: LintInput,
+  ctx: StageContext,
+  tools: { ruffTool: InstalledLintTool; blackTool?: InstalledLintTool },
+  entries: LintEntry[],
+): Promise<void> {
+  const files = entries
+    .filter((entry) => entry.detail.fixable && entry.detail.tool !== 'ruff' && entry.detail.path)
+    .slice(0, MAX_DIFFED_FILES)
+    .map((entry) => entry.detail.path);
+  if (files.length === 0) return;
+  const result =
+    input.plan.formatter.tool === 'ruff'
+      ? await runTool(input, ctx, 'ruff', tools.ruffTool.ruff, ['format', '--diff', '--', ...files])
+      : tools.blackTool
+        ? await runTool(input, ctx, 'black', tools.blackTool.python, [
+            '-m',
+            'black',
+            '--diff',
+            '--quiet',
+            '--',
+            ...files,
+          ])
+        : undefined;
+  if (result?.kind !== 'exited') return;
+  const diffs = splitDiffs(result.stdout, input.layout.inside.src);
+  for (const entry of entries) {
+    const diff = entry.detail.tool !== 'ruff' ? diffs.get(entry.detail.path) : undefined;
+    if (diff) entry.detail.diff = diff;
+  }
 }
 
 // One tool at its version; a pin that cannot be used names itself and where it was found.
@@ -256,8 +252,12 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
     installed = await tools(input, ctx);
   } catch (error) {
     if (!(error instanceof PinRefused)) throw error;
-    const finding = error.message;
-    return { outcome: 'failed', durationMs: elapsed(), summary: finding, value: { findings: [finding] } };
+    const entry = toolEntry(
+      plan.ruff.pinned ? 'ruff' : plan.formatter.tool === 'ruff' ? 'ruff' : 'black',
+      error.message,
+    );
+    const value = { findings: [entry.text], details: [entry.detail] };
+    return { outcome: 'failed', durationMs: elapsed(), summary: entry.text, value };
   }
   const cacheKey = `${input.toolchain.fingerprint} ${versions(plan)} ${plan.ruffConfigured}`;
   const cache = lintCache(input.cacheDir, input.repository, cacheKey);
@@ -279,15 +279,15 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
         : Promise.resolve([]);
   const [formatOut, ruffOut] = await Promise.all([formatter, ruff(input, ctx, ruffTool)]);
   if (Array.isArray(formatOut) && Array.isArray(ruffOut)) await cache.save(cacheDir);
-  const durationMs = elapsed();
-  const findings: string[] = [];
+  let durationMs = elapsed();
+  const entries: LintEntry[] = [];
   const formatterName = plan.formatter.tool === 'ruff' ? 'ruff format' : 'black';
   for (const [tool, out] of [
     [formatterName, formatOut],
     ['ruff', ruffOut],
   ] as const) {
     if (Array.isArray(out)) {
-      findings.push(...out);
+      entries.push(...out);
       continue;
     }
     if (out.kind === 'canceled') return { outcome: 'canceled', durationMs, summary: 'canceled' };
@@ -297,12 +297,15 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
     unexpected(tool, out);
   }
   const ran = versions(plan);
-  if (findings.length === 0)
-    return { outcome: 'passed', durationMs, summary: `lint clean (${ran})`, value: { findings } };
-  return {
-    outcome: 'failed',
-    durationMs,
-    summary: `${findings.length} lint finding(s) (${ran})`,
-    value: { findings },
+  if (entries.length === 0) {
+    const value = { findings: [], details: [] };
+    return { outcome: 'passed', durationMs, summary: `lint clean (${ran})`, value };
+  }
+  await withDiffs(input, ctx, installed, entries);
+  durationMs = elapsed();
+  const value = {
+    findings: entries.map((entry) => entry.text),
+    details: entries.map((entry) => entry.detail),
   };
+  return { outcome: 'failed', durationMs, summary: `${entries.length} lint finding(s) (${ran})`, value };
 }

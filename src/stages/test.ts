@@ -2,11 +2,13 @@ import { dirname, join } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { Toolchain } from '../build/toolchain.js';
+import type { TestFailure } from '../delivery/contracts.js';
 import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import { readPluginResults } from './pluginResults.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
+import { failureOf, hangStack, readFailureDetails, reportText } from './testFailures.js';
 import { BASE_LINES, type TestSelection } from './testSelection.js';
 import type { StageContext, StageResult } from './types.js';
 
@@ -38,6 +40,8 @@ export interface TestValue {
   testsSelected: number;
   testsTotal: number;
   exitCode: number;
+  /** Why and where: one per failedTests entry, then one per flakyTests entry. */
+  failures: TestFailure[];
 }
 
 /** What ci_runner_affected.py says of the selection it made. */
@@ -84,6 +88,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
     CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
     CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
+    // The plugin writes every thread's stack just before the limit: where a test hung.
+    CI_RUNNER_TEST_DEADLINE_SEC: String(Math.max(0.5, input.timeoutMs / 1000 - 2)),
   };
   const files: string[] = [];
   if (input.selection) {
@@ -108,13 +114,25 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
     const summary = running ? `${running} was running when ${limit}` : limit;
     const testsRun = Number.isInteger(ran) ? (ran as number) : (partial?.ran ?? 0);
+    const found = await readFailureDetails(layout.out);
+    const hang = await hangStack(layout.out, inside.src, input.workers);
+    const timeout: TestFailure = {
+      nodeId: `TIMEOUT: ${summary}`,
+      kind: 'timeout',
+      message: running ? `${running} did not finish: ${limit}` : limit,
+      location: hang?.location ?? '',
+      traceback: hang?.traceback ?? '',
+      output: '',
+    };
+    const failedTests = partial?.failed ?? [];
     const value = {
-      failedTests: partial?.failed ?? [],
+      failedTests,
       flakyTests: [],
       testsRun,
       testsSelected: testsRun,
       testsTotal: testsRun,
       exitCode: -1,
+      failures: [...failedTests.map((id) => failureOf(id, found)), timeout],
     };
     return { outcome: 'timedOut', durationMs, summary, value };
   }
@@ -129,6 +147,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
   const noted = (summary: string) => (plugin?.undeclared_marks && note ? `${summary} (${note})` : summary);
   const collected = plugin?.collected ?? plugin?.ran ?? 0;
+  const found = await readFailureDetails(layout.out);
   const value: TestValue = {
     failedTests: plugin?.failed ?? [],
     flakyTests: [],
@@ -136,6 +155,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     testsSelected: collected,
     testsTotal: collected,
     exitCode: result.exitCode,
+    failures: [],
   };
   if (input.selection) await readSelection(input, ctx, value);
   if (result.exitCode === 0 || result.exitCode === NO_TESTS_COLLECTED) {
@@ -143,12 +163,26 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     return { outcome: 'passed', durationMs, summary: noted(summary), value };
   }
   if (value.failedTests.length === 0) {
-    const why = exitReason(result.exitCode) ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
-    value.failedTests.push(`pytest exited ${result.exitCode}: ${why}`);
+    const signal = exitReason(result.exitCode);
+    const why = signal ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
+    const nodeId = `pytest exited ${result.exitCode}: ${why}`;
+    value.failedTests.push(nodeId);
+    found.kinds.set(nodeId, signal ? 'crashed' : 'error');
+    found.details.set(nodeId, {
+      kind: signal ? 'crashed' : 'error',
+      message: plugin?.running ? `${plugin.running} was running when pytest ${why}` : nodeId,
+      location: '',
+      traceback: '',
+      output: reportText(result.stderr, 2048, true),
+    });
   }
   const reruns = await rerunFailedTests(input, ctx, value.failedTests, () => input.timeoutMs - elapsed());
   value.failedTests = reruns.failed;
   value.flakyTests = reruns.flaky;
+  value.failures = [
+    ...value.failedTests.map((id) => failureOf(id, found)),
+    ...value.flakyTests.map((id) => ({ ...failureOf(id, found), kind: 'flaky' as const })),
+  ];
   const flaky = value.flakyTests.length ? `; ${value.flakyTests.length} flaky (passed on a re-run)` : '';
   if (value.failedTests.length === 0) {
     const summary = `${value.testsRun - value.flakyTests.length} test(s) passed${flaky}`;

@@ -4,6 +4,7 @@ import type { Toolchain } from '../build/toolchain.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import type { SandboxAccess } from '../sandbox/buildSandbox.js';
+import { reportText } from './testFailures.js';
 import type { StageContext, StageResult } from './types.js';
 
 // uv as the install stage runs it in the build's sandbox, and what its exit means for the stage.
@@ -30,6 +31,7 @@ export function sandboxedUv(input: UvInput, ctx: StageContext): SandboxedUv {
       UV_LINK_MODE: 'copy',
       UV_PYTHON_DOWNLOADS: 'never',
       UV_NO_PROGRESS: '1',
+      NO_COLOR: '1',
     },
     { install: true },
   );
@@ -47,6 +49,29 @@ export function sandboxedUv(input: UvInput, ctx: StageContext): SandboxedUv {
 function tail(result: RunResult, lines = 8): string {
   if (result.kind === 'notStarted') return result.message;
   return result.stderr.trim().split('\n').slice(-lines).join('\n');
+}
+
+/** The resolver's or build backend's own words quoted in an install failure, at most (the end kept). */
+const QUOTE_MAX_BYTES = 2048;
+
+// What an install that failed on the commit's declarations could not do, named from uv's own report: the requirement
+// it could not resolve or the distribution it could not build, then uv's last lines (the backend's output included).
+export function describeInstallFailure(stderr: string): string {
+  const text = reportText(stderr, Number.MAX_SAFE_INTEGER).trim();
+  const unresolved =
+    /Because (?:there is no version of |there are no versions of |only )?`?([A-Za-z0-9][A-Za-z0-9._\-[\]]*(?:\s*[=<>!~]=?\s*[^\s,`]+)?)`? (?:was not found|is not available|(?:and|,) )/.exec(
+      text,
+    )?.[1];
+  const built = /Failed to (?:build|download|prepare distributions for|install) `([^`]+)`/.exec(text)?.[1];
+  const named = built
+    ? `\`${built}\` could not be built`
+    : unresolved
+      ? `\`${unresolved}\` could not be resolved`
+      : /build backend returned an error/.test(text)
+        ? 'the project could not be built'
+        : 'uv failed';
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  return `${named}\n${reportText(lines.slice(-30).join('\n'), QUOTE_MAX_BYTES, true)}`;
 }
 
 /** A stage result that is not a pass. */
@@ -75,6 +100,11 @@ export function verdict<V>(
           retriable: true,
         });
       }
-      return { outcome: 'failed', durationMs, summary: `${what}: ${tail(result, 5)}`, value };
+      return {
+        outcome: 'failed',
+        durationMs,
+        summary: `${what}: ${describeInstallFailure(result.stderr)}`,
+        value,
+      };
   }
 }

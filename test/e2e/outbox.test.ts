@@ -40,6 +40,9 @@ const report = (commitSha: string): BuildReport => ({
   warm: false,
   failedTestsOmitted: 0,
   lintErrorsOmitted: 0,
+  failures: [],
+  lintFindings: [],
+  failuresTruncated: 0,
 });
 
 // Several workers flush the one outbox in Redis at once (every worker flushes when any build finishes): each entry

@@ -75,6 +75,9 @@ describe('Redis stays bounded: job logs, reports and jobs of finished builds', (
           warm: false,
           failedTestsOmitted: 0,
           lintErrorsOmitted: 0,
+          failures: [],
+          lintFindings: [],
+          failuresTruncated: 0,
         });
       },
       { connection, concurrency: 8 },

@@ -39,6 +39,29 @@ const report: BuildReport = {
   warm: true,
   failedTestsOmitted: 2,
   lintErrorsOmitted: 3,
+  failures: [
+    {
+      nodeId: 'tests/test_a.py::test_b',
+      kind: 'failed',
+      message: 'AssertionError: assert 3 == 4',
+      location: 'pkg/a.py:12',
+      traceback: 'tests/test_a.py:3: in test_b\n    assert f() == 4\nE   AssertionError: assert 3 == 4',
+      output: '----- Captured stdout call -----\nhello\n',
+    },
+  ],
+  lintFindings: [
+    {
+      tool: 'ruff',
+      path: 'pkg/a.py',
+      line: 1,
+      column: 8,
+      code: 'F401',
+      message: '`os` imported but unused',
+      fixable: true,
+      diff: '',
+    },
+  ],
+  failuresTruncated: 1,
 };
 
 describe('contracts', () => {

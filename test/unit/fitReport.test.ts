@@ -34,6 +34,9 @@ const failing = (lint: number, tests: number): BuildReport => ({
   warm: false,
   failedTestsOmitted: 0,
   lintErrorsOmitted: 0,
+  failures: [],
+  lintFindings: [],
+  failuresTruncated: 0,
 });
 
 test('a report keeps the first REPORT_MAX_ENTRIES of each list and counts the rest', () => {

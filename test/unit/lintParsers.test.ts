@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { lineCoverage } from '../../src/stages/coverage.js';
-import { formatRuffFindings, parseBlackOutput, parseRuffFormatOutput } from '../../src/stages/lint.js';
+import {
+  formatRuffFindings,
+  parseBlackOutput,
+  parseRuffFormatOutput,
+} from '../../src/stages/lintFindings.js';
 
 describe('lint output parsing', () => {
   test('ruff JSON becomes path:line:col: CODE message', () => {

@@ -33,13 +33,14 @@ const tests = (failedTests: string[], testsRun: number) => ({
   testsSelected: testsRun,
   testsTotal: testsRun,
   exitCode: 0,
+  failures: [],
 });
 
 // A build's results from install on (each stage passed unless patched; undefined: it did not run).
 function results(patch: StageResults): BuildResults {
   const stages: StageResults = {
     install: ok({ cacheHit: true, key: 'k' }),
-    lint: ok({ findings: [] }),
+    lint: ok({ findings: [], details: [] }),
     test: ok(tests([], 4)),
     coverage: ok({ lineCoverage: 75 }),
     artefact: ok({ path: '/a/f.tar.gz', sha256: 'e'.repeat(64), bytes: 10 }),
@@ -71,7 +72,11 @@ describe('assembleReport', () => {
   });
 
   test('lint findings alone make it FAILED', () => {
-    const report = assembleReport(input, results({ lint: bad({ findings: ['a.py: would reformat'] }) }), 1);
+    const report = assembleReport(
+      input,
+      results({ lint: bad({ findings: ['a.py: would reformat'], details: [] }) }),
+      1,
+    );
     assert.equal(report.status, 'FAILED');
     assert.deepEqual(report.lintErrors, ['a.py: would reformat']);
     assert.match(report.error, /^lint: /);
@@ -81,7 +86,7 @@ describe('assembleReport', () => {
     const report = assembleReport(
       input,
       results({
-        lint: bad({ findings: ['a.py: would reformat'] }),
+        lint: bad({ findings: ['a.py: would reformat'], details: [] }),
         test: bad(tests(['t.py::x'], 3)),
       }),
       1,
@@ -96,7 +101,7 @@ describe('assembleReport', () => {
       stages: {
         test: bad(tests(['t.py::x'], 3)),
         install: ok({ cacheHit: true, key: 'k' }),
-        lint: bad({ findings: ['a.py: would reformat'] }),
+        lint: bad({ findings: ['a.py: would reformat'], details: [] }),
       },
     };
     const report = assembleReport(input, testFirst, 1);
