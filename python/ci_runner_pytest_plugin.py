@@ -49,7 +49,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _ROOT = os.path.realpath(_START_DIR)
 # Paths of the runner's, not the repository's: shown by name, never as where they are.
 _RUNNER_PATHS = sorted(
-    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}, key=len, reverse=True
+    {
+        os.path.realpath(p)
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path)
+        if p and not os.path.realpath(p).startswith(_ROOT + os.sep) and os.path.realpath(p) != _ROOT
+    },
+    key=len,
+    reverse=True,
 )
 
 
@@ -113,7 +119,12 @@ def _describe(item, call, report):
     path, line, _name = item.location
     fallback = f"{path}:{(line or 0) + 1}"
     try:
-        shown = str(excinfo.getrepr(style="short", funcargs=False, showlocals=False, chain=True))
+        # As pytest shows it with --tb=short: its own frames pruned (the test's and what it called).
+        shown = str(item._repr_failure_py(excinfo, style="short"))
+    except Exception:
+        shown = None
+    try:
+        shown = shown or str(excinfo.getrepr(style="short", funcargs=False, showlocals=False, chain=True))
     except Exception as error:  # a repr that raises: the exception's own line is still known
         shown = f"(traceback unavailable: {type(error).__name__})"
     return {

@@ -32,6 +32,38 @@ export function addVerdictFormatters(adapter: BullMQAdapter): void {
   adapter.setFormatter('returnValue', (report: Partial<BuildReport> | null | undefined) => {
     if (!report || typeof report !== 'object') return report;
     const { status, failedTests, flakyTests, lintErrors, error, ...rest } = report;
-    return { status, failedTests, flakyTests, lintErrors, error, ...rest };
+    const why = readableFailures(report);
+    const findings = readableFindings(report);
+    return {
+      status,
+      error,
+      ...(why.length ? { 'why each test failed': why } : {}),
+      ...(findings.length ? { 'lint findings': findings } : {}),
+      failedTests,
+      flakyTests,
+      lintErrors,
+      ...rest,
+    };
+  });
+}
+
+// "tests/test_a.py::test_b — failed at pkg/a.py:12: AssertionError: assert 3 == 4": one line per failure, what an
+// on-call reader looks for first (the full details follow in `failures`).
+export function readableFailures(report: Partial<BuildReport>): string[] {
+  return (report.failures ?? []).map((failure) => {
+    const where = failure.location ? ` at ${failure.location}` : '';
+    const message = failure.message ? `: ${failure.message.split('\n')[0]}` : '';
+    return `${failure.nodeId} — ${failure.kind}${where}${message}`;
+  });
+}
+
+// "pkg/a.py:1:8 ruff F401 (fixable): `os` imported but unused"; a formatter's finding with its diff below it.
+export function readableFindings(report: Partial<BuildReport>): string[] {
+  return (report.lintFindings ?? []).map((finding) => {
+    const where = finding.line ? `${finding.path}:${finding.line}:${finding.column}` : finding.path;
+    const code = finding.code ? ` ${finding.code}` : '';
+    const fixable = finding.fixable ? ' (fixable)' : '';
+    const diff = finding.diff ? `\n${finding.diff}` : '';
+    return `${where} ${finding.tool}${code}${fixable}: ${finding.message}${diff}`;
   });
 }

@@ -43,12 +43,21 @@ function keepFirst(report: BuildReport, entries: number): BuildReport {
 
 const size = (report: BuildReport) => encodeBuildReport(report).length;
 
-// The report with its failures' tracebacks and outputs and its findings' diffs left out (counted as truncated).
+/** A failure's message as a report that had to shrink keeps it (its first line or so). */
+const SHORT_MESSAGE_BYTES = 256;
+
+// The report with its failures' tracebacks and outputs and its findings' diffs left out, and its messages shortened
+// (those failures counted as truncated).
 function withoutDetails(report: BuildReport): BuildReport {
   const detailed = report.failures.filter((failure) => failure.traceback || failure.output).length;
   return {
     ...report,
-    failures: report.failures.map((failure) => ({ ...failure, traceback: '', output: '' })),
+    failures: report.failures.map((failure) => ({
+      ...failure,
+      message: cut(failure.message, SHORT_MESSAGE_BYTES),
+      traceback: '',
+      output: '',
+    })),
     lintFindings: report.lintFindings.map((finding) => ({ ...finding, diff: '' })),
     failuresTruncated: report.failuresTruncated + detailed,
   };

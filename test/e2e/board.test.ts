@@ -125,12 +125,17 @@ describe('Bull Board for on-call, in a real browser', () => {
       `${board.url}/api/queues/${space.config.queueName}/${buildJobId(failed)}`,
     );
     const { job } = (await api.json()) as { job: { returnValue: Record<string, unknown> } };
-    assert.deepEqual(Object.keys(job.returnValue).slice(0, 5), [
+    assert.deepEqual(Object.keys(job.returnValue).slice(0, 6), [
       'status',
+      'error',
+      'why each test failed',
       'failedTests',
       'flakyTests',
       'lintErrors',
-      'error',
+    ]);
+    // One readable line per failure: its id, kind, where and why.
+    assert.deepEqual(job.returnValue['why each test failed'], [
+      'tests/test_broken.py::test_add_is_wrong — failed at tests/test_broken.py:8: AssertionError: assert 4 == 5',
     ]);
     await context.close();
   });
