@@ -104,13 +104,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   if (result.kind === 'timedOut') {
     // The plugin writes its results before every test: the tests that failed before the limit keep their ids.
     const partial = await readPluginResults(layout.out);
-    // "<tests run so far>\t<node id of the test running>", rewritten in place as each test starts.
-    const marker = (await readBuildFile(layout.out, 'pytest-results.json.running', 64 * 1024))?.toString(
-      'utf8',
-    );
-    const [ran, running] = marker?.includes('\t')
-      ? [Number(marker.split('\t')[0]), marker.slice(marker.indexOf('\t') + 1)]
-      : [];
+    const [ran, running] = await runningTest(layout.out);
     const limit = `the tests exceeded their time limit of ${input.timeoutMs} ms`;
     const summary = running ? `${running} was running when ${limit}` : limit;
     const testsRun = Number.isInteger(ran) ? (ran as number) : (partial?.ran ?? 0);
@@ -163,6 +157,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     return { outcome: 'passed', durationMs, summary: noted(summary), value };
   }
   if (value.failedTests.length === 0) {
+    const [, running] = await runningTest(layout.out);
     const signal = exitReason(result.exitCode);
     const why = signal ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';
     const nodeId = `pytest exited ${result.exitCode}: ${why}`;
@@ -170,7 +165,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     found.kinds.set(nodeId, signal ? 'crashed' : 'error');
     found.details.set(nodeId, {
       kind: signal ? 'crashed' : 'error',
-      message: plugin?.running ? `${plugin.running} was running when pytest ${why}` : nodeId,
+      message: running ? `${running} was running when pytest exited (${why})` : nodeId,
       location: '',
       traceback: '',
       output: reportText(result.stderr, 2048, true),
@@ -190,6 +185,15 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   }
   const summary = `${value.failedTests.length} test(s) failed${flaky}`;
   return { outcome: 'failed', durationMs: elapsed(), summary: noted(summary), value };
+}
+
+// The plugin's marker, "<tests run so far>\t<node id of the test running>", rewritten in place as each test starts:
+// how far a run that was stopped or killed got.
+async function runningTest(out: string): Promise<[number | undefined, string | undefined]> {
+  const marker = (await readBuildFile(out, 'pytest-results.json.running', 64 * 1024))?.toString('utf8');
+  if (!marker?.includes('\t')) return [undefined, undefined];
+  const running = reportText(marker.slice(marker.indexOf('\t') + 1), 4096);
+  return [Number(marker.split('\t')[0]), running || undefined];
 }
 
 // What selected the tests when it was not the runner's mark: "mark `fast` is not declared by the repository: ran its

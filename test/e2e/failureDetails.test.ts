@@ -219,6 +219,30 @@ describe('failures and findings an agent can act on', () => {
     assert.doesNotMatch(timeout?.traceback ?? '', /0x[0-9a-f]{6,}/, 'no addresses');
   });
 
+  test('pytest killed while a test ran: crashed, naming the test', async () => {
+    const [report] = await build('crash', {
+      'pyproject.toml': PYPROJECT,
+      'pkg/__init__.py': '',
+      'tests/test_crash.py': py(
+        'import os',
+        'import signal',
+        '',
+        '',
+        'def test_dies():',
+        '    os.kill(os.getpid(), signal.SIGKILL)',
+      ),
+    });
+    assert.equal(report.status, 'FAILED');
+    assert.equal(report.failures.length, 1);
+    const [crashed] = report.failures;
+    assert.equal(crashed?.kind, 'crashed');
+    assert.equal(crashed?.nodeId, report.failedTests[0]);
+    assert.match(
+      crashed?.message ?? '',
+      /^tests\/test_crash\.py::test_dies was running when pytest exited \(.*SIGKILL/,
+    );
+  });
+
   test('hostile output: a 200 MB print and a 10 MB message, invalid UTF-8, NUL, colour, a fake runner path', async () => {
     const [report] = await build('hostile-output', {
       'pyproject.toml': PYPROJECT,

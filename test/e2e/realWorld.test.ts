@@ -291,8 +291,10 @@ describe("real projects from PyPI: the report equals the repository's own rules,
       });
 
       test('with one failing test and one unformatted file: FAILED with exactly those', async () => {
-        const testFile = await readFile(join(tree, project.testFile), 'utf8');
-        await writeFile(join(tree, project.testFile), `${testFile.trimEnd()}\n${BROKEN_TEST}`);
+        const testFile = (await readFile(join(tree, project.testFile), 'utf8')).trimEnd();
+        await writeFile(join(tree, project.testFile), `${testFile}\n${BROKEN_TEST}`);
+        // The assertion's line: after the file's own lines, two blank lines and the `def`.
+        const assertion = testFile.split('\n').length + 4;
         const module = await readFile(join(tree, project.lintTarget), 'utf8');
         await writeFile(join(tree, project.lintTarget), `${module.trimEnd()}\n${UNFORMATTED_LINE}`);
         const sha = repo.commitDir(tree, 'broken');
@@ -301,6 +303,11 @@ describe("real projects from PyPI: the report equals the repository's own rules,
         await compare('broken', sha, report);
         assert.equal(report.status, 'FAILED', report.error);
         assert.deepEqual(report.failedTests, [`${project.testFile}::test_ci_runner_broken`]);
+        // Why and where, as pytest says it.
+        const [broken] = report.failures;
+        assert.equal(broken?.kind, 'failed');
+        assert.equal(broken?.location, `${project.testFile}:${assertion}`);
+        assert.match(broken?.message ?? '', /^AssertionError: assert 'CI-RUNNER' == 'ci-runner'/);
         assert.deepEqual(report.lintErrors, [`${project.lintTarget}: would reformat`]);
       });
     });
