@@ -372,12 +372,18 @@ describe('build stages on real repositories, Python and tools', () => {
   test('dependencies that cannot be installed as declared: FAILED, and no cache entry is written', async () => {
     const envs = resolve(process.env.CI_RUNNER_TEST_CACHE_DIR ?? '.cache/test', 'envs');
     const before = await readdir(envs).catch(() => []);
-    const [repo, sha] = await project('baddeps', {
-      'requirements.txt': `ci-runner-no-such-package-${Date.now()}==1.0\n`,
-    });
+    const missing = `ci-runner-no-such-package-${Date.now()}`;
+    const [repo, sha] = await project('baddeps', { 'requirements.txt': `${missing}==1.0\n` });
     const report = await harness.build(repo, sha);
     assert.equal(report.status, 'FAILED');
-    assert.match(report.error, /^install: dependencies could not be installed as declared/);
+    // The requirement named, and uv's own words quoted.
+    assert.match(
+      report.error,
+      new RegExp(
+        `^install: dependencies could not be installed as declared: \`${missing}\` could not be resolved\n`,
+      ),
+    );
+    assert.match(report.error, /was not found in the package registry/);
     assert.deepEqual(await readdir(envs).catch(() => []), before);
   });
 
