@@ -32,6 +32,12 @@ _REQUIREMENT_FILES = (
 )
 _MAX_FILE = 1024 * 1024
 _MAX_NOTES = 10
+_MAX_TEXT = 200
+
+
+def _short(text):
+    text = str(text)
+    return text if len(text) <= _MAX_TEXT else f"{text[:_MAX_TEXT]}…"
 
 
 def _read_text(path):
@@ -67,10 +73,12 @@ def _pre_commit(notes):
     for repo in repos if isinstance(repos, list) else []:
         if not isinstance(repo, dict):
             continue
-        url = str(repo.get("repo", "")).rstrip("/")
+        url = repo.get("repo")
+        url = url.rstrip("/") if isinstance(url, str) else ""
         tool = _HOOK_REPOS.get(url.rsplit("/", 1)[-1].removesuffix(".git")) if url != "local" else None
         ids = []
-        for hook in repo.get("hooks") or []:
+        hook_list = repo.get("hooks")
+        for hook in hook_list if isinstance(hook_list, list) else []:
             if isinstance(hook, dict) and isinstance(hook.get("id"), str):
                 ids.append(hook["id"])
                 entry = str(hook.get("entry", ""))
@@ -79,7 +87,7 @@ def _pre_commit(notes):
                 if url == "local" and re.match(r"^(python -m )?black\b", entry):
                     ids.append("black")
         rev = repo.get("rev")
-        hooks.append((tool, str(rev) if rev is not None else "", ids))
+        hooks.append((tool, rev if isinstance(rev, str) else "", ids))
     return hooks, frozen
 
 
@@ -110,7 +118,8 @@ def _requirement_lines(pyproject):
     for path in _REQUIREMENT_FILES:
         text = _read_text(path)
         for line in (text or "").splitlines():
-            yield path, line.split(" #", 1)[0]
+            # pip-compile's `black==24.1.0 \` (hashes on the next lines) is the same pin.
+            yield path, line.split(" #", 1)[0].rstrip().rstrip("\\")
 
 
 def lint_profile(pyproject):
@@ -126,9 +135,9 @@ def lint_profile(pyproject):
         match = _VERSION.match(tag)
         if match:
             how = f"rev {rev}" if tag == rev else f"rev {rev[:12]}… # frozen: {tag}"
-            pins[tool] = {"version": match.group(1), "source": f".pre-commit-config.yaml ({how})"}
+            pins[tool] = {"version": match.group(1), "source": f".pre-commit-config.yaml ({_short(how)})"}
         else:
-            notes.append(f".pre-commit-config.yaml pins {tool} at rev {rev!r}, which is not an exact version")
+            notes.append(f".pre-commit-config.yaml pins {tool} at rev {_short(rev)!r}, which is not an exact version")
     for where, requirement in _requirement_lines(pyproject):
         match = _EXACT_PIN.match(requirement)
         if not match:
@@ -138,9 +147,9 @@ def lint_profile(pyproject):
             continue
         version = _VERSION.match(match.group(2))
         if version and not match.group(2).startswith("v"):
-            pins[tool] = {"version": version.group(1), "source": f"{where} ({requirement.strip()})"}
-        else:
-            notes.append(f"{where}: {requirement.strip()!r} is not an exact version")
+            pins[tool] = {"version": version.group(1), "source": f"{where} ({_short(requirement.strip())})"}
+        elif len(notes) < _MAX_NOTES:
+            notes.append(f"{where}: {_short(requirement.strip())!r} is not an exact version")
 
     # The formatter: a ruff-format hook or ruff's [format] settings, then a black hook or [tool.black], else black.
     ids = {hook_id for _tool, _rev, hook_ids in hooks for hook_id in hook_ids}

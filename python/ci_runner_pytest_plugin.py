@@ -42,11 +42,14 @@ _start_worker_coverage()
 _MESSAGE_MAX = 2048
 _TRACEBACK_MAX = 8192
 _OUTPUT_MAX = 2048
-# Failures described in full; the rest are named with their kind only.
+# Failures described in full; the rest are named with their kind only (the first _KINDS_MAX of them).
 _DETAILED_MAX = 50
+_KINDS_MAX = 20_000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _ROOT = os.path.realpath(_START_DIR)
+_TMP = os.path.realpath(os.environ["TMPDIR"]) if os.environ.get("TMPDIR") else None
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 # Paths of the runner's, not the repository's: shown by name, never as where they are.
 _RUNNER_PATHS = sorted(
     {
@@ -67,9 +70,12 @@ def _clean(text):
     text = _ANSI.sub("", str(text))
     text = _CONTROL.sub("?", text).encode("utf-8", "replace").decode("utf-8")
     text = text.replace(_ROOT + os.sep, "")
+    if _TMP:
+        text = text.replace(_TMP + os.sep, "<tmp>/")
     for prefix in _RUNNER_PATHS:
         text = text.replace(prefix + os.sep, "<python>/")
-    return text
+    # Object addresses differ from run to run: the same commit gives the same details.
+    return _ADDRESS.sub("0x…", text)
 
 
 def _head(text, limit):
@@ -157,6 +163,21 @@ def _describe_collection(report):
     }
 
 
+def _describe_report(report):
+    """A failure reported without the plugin's details (an xdist worker that crashed while running it): what the
+    report itself says."""
+    text = _clean(str(report.longrepr or ""))
+    lines = [line for line in text.splitlines() if line.strip()]
+    crashed = "crashed" in text
+    return {
+        "kind": "crashed" if crashed else ("failed" if report.when == "call" else "error"),
+        "message": _head(lines[-1].strip() if lines else "", _MESSAGE_MAX),
+        "location": "",
+        "traceback": _tail(text, _TRACEBACK_MAX),
+        "output": "",
+    }
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """In the process that ran the test (an xdist worker too): its failure's details ride on the report."""
@@ -170,15 +191,20 @@ def pytest_runtest_makereport(item, call):
 
 
 def _watch_for_hang():
-    """Shortly before the runner's time limit (CI_RUNNER_TEST_DEADLINE_SEC after start), every thread's stack is
-    written to a file of this process: where a test hung, when the runner then stops it."""
-    seconds = os.environ.get("CI_RUNNER_TEST_DEADLINE_SEC")
+    """Shortly before the runner's time limit (CI_RUNNER_TEST_DEADLINE, in seconds since the epoch), every thread's
+    stack is written to a file of this process: where a test hung, when the runner then stops it. (A repository's
+    own `faulthandler_timeout` replaces this timer with pytest's.)"""
+    deadline = os.environ.get("CI_RUNNER_TEST_DEADLINE")
     results = os.environ.get("CI_RUNNER_PYTEST_RESULTS")
-    if not seconds or not results:
+    if not deadline or not results:
+        return
+    try:
+        seconds = float(deadline) - time.time()
+    except ValueError:
         return
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     handle = open(f"{results}.stack-{worker}", "w", encoding="utf-8")  # noqa: SIM115 (open until the process ends)
-    faulthandler.dump_traceback_later(max(0.5, float(seconds)), exit=False, file=handle)
+    faulthandler.dump_traceback_later(max(0.5, seconds), exit=False, file=handle)
     _HANG_FILE.append(handle)
 
 
@@ -203,7 +229,7 @@ class _Recorder:
             self.failed.append(nodeid)
             if "::" in nodeid:
                 self.ran.add(nodeid)
-            if detail:
+            if detail and len(self.kinds) < _KINDS_MAX:
                 self.kinds[nodeid] = detail.get("kind", "failed")
                 if len(self.details) < _DETAILED_MAX:
                     self.details[nodeid] = detail
@@ -231,7 +257,7 @@ class _Recorder:
         # fails when one of its subtests fails (as in pytest's JUnit report).
         subtest = type(report).__name__ == "SubtestReport"
         if report.failed:
-            self._add(report.nodeid, getattr(report, "ci_runner_failure", None))
+            self._add(report.nodeid, getattr(report, "ci_runner_failure", None) or _describe_report(report))
         elif report.when == "call" and report.passed and not subtest:
             self.passed.add(report.nodeid)
             self.ran.add(report.nodeid)

@@ -43,6 +43,15 @@ requires = build_system.get("requires") if isinstance(build_system, dict) else N
 if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):
     # No (valid) [build-system]: pip's and uv's legacy default backend.
     requires = ["setuptools>=40.8.0"]
+
+def _lint():
+    """The lint profile, or a note of why it could not be read (a broken lint file never costs the build)."""
+    try:
+        return lint_profile(data)
+    except Exception as error:  # RecursionError, a YAML alias bomb, a type the reader did not expect
+        return {"notes": [f"the repository's lint configuration could not be read: {type(error).__name__}"]}
+
+
 json.dump(
     {
         "settings": data.get("tool", {}).get("ci-runner", {}),
@@ -50,7 +59,7 @@ json.dump(
         "groups": [name for name in TEST_EXTRAS if isinstance(groups, dict) and name in groups],
         "installable": installable,
         "build_requires": requires if installable else [],
-        "lint": lint_profile(data),
+        "lint": _lint(),
     },
     sys.stdout,
 )

@@ -239,9 +239,14 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       }
       if (result.outcome === 'timedOut') {
         const text = `TIMEOUT: ${result.summary}`;
+        const tool = result.summary.startsWith('black')
+          ? 'black'
+          : result.summary.startsWith('ruff format')
+            ? 'ruff-format'
+            : 'ruff';
         report.lintErrors = [text];
         report.lintFindings = [
-          { tool: 'ruff', path: '', line: 0, column: 0, code: '', message: text, fixable: false, diff: '' },
+          { tool, path: '', line: 0, column: 0, code: '', message: text, fixable: false, diff: '' },
         ];
       }
     },
@@ -292,12 +297,18 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
         // This build's own flip; the worker adds the repository's history (the last 30 days) from Redis.
         report.flakyTests = result.value.flakyTests.map((nodeId) => ({ nodeId, flips: 1 }));
       }
+      // The TIMEOUT entry is named by the stage's final summary (the pipeline may have added a limit the kernel
+      // enforced meanwhile): its failure is renamed to match.
+      const timeoutId = `TIMEOUT: ${result.summary}`;
       if (result.outcome === 'timedOut') {
-        report.failedTests = [...(result.value?.failedTests ?? []), `TIMEOUT: ${result.summary}`];
+        report.failedTests = [...(result.value?.failedTests ?? []), timeoutId];
         report.testsRun = result.value?.testsRun ?? 0;
       }
       if (result.outcome === 'passed' || result.outcome === 'failed' || result.outcome === 'timedOut') {
-        const bounded = boundFailures(result.value?.failures ?? []);
+        const failures = (result.value?.failures ?? []).map((failure) =>
+          failure.kind === 'timeout' ? { ...failure, nodeId: timeoutId } : failure,
+        );
+        const bounded = boundFailures(failures);
         report.failures = bounded.failures;
         report.failuresTruncated = bounded.truncated;
       }

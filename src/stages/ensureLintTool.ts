@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
@@ -24,6 +24,32 @@ const UNREACHABLE =
   /Retrying \(|Max retries exceeded|Could not fetch URL|NewConnectionError|ConnectTimeout|ReadTimeout|Temporary failure in name resolution|Network is unreachable|Connection refused|SSLError|HTTP error 5\d\d/i;
 
 const installing = new Map<string, Promise<InstalledLintTool>>();
+/** One pip at a time per worker process: a repository cycling through versions queues behind itself. */
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Pinned versions kept per toolchain (the least recently used beyond it are removed, once unused for a while). */
+const KEEP_VERSIONS = 16;
+const IN_USE_MS = 30 * 60_000;
+
+// Removes the least recently used pinned versions beyond KEEP_VERSIONS (none used in the last IN_USE_MS, so no
+// running build loses its tool) and staging directories a killed worker left (older than IN_USE_MS).
+async function prune(pinned: string): Promise<void> {
+  const now = Date.now();
+  const entries = await readdir(pinned).catch(() => [] as string[]);
+  const ready: Array<{ name: string; used: number }> = [];
+  for (const name of entries) {
+    const used = (await stat(join(pinned, name, '.ready')).catch(() => undefined))?.mtimeMs;
+    if (used !== undefined) ready.push({ name, used });
+    else if (name.includes('.tmp-')) {
+      const age = now - ((await stat(join(pinned, name)).catch(() => undefined))?.mtimeMs ?? now);
+      if (age > IN_USE_MS) await rm(join(pinned, name), { recursive: true, force: true });
+    }
+  }
+  ready.sort((a, b) => b.used - a.used);
+  for (const { name, used } of ready.slice(KEEP_VERSIONS)) {
+    if (now - used > IN_USE_MS) await rm(join(pinned, name), { recursive: true, force: true });
+  }
+}
 
 function installed(dir: string): InstalledLintTool {
   return { python: join(dir, 'bin', 'python'), ruff: join(dir, 'bin', 'ruff') };
@@ -58,7 +84,8 @@ async function install(toolchain: Toolchain, tool: LintTool, version: string, di
       '--no-input',
       '--no-cache-dir',
       '--only-binary=:all:',
-      `${tool}==${version}`,
+      // `===`: exactly that version, never a local build (`+local`) an index might also hold.
+      `${tool}===${version}`,
     ]);
     if (pip.kind === 'exited' && pip.exitCode === 0) {
       await writeFile(join(staging, '.ready'), `${new Date().toISOString()}\n`);
@@ -77,7 +104,13 @@ async function install(toolchain: Toolchain, tool: LintTool, version: string, di
     ) {
       throw new PinRefused(`no wheel of ${tool}==${version} on the package index`);
     }
-    const last = output.trim().split('\n').slice(-2).join(' ');
+    // pip may quote the index URL, credentials and all.
+    const last = output
+      .trim()
+      .split('\n')
+      .slice(-2)
+      .join(' ')
+      .replace(/\/\/[^/\s@]+@/g, '//');
     throw new CiError('PACKAGE_INDEX_UNREACHABLE', `installing ${tool} ${version} failed: ${last}`, {
       retriable: true,
     });
@@ -102,14 +135,24 @@ export async function ensureLintTool(
   if (toolchain.lintVersions[tool] === version) {
     return { python: toolchain.python, ruff: toolchain.ruff };
   }
-  const dir = join(toolchain.dir, 'pinned', `${tool}-${version}`);
-  if (await pathExists(join(dir, '.ready'))) return installed(dir);
+  const pinned = join(toolchain.dir, 'pinned');
+  const dir = join(pinned, `${tool}-${version}`);
+  if (await pathExists(join(dir, '.ready'))) {
+    // Its last use, for pruning.
+    const now = new Date();
+    await utimes(join(dir, '.ready'), now, now).catch(() => undefined);
+    return installed(dir);
+  }
   let pending = installing.get(dir);
   if (!pending) {
-    pending = mkdir(join(toolchain.dir, 'pinned'), { recursive: true })
-      .then(() => install(toolchain, tool, version, dir))
-      .then(() => installed(dir))
-      .finally(() => installing.delete(dir));
+    const next = queue.then(async () => {
+      await mkdir(pinned, { recursive: true });
+      if (!(await pathExists(join(dir, '.ready')))) await install(toolchain, tool, version, dir);
+      await prune(pinned).catch(() => undefined);
+      return installed(dir);
+    });
+    queue = next.catch(() => undefined);
+    pending = next.finally(() => installing.delete(dir));
     installing.set(dir, pending);
   }
   return pending;

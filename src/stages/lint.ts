@@ -6,7 +6,7 @@ import type { Toolchain } from '../build/toolchain.js';
 import type { LintFinding } from '../delivery/contracts.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
-import { ensureLintTool, type InstalledLintTool, PinRefused } from './ensureLintTool.js';
+import { type InstalledLintTool, PinRefused } from './ensureLintTool.js';
 import { lintCache } from './lintCache.js';
 import {
   formatterEntry,
@@ -17,13 +17,8 @@ import {
   ruffEntries,
   splitDiffs,
 } from './lintFindings.js';
-import {
-  compareVersions,
-  describeFormatter,
-  type LintPlan,
-  type LintTool,
-  type ToolVersion,
-} from './lintPlan.js';
+import { CLASSIC_RUFF_RULES, compareVersions, type LintPlan, type ToolVersion } from './lintPlan.js';
+import { lintTools, WaitEnded } from './lintTools.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface LintInput {
@@ -43,9 +38,6 @@ export interface LintValue {
   /** The same findings as the tools reported them, one per entry, in the same order. */
   details: LintFinding[];
 }
-
-/** ruff's default rule selection before 0.16 widened it: what a repository that does not configure ruff is held to. */
-export const CLASSIC_RUFF_RULES = 'E4,E7,E9,F';
 
 /** Files whose formatter diff is asked for (the report carries at most one diff per file, 4 KiB each). */
 const MAX_DIFFED_FILES = 20;
@@ -187,6 +179,7 @@ async function withDiffs(
       ? await runTool(input, ctx, 'ruff', tools.ruffTool.ruff, ['format', '--diff', '--', ...files])
       : tools.blackTool
         ? await runTool(input, ctx, 'black', tools.blackTool.python, [
+            '-I',
             '-m',
             'black',
             '--diff',
@@ -201,32 +194,6 @@ async function withDiffs(
     const diff = entry.detail.tool !== 'ruff' ? diffs.get(entry.detail.path) : undefined;
     if (diff) entry.detail.diff = diff;
   }
-}
-
-// One tool at its version; a pin that cannot be used names itself and where it was found.
-async function install(input: LintInput, tool: LintTool, version: ToolVersion): Promise<InstalledLintTool> {
-  try {
-    return await ensureLintTool(input.toolchain, tool, version.version);
-  } catch (error) {
-    if (!(error instanceof PinRefused)) throw error;
-    throw new PinRefused(`${tool}==${version.version} (${version.source}) cannot be used: ${error.message}`);
-  }
-}
-
-// The versions the plan names, installed (a repository's pin once per version, from wheels, outside the sandbox).
-async function tools(input: LintInput, ctx: StageContext) {
-  const { plan } = input;
-  for (const note of plan.notes) ctx.log(`lint: ${note}`);
-  ctx.log(`lint: ruff check ${plan.ruff.version} (version: ${plan.ruff.source})`);
-  if (!plan.ruffConfigured) {
-    ctx.log(
-      `lint: the repository does not configure ruff: ruff checks its classic rules (${CLASSIC_RUFF_RULES})`,
-    );
-  }
-  ctx.log(`lint: ${describeFormatter(plan)}`);
-  const ruffTool = await install(input, 'ruff', plan.ruff);
-  const blackTool = plan.black ? await install(input, 'black', plan.black) : undefined;
-  return { ruffTool, blackTool };
 }
 
 // What lint ran, for the stage's summary: "ruff 0.15.9, ruff format 0.15.9".
@@ -247,15 +214,18 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
   const started = performance.now();
   const { layout, plan } = input;
   const elapsed = () => Math.round(performance.now() - started);
-  let installed: Awaited<ReturnType<typeof tools>>;
+  let installed: Awaited<ReturnType<typeof lintTools>>;
   try {
-    installed = await tools(input, ctx);
+    installed = await lintTools(input, ctx);
   } catch (error) {
+    if (error instanceof WaitEnded) {
+      const summary = error.canceled
+        ? 'canceled'
+        : `installing ${error.message} exceeded ${input.timeoutMs} ms`;
+      return { outcome: error.canceled ? 'canceled' : 'timedOut', durationMs: elapsed(), summary };
+    }
     if (!(error instanceof PinRefused)) throw error;
-    const entry = toolEntry(
-      plan.ruff.pinned ? 'ruff' : plan.formatter.tool === 'ruff' ? 'ruff' : 'black',
-      error.message,
-    );
+    const entry = toolEntry(error.message.startsWith('black==') ? 'black' : 'ruff', error.message);
     const value = { findings: [entry.text], details: [entry.detail] };
     return { outcome: 'failed', durationMs: elapsed(), summary: entry.text, value };
   }

@@ -114,11 +114,23 @@ export function formatterEntry(tool: 'black' | 'ruff-format', text: string): Lin
   };
 }
 
+function diffText(text: string): string {
+  return (
+    Buffer.from(text, 'utf8')
+      .toString('utf8')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: colour and control characters are what is removed
+      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: as above (tab, newline, CR and form feed kept)
+      .replace(/[\x00-\x08\x0b\x0e-\x1f\x7f]/g, '?')
+  );
+}
+
 // A formatter's `--diff` output split per file (`--- <path>` headers, black's timestamps dropped), paths relative to
 // the repository root; a diff over MAX_DIFF_BYTES is left out.
 export function splitDiffs(output: string, root: string): Map<string, string> {
   const diffs = new Map<string, string>();
-  const parts = output.split(/^(?=--- )/m).filter((part) => part.startsWith('--- '));
+  // A file's diff starts with a `--- ` line directly followed by `+++ ` (a removed line may itself start `-- `).
+  const parts = output.split(/^(?=--- [^\n]*\n\+\+\+ )/m).filter((part) => part.startsWith('--- '));
   for (const part of parts) {
     const lines = part.split('\n');
     const path = repoPath(root, (lines[0] ?? '').slice(4).split('\t')[0]?.trim() ?? '');
@@ -127,7 +139,8 @@ export function splitDiffs(output: string, root: string): Map<string, string> {
         ? `${line.slice(0, 4)}${repoPath(root, line.slice(4).split('\t')[0]?.trim() ?? '')}`
         : line,
     );
-    const diff = reportText(headers.join('\n').replace(/\n+$/, '\n'), Number.MAX_SAFE_INTEGER);
+    // The file's own bytes as the patch needs them (\r of CRLF, form feeds); colour and other controls removed.
+    const diff = diffText(headers.join('\n').replace(/\n+$/, '\n'));
     if (Buffer.byteLength(diff) <= MAX_DIFF_BYTES) diffs.set(path, diff);
   }
   return diffs;

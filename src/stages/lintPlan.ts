@@ -1,3 +1,5 @@
+import { reportText } from './testFailures.js';
+
 /** The tools lint can run: ruff (check, and format when it is the formatter) and black. */
 export type LintTool = 'ruff' | 'black';
 /** The formatter a repository is judged by; `none` skips formatting (ruff check still runs). */
@@ -32,17 +34,22 @@ export interface LintPlan {
   notes: string[];
 }
 
+/** ruff's default rule selection before 0.16 widened it: what a repository that does not configure ruff is held to. */
+export const CLASSIC_RUFF_RULES = 'E4,E7,E9,F';
+
 /** An exact release: never a range, a URL or anything an installer would read as an option. */
 export const EXACT_VERSION = /^\d{1,4}(\.\d{1,6}){1,3}((a|b|rc)\d{1,4})?(\.post\d{1,4})?$/;
 
 /** The oldest version of each tool whose command line the runner speaks (ruff: `ruff format`; black: its API). */
-export const OLDEST_SUPPORTED: Record<LintTool, string> = { ruff: '0.1.2', black: '22.1.0' };
+// (black before 22.3.0 breaks on any click from 8.1 on, which a fresh install of it gets.)
+export const OLDEST_SUPPORTED: Record<LintTool, string> = { ruff: '0.1.2', black: '22.3.0' };
 
 const MAX_TEXT = 300;
 const MAX_NOTES = 10;
 
+// Repository text as the report and the log may carry it: valid UTF-8, no control characters, bounded.
 const text = (value: unknown): string | undefined =>
-  typeof value === 'string' && value.length > 0 ? value.slice(0, MAX_TEXT) : undefined;
+  typeof value === 'string' && value.length > 0 ? reportText(value, MAX_TEXT) : undefined;
 
 // The reader's answer, checked field by field (it ran on the repository's files): anything unexpected is left out.
 export function parseLintProfile(raw: unknown): LintProfile {

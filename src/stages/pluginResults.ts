@@ -22,6 +22,8 @@ const count = (value: unknown): value is number => Number.isInteger(value) && (v
 const shortText = (value: unknown): value is string =>
   typeof value === 'string' && Buffer.byteLength(value) <= MAX_ID_BYTES;
 
+const wellFormed = (text: string) => Buffer.from(text, 'utf8').toString('utf8');
+
 // The plugin's results as the runner may trust their shape: every field typed, `failed` at most MAX_FAILED_IDS node
 // ids of at most MAX_ID_BYTES each. Anything else is no results at all (the stage then reports pytest's exit).
 export function checkPluginResults(raw: unknown): PluginResults | undefined {
@@ -38,7 +40,8 @@ export function checkPluginResults(raw: unknown): PluginResults | undefined {
   return {
     exit_status: (exit_status as number | undefined) ?? null,
     ran,
-    failed,
+    // Well-formed UTF-8 (a lone surrogate from an undecodable file name would make the report unencodable).
+    failed: failed.map(wellFormed),
     ...(collected === undefined ? {} : { collected }),
     ...(typeof running === 'string' ? { running } : {}),
     ...(typeof mark_expression === 'string' ? { mark_expression } : {}),

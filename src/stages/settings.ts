@@ -223,9 +223,12 @@ export async function run(input: SettingsInput, ctx: StageContext): Promise<Stag
   };
   try {
     parsed = result.exitCode === 0 ? JSON.parse(result.stdout) : {};
-    if (!known && cacheFile && result.exitCode === 0) await keep(cacheFile, result.stdout);
   } catch {
-    parsed = {};
+    // An answer that does not parse is no answer: never the runner's defaults in place of the repository's settings.
+    parsed = { error: "the repository's settings could not be read (the reader's answer was not JSON)" };
+  }
+  if (!known && cacheFile && result.exitCode === 0 && !parsed?.error) {
+    await keep(cacheFile, result.stdout).catch(() => undefined);
   }
   if (result.exitCode !== 0 || typeof parsed !== 'object' || parsed === null) {
     const last = result.stderr.trim().split('\n').slice(-1)[0] ?? '';

@@ -89,7 +89,7 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
     CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
     // The plugin writes every thread's stack just before the limit: where a test hung.
-    CI_RUNNER_TEST_DEADLINE_SEC: String(Math.max(0.5, input.timeoutMs / 1000 - 2)),
+    CI_RUNNER_TEST_DEADLINE: String((Date.now() + input.timeoutMs) / 1000 - 2),
   };
   const files: string[] = [];
   if (input.selection) {
@@ -156,7 +156,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     const summary = value.testsRun === 0 ? 'no tests ran' : `${value.testsRun} test(s) passed`;
     return { outcome: 'passed', durationMs, summary: noted(summary), value };
   }
-  if (value.failedTests.length === 0) {
+  // pytest killed (a signal or a limit) is a crash whatever failed before it: most of the run may not have happened.
+  if (value.failedTests.length === 0 || exitReason(result.exitCode)) {
     const [, running] = await runningTest(layout.out);
     const signal = exitReason(result.exitCode);
     const why = signal ?? result.stderr.trim().split('\n').slice(-1)[0] ?? '';

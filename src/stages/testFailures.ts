@@ -137,18 +137,25 @@ export async function hangStack(
 // the rest with node id and kind only; returns them and how many were cut so.
 export function boundFailures(failures: TestFailure[]): { failures: TestFailure[]; truncated: number } {
   let budget = FAILURE_DETAIL_BUDGET;
+  let detailed = 0;
+  const bytes = (failure: TestFailure) =>
+    Buffer.byteLength(failure.message + failure.location + failure.traceback + failure.output, 'utf8');
+  // A hang or a crash (one entry, the whole run's fate) is described first, whatever came before it.
+  const order = failures
+    .map((failure, index) => ({ failure, index }))
+    .sort((a, b) => Number(isFatal(b.failure)) - Number(isFatal(a.failure)) || a.index - b.index);
+  const kept = new Set<number>();
+  for (const { failure, index } of order) {
+    const size = bytes(failure);
+    if (size === 0 || detailed >= DETAILED_FAILURES || size > budget) continue;
+    budget -= size;
+    detailed += 1;
+    kept.add(index);
+  }
   let truncated = 0;
   const bounded = failures.map((failure, index) => {
-    const bytes = Buffer.byteLength(
-      failure.message + failure.location + failure.traceback + failure.output,
-      'utf8',
-    );
-    const detailed = bytes > 0;
-    if (detailed && index < DETAILED_FAILURES && bytes <= budget) {
-      budget -= bytes;
-      return failure;
-    }
-    if (detailed || index >= DETAILED_FAILURES) truncated += 1;
+    if (kept.has(index)) return failure;
+    if (bytes(failure) > 0 || index >= DETAILED_FAILURES) truncated += 1;
     return {
       nodeId: failure.nodeId,
       kind: failure.kind,
@@ -160,3 +167,5 @@ export function boundFailures(failures: TestFailure[]): { failures: TestFailure[
   });
   return { failures: bounded, truncated };
 }
+
+const isFatal = (failure: TestFailure) => failure.kind === 'timeout' || failure.kind === 'crashed';
