@@ -25,6 +25,8 @@ export interface BuildPaths {
 /** Where each part of one build lives inside its private directory on the host. */
 export interface BuildLayout extends BuildPaths {
   root: string;
+  /** Where everything the build's processes write lives (its own filesystem's mount point, when it has one). */
+  disk: string;
   /** The runner's own records of the build (stage output, build log); never visible to the build. */
   reports: string;
   /** Files the runner writes for the sandbox (passwd, resolv.conf); never writable by the build. */
@@ -62,20 +64,24 @@ export function buildLayout(
   inherited: Readonly<Record<string, string>> = {},
   sandboxed = true,
 ): BuildLayout {
+  // What the build's own processes write is under disk/ (the build's own filesystem, where the worker gives it one);
+  // what the runner writes (reports, lint, the sandbox's files) is beside it, never short of room because of the build.
+  const disk = join(buildDir, 'disk');
   const host: BuildPaths = {
-    src: join(buildDir, 'src'),
-    venv: join(buildDir, 'venv'),
-    out: join(buildDir, 'out'),
-    keep: join(buildDir, 'out', 'keep'),
-    home: join(buildDir, 'home'),
-    tmp: join(buildDir, 'tmp'),
+    src: join(disk, 'src'),
+    venv: join(disk, 'venv'),
+    out: join(disk, 'out'),
+    keep: join(disk, 'out', 'keep'),
+    home: join(disk, 'home'),
+    tmp: join(disk, 'tmp'),
     lint: join(buildDir, 'lint'),
-    affected: join(buildDir, 'affected'),
+    affected: join(disk, 'affected'),
   };
   return {
     ...host,
     inherited,
     root: buildDir,
+    disk,
     reports: join(buildDir, 'reports'),
     sandbox: join(buildDir, 'sandbox'),
     lintTree: join(buildDir, 'lint-tree'),

@@ -5,11 +5,12 @@ import { writeOwner } from '../host/ownerFile.js';
 import type { BuildResources, CheckoutCaps, Config, GitCredentials, StageLimits } from '../ops/config.js';
 import { BuildFault, CiError, toError } from '../ops/errors.js';
 import { type Logger, redactUrl } from '../ops/logger.js';
+import { type BuildDisk, mountBuildDisk } from '../sandbox/buildDisk.js';
 import { openBuildSandbox } from '../sandbox/buildSandbox.js';
 import type { NoSandbox, SandboxHost } from '../sandbox/sandboxHost.js';
 import type { StageContext, StageName, StageOutcome } from '../stages/types.js';
 import type { BuildInput } from './buildInput.js';
-import { buildLayout, prepareLayout } from './layout.js';
+import { type BuildLayout, buildLayout, prepareLayout } from './layout.js';
 import { assembleReport, type BuildResults, faultedStages } from './report.js';
 import { type BuildState, type CacheUse, STAGE_ORDER, STAGES, type StageDefinition } from './stageTable.js';
 import type { Toolchain } from './toolchain.js';
@@ -117,10 +118,14 @@ async function runStages(
   await mkdir(options.workDir, { recursive: true });
   const buildDir = await mkdtemp(join(options.workDir, `${input.commitSha.slice(0, 12)}-`));
   const layout = buildLayout(buildDir, options.buildEnv, options.sandbox.enabled);
+  // A root worker gives the build a filesystem of its own: all it writes is bounded by the kernel.
+  const privileged = options.sandbox.enabled && options.sandbox.privileged;
+  await mkdir(layout.disk);
+  const disk = privileged ? await ownDisk(layout, options.resources.diskMb) : undefined;
   const sandbox = await prepareLayout(layout)
-    .then(() => openBuildSandbox(options.sandbox, layout, options.resources))
+    .then(() => openBuildSandbox(options.sandbox, layout, options.resources, disk))
     .catch(async (error: unknown) => {
-      await rm(layout.root, { recursive: true, force: true });
+      await removeBuildDir(layout.root, disk);
       throw error;
     });
   const state: BuildState = {
@@ -179,8 +184,23 @@ async function runStages(
     return assembleReport(input, results, elapsed());
   } finally {
     await sandbox.close();
-    await rm(layout.root, { recursive: true, force: true });
+    await removeBuildDir(layout.root, disk);
   }
+}
+
+async function ownDisk(layout: BuildLayout, mb: number): Promise<BuildDisk> {
+  try {
+    return await mountBuildDisk(layout.disk, mb);
+  } catch (error) {
+    await rm(layout.root, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+// Removes a build's directory: its own filesystem unmounted (its image removed) once nothing of it still runs.
+async function removeBuildDir(dir: string, disk: BuildDisk | undefined): Promise<void> {
+  await disk?.close();
+  await rm(dir, { recursive: true, force: true });
 }
 
 // Runs one stage when the stages before it gave what it needs: its preparation, its run within its own time limit,
@@ -204,9 +224,13 @@ async function runStage<N extends StageName>(
   const finished = await stage.run(input, ctx);
   // What the kernel enforced during the stage is part of its result ("memory limit … reached").
   const enforced = await state.sandbox.limitEvents();
-  const result = enforced.length
+  const noted = enforced.length
     ? { ...finished, summary: `${finished.summary}; ${enforced.join('; ')}` }
     : finished;
+  // Writes were refused: what the stage made of it is not its verdict.
+  const diskFull = enforced.some((event) => event.startsWith('disk limit'));
+  const result: typeof finished =
+    diskFull && noted.outcome === 'passed' ? { ...noted, outcome: 'failed' } : noted;
   Object.assign(state.results, { [name]: result });
   ctx.log(`stage ${name} ${result.outcome}: ${result.summary}`);
   await forwardOutput(state.layout.reports, name, options);

@@ -34,6 +34,8 @@ export interface StageLimits {
 /** What one build may use at most, all its processes together where the kernel allows (see the sandbox). */
 export interface BuildResources {
   memoryMb: number;
+  /** Everything a build writes on disk (its own filesystem, where the worker is root). */
+  diskMb: number;
   maxProcesses: number;
   fileSizeMb: number;
   openFiles: number;
@@ -279,6 +281,7 @@ export function loadConfig(
       uidBase: integer(env, 'SANDBOX_UID_BASE', 800_000, 1_000, 4_294_000_000),
       resources: Object.freeze({
         memoryMb: integer(env, 'BUILD_MEMORY_MB', 2048, 64, 1_048_576),
+        diskMb: integer(env, 'BUILD_DISK_MB', 4096, 64, 16_777_216),
         maxProcesses: integer(env, 'BUILD_MAX_PROCESSES', 512, 16, 4_194_304),
         fileSizeMb: integer(env, 'BUILD_FILE_SIZE_MB', 1024, 1, 1_048_576),
         openFiles: integer(env, 'BUILD_OPEN_FILES', 1024, 64, 1_048_576),

@@ -6,6 +6,7 @@ import { chownBeneath } from '../host/beneath.js';
 import { LAUNCH_FDS, type Launch } from '../host/runBounded.js';
 import type { BuildResources } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
+import type { BuildDisk } from './buildDisk.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
@@ -91,7 +92,7 @@ function describeSandbox(
   host: SandboxHost,
   uid: number,
   current: BuildResources,
-  by: { memory: boolean; pids: boolean; notes: string[] },
+  by: { memory: boolean; pids: boolean; notes: string[]; disk?: BuildDisk },
 ): string {
   const user = host.privileged
     ? `uid ${uid} (unprivileged, all capabilities dropped)`
@@ -108,6 +109,7 @@ function describeSandbox(
     memory,
     pids,
     `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
+    by.disk?.description() ?? 'disk: not limited (needs a root worker; see the README)',
     host.seccompNote,
   ].join('; ');
 }
@@ -183,12 +185,29 @@ function limitWatcher(
   };
 }
 
+// The kernel's limit events, and the build's filesystem being full (once, when it first is).
+function withDiskEvent(
+  events: () => Promise<string[]>,
+  disk: BuildDisk | undefined,
+): () => Promise<string[]> {
+  let said = false;
+  return async () => {
+    const found = await events();
+    const full = said ? undefined : await disk?.limitEvent();
+    if (!full) return found;
+    said = true;
+    return [...found, full];
+  };
+}
+
 // Opens the sandbox of one build: its own unprivileged uid (when the runner is root), its cgroup with memory and
 // process limits where the host has one, and rlimits for everything else.
 export async function openBuildSandbox(
   host: SandboxHost | NoSandbox,
   layout: BuildLayout,
   resources: BuildResources,
+  /** The build's own filesystem, when the worker could give it one. */
+  disk?: BuildDisk,
 ): Promise<BuildSandbox> {
   if (!host.enabled) return noSandbox();
   const uid = host.privileged ? host.uidBase + randomInt(65_536) : (process.getuid?.() ?? 0);
@@ -264,10 +283,14 @@ export async function openBuildSandbox(
     async lower(lowered) {
       current = { ...lowered };
       await cgroup?.setLimits(cgroupLimits());
+      await disk?.lower(lowered.diskMb);
     },
     description: () =>
-      describeSandbox(host, uid, current, { memory: memoryByCgroup, pids: pidsByCgroup, notes }),
-    limitEvents: limitWatcher(cgroup, () => current),
+      describeSandbox(host, uid, current, { memory: memoryByCgroup, pids: pidsByCgroup, notes, disk }),
+    limitEvents: withDiskEvent(
+      limitWatcher(cgroup, () => current),
+      disk,
+    ),
     close: async () => {
       await cgroup?.close();
     },

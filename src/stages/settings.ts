@@ -65,6 +65,7 @@ const TIMEOUT_KEYS = {
 
 const RESOURCE_KEYS = {
   'memory-mb': 'memoryMb',
+  'disk-mb': 'diskMb',
   'max-processes': 'maxProcesses',
   'file-size-mb': 'fileSizeMb',
   'open-files': 'openFiles',
@@ -77,6 +78,7 @@ const RESOURCE_KEYS = {
  */
 const RESOURCE_MINIMUMS = {
   memoryMb: 64,
+  diskMb: 64,
   maxProcesses: 16,
   fileSizeMb: 1,
   openFiles: 64,

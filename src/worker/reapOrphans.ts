@@ -2,6 +2,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ownerState } from '../host/ownerFile.js';
 import type { Logger } from '../ops/logger.js';
+import { releaseBuildDisk } from '../sandbox/buildDisk.js';
 import { buildCgroupName } from '../sandbox/buildSandbox.js';
 import type { Cgroups } from '../sandbox/cgroups.js';
 
@@ -34,6 +35,7 @@ export async function reapOrphans(workDir: string, logger: Logger, cgroups?: Cgr
       }
     }
     await cgroups?.remove(buildCgroupName(dir));
+    await releaseBuildDisk(join(dir, 'disk')).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     logger.warn({ dir, deadWorker: owner.pid }, 'reaped the leftovers of a dead worker');
   }

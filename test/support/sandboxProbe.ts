@@ -12,6 +12,7 @@ interface Probe {
   commands: Array<{ script: string; access?: SandboxAccess }>;
   resources?: {
     memoryMb: number;
+    diskMb: number;
     maxProcesses: number;
     fileSizeMb: number;
     openFiles: number;
@@ -36,6 +37,7 @@ const resources = probe.resources ?? {
   memoryMb: 512,
   maxProcesses: 64,
   fileSizeMb: 8,
+  diskMb: 256,
   openFiles: 256,
   cpuSec: 60,
 };

@@ -19,7 +19,14 @@ const defaults: RepoSettings = {
     coverageMs: 60_000,
     artefactMs: 300_000,
   },
-  resources: { memoryMb: 2048, maxProcesses: 512, fileSizeMb: 1024, openFiles: 1024, cpuSec: 1800 },
+  resources: {
+    memoryMb: 2048,
+    diskMb: 4096,
+    maxProcesses: 512,
+    fileSizeMb: 1024,
+    openFiles: 1024,
+    cpuSec: 1800,
+  },
 };
 
 function problem(raw: unknown): string {
@@ -71,7 +78,14 @@ describe('parseRepoSettings', () => {
         coverageMs: 5_000,
         artefactMs: 300_000,
       },
-      resources: { memoryMb: 512, maxProcesses: 512, fileSizeMb: 10, openFiles: 256, cpuSec: 60 },
+      resources: {
+        memoryMb: 512,
+        diskMb: 4096,
+        maxProcesses: 512,
+        fileSizeMb: 10,
+        openFiles: 256,
+        cpuSec: 60,
+      },
     });
     assert.equal(defaults.limits.testMs, 900_000, 'defaults untouched');
     assert.equal(defaults.resources.memoryMb, 2048, 'defaults untouched');
