@@ -152,7 +152,14 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       cacheDir: state.cacheDir,
       cacheKey: state.gitCacheKey,
       credentials: state.gitCredentials,
-      caps: state.checkoutCaps,
+      // The checkout is on the build's own disk: a tree that cannot fit fails its own build, never the runner.
+      caps: {
+        ...state.checkoutCaps,
+        maxBytes: Math.min(
+          state.checkoutCaps.maxBytes,
+          Math.floor(state.resources.diskMb * 1024 * 1024 * 0.9),
+        ),
+      },
       timeoutMs,
     }),
     run: checkout.run,
