@@ -223,7 +223,12 @@ async function runStage<N extends StageName>(
   ctx.log(`stage ${name} started`);
   const finished = await stage.run(input, ctx);
   // What the kernel enforced during the stage is part of its result ("memory limit … reached").
-  const enforced = await state.sandbox.limitEvents();
+  // A full disk is the doing of the stages whose processes write on it (install, the tests), not of lint beside them
+  // or of the runner's own stages after them.
+  const writesDisk = name === 'install' || name === 'test';
+  const enforced = (await state.sandbox.limitEvents()).filter(
+    (event) => writesDisk || !event.startsWith('disk limit'),
+  );
   const noted = enforced.length
     ? { ...finished, summary: `${finished.summary}; ${enforced.join('; ')}` }
     : finished;

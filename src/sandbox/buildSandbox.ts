@@ -185,18 +185,15 @@ function limitWatcher(
   };
 }
 
-// The kernel's limit events, and the build's filesystem being full (once, when it first is).
+// The kernel's limit events, and the build's filesystem being full (while it is).
 function withDiskEvent(
   events: () => Promise<string[]>,
   disk: BuildDisk | undefined,
 ): () => Promise<string[]> {
-  let said = false;
   return async () => {
     const found = await events();
-    const full = said ? undefined : await disk?.limitEvent();
-    if (!full) return found;
-    said = true;
-    return [...found, full];
+    const full = await disk?.limitEvent();
+    return full ? [...found, full] : found;
   };
 }
 
