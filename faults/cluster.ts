@@ -15,6 +15,7 @@ import {
 } from '../src/delivery/kafka.js';
 import { type GitServer, startGitServer } from '../src/git/gitServer.js';
 import { createLogger, type Logger } from '../src/ops/logger.js';
+import { releaseBuildDisksUnder } from '../src/sandbox/buildDisk.js';
 import { createFixtureRepo, type FixtureRepo } from '../test/support/fixtureRepo.js';
 import { collectReports, type ReportCollector } from '../test/support/reportCollector.js';
 import { setTopicConfig } from '../test/support/setTopicConfig.js';
@@ -274,6 +275,8 @@ export async function createCluster(
       await Promise.all([reports.close(), agent.close(), dlq.close()]).catch(() => undefined);
       await git.close();
       await repo.cleanup();
+      // Killed workers' builds may still have their filesystems mounted (no later worker reaped them).
+      await releaseBuildDisksUnder(dir);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -46,6 +46,17 @@ export async function releaseBuildDisk(buildDir: string): Promise<void> {
   await rm(diskImageOf(buildDir), { force: true });
 }
 
+// Unmounts (lazily) every build filesystem mounted under `dir`: what a test that killed its workers leaves behind
+// before it removes their work directory.
+export async function releaseBuildDisksUnder(dir: string): Promise<void> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const points = mounts
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point.startsWith(`${dir}/`) && point.endsWith('/disk'));
+  for (const point of points) await run('umount', ['-l', point]).catch(() => undefined);
+}
+
 async function isMountPoint(dir: string): Promise<boolean> {
   const mounts = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
   // mountinfo escapes spaces and the like as octal; build directories have none.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Config, loadConfig } from '../../src/ops/config.js';
 import { createLogger, type Logger } from '../../src/ops/logger.js';
+import { releaseBuildDisksUnder } from '../../src/sandbox/buildDisk.js';
 import { noSandbox } from '../../src/sandbox/buildSandbox.js';
 import type { StageContext } from '../../src/stages/types.js';
 
@@ -56,6 +57,10 @@ export async function createTestSpace(overrides: Record<string, string> = {}): P
   return {
     config: loadConfig(env),
     dir,
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    // A test that killed a worker may leave its builds' filesystems mounted: unmounted before the directory goes.
+    cleanup: async () => {
+      await releaseBuildDisksUnder(dir);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }

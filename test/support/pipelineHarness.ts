@@ -6,6 +6,7 @@ import { ensureToolchain } from '../../src/build/toolchain.js';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
 import { loadConfig } from '../../src/ops/config.js';
+import { releaseBuildDisksUnder } from '../../src/sandbox/buildDisk.js';
 import { prepareSandbox, sandboxRequest } from '../../src/sandbox/sandboxHost.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';
 import { testLogger } from './harness.js';
@@ -69,6 +70,7 @@ export async function createPipelineHarness(env: Record<string, string> = {}): P
     async close() {
       await git.close();
       await Promise.all(repos.map((repo) => repo.cleanup()));
+      await releaseBuildDisksUnder(root);
       await rm(root, { recursive: true, force: true });
     },
   };
