@@ -3,7 +3,8 @@ import { BuildFault } from '../ops/errors.js';
 import { redactUrl } from '../ops/logger.js';
 import type { StageName, StageResult } from '../stages/types.js';
 import type { BuildInput } from './buildInput.js';
-import { STAGE_ORDER, STAGES, type StageResults } from './stageTable.js';
+import type { StageResults } from './stageDefinition.js';
+import { STAGE_ORDER, STAGES } from './stageTable.js';
 
 /** The stage results of one build, as far as it got. */
 export interface BuildResults {

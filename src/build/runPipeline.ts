@@ -12,7 +12,8 @@ import type { StageContext, StageName, StageOutcome } from '../stages/types.js';
 import type { BuildInput } from './buildInput.js';
 import { type BuildLayout, buildLayout, prepareLayout } from './layout.js';
 import { assembleReport, type BuildResults, faultedStages } from './report.js';
-import { type BuildState, type CacheUse, STAGE_ORDER, STAGES, type StageDefinition } from './stageTable.js';
+import type { BuildState, CacheUse, StageDefinition } from './stageDefinition.js';
+import { STAGE_ORDER, STAGES } from './stageTable.js';
 import type { Toolchain } from './toolchain.js';
 
 /** A stage starting (no outcome yet) or finished, with the cache it used if any. */

@@ -1,8 +1,5 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BuildReport } from '../delivery/contracts.js';
-import type { BuildResources, CheckoutCaps, GitCredentials, StageLimits } from '../ops/config.js';
-import type { BuildSandbox } from '../sandbox/buildSandbox.js';
 import * as artefact from '../stages/artefact.js';
 import * as checkout from '../stages/checkout.js';
 import * as coverage from '../stages/coverage.js';
@@ -13,130 +10,13 @@ import { copyLintTree } from '../stages/lintTree.js';
 import * as settings from '../stages/settings.js';
 import * as test from '../stages/test.js';
 import { boundFailures } from '../stages/testFailures.js';
-import {
-  keepTestSelection,
-  planTestSelection,
-  type SelectionPlace,
-  selectionFingerprint,
-  type TestSelection,
-} from '../stages/testSelection.js';
-import type { StageContext, StageName, StageResult } from '../stages/types.js';
+import { planTestSelection, selectionFingerprint } from '../stages/testSelection.js';
+import type { StageName, StageResult } from '../stages/types.js';
 import { artefactUrl } from './artefactLocation.js';
-import type { BuildInput } from './buildInput.js';
+import { keepSelection, selectionPlace } from './buildSelection.js';
 import { collectKeptFiles, DEFAULT_KEPT_LIMITS } from './collectKeptFiles.js';
-import type { BuildLayout } from './layout.js';
-import { readBuildFile } from './readBuildFile.js';
-import type { Toolchain } from './toolchain.js';
-
-/** The value each stage's result carries. */
-export interface StageValues {
-  checkout: checkout.CheckoutValue;
-  settings: settings.RepoFacts;
-  install: install.InstallValue;
-  lint: lint.LintValue;
-  test: test.TestValue;
-  coverage: coverage.CoverageValue;
-  artefact: artefact.ArtefactValue;
-}
-
-/** The input each stage runs on. */
-export interface StageInputs {
-  checkout: checkout.CheckoutInput;
-  settings: settings.SettingsInput;
-  install: install.InstallInput;
-  lint: lint.LintInput;
-  test: test.TestInput;
-  coverage: coverage.CoverageInput;
-  artefact: artefact.ArtefactInput;
-}
-
-/** One build's results so far, each typed by its stage. */
-export type StageResults = { [N in StageName]?: StageResult<StageValues[N]> };
-
-/** What the stages of one build are given, and what they have found so far. */
-export interface BuildState {
-  input: BuildInput;
-  layout: BuildLayout;
-  toolchain: Toolchain;
-  sandbox: BuildSandbox;
-  /** The repository as its caches know it: a local path's own path, else its URL without credentials. */
-  repository: string;
-  cacheDir: string;
-  artefactDir: string;
-  artefactMaxBytes: number;
-  checkoutCaps: CheckoutCaps;
-  gitCacheKey?: string;
-  gitCredentials?: GitCredentials;
-  /** The runner's defaults for what a repository may set (its settings may lower the limits, never raise them). */
-  pytestMark: string;
-  flakyReruns: number;
-  selectFullEvery: number;
-  resources: BuildResources;
-  /** Each stage's time limit: the runner's, then the repository's once its settings are read (resolved once). */
-  limits: StageLimits;
-  results: StageResults;
-  /** The build log so far (written into the artefact's reports/build.log). */
-  logLines: string[];
-  /** With select = "affected": what this build's test run selects (planned just before it). */
-  selection?: TestSelection;
-  /** Files the build asked to keep ($CI_RUNNER_KEEP), gathered before the artefact: how many, and where. */
-  kept: { dir: string; count: number };
-}
-
-/** A cache a stage reports a hit or miss of (the worker's metrics). */
-export interface CacheUse {
-  cache: 'git' | 'env';
-  hit: boolean;
-}
-
-/** One stage: its name, the limit it uses, when it runs and on what, and what it adds to the report. */
-export interface StageDefinition<N extends StageName> {
-  name: N;
-  /** Its time limit in StageLimits: configurable (<STAGE>_TIMEOUT_SEC), lowered by a repository. */
-  limit: keyof StageLimits;
-  /** Its input, or undefined when the stages before it did not give what it needs (it does not run). */
-  input(state: BuildState, timeoutMs: number): StageInputs[N] | undefined;
-  /** What the pipeline does just before the stage runs, outside the sandbox (its inputs made ready). */
-  prepare?(state: BuildState, ctx: StageContext): Promise<void>;
-  run(input: StageInputs[N], ctx: StageContext): Promise<StageResult<StageValues[N]>>;
-  /** What it adds to the report (the verdict itself is the report's: see assembleReport). */
-  report?(result: StageResult<StageValues[N]>, report: BuildReport): void;
-  /** The cache it used, for the worker's metrics. */
-  cache?(value: StageValues[N]): CacheUse | undefined;
-}
-
-// Where a build's test selection data lives (its history's data in the runner's cache).
-function selectionPlace(state: BuildState): SelectionPlace {
-  return {
-    layout: state.layout,
-    cacheDir: state.cacheDir,
-    repository: state.repository,
-    commitSha: state.input.commitSha,
-    gitdir: passed(state.results.checkout)?.source?.gitdir,
-  };
-}
-
-// Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.
-async function keepSelection(state: BuildState, ctx: StageContext): Promise<void> {
-  const { selection, results } = state;
-  const tested = results.test?.outcome === 'passed' || results.test?.outcome === 'failed';
-  if (!selection || !tested || results.coverage?.outcome !== 'passed') return;
-  const kept = await keepTestSelection(selectionPlace(state), selection);
-  ctx.log(
-    kept ? 'kept the test selection data for later builds' : 'the test run left no selection data to keep',
-  );
-}
-
-/** Reports the build's tools write (in its out/ directory), copied into the artefact's reports/. */
-const TOOL_REPORTS = ['junit.xml', 'coverage.json', 'pytest-results.json'];
-
-// Copies the tools' reports out of the build's reach into the runner's reports, read as plain files only.
-async function collectToolReports(out: string, reports: string): Promise<void> {
-  for (const name of TOOL_REPORTS) {
-    const bytes = await readBuildFile(out, name);
-    if (bytes) await writeFile(join(reports, name), bytes);
-  }
-}
+import { collectToolReports } from './collectToolReports.js';
+import type { StageDefinition } from './stageDefinition.js';
 
 const passed = <T>(result: StageResult<T> | undefined): T | undefined =>
   result?.outcome === 'passed' ? result.value : undefined;

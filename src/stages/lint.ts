@@ -43,7 +43,7 @@ export interface LintValue {
 const MAX_DIFFED_FILES = 20;
 
 // An entry that is not one of the tool's findings but says why the tool gave none (it failed, or could not run).
-function toolEntry(tool: 'ruff' | 'black', text: string): LintEntry {
+function toolEntry(tool: LintFinding['tool'], text: string): LintEntry {
   return {
     text,
     detail: { tool, path: '', line: 0, column: 0, code: '', message: text, fixable: false, diff: '' },
@@ -104,9 +104,20 @@ async function black(
   const remembered = /^ci-runner: (\d+) file\(s\) black would reformat.*$/m.exec(result.stderr);
   if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
   if (result.exitCode === 0) return [];
-  const findings = parseBlackOutput(result.stderr, input.layout.inside.src).sort();
-  const texts = findings.length > 0 ? findings : [toolError('black', result.exitCode, result.stderr)];
-  return texts.map((text) => formatterEntry('black', text));
+  return formatterEntries('black', parseBlackOutput(result.stderr, input.layout.inside.src), result);
+}
+
+// A formatter's findings as entries, by path; when it failed without any, why.
+function formatterEntries(
+  tool: 'black' | 'ruff-format',
+  findings: string[],
+  result: { exitCode: number; stderr: string },
+): LintEntry[] {
+  if (findings.length === 0) {
+    const name = tool === 'black' ? 'black' : 'ruff format';
+    return [toolEntry(tool, toolError(name, result.exitCode, result.stderr))];
+  }
+  return findings.sort().map((text) => formatterEntry(tool, text));
 }
 
 // `ruff format --check` (concise diagnostics from 0.16, when the default became a full diff).
@@ -121,12 +132,8 @@ async function ruffFormat(
   const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode === 0) return [];
-  const findings = parseRuffFormatOutput(
-    `${result.stdout}\n${result.stderr}`,
-    input.layout.inside.src,
-  ).sort();
-  const texts = findings.length > 0 ? findings : [toolError('ruff format', result.exitCode, result.stderr)];
-  return texts.map((text) => formatterEntry('ruff-format', text));
+  const output = `${result.stdout}\n${result.stderr}`;
+  return formatterEntries('ruff-format', parseRuffFormatOutput(output, input.layout.inside.src), result);
 }
 
 // `ruff check`, never fixing (a repository's `fix = true` must not hide what its own hook would fail on); a

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BuildInput } from '../../src/build/buildInput.js';
 import { assembleReport, type BuildResults, erroredReport } from '../../src/build/report.js';
-import type { StageResults } from '../../src/build/stageTable.js';
+import type { StageResults } from '../../src/build/stageDefinition.js';
 import type { StageResult } from '../../src/stages/types.js';
 
 const input: BuildInput = {

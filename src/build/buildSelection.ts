@@ -1,0 +1,26 @@
+import { keepTestSelection, type SelectionPlace } from '../stages/testSelection.js';
+import type { StageContext } from '../stages/types.js';
+import type { BuildState } from './stageDefinition.js';
+
+// Where a build's test selection data lives (its history's data in the runner's cache).
+export function selectionPlace(state: BuildState): SelectionPlace {
+  return {
+    layout: state.layout,
+    cacheDir: state.cacheDir,
+    repository: state.repository,
+    commitSha: state.input.commitSha,
+    gitdir:
+      state.results.checkout?.outcome === 'passed' ? state.results.checkout.value.source?.gitdir : undefined,
+  };
+}
+
+// Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.
+export async function keepSelection(state: BuildState, ctx: StageContext): Promise<void> {
+  const { selection, results } = state;
+  const tested = results.test?.outcome === 'passed' || results.test?.outcome === 'failed';
+  if (!selection || !tested || results.coverage?.outcome !== 'passed') return;
+  const kept = await keepTestSelection(selectionPlace(state), selection);
+  ctx.log(
+    kept ? 'kept the test selection data for later builds' : 'the test run left no selection data to keep',
+  );
+}
