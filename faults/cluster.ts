@@ -257,18 +257,11 @@ export async function createCluster(
     async strays() {
       const { stdout } = await run('ps', ['-eo', 'pid=,uid=,args=']);
       const base = Number(env.SANDBOX_UID_BASE ?? 800_000);
-      const processes = stdout.split('\n').filter((line) => {
+      return stdout.split('\n').filter((line) => {
         const uid = Number(line.trim().split(/\s+/)[1]);
         const buildUser = uid >= base && uid < base + 65_536;
         return (buildUser || line.includes(env.WORK_DIR as string)) && !line.includes('ps -eo');
       });
-      // A killed build's own filesystem still mounted is left over too (the next worker's reaper unmounts it).
-      const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
-        .split('\n')
-        .map((line) => line.split(' ')[4] ?? '')
-        .filter((point) => point.startsWith(`${env.WORK_DIR}/`))
-        .map((point) => `mounted: ${point}`);
-      return [...processes, ...mounts];
     },
     async close() {
       for (const part of parts.values()) if (part.child.exitCode === null) part.child.kill('SIGKILL');
