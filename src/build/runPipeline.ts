@@ -19,7 +19,25 @@ import type { Toolchain } from './toolchain.js';
 /** A stage starting (no outcome yet) or finished, with the cache it used if any. */
 export type StageEvent =
   | { stage: StageName; outcome?: undefined }
-  | { stage: StageName; outcome: StageOutcome; durationMs: number; summary: string; cache?: CacheUse };
+  | {
+      stage: StageName;
+      outcome: StageOutcome;
+      durationMs: number;
+      summary: string;
+      cache?: CacheUse;
+      /** Connections the build's egress proxy refused during the stage. */
+      egressRefused?: number;
+    };
+
+/** Destinations named in a stage's summary; the job log has every refusal with its reason. */
+const EGRESS_NAMED = 5;
+
+// "egress refused: 203.0.113.9:6379, evil.example:443 (and 3 more)": each destination once.
+function egressNote(refused: Array<{ target: string }>): string {
+  const targets = [...new Set(refused.map((r) => r.target))];
+  const more = targets.length > EGRESS_NAMED ? ` (and ${targets.length - EGRESS_NAMED} more)` : '';
+  return `egress refused: ${targets.slice(0, EGRESS_NAMED).join(', ')}${more}`;
+}
 
 export interface PipelineOptions {
   toolchain: Toolchain;
@@ -230,8 +248,11 @@ async function runStage<N extends StageName>(
   const enforced = (await state.sandbox.limitEvents()).filter(
     (event) => writesDisk || !event.startsWith('disk limit'),
   );
-  const noted = enforced.length
-    ? { ...finished, summary: `${finished.summary}; ${enforced.join('; ')}` }
+  const refused = state.sandbox.egressRefusals();
+  for (const { target, reason } of refused) ctx.log(`egress refused: ${target} (${reason})`);
+  const notes = [...enforced, ...(refused.length ? [egressNote(refused)] : [])];
+  const noted = notes.length
+    ? { ...finished, summary: `${finished.summary}; ${notes.join('; ')}` }
     : finished;
   // Writes were refused: what the stage made of it is not its verdict.
   const diskFull = enforced.some((event) => event.startsWith('disk limit'));
@@ -243,7 +264,7 @@ async function runStage<N extends StageName>(
   const value = result.outcome === 'passed' || result.outcome === 'failed' ? result.value : undefined;
   const cache = value === undefined ? undefined : stage.cache?.(value);
   const { outcome, durationMs, summary } = result;
-  options.onStage?.({ stage: name, outcome, durationMs, summary, cache });
+  options.onStage?.({ stage: name, outcome, durationMs, summary, cache, egressRefused: refused.length });
   if (result.outcome === 'canceled') {
     throw new CiError('BUILD_CANCELED', `build canceled during ${name}`, { retriable: true });
   }

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import { buildEnv } from './buildEnvConfig.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
+import { type EgressConfig, egressConfig } from './egressConfig.js';
 import { ConfigError } from './errors.js';
 import { type PlacementConfig, placement, workerHostId } from './placementConfig.js';
 import {
@@ -55,6 +56,8 @@ export interface SandboxConfig {
   /** Builds started by root run as uid/gid uidBase + a random offset below 65,536. */
   uidBase: number;
   resources: BuildResources;
+  /** What builds that resolve or install may reach (BUILD_EGRESS, BUILD_EGRESS_ALLOW, BUILD_EGRESS_DNS). */
+  egress: EgressConfig;
 }
 
 export interface GitCredentials {
@@ -279,6 +282,7 @@ export function loadConfig(
     sandbox: Object.freeze({
       enabled: sandboxSwitch(env),
       uidBase: integer(env, 'SANDBOX_UID_BASE', 800_000, 1_000, 4_294_000_000),
+      egress: Object.freeze(egressConfig(env)),
       resources: Object.freeze({
         memoryMb: integer(env, 'BUILD_MEMORY_MB', 2048, 64, 1_048_576),
         diskMb: integer(env, 'BUILD_DISK_MB', 4096, 64, 16_777_216),

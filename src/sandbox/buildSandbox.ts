@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BuildLayout } from '../build/layout.js';
 import { chownBeneath } from '../host/beneath.js';
 import { LAUNCH_FDS, type Launch } from '../host/runBounded.js';
@@ -9,6 +10,9 @@ import { CiError } from '../ops/errors.js';
 import type { BuildDisk } from './buildDisk.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
+import { EgressPolicy, egressLookup } from './egressPolicy.js';
+import { type EgressProxy, openEgressProxy } from './egressProxy.js';
+import { egressSocketPath } from './egressSocketPath.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
 import { attachUserNetwork } from './slirp.js';
 
@@ -22,7 +26,10 @@ export interface SandboxAccess {
   venvDir?: string;
   /** Lint: the lint tree (read-only) at the source path instead of the checkout, and lint's own directory. */
   lint?: boolean;
-  /** The internet through user-mode networking that cannot reach the host's loopback. Otherwise none at all. */
+  /**
+   * The process resolves or installs: it gets the build's egress (BUILD_EGRESS): the package index through the
+   * runner's proxy, the internet (host loopback blocked), or nothing. Otherwise no network at all.
+   */
   network?: boolean;
   /** A shared environment (host directory), visible read-only at `sharedEnvPath()`. */
   shared?: string;
@@ -50,6 +57,10 @@ export interface BuildSandbox {
   description(): string;
   /** What the kernel enforced since the last call ("memory limit of 2048 MiB reached: …"). */
   limitEvents(): Promise<string[]>;
+  /** Variables a process with `network` needs to reach its egress (the proxy's address, or offline). */
+  egressEnv(): Record<string, string>;
+  /** Connections the egress proxy refused since the last call. */
+  egressRefusals(): Array<{ target: string; reason: string }>;
   close(): Promise<void>;
 }
 
@@ -59,6 +70,20 @@ const TMPFS_BYTES = 256 * MIB;
 const HANDOVER_MAX_ENTRIES = Number.MAX_SAFE_INTEGER;
 const RUNNER_FILES = '/ci/runner';
 const SHARED_ENV = '/ci/shared';
+/** Where the egress proxy's socket appears in the sandbox, and the loopback port forwarded to it. */
+const EGRESS_SOCKET = '/ci/egress.sock';
+const EGRESS_PORT = 3128;
+const EGRESS_FORWARDER = fileURLToPath(new URL('../../python/ci_runner_egress_forward.py', import.meta.url));
+/** The proxy's address inside the sandbox, in every variable uv, pip and urllib read; nothing bypasses it. */
+const PROXY_ENV = (() => {
+  const url = `http://127.0.0.1:${EGRESS_PORT}`;
+  const env: Record<string, string> = { NO_PROXY: '', no_proxy: '' };
+  for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY']) {
+    env[name] = url;
+    env[name.toLowerCase()] = url;
+  }
+  return env;
+})();
 
 function passwd(uid: number, gid: number, home: string): { passwd: string; group: string } {
   return {
@@ -83,8 +108,22 @@ export function noSandbox(): BuildSandbox {
     lower: async () => undefined,
     description: () => 'UNSANDBOXED (SANDBOX=off): the build ran with the runner’s user, network and files',
     limitEvents: async () => [],
+    egressEnv: () => ({}),
+    egressRefusals: () => [],
     close: async () => undefined,
   };
+}
+
+// What a build that resolves or installs may reach, in words.
+function describeEgress(host: SandboxHost, policy: EgressPolicy): string {
+  if (host.egress.mode === 'internet')
+    return 'install reaches the internet (BUILD_EGRESS=internet; host loopback blocked)';
+  if (host.egress.mode === 'none')
+    return 'no network at all (BUILD_EGRESS=none: install uses only what is cached)';
+  const names = host.egress.rules.map((rule) =>
+    rule.kind === 'host' ? rule.host : `${rule.address}/${rule.prefix}`,
+  );
+  return `no network; install reaches only the package index through the runner's proxy, no DNS (egress: package index only (${policy.size} hosts: ${[...new Set(names)].join(', ')}))`;
 }
 
 // One line for the report and the job log: what confined the build, with the limits in force.
@@ -92,7 +131,7 @@ function describeSandbox(
   host: SandboxHost,
   uid: number,
   current: BuildResources,
-  by: { memory: boolean; pids: boolean; notes: string[]; disk?: BuildDisk },
+  by: { memory: boolean; pids: boolean; notes: string[]; disk?: BuildDisk; egress: string },
 ): string {
   const user = host.privileged
     ? `uid ${uid} (unprivileged, all capabilities dropped)`
@@ -105,7 +144,7 @@ function describeSandbox(
     : `${current.maxProcesses} processes (RLIMIT_NPROC only)`;
   return [
     `bubblewrap as ${user}; own PID, IPC, UTS, mount and network namespaces`,
-    'no network except install (internet, host loopback blocked)',
+    by.egress,
     memory,
     pids,
     `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
@@ -133,7 +172,7 @@ async function openCgroup(
 }
 
 // What one process of the build sees: its tree (or lint's copy), its own out/home/tmp, and what its access names.
-function mountsFor(layout: BuildLayout, access: SandboxAccess): SandboxMount[] {
+function mountsFor(layout: BuildLayout, access: SandboxAccess, egress?: EgressProxy): SandboxMount[] {
   const write = access.write ?? [];
   const { inside } = layout;
   const mounts: SandboxMount[] = [
@@ -153,6 +192,10 @@ function mountsFor(layout: BuildLayout, access: SandboxAccess): SandboxMount[] {
     mounts.push({ source: layout.venv, target: inside.venv, writable: write.includes('venv') });
   if (access.network)
     mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
+  if (access.network && egress) {
+    mounts.push({ source: egress.socketPath, target: EGRESS_SOCKET });
+    mounts.push({ source: EGRESS_FORWARDER, target: join(RUNNER_FILES, basename(EGRESS_FORWARDER)) });
+  }
   if (access.shared) mounts.push({ source: access.shared, target: SHARED_ENV });
   for (const path of access.files ?? [])
     mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
@@ -212,7 +255,15 @@ export async function openBuildSandbox(
   const ids = passwd(uid, gid, layout.inside.home);
   await writeFile(join(layout.sandbox, 'passwd'), ids.passwd, { mode: 0o644 });
   await writeFile(join(layout.sandbox, 'group'), ids.group, { mode: 0o644 });
-  await writeFile(join(layout.sandbox, 'resolv.conf'), 'nameserver 10.0.2.3\n', { mode: 0o644 });
+  // With the proxy there is no resolver at all (names are the proxy's to resolve); slirp4netns answers at 10.0.2.3.
+  const internet = host.egress.mode === 'internet';
+  const resolv = internet ? 'nameserver 10.0.2.3\n' : '# no DNS in a ci-runner build\n';
+  await writeFile(join(layout.sandbox, 'resolv.conf'), resolv, { mode: 0o644 });
+  const policy = new EgressPolicy(host.egress.rules, egressLookup(host.egress.dns));
+  const proxy =
+    host.egress.mode === 'index'
+      ? await openEgressProxy(policy, await egressSocketPath(layout.sandbox))
+      : undefined;
   let current = { ...resources };
   const cgroupLimits = () => ({ memoryBytes: current.memoryMb * MIB, maxProcesses: current.maxProcesses });
   const { cgroup, notes } = await openCgroup(host, layout, cgroupLimits());
@@ -227,11 +278,13 @@ export async function openBuildSandbox(
   });
   return {
     launch(access) {
+      const viaSlirp = access.network === true && internet;
+      const viaProxy = access.network === true ? proxy : undefined;
       const plan = {
         system: host.system,
         symlinks: host.symlinks,
-        mounts: mountsFor(layout, access),
-        network: access.network === true,
+        mounts: mountsFor(layout, access, viaProxy),
+        network: viaSlirp,
         privileged: host.privileged,
         uid,
         gid,
@@ -244,13 +297,23 @@ export async function openBuildSandbox(
       return {
         wrap: (command, args, cwd) => ({
           command: host.bwrap,
-          args: bwrapArgs({ ...plan, cwd }, command, args),
+          args: viaProxy
+            ? bwrapArgs({ ...plan, cwd }, host.python, [
+                '-I',
+                '-S',
+                join(RUNNER_FILES, basename(EGRESS_FORWARDER)),
+                String(EGRESS_PORT),
+                EGRESS_SOCKET,
+                '--',
+                command,
+                ...args,
+              ])
+            : bwrapArgs({ ...plan, cwd }, command, args),
         }),
         async started(pid) {
           await cgroup?.join(pid);
-          const network = access.network
-            ? await attachUserNetwork(host.slirp, pid, host.privileged)
-            : undefined;
+          const network =
+            viaSlirp && host.slirp ? await attachUserNetwork(host.slirp, pid, host.privileged) : undefined;
           return () => network?.close();
         },
         seccomp: host.seccomp,
@@ -283,12 +346,21 @@ export async function openBuildSandbox(
       await disk?.lower(lowered.diskMb);
     },
     description: () =>
-      describeSandbox(host, uid, current, { memory: memoryByCgroup, pids: pidsByCgroup, notes, disk }),
+      describeSandbox(host, uid, current, {
+        memory: memoryByCgroup,
+        pids: pidsByCgroup,
+        notes,
+        disk,
+        egress: describeEgress(host, policy),
+      }),
     limitEvents: withDiskEvent(
       limitWatcher(cgroup, () => current),
       disk,
     ),
+    egressEnv: () => (proxy ? PROXY_ENV : host.egress.mode === 'none' ? { UV_OFFLINE: '1' } : {}),
+    egressRefusals: () => proxy?.takeRefusals() ?? [],
     close: async () => {
+      await proxy?.close();
       await cgroup?.close();
     },
   };

@@ -2,6 +2,7 @@ import { access, constants, lstat, readlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { LAUNCH_FDS, runBounded } from '../host/runBounded.js';
 import type { SandboxConfig } from '../ops/config.js';
+import type { EgressConfig } from '../ops/egressConfig.js';
 import { ConfigError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 import { type BwrapPlan, bwrapArgs, type SandboxMount } from './bwrapArgs.js';
@@ -12,7 +13,8 @@ import { seccompFilter } from './seccompFilter.js';
 export interface SandboxHost {
   enabled: true;
   bwrap: string;
-  slirp: string;
+  /** User-mode networking, needed only for BUILD_EGRESS=internet. */
+  slirp?: string;
   prlimit: string;
   setpriv: string;
   /** Started as root: builds drop to a per-build unprivileged uid. Otherwise they keep the runner's uid. */
@@ -23,6 +25,10 @@ export interface SandboxHost {
   symlinks: Array<{ target: string; link: string }>;
   /** The runner's tools directory on the host (seen at TOOLS_PATH). */
   tools: string;
+  /** The build interpreter (seen at its own path), which runs the egress forwarder. */
+  python: string;
+  /** What installs may reach. */
+  egress: EgressConfig;
   /** The seccomp filter every sandboxed process runs under, and what it does (or why there is none). */
   seccomp?: Buffer;
   seccompNote: string;
@@ -98,12 +104,15 @@ export interface SandboxRequest {
   readOnly: string[];
   /** The runner's tools directory, which every sandbox reads at TOOLS_PATH. */
   tools: string;
+  /** The build interpreter (visible through readOnly). */
+  python: string;
+  egress: EgressConfig;
 }
 
 /** Where the runner's tools appear inside every sandbox (not at their host path, which names the cache). */
 export const TOOLS_PATH = '/ci/tools';
 
-// Finds bubblewrap, slirp4netns and the cgroups this host offers, and proves a sandbox starts. Fails closed: when
+// Finds bubblewrap, slirp4netns (for BUILD_EGRESS=internet) and the cgroups this host offers, and proves a sandbox starts. Fails closed: when
 // anything is missing the error names it and how to fix it (or, explicitly, SANDBOX=off).
 export async function prepareSandbox(
   request: SandboxRequest,
@@ -117,7 +126,7 @@ export async function prepareSandbox(
   }
   const tools = {
     bwrap: 'bubblewrap',
-    slirp4netns: 'slirp4netns',
+    ...(request.egress.mode === 'internet' ? { slirp4netns: 'slirp4netns' } : {}),
     prlimit: 'util-linux',
     setpriv: 'util-linux',
   };
@@ -125,8 +134,9 @@ export async function prepareSandbox(
   for (const [tool, pkg] of Object.entries(tools)) {
     const path = await findOnPath(tool, request.hostPath);
     if (!path) {
+      const why = tool === 'slirp4netns' ? ' for BUILD_EGRESS=internet' : '';
       throw new ConfigError(
-        `the build sandbox needs ${tool} (Debian package ${pkg}), which is not on PATH; install it, or set SANDBOX=off to run builds unsandboxed (unsafe)`,
+        `the build sandbox needs ${tool} (Debian package ${pkg})${why}, which is not on PATH; install it, or set SANDBOX=off to run builds unsandboxed (unsafe)`,
       );
     }
     found[tool] = path;
@@ -135,13 +145,15 @@ export async function prepareSandbox(
   const host: SandboxHost = {
     enabled: true,
     bwrap: found.bwrap as string,
-    slirp: found.slirp4netns as string,
+    slirp: found.slirp4netns,
     prlimit: found.prlimit as string,
     setpriv: found.setpriv as string,
     privileged: process.getuid?.() === 0,
     uidBase: request.uidBase,
     cgroups: await detectCgroups(),
     tools: request.tools,
+    python: request.python,
+    egress: request.egress,
     ...('program' in filter
       ? {
           seccomp: filter.program,
@@ -204,7 +216,7 @@ async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> 
 export function sandboxRequest(
   config: Readonly<SandboxConfig>,
   hostPath: string,
-  toolchain: { pythonPrefix: string; dir: string },
+  toolchain: { pythonPrefix: string; dir: string; basePython: string },
 ): SandboxRequest {
   return {
     enabled: config.enabled,
@@ -212,5 +224,7 @@ export function sandboxRequest(
     hostPath,
     readOnly: [toolchain.pythonPrefix],
     tools: toolchain.dir,
+    python: toolchain.basePython,
+    egress: config.egress,
   };
 }

@@ -32,6 +32,7 @@ export function sandboxedUv(input: UvInput, ctx: StageContext): SandboxedUv {
       UV_PYTHON_DOWNLOADS: 'never',
       UV_NO_PROGRESS: '1',
       NO_COLOR: '1',
+      ...ctx.sandbox.egressEnv(),
     },
     { install: true },
   );

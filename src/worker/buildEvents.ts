@@ -10,6 +10,8 @@ export interface BuildEventMap {
   retry: { reason: string };
   reportPublished: { commitSha: string };
   flakyTests: { count: number };
+  /** Connections a build's egress proxy refused (BUILD_EGRESS=index). */
+  egressRefused: { count: number };
   /** A build not finished because a newer commit of its branch was announced: canceled running, or not started. */
   superseded: { when: 'running' | 'before_start' };
 }

@@ -104,6 +104,7 @@ function buildProcessor(shared: Shared) {
           }
           log.info({ stage, outcome: event.outcome, durationMs: event.durationMs }, 'stage finished');
           events.emit('stageFinished', { stage, outcome: event.outcome, durationMs: event.durationMs });
+          if (event.egressRefused) events.emit('egressRefused', { count: event.egressRefused });
           if (event.cache) {
             events.emit('cache', event.cache);
             cached[event.cache.cache] = event.cache.hit;

@@ -54,6 +54,11 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
     registers,
   });
   for (const when of ['running', 'before_start']) superseded.inc({ when }, 0);
+  const egressRefused = new Counter({
+    name: 'ci_egress_refused_total',
+    help: 'Connections builds asked their egress proxy for and were refused (destination not allowed, or local)',
+    registers,
+  });
   const published = new Counter({
     name: 'ci_reports_published_total',
     help: 'Reports acknowledged by Kafka',
@@ -80,6 +85,7 @@ export function createWorkerMetrics(events: BuildEvents, store: ReportStore, que
   events.on('retry', () => retries.inc());
   events.on('reportPublished', () => published.inc());
   events.on('flakyTests', ({ count }) => flaky.inc(count));
+  events.on('egressRefused', ({ count }) => egressRefused.inc(count));
   events.on('superseded', ({ when }) => superseded.inc({ when }));
   return registry;
 }

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { RunResult } from '../../src/host/runBounded.js';
+import { egressConfig } from '../../src/ops/egressConfig.js';
 import { ConfigError } from '../../src/ops/errors.js';
 import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
 import { testLogger } from '../support/harness.js';
@@ -16,6 +17,14 @@ const REDIS_PORT = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379').p
 
 /** What each command printed, and the sandbox's description of itself. */
 type ProbeOutput = [...Array<RunResult & { stdout: string }>, { description: string }];
+
+/** What urllib gets through the proxy: each URL with its status, or "refused". */
+const INDEX_PROBE = [
+  'import urllib.request as u',
+  `for url in ['https://pypi.org/simple/six/', 'https://example.org/', 'https://127.0.0.1:${REDIS_PORT}/']:`,
+  '  try: print(u.urlopen(url, timeout=30).status)',
+  "  except Exception as e: print('refused' if '403' in str(e) else e)",
+].join('\n');
 
 // The commands every probe runs: who it is, what it sees, what it may write, where it may connect.
 const COMMANDS = [
@@ -28,13 +37,23 @@ const COMMANDS = [
   { script: 'touch hello.txt && echo wrote-src', access: { write: ['src'] } },
   { script: `bash -c 'echo > /dev/tcp/127.0.0.1/${REDIS_PORT}' 2>/dev/null && echo reached-redis; true` },
   {
+    // Through the egress proxy (BUILD_EGRESS=index, the default): the index answers; the host's Redis, another
+    // host and any name lookup do not; a direct connection has no route.
+    script: `getent hosts pypi.org >/dev/null && echo resolved; python3 -I -c "${INDEX_PROBE}"; bash -c 'echo > /dev/tcp/198.51.100.7/443' 2>/dev/null && echo direct; true`,
+    access: { network: true },
+  },
+];
+
+/** BUILD_EGRESS=internet: slirp4netns, with DNS, and the host's loopback closed. */
+const INTERNET = [
+  {
     // Up to three lookups a second apart: one resolver hiccup on the machine is not the sandbox's doing.
     script: `for i in 1 2 3; do getent hosts pypi.org >/dev/null && { echo resolved; break; }; sleep 1; done; bash -c 'echo > /dev/tcp/10.0.2.2/${REDIS_PORT}' 2>/dev/null && echo reached-host; true`,
     access: { network: true },
   },
 ];
 
-async function probe(asUser?: number): Promise<ProbeOutput> {
+async function probe(asUser?: number, internet = false): Promise<ProbeOutput> {
   const dir = await mkdtemp(join(tmpdir(), 'sandbox-probe-'));
   try {
     const args = [
@@ -42,7 +61,9 @@ async function probe(asUser?: number): Promise<ProbeOutput> {
       'tsx',
       'test/support/sandboxProbe.ts',
       dir,
-      JSON.stringify({ commands: COMMANDS }),
+      JSON.stringify(
+        internet ? { commands: INTERNET, egress: { BUILD_EGRESS: 'internet' } } : { commands: COMMANDS },
+      ),
     ];
     if (asUser === undefined) return JSON.parse((await run('node', args)).stdout);
     await chown(dir, asUser, asUser);
@@ -56,6 +77,8 @@ async function probe(asUser?: number): Promise<ProbeOutput> {
 describe('the build sandbox itself', () => {
   let asRoot: ProbeOutput;
   let asUser: ProbeOutput;
+  let rootInternet: ProbeOutput;
+  let userInternet: ProbeOutput;
 
   // The unprivileged probe runs this checkout's code: every directory above it must let others pass (a clone in a
   // mkdtemp directory is 0700). Restored afterwards.
@@ -69,16 +92,21 @@ describe('the build sandbox itself', () => {
         await chmod(dir, (mode & 0o7777) | 0o001);
       }
     }
-    [asRoot, asUser] = await Promise.all([probe(), probe(65_534)]);
+    [asRoot, asUser, rootInternet, userInternet] = await Promise.all([
+      probe(),
+      probe(65_534),
+      probe(undefined, true),
+      probe(65_534, true),
+    ]);
   });
 
   after(async () => {
     for (const [dir, mode] of opened) await chmod(dir, mode);
   });
 
-  for (const [who, output, uid] of [
-    ['started by root', () => asRoot, (id: number) => id >= 800_000 && id < 865_536],
-    ['started by an unprivileged user', () => asUser, (id: number) => id === 65_534],
+  for (const [who, output, uid, internet] of [
+    ['started by root', () => asRoot, (id: number) => id >= 800_000 && id < 865_536, () => rootInternet],
+    ['started by an unprivileged user', () => asUser, (id: number) => id === 65_534, () => userInternet],
   ] as const) {
     test(`${who}: an unprivileged user with no capabilities, alone in its PID namespace`, () => {
       const [identity] = output();
@@ -98,11 +126,25 @@ describe('the build sandbox itself', () => {
       assert.equal(granted.stdout.trim(), 'wrote-src');
     });
 
-    test(`${who}: no network at all, and during install the internet but not the host's loopback`, () => {
+    test(`${who}: no network at all, and during install only the package index, through the proxy`, () => {
       const [, , , , offline, install] = output();
       assert.ok(offline && 'stdout' in offline && install && 'stdout' in install);
       assert.equal(offline.stdout.trim(), '', "the host's Redis is out of reach");
+      assert.deepEqual(
+        install.stdout.trim().split('\n'),
+        ['200', 'refused', 'refused'],
+        'no name resolves in the box; the index answers; another host and the host loopback are refused',
+      );
+    });
+
+    test(`${who}: with BUILD_EGRESS=internet, the internet during install but not the host's loopback`, () => {
+      const [install, said] = internet();
+      assert.ok(install && 'stdout' in install && said && 'description' in said);
       assert.equal(install.stdout.trim(), 'resolved', 'names resolve; the host loopback stays closed');
+      assert.match(
+        said.description,
+        /install reaches the internet \(BUILD_EGRESS=internet; host loopback blocked\)/,
+      );
     });
   }
 
@@ -111,6 +153,7 @@ describe('the build sandbox itself', () => {
     const userSays = (asUser.at(-1) as { description: string }).description;
     assert.match(rootSays, /^bubblewrap as uid \d+ \(unprivileged, all capabilities dropped\)/);
     assert.match(rootSays, /memory 512 MiB \(cgroup v[12]/);
+    assert.match(rootSays, /egress: package index only \(2 hosts: pypi\.org, files\.pythonhosted\.org\)/);
     assert.match(userSays, /in a user namespace/);
     assert.match(
       userSays,
@@ -119,7 +162,15 @@ describe('the build sandbox itself', () => {
   });
 
   test('fails closed: without bubblewrap the runner refuses, naming what is missing and the opt-out', async () => {
-    const request = { enabled: true, uidBase: 800_000, hostPath: '/nonexistent', readOnly: [], tools: '/' };
+    const request = {
+      enabled: true,
+      uidBase: 800_000,
+      hostPath: '/nonexistent',
+      readOnly: [],
+      tools: '/',
+      python: '/usr/bin/python3',
+      egress: egressConfig({}),
+    };
     await assert.rejects(prepareSandbox(request, testLogger('sandbox')), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.match(error.message, /needs bwrap \(Debian package bubblewrap\).*SANDBOX=off/);

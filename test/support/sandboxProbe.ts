@@ -4,12 +4,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildEnv, buildLayout, prepareLayout } from '../../src/build/layout.js';
 import { runBounded } from '../../src/host/runBounded.js';
+import { egressConfig } from '../../src/ops/egressConfig.js';
 import { createLogger } from '../../src/ops/logger.js';
 import { openBuildSandbox, type SandboxAccess } from '../../src/sandbox/buildSandbox.js';
 import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
 
 interface Probe {
   commands: Array<{ script: string; access?: SandboxAccess }>;
+  /** BUILD_EGRESS and its allow-list, as a runner's environment would set them. */
+  egress?: Record<string, string>;
   resources?: {
     memoryMb: number;
     diskMb: number;
@@ -26,7 +29,15 @@ const logger = createLogger({ level: 'warn', pretty: false, name: 'probe' });
 const tools = join(dir, 'tools');
 await mkdir(tools, { recursive: true });
 const host = await prepareSandbox(
-  { enabled: true, uidBase: 800_000, hostPath: '/usr/local/bin:/usr/bin:/bin', readOnly: [], tools },
+  {
+    enabled: true,
+    uidBase: 800_000,
+    hostPath: '/usr/local/bin:/usr/bin:/bin',
+    readOnly: [],
+    tools,
+    python: '/usr/bin/python3',
+    egress: egressConfig(probe.egress ?? {}),
+  },
   logger,
 );
 const layout = buildLayout(join(dir, 'build'), {}, true);
@@ -47,7 +58,7 @@ const results = [];
 for (const command of probe.commands) {
   const result = await runBounded('/bin/sh', ['-c', command.script], {
     cwd: layout.inside.src,
-    env: buildEnv(layout),
+    env: { ...buildEnv(layout), ...(command.access?.network ? sandbox.egressEnv() : {}) },
     timeoutMs: 60_000,
     signal: new AbortController().signal,
     launch: sandbox.launch(command.access ?? {}),

@@ -1,0 +1,172 @@
+import { chmod, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { EgressPolicy } from './egressPolicy.js';
+
+/** One build's egress proxy: an HTTP CONNECT (and plain HTTP) proxy on a Unix socket only its sandbox sees. */
+export interface EgressProxy {
+  socketPath: string;
+  /** Connections refused since the last call, as `host:port (why)`. */
+  takeRefusals(): Array<{ target: string; reason: string }>;
+  close(): Promise<void>;
+}
+
+/** Connections a build may hold open at once through its proxy. */
+const MAX_CONNECTIONS = 128;
+const CONNECT_TIMEOUT_MS = 20_000;
+const IDLE_TIMEOUT_MS = 300_000;
+
+// `host:port` of a CONNECT request (IPv6 in brackets), or undefined.
+function connectTarget(url: string | undefined): { host: string; port: number } | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]/\s]+):(\d{1,5})$/.exec(url ?? '');
+  const port = Number(match?.[2]);
+  if (!match?.[1] || !(port >= 1 && port <= 65_535)) return undefined;
+  return { host: match[1], port };
+}
+
+// Connects to the first address that answers, within the connect timeout.
+async function dial(addresses: string[], port: number): Promise<Socket> {
+  let last: unknown;
+  for (const address of addresses) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = connect({ host: address, port, timeout: CONNECT_TIMEOUT_MS });
+        socket.once('connect', () => {
+          socket.setTimeout(IDLE_TIMEOUT_MS);
+          resolve(socket);
+        });
+        socket.once('timeout', () => socket.destroy(new Error(`${address}:${port} did not answer`)));
+        socket.once('error', reject);
+      });
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw last ?? new Error('no address');
+}
+
+function refuse(client: Duplex, status: string, text: string): void {
+  client.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${text}\n`);
+}
+
+// Opens the proxy on `socketPath` (readable and writable by the build's user through the sandbox's bind).
+export async function openEgressProxy(policy: EgressPolicy, socketPath: string): Promise<EgressProxy> {
+  let refusals: Array<{ target: string; reason: string }> = [];
+  let open = 0;
+  const sockets = new Set<Duplex>();
+  const track = (socket: Duplex) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  const decide = async (host: string, port: number) => {
+    const decision = await policy.decide(host, port);
+    if ('refused' in decision) refusals.push({ target: `${host}:${port}`, reason: decision.refused });
+    return decision;
+  };
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    void plainHttp(req, res);
+  });
+  server.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => {
+    track(client);
+    client.on('error', () => client.destroy());
+    void tunnel(req, client, head);
+  });
+  server.on('connection', (socket: Socket) => {
+    if (open >= MAX_CONNECTIONS) {
+      socket.destroy();
+      return;
+    }
+    open += 1;
+    track(socket);
+    socket.once('close', () => {
+      open -= 1;
+    });
+  });
+
+  async function tunnel(req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+    const target = connectTarget(req.url);
+    if (!target) return refuse(client, '400 Bad Request', 'CONNECT needs host:port');
+    const decision = await decide(target.host, target.port);
+    if ('refused' in decision)
+      return refuse(client, '403 Forbidden', `ci-runner egress refused ${req.url}: ${decision.refused}`);
+    let upstream: Socket;
+    try {
+      upstream = await dial(decision.addresses, target.port);
+    } catch (error) {
+      return refuse(client, '502 Bad Gateway', `ci-runner egress: ${String(error)}`);
+    }
+    track(upstream);
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length) upstream.write(head);
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  // A plain-HTTP request in proxy form (`GET http://host/path`), for an index served over HTTP.
+  async function plainHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = URL.canParse(req.url ?? '') ? new URL(req.url ?? '') : undefined;
+    if (url?.protocol !== 'http:') {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('a proxy request needs an http:// URL\n');
+      return;
+    }
+    const port = Number(url.port) || 80;
+    const decision = await decide(url.hostname, port);
+    if ('refused' in decision) {
+      res
+        .writeHead(403, { 'content-type': 'text/plain' })
+        .end(`ci-runner egress refused ${url.hostname}:${port}: ${decision.refused}\n`);
+      return;
+    }
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: url.host };
+    delete headers['proxy-connection'];
+    delete headers['proxy-authorization'];
+    const upstream = request(
+      {
+        host: decision.addresses[0],
+        port,
+        method: req.method,
+        path: `${url.pathname}${url.search}`,
+        headers,
+        timeout: CONNECT_TIMEOUT_MS,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('timeout', () => upstream.destroy(new Error('no answer')));
+    upstream.on('error', (error) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`ci-runner egress: ${String(error)}\n`);
+    });
+    req.pipe(upstream);
+  }
+
+  await rm(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  await chmod(socketPath, 0o666);
+  return {
+    socketPath,
+    takeRefusals() {
+      const taken = refusals;
+      refusals = [];
+      return taken;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(socketPath, { force: true });
+    },
+  };
+}
