@@ -23,6 +23,7 @@ import { type Backend, benchModule, benchProject } from '../test/support/benchPr
 import { createFixtureRepo } from '../test/support/fixtureRepo.js';
 import { benchAffectedTests } from './affectedTests.js';
 import { benchBridgeDrain } from './bridgeDrain.js';
+import { benchEgressInstall } from './egressInstall.js';
 import { line, time } from './measure.js';
 import { benchRealProject, REAL_MARK } from './realProject.js';
 
@@ -89,11 +90,38 @@ async function main(): Promise<void> {
       newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
       build: (url, sha) => build(url, sha, join(root, 'cache'), sandboxed, REAL_MARK),
     });
+  const egressRows = async () => {
+    const host = (mode: 'index' | 'internet') =>
+      prepareSandbox(
+        sandboxRequest(
+          { ...config.sandbox, egress: { ...config.sandbox.egress, mode } },
+          config.hostPath,
+          toolchain,
+        ),
+        logger,
+      );
+    const [index, internet] = [await host('index'), await host('internet')];
+    if (!index.enabled || !internet.enabled) {
+      console.log('egress: not measured (SANDBOX=off: builds have the runner network)');
+      return;
+    }
+    await benchEgressInstall({
+      root,
+      rounds: ROUNDS,
+      newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
+      build: (url, sha, cacheDir, sandbox) => build(url, sha, cacheDir, sandbox),
+      hosts: { index, internet },
+    });
+  };
   try {
     console.log(`ci-runner bench: ${ROUNDS} rounds each, medians; Python ${toolchain.pythonVersion}`);
     console.log(`sandbox: ${sandboxed.enabled ? 'on' : 'off'}\n`);
     if (process.env.BENCH_ONLY === 'affected') {
       await affectedRows();
+      return;
+    }
+    if (process.env.BENCH_ONLY === 'egress') {
+      await egressRows();
       return;
     }
 
@@ -275,6 +303,7 @@ async function main(): Promise<void> {
       });
     }
     line('ci-runner build --help (compiled)', compiled, 'the same through tsx', throughTsx, '<= 300 ms');
+    await egressRows();
     if (process.env.BENCH_AFFECTED !== '0') await affectedRows();
   } finally {
     await git.close();

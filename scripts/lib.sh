@@ -26,10 +26,12 @@ apt_install_no_start() {
 }
 
 # Installs what running ci-runner needs on a fresh machine: npm packages, git, Python with venv, and the build
-# sandbox (bubblewrap, slirp4netns; prlimit and setpriv come with util-linux).
+# sandbox (bubblewrap; mkfs.ext4 for each build's own filesystem; slirp4netns for BUILD_EGRESS=internet; prlimit
+# and setpriv come with util-linux).
 ensure_deps() {
   command -v git >/dev/null || apt_install git
   command -v bwrap >/dev/null || apt_install bubblewrap
+  command -v mkfs.ext4 >/dev/null || PATH="$PATH:/sbin:/usr/sbin" command -v mkfs.ext4 >/dev/null || apt_install e2fsprogs
   command -v slirp4netns >/dev/null || apt_install slirp4netns
   { command -v prlimit >/dev/null && command -v setpriv >/dev/null; } || apt_install util-linux
   if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi

@@ -17,6 +17,8 @@ command -v docker-compose >/dev/null || apt_install docker-compose
 { command -v nginx >/dev/null && command -v fcgiwrap >/dev/null; } || apt_install_no_start nginx-light fcgiwrap
 # The alerting test evaluates the shipped rules in a real Prometheus (Debian's), started by the test itself.
 command -v prometheus >/dev/null || apt_install_no_start prometheus
+# The hostile suite's test hosts live in a network namespace it makes (ip netns, veth).
+command -v ip >/dev/null || apt_install iproute2
 say "biome (format + lint)"
 npx biome ci .
 say "tsc (types)"

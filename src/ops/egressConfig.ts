@@ -59,8 +59,8 @@ export function parseEgressEntry(entry: string, from = 'BUILD_EGRESS_ALLOW'): Eg
     return { kind: 'host', host: bracketed[1] ?? '', wildcard: false, ports, from };
   }
   if (isIP(text) === 6) return { kind: 'host', host: text, wildcard: false, ports: WEB_PORTS, from };
-  const [host = '', portText, ...rest] = text.split(':');
-  if (rest.length || !(HOST_NAME.test(host) || isIP(host) === 4))
+  const [, host = '', portText] = /^([^:]*)(?::(\d+))?$/.exec(text) ?? [];
+  if (!(HOST_NAME.test(host) || isIP(host) === 4))
     throw new ConfigError(`BUILD_EGRESS_ALLOW: "${entry}" is not a host, host:port or address range`);
   const wildcard = host.startsWith('*.');
   const ports = portText === undefined ? WEB_PORTS : [port(portText, entry)];

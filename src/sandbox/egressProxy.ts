@@ -31,7 +31,7 @@ async function dial(addresses: string[], port: number): Promise<Socket> {
   for (const address of addresses) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
-        const socket = connect({ host: address, port, timeout: CONNECT_TIMEOUT_MS });
+        const socket = connect({ host: address, port, timeout: CONNECT_TIMEOUT_MS, noDelay: true });
         socket.once('connect', () => {
           socket.setTimeout(IDLE_TIMEOUT_MS);
           resolve(socket);
