@@ -61,6 +61,9 @@ export function egressLookup(servers: string[]): Lookup {
   };
 }
 
+/** How long a build's proxy keeps a name's addresses (the check is on them, so a later answer cannot rebind). */
+const ANSWER_TTL_MS = 30_000;
+
 function hostMatches(rule: Extract<EgressRule, { kind: 'host' }>, host: string, port: number): boolean {
   if (!rule.ports.includes(port)) return false;
   return rule.wildcard ? host.endsWith(`.${rule.host}`) : host === rule.host;
@@ -70,6 +73,8 @@ function hostMatches(rule: Extract<EgressRule, { kind: 'host' }>, host: string, 
 export class EgressPolicy {
   private readonly ranges: BlockList;
   private readonly hosts: Array<Extract<EgressRule, { kind: 'host' }>>;
+  /** Answers kept for a short while (one policy serves one build): a download's many connections ask once. */
+  private readonly answers = new Map<string, { addresses: Promise<string[]>; at: number }>();
 
   constructor(
     rules: EgressConfig['rules'],
@@ -90,6 +95,16 @@ export class EgressPolicy {
 
   private get rangeCount(): number {
     return this.ranges.rules.length;
+  }
+
+  private cachedLookup(host: string): Promise<string[]> {
+    const now = performance.now();
+    const kept = this.answers.get(host);
+    if (kept && now - kept.at < ANSWER_TTL_MS) return kept.addresses;
+    const addresses = this.lookup(host);
+    this.answers.set(host, { addresses, at: now });
+    addresses.catch(() => this.answers.delete(host));
+    return addresses;
   }
 
   private inRange(address: string): boolean {
@@ -113,7 +128,7 @@ export class EgressPolicy {
       return { refused: 'not an allowed destination' };
     let addresses: string[];
     try {
-      addresses = await this.lookup(host);
+      addresses = await this.cachedLookup(host);
     } catch {
       return { refused: 'its name does not resolve' };
     }
