@@ -10,6 +10,7 @@ import { CiError } from '../ops/errors.js';
 import type { BuildDisk } from './buildDisk.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
+import { watchBuildDisk } from './diskWatcher.js';
 import { EgressPolicy, egressLookup } from './egressPolicy.js';
 import { type EgressProxy, openEgressProxy } from './egressProxy.js';
 import { egressSocketPath } from './egressSocketPath.js';
@@ -148,7 +149,7 @@ function describeSandbox(
     memory,
     pids,
     `file size ${current.fileSizeMb} MiB, ${current.openFiles} open files, CPU ${current.cpuSec} s per process`,
-    by.disk?.description() ?? 'disk: not limited (needs a root worker; see the README)',
+    by.disk?.description() ?? 'disk: not limited',
     host.seccompNote,
   ].join('; ');
 }
@@ -250,6 +251,9 @@ export async function openBuildSandbox(
   disk?: BuildDisk,
 ): Promise<BuildSandbox> {
   if (!host.enabled) return noSandbox();
+  // Without a filesystem of its own (a worker that is not root), the runner measures the build and stops it.
+  const watched = disk ? undefined : watchBuildDisk(layout.disk, resources.diskMb);
+  const limited = disk ?? watched;
   const uid = host.privileged ? host.uidBase + randomInt(65_536) : (process.getuid?.() ?? 0);
   const gid = host.privileged ? uid : (process.getgid?.() ?? 0);
   const ids = passwd(uid, gid, layout.inside.home);
@@ -312,9 +316,13 @@ export async function openBuildSandbox(
         }),
         async started(pid) {
           await cgroup?.join(pid);
+          const untrack = watched?.track(pid);
           const network =
             viaSlirp && host.slirp ? await attachUserNetwork(host.slirp, pid, host.privileged) : undefined;
-          return () => network?.close();
+          return () => {
+            untrack?.();
+            network?.close();
+          };
         },
         seccomp: host.seccomp,
       };
@@ -343,24 +351,25 @@ export async function openBuildSandbox(
     async lower(lowered) {
       current = { ...lowered };
       await cgroup?.setLimits(cgroupLimits());
-      await disk?.lower(lowered.diskMb);
+      await limited?.lower(lowered.diskMb);
     },
     description: () =>
       describeSandbox(host, uid, current, {
         memory: memoryByCgroup,
         pids: pidsByCgroup,
         notes,
-        disk,
+        disk: limited,
         egress: describeEgress(host, policy),
       }),
     limitEvents: withDiskEvent(
       limitWatcher(cgroup, () => current),
-      disk,
+      limited,
     ),
     egressEnv: () => (proxy ? PROXY_ENV : host.egress.mode === 'none' ? { UV_OFFLINE: '1' } : {}),
     egressRefusals: () => proxy?.takeRefusals() ?? [],
     close: async () => {
       await proxy?.close();
+      await watched?.close();
       await cgroup?.close();
     },
   };

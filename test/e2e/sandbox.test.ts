@@ -15,8 +15,8 @@ import { testLogger } from '../support/harness.js';
 const run = promisify(execFile);
 const REDIS_PORT = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:16379').port;
 
-/** What each command printed, and the sandbox's description of itself. */
-type ProbeOutput = [...Array<RunResult & { stdout: string }>, { description: string }];
+/** What each command printed and what the sandbox enforced meanwhile, and the sandbox's description of itself. */
+type ProbeOutput = [...Array<RunResult & { stdout: string; events: string[] }>, { description: string }];
 
 /** What urllib gets through the proxy: each URL with its status, or "refused". */
 const INDEX_PROBE = [
@@ -25,6 +25,15 @@ const INDEX_PROBE = [
   '  try: print(u.urlopen(url, timeout=30).status)',
   "  except Exception as e: print('refused' if '403' in str(e) else e)",
 ].join('\n');
+
+/**
+ * 4 MiB files (the probe's file-size limit is 8 MiB) written one every 50 ms into the build's tmp, far past the
+ * probe's 256 MiB disk: the probe's sandbox has no filesystem of its own, so the runner's watcher must stop it.
+ */
+const FILL = {
+  script:
+    'for i in $(seq 1 150); do head -c 4194304 /dev/zero > "$TMPDIR/fill-$i" || exit 3; sleep 0.05; done; echo all-written',
+};
 
 // The commands every probe runs: who it is, what it sees, what it may write, where it may connect.
 const COMMANDS = [
@@ -42,6 +51,7 @@ const COMMANDS = [
     script: `getent hosts pypi.org >/dev/null && echo resolved; python3 -I -c "${INDEX_PROBE}"; bash -c 'echo > /dev/tcp/198.51.100.7/443' 2>/dev/null && echo direct; true`,
     access: { network: true },
   },
+  FILL,
 ];
 
 /** BUILD_EGRESS=internet: slirp4netns, with DNS, and the host's loopback closed. */
@@ -135,6 +145,16 @@ describe('the build sandbox itself', () => {
         ['200', 'refused', 'refused'],
         'no name resolves in the box; the index answers; another host and the host loopback are refused',
       );
+    });
+
+    test(`${who}: without a filesystem of its own, the runner stops a build past its disk limit`, () => {
+      const filled = output()[6];
+      assert.ok(filled && 'stdout' in filled);
+      assert.equal(filled.stdout.trim(), '', 'it was stopped before writing 600 MiB');
+      assert.notEqual(filled.kind === 'exited' && filled.exitCode, 0);
+      assert.deepEqual(filled.events, ['disk limit of 256 MiB reached']);
+      const said = output().at(-1) as { description: string };
+      assert.match(said.description, /disk: 256 MiB, watched by the runner/);
     });
 
     test(`${who}: with BUILD_EGRESS=internet, the internet during install but not the host's loopback`, () => {

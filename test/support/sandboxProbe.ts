@@ -40,7 +40,8 @@ const host = await prepareSandbox(
   },
   logger,
 );
-const layout = buildLayout(join(dir, 'build'), {}, true);
+// Named per probe: two probes at once must not share a cgroup name.
+const layout = buildLayout(join(dir, `build-${process.pid}`), {}, true);
 await prepareLayout(layout);
 await mkdir(layout.src);
 await writeFile(join(layout.src, 'hello.txt'), 'hello\n');
@@ -63,7 +64,7 @@ for (const command of probe.commands) {
     signal: new AbortController().signal,
     launch: sandbox.launch(command.access ?? {}),
   });
-  results.push(result);
+  results.push({ ...result, events: await sandbox.limitEvents() });
 }
 results.push({ description: sandbox.description() });
 await sandbox.close();
