@@ -43,8 +43,8 @@ export async function benchBridgeDrain(logger: Logger): Promise<string> {
     redis.disconnect();
     throw new Error(`Redis at ${config.redisUrl} does not answer`);
   }
-  await ensureTopics(config.kafkaBrokers, [config.topicCommitResults, config.topicDeadLetter], logger);
-  const publisher = await connectPublisher(config.kafkaBrokers, 'bench-agent', logger);
+  await ensureTopics(config.kafka.brokers, [config.topicCommitResults, config.topicDeadLetter], logger);
+  const publisher = await connectPublisher(config.kafka.brokers, 'bench-agent', logger);
   const shas = Array.from({ length: BACKLOG }, (_, i) => `${id}${i.toString(16).padStart(32, '0')}`);
   for (let from = 0; from < shas.length; from += 1_000) {
     await publisher.send(

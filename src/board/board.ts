@@ -3,10 +3,12 @@ import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
+import { Queue } from 'bullmq';
 import express from 'express';
 import { BOARD_ARTEFACTS, commitOfDownloadName, downloadName } from '../build/artefactLocation.js';
 import { createArtefactStore } from '../delivery/artefactStore.js';
-import { connectRedis, createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
+import { redisAccess } from '../delivery/redisAccess.js';
 import { ReportStore } from '../delivery/reportStore.js';
 import type { Config } from '../ops/config.js';
 import { ConfigError } from '../ops/errors.js';
@@ -37,7 +39,9 @@ export async function startBoard(config: Readonly<Config>, logger: Logger): Prom
   try {
     const redis = connectRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
-    const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
+    await redisAccess(redis, config.redis);
+    // Its Redis user may be read-only (the secure deployment's board): it does not write the queue's meta.
+    const queue = new Queue<BuildJobData>(config.queueName, { connection: redis, skipMetasUpdate: true });
     teardown.add('queue', () => queue.close());
     const serverAdapter = new ExpressAdapter();
     serverAdapter.setBasePath('/');

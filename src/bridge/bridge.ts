@@ -3,6 +3,7 @@ import { connectAdmin, connectPublisher, subscribe } from '../delivery/kafka.js'
 import { ensureTopics } from '../delivery/kafkaTopics.js';
 import { Placement } from '../delivery/placement.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';
+import { redisAccess } from '../delivery/redisAccess.js';
 import { reportLimits } from '../delivery/reportLimits.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
@@ -37,18 +38,19 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
   try {
     const redis = connectBridgeRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
+    await redisAccess(redis, config.redis);
     const queue = createBuildQueue(config.queueName, redis, config.buildAttempts);
     teardown.add('queue', () => queue.close());
     const topics = [config.topicCommitResults, config.topicBuildReports, config.topicDeadLetter];
-    await ensureTopics(config.kafkaBrokers, topics, logger);
-    const deadLetters = await connectPublisher(config.kafkaBrokers, 'ci-runner-bridge', logger);
+    await ensureTopics(config.kafka, topics, logger);
+    const deadLetters = await connectPublisher(config.kafka, 'ci-runner-bridge', logger);
     teardown.add('dead-letter producer', () => deadLetters.close());
     const deadLetterLimit = await checkDeadLetterLimit(config, logger);
-    const admin = await connectAdmin(config.kafkaBrokers, logger);
+    const admin = await connectAdmin(config.kafka, logger);
     teardown.add('admin', () => admin.close());
     const metrics = createBridgeMetrics(admin, config.kafkaGroupId, config.topicCommitResults, queue);
     const limits = await reportLimits(
-      config.kafkaBrokers,
+      config.kafka,
       config.topicBuildReports,
       config.reportMaxEntries,
       logger,
@@ -89,7 +91,7 @@ export async function startBridge(config: Readonly<Config>, logger: Logger): Pro
       backlog: { waiting: 0, readAt: 0, enqueuedSince: 0 },
     };
     const subscription = await subscribe({
-      brokers: config.kafkaBrokers,
+      brokers: config.kafka,
       clientId: 'ci-runner-bridge',
       groupId: config.kafkaGroupId,
       topic: config.topicCommitResults,

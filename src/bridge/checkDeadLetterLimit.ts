@@ -11,7 +11,7 @@ const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 export async function checkDeadLetterLimit(config: Readonly<Config>, logger: Logger): Promise<number> {
   const source = config.topicCommitResults;
   const target = config.topicDeadLetter;
-  const limits = await topicMaxMessageBytes(config.kafkaBrokers, [source, target], logger).catch(
+  const limits = await topicMaxMessageBytes(config.kafka, [source, target], logger).catch(
     (error: unknown) => {
       logger.warn(
         { err: toError(error) },

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type BuildReport, decodeBuildReport, encodeCommitResult } from '../delivery/contracts.js';
-import { connectPublisher, type Subscription, subscribe } from '../delivery/kafka.js';
+import { connectPublisher, type KafkaAt, type Subscription, subscribe } from '../delivery/kafka.js';
 import { ensureTopics } from '../delivery/kafkaTopics.js';
 import type { Logger } from '../ops/logger.js';
 
@@ -22,7 +22,7 @@ export type EnqueueOutcome =
 // Sends one CommitResult (keyed by sha) and resolves with the first BuildReport for that sha, or with the bridge's
 // reason as soon as the dead-letter topic gets a record with that key, or with a timeout.
 export async function enqueueAndWait(
-  brokers: string[],
+  brokers: KafkaAt,
   topics: { commitResults: string; buildReports: string; deadLetter: string },
   request: EnqueueRequest,
   logger: Logger,

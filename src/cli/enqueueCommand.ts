@@ -50,7 +50,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger({ level: 'silent', pretty: false, name: 'enqueue' });
   const outcome = await enqueueAndWait(
-    config.kafkaBrokers,
+    config.kafka,
     {
       commitResults: config.topicCommitResults,
       buildReports: config.topicBuildReports,

@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { verdictOf } from '../board/verdictFormatters.js';
 import { Placement } from '../delivery/placement.js';
 import { connectRedis, QUEUE_STATES } from '../delivery/queue.js';
+import { redisAccess } from '../delivery/redisAccess.js';
 import { loadConfig } from '../ops/config.js';
 import { parseCommand } from './parseCommand.js';
 import { STATUS_USAGE } from './usage.js';
@@ -12,7 +13,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
   if (!args) return 0;
   const config = loadConfig(process.env, process.cwd(), ['redis']);
   const redis = connectRedis(config.redis);
-  const queue = new Queue(config.queueName, { connection: redis });
+  await redisAccess(redis, config.redis);
+  // Reads only (its Redis user may be read-only): it does not write the queue's meta as a producer would.
+  const queue = new Queue(config.queueName, { connection: redis, skipMetasUpdate: true });
   try {
     const counts = await queue.getJobCounts(...QUEUE_STATES);
     const workers = await queue.getWorkers();

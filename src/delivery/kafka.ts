@@ -7,7 +7,10 @@ import {
   logLevel,
   Partitioners,
   type Producer,
+  type SASLOptions,
 } from 'kafkajs';
+import { ConfigError } from '../ops/errors.js';
+import type { KafkaTarget } from '../ops/kafkaConfig.js';
 import type { Logger } from '../ops/logger.js';
 
 export interface OutgoingMessage {
@@ -43,7 +46,7 @@ export interface Subscription {
 }
 
 export interface SubscribeOptions {
-  brokers: string[];
+  brokers: KafkaAt;
   clientId: string;
   groupId: string;
   topic: string;
@@ -62,8 +65,54 @@ export interface SubscribeOptions {
 /** The most messages one onBatch call gets. */
 export const BATCH_MAX = 1_000;
 
+/** Where Kafka is: the configured target with its credentials, or (tests, tools) a bare list of brokers. */
+export type KafkaAt = Readonly<KafkaTarget> | string[];
+
+function targetOf(at: KafkaAt): Readonly<KafkaTarget> {
+  return Array.isArray(at) ? { brokers: at } : at;
+}
+
+/** Kafka's answers that mean the runner's credentials or permissions are wrong: retrying cannot help. */
+const REFUSALS: Record<string, string> = {
+  SASL_AUTHENTICATION_FAILED: 'authentication failed (check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)',
+  ILLEGAL_SASL_STATE: 'SASL is not enabled on this listener (check KAFKA_SASL_MECHANISM and KAFKA_TLS)',
+  UNSUPPORTED_SASL_MECHANISM: 'the broker does not offer this SASL mechanism (check KAFKA_SASL_MECHANISM)',
+  TOPIC_AUTHORIZATION_FAILED: 'not authorized on a topic',
+  GROUP_AUTHORIZATION_FAILED: 'not authorized on the consumer group',
+  CLUSTER_AUTHORIZATION_FAILED: 'not authorized on the cluster',
+};
+
+// A refusal by Kafka as one line naming the broker, the principal and what was refused; any other error unchanged.
+export function kafkaRefusal(error: unknown, at: KafkaAt, operation: string): unknown {
+  type Cause = { name?: string; type?: string; cause?: unknown; errors?: unknown[] };
+  // An aggregate (createTopics') holds its errors in a list: the first refusal among them counts.
+  const listed = (error as Cause | undefined)?.errors;
+  for (const each of Array.isArray(listed) ? listed : []) {
+    const refusal = kafkaRefusal(each, at, operation);
+    if (refusal !== each) return refusal;
+  }
+  for (let cause = error as Cause | undefined; cause; ) {
+    const why =
+      cause.name === 'KafkaJSSASLAuthenticationError'
+        ? REFUSALS.SASL_AUTHENTICATION_FAILED
+        : cause.type
+          ? REFUSALS[cause.type]
+          : undefined;
+    if (why) {
+      const target = targetOf(at);
+      const who = target.sasl
+        ? `user "${target.sasl.username}" (${target.sasl.mechanism})`
+        : 'an anonymous client';
+      return new ConfigError(`Kafka at ${target.brokers.join(',')} refused ${who} to ${operation}: ${why}`);
+    }
+    cause = cause.cause as typeof cause;
+  }
+  return error;
+}
+
 /** A kafkajs client logging through pino (for this module and kafkaTopics.ts only). */
-export function client(brokers: string[], clientId: string, logger: Logger): Kafka {
+export function client(at: KafkaAt, clientId: string, logger: Logger): Kafka {
+  const { brokers, sasl, tls } = targetOf(at);
   const toPino = (level: logLevel) =>
     level === logLevel.ERROR
       ? 'error'
@@ -75,6 +124,8 @@ export function client(brokers: string[], clientId: string, logger: Logger): Kaf
   return new Kafka({
     clientId,
     brokers,
+    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
+    ...(tls ? { ssl: tls.ca ? { ca: [tls.ca] } : true } : {}),
     logLevel: logLevel.WARN,
     retry: { initialRetryTime: 300, retries: 8 },
     logCreator:
@@ -148,7 +199,7 @@ export function isTooLarge(error: unknown): boolean {
 
 // Connects a producer that waits for all in-sync replicas before a send resolves.
 export async function connectPublisher(
-  brokers: string[],
+  brokers: KafkaAt,
   clientId: string,
   logger: Logger,
 ): Promise<Publisher> {
@@ -163,7 +214,9 @@ export async function connectPublisher(
   producer.on(producer.events.DISCONNECT, () => {
     isConnected = false;
   });
-  await producer.connect();
+  await producer.connect().catch((error: unknown) => {
+    throw kafkaRefusal(error, brokers, 'connect a producer');
+  });
   let closed = false;
   return {
     connected: () => isConnected,
@@ -201,9 +254,17 @@ async function highWatermarks(
 export async function subscribe(options: SubscribeOptions): Promise<Subscription> {
   const kafka = client(options.brokers, options.clientId, options.logger);
   const consumer: Consumer = kafka.consumer({ groupId: options.groupId, allowAutoTopicCreation: false });
-  const startOffsets = options.startAt === 'now' ? await highWatermarks(kafka, options.topic) : [];
-  await consumer.connect();
-  await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+  const refused = (operation: string) => (error: unknown) => {
+    throw kafkaRefusal(error, options.brokers, operation);
+  };
+  const startOffsets =
+    options.startAt === 'now'
+      ? await highWatermarks(kafka, options.topic).catch(refused(`read the offsets of ${options.topic}`))
+      : [];
+  await consumer.connect().catch(refused('connect a consumer'));
+  await consumer
+    .subscribe({ topic: options.topic, fromBeginning: true })
+    .catch(refused(`read ${options.topic} in group ${options.groupId}`));
   const { onMessage, onBatch } = options;
   const commitAfter = (topic: string, partition: number, offset: string) =>
     consumer.commitOffsets([{ topic, partition, offset: (BigInt(offset) + 1n).toString() }]);
@@ -257,9 +318,11 @@ export interface KafkaAdmin {
 }
 
 // Connects an admin client used to measure consumer lag.
-export async function connectAdmin(brokers: string[], logger: Logger): Promise<KafkaAdmin> {
+export async function connectAdmin(brokers: KafkaAt, logger: Logger): Promise<KafkaAdmin> {
   const admin = client(brokers, 'ci-runner-metrics', logger).admin();
-  await admin.connect();
+  await admin.connect().catch((error: unknown) => {
+    throw kafkaRefusal(error, brokers, 'connect an admin client');
+  });
   return {
     async lag(groupId, topic) {
       const [ends, committed] = await Promise.all([

@@ -1,20 +1,20 @@
 import kafkajs from 'kafkajs';
 import type { Logger } from '../ops/logger.js';
-import { client } from './kafka.js';
+import { client, type KafkaAt, kafkaRefusal } from './kafka.js';
 
 // The topics ci-runner uses: created when missing, and their record size limits read.
 
 // Creates the topics ci-runner uses if they are missing (kafkajs cannot subscribe to a topic that does not exist),
 // with the given topic configuration (say max.message.bytes) if any.
 export async function ensureTopics(
-  brokers: string[],
+  brokers: KafkaAt,
   topics: string[],
   logger: Logger,
   configs: Record<string, string> = {},
 ): Promise<void> {
   const admin = client(brokers, 'ci-runner-admin', logger).admin();
-  await admin.connect();
   try {
+    await admin.connect();
     const existing = new Set(await admin.listTopics());
     const missing = [...new Set(topics)].filter((topic) => !existing.has(topic));
     if (missing.length > 0) {
@@ -25,6 +25,8 @@ export async function ensureTopics(
       });
       logger.info({ topics: missing }, 'created Kafka topics');
     }
+  } catch (error) {
+    throw kafkaRefusal(error, brokers, `see or create the topics ${topics.join(', ')}`);
   } finally {
     await admin.disconnect();
   }
@@ -32,7 +34,7 @@ export async function ensureTopics(
 
 // The largest record (batch) each topic accepts: its max.message.bytes, the broker's default when not overridden.
 export async function topicMaxMessageBytes(
-  brokers: string[],
+  brokers: KafkaAt,
   topics: string[],
   logger: Logger,
 ): Promise<Map<string, number>> {

@@ -1,6 +1,7 @@
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 import { DEFAULT_REPORT_LIMITS, type ReportLimits } from './fitReport.js';
+import type { KafkaAt } from './kafka.js';
 import { topicMaxMessageBytes } from './kafkaTopics.js';
 
 /** Room left in a record for everything but the report: its key, framing and batch header. */
@@ -9,7 +10,7 @@ const RECORD_OVERHEAD_BYTES = 1024;
 // The limits every report is kept within: the reports topic's max.message.bytes as the broker states it at start-up
 // (the default's when it cannot be read), and at most maxEntries per list.
 export async function reportLimits(
-  brokers: string[],
+  brokers: KafkaAt,
   topic: string,
   maxEntries: number,
   logger: Logger,

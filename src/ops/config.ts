@@ -5,6 +5,7 @@ import { buildEnv } from './buildEnvConfig.js';
 import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { type EgressConfig, egressConfig } from './egressConfig.js';
 import { ConfigError } from './errors.js';
+import { type KafkaTarget, kafkaTarget } from './kafkaConfig.js';
 import { type PlacementConfig, placement, workerHostId } from './placementConfig.js';
 import {
   type ArtefactStoreConfig,
@@ -75,7 +76,8 @@ export interface BoardConfig {
 }
 
 export interface Config {
-  kafkaBrokers: string[];
+  /** KAFKA_BROKERS and how to authenticate there (KAFKA_SASL_*, KAFKA_TLS*). */
+  kafka: Readonly<KafkaTarget>;
   /** REDIS_URL ('' when Redis Sentinel alone says where Redis is): prefer `redis`, which knows both. */
   redisUrl: string;
   redis: Readonly<RedisTarget>;
@@ -136,18 +138,6 @@ export interface Config {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-function brokers(env: Env, required: boolean): string[] {
-  if (!required && !optional(env, 'KAFKA_BROKERS')) return [];
-  const raw = text(env, 'KAFKA_BROKERS');
-  const list = raw.split(',').map((b) => b.trim());
-  for (const broker of list) {
-    if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(broker)) {
-      throw new ConfigError(`KAFKA_BROKERS must be a comma-separated list of host:port, got "${broker}"`);
-    }
-  }
-  return list;
-}
 
 function remoteRepo(env: Env): string | undefined {
   const raw = optional(env, 'REMOTE_REPO');
@@ -225,7 +215,7 @@ export function loadConfig(
   const redisAt = redisUrl(env, requires.includes('redis') && !elsewhere);
   const queue = queueName(env);
   const config: Config = {
-    kafkaBrokers: brokers(env, requires.includes('kafka')),
+    kafka: Object.freeze(kafkaTarget(env, requires.includes('kafka'))),
     redisUrl: redisAt,
     redis: Object.freeze({ url: redisAt, ...redisSentinels(env), ...redisCluster(env, queue) }),
     topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),

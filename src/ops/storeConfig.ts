@@ -1,6 +1,7 @@
 // The configuration of the runner's backing stores: where Redis is (one address or Sentinel) and where artefacts go.
 import { type Env, integer, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
+import { secretValue } from './secretValue.js';
 
 /** ARTEFACT_STORE=s3: artefacts go to a bucket through the AWS SDK (credentials from its standard chain). */
 export interface S3StoreConfig {
@@ -45,7 +46,25 @@ function hostPorts(name: string, raw: string): Array<{ host: string; port: numbe
   });
 }
 
+// REDIS_URL, with REDIS_USERNAME and REDIS_PASSWORD (or REDIS_PASSWORD_FILE, a Docker secret) written into it when
+// set: one place holds the credentials for one address, Sentinel and Cluster alike.
 export function redisUrl(env: Env, required: boolean): string {
+  const raw = plainRedisUrl(env, required);
+  const password = secretValue(env, 'REDIS_PASSWORD');
+  const username = optional(env, 'REDIS_USERNAME');
+  if (password === undefined) {
+    if (username !== undefined)
+      throw new ConfigError('REDIS_USERNAME needs REDIS_PASSWORD or REDIS_PASSWORD_FILE');
+    return raw;
+  }
+  const url = new URL(raw || 'redis://127.0.0.1');
+  if (url.password) throw new ConfigError('REDIS_URL already has a password; do not set REDIS_PASSWORD too');
+  if (username !== undefined) url.username = encodeURIComponent(username);
+  url.password = encodeURIComponent(password);
+  return url.toString();
+}
+
+function plainRedisUrl(env: Env, required: boolean): string {
   if (!required && !optional(env, 'REDIS_URL')) return '';
   const raw = text(env, 'REDIS_URL');
   let url: URL;

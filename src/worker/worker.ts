@@ -12,6 +12,7 @@ import { connectPublisher } from '../delivery/kafka.js';
 import { ensureTopics } from '../delivery/kafkaTopics.js';
 import { Placement } from '../delivery/placement.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
+import { redisAccess } from '../delivery/redisAccess.js';
 import { reportLimits } from '../delivery/reportLimits.js';
 import { ReportOutbox } from '../delivery/reportOutbox.js';
 import { ReportStore } from '../delivery/reportStore.js';
@@ -216,13 +217,14 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     );
     reaper.unref();
     teardown.add('reaper', async () => clearInterval(reaper));
-    await ensureTopics(config.kafkaBrokers, [config.topicBuildReports], logger);
-    const publisher = await connectPublisher(config.kafkaBrokers, 'ci-runner-worker', logger);
+    await ensureTopics(config.kafka, [config.topicBuildReports], logger);
+    const publisher = await connectPublisher(config.kafka, 'ci-runner-worker', logger);
     teardown.add('producer', () => publisher.close());
     const redis = connectRedis(config.redis);
     teardown.add('redis', async () => void redis.disconnect());
+    await redisAccess(redis, config.redis);
     const limits = await reportLimits(
-      config.kafkaBrokers,
+      config.kafka,
       config.topicBuildReports,
       config.reportMaxEntries,
       logger,

@@ -153,7 +153,7 @@ describe('a hostile repository fails its own build and nothing else', () => {
       runnerSource: process.cwd(),
       runnerPid: process.pid,
       redisPort: Number(new URL(config.redisUrl).port),
-      kafkaPort: Number(config.kafkaBrokers[0]?.split(':')[1]),
+      kafkaPort: Number(config.kafka.brokers[0]?.split(':')[1]),
       marker: `hostile-${canary.slice(-10)}`,
       canaryFiles: [rootCanary, cacheCanary],
       canaryDir: linkCanary.dir,

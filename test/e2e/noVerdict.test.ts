@@ -31,7 +31,7 @@ describe('no verdict possible, and bad input', () => {
     harness = await createRunnerHarness('no-verdict', { BUILD_ATTEMPTS: '2', CHECKOUT_TIMEOUT_SEC: '10' });
     const { config } = harness.space;
     // The dead-letter topic accepts smaller records than the source topic (1 MB): larger ones must be cut to fit.
-    await setTopicConfig(config.kafkaBrokers, config.topicDeadLetter, {
+    await setTopicConfig(config.kafka.brokers, config.topicDeadLetter, {
       'max.message.bytes': String(DEAD_LETTER_LIMIT),
     });
     const bridge = await harness.startBridge();
@@ -46,7 +46,7 @@ describe('no verdict possible, and bad input', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     dlq = await subscribe({
-      brokers: config.kafkaBrokers,
+      brokers: config.kafka.brokers,
       clientId: 'test-dlq',
       groupId: `test-dlq-${randomUUID()}`,
       topic: config.topicDeadLetter,
@@ -135,7 +135,7 @@ describe('no verdict possible, and bad input', () => {
     const { config } = harness.space;
     const started = Date.now();
     const outcome = await enqueueAndWait(
-      config.kafkaBrokers,
+      config.kafka.brokers,
       {
         commitResults: config.topicCommitResults,
         buildReports: config.topicBuildReports,

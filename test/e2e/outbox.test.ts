@@ -57,12 +57,12 @@ describe('the report outbox: one publisher per entry at a time', () => {
   before(async () => {
     space = await createTestSpace();
     const { config } = space;
-    await ensureTopics(config.kafkaBrokers, [config.topicBuildReports], logger);
+    await ensureTopics(config.kafka.brokers, [config.topicBuildReports], logger);
     redis = connectRedis(config.redisUrl);
     publishers = await Promise.all(
-      [1, 2, 3].map((n) => connectPublisher(config.kafkaBrokers, `outbox-test-${n}`, logger)),
+      [1, 2, 3].map((n) => connectPublisher(config.kafka.brokers, `outbox-test-${n}`, logger)),
     );
-    reports = await collectReports(config.kafkaBrokers, config.topicBuildReports, logger);
+    reports = await collectReports(config.kafka.brokers, config.topicBuildReports, logger);
   });
 
   after(async () => {
@@ -106,10 +106,10 @@ describe('reports Kafka cannot take are delivered reduced', () => {
     const { config } = space;
     // A topic that takes records of at most 20,000 bytes, as an operator's could.
     topic = `${config.topicBuildReports}-small`;
-    await ensureTopics(config.kafkaBrokers, [topic], logger, { 'max.message.bytes': '20000' });
+    await ensureTopics(config.kafka.brokers, [topic], logger, { 'max.message.bytes': '20000' });
     redis = connectRedis(config.redisUrl);
-    publisher = await connectPublisher(config.kafkaBrokers, 'outbox-size-test', logger);
-    reports = await collectReports(config.kafkaBrokers, topic, logger);
+    publisher = await connectPublisher(config.kafka.brokers, 'outbox-size-test', logger);
+    reports = await collectReports(config.kafka.brokers, topic, logger);
   });
 
   after(async () => {
@@ -120,7 +120,7 @@ describe('reports Kafka cannot take are delivered reduced', () => {
 
   test('the worker reads the topic limit; 25,000 lint findings go out reduced, and the report behind arrives', async () => {
     const { config } = space;
-    const limits = await reportLimits(config.kafkaBrokers, topic, 1000, logger);
+    const limits = await reportLimits(config.kafka.brokers, topic, 1000, logger);
     assert.deepEqual(limits, { maxEntries: 1000, maxBytes: 20_000 - 1024 });
     // Recorded within the default limits (as a worker that read the broker's default would), so Kafka refuses it.
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);

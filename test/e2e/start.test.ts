@@ -22,7 +22,7 @@ describe('npm start', () => {
       env: {
         ...process.env,
         REDIS_URL: config.redisUrl,
-        KAFKA_BROKERS: config.kafkaBrokers.join(','),
+        KAFKA_BROKERS: config.kafka.brokers.join(','),
         TOPIC_COMMIT_RESULTS: config.topicCommitResults,
         TOPIC_BUILD_REPORTS: config.topicBuildReports,
         TOPIC_DEAD_LETTER: config.topicDeadLetter,

@@ -55,12 +55,12 @@ export async function createRunnerHarness(
   const { config } = space;
   // Topics exist before anyone subscribes (kafkajs cannot subscribe to a missing topic).
   await ensureTopics(
-    config.kafkaBrokers,
+    config.kafka.brokers,
     [config.topicCommitResults, config.topicBuildReports, config.topicDeadLetter],
     logger,
   );
-  const agent: Publisher = await connectPublisher(space.config.kafkaBrokers, 'test-agent', logger);
-  const reports = await collectReports(space.config.kafkaBrokers, space.config.topicBuildReports, logger);
+  const agent: Publisher = await connectPublisher(space.config.kafka.brokers, 'test-agent', logger);
+  const reports = await collectReports(space.config.kafka.brokers, space.config.topicBuildReports, logger);
   const repos: FixtureRepo[] = [];
   const parts: Closable[] = [];
   const send = (key: string | Buffer | null, value: Buffer, headers?: Record<string, Buffer>) =>

@@ -21,7 +21,7 @@ function rejects(env: Record<string, string>, variable: string, pattern?: RegExp
 describe('loadConfig', () => {
   test('applies the documented defaults and freezes the result', () => {
     const config = loadConfig(minimal, '/srv/ci');
-    assert.deepEqual(config.kafkaBrokers, ['127.0.0.1:19092']);
+    assert.deepEqual(config.kafka.brokers, ['127.0.0.1:19092']);
     assert.equal(config.topicCommitResults, 'commit-results');
     assert.equal(config.topicBuildReports, 'build-reports');
     assert.equal(config.topicDeadLetter, 'commit-results.dlq');
@@ -70,7 +70,7 @@ describe('loadConfig', () => {
       },
       '/srv/ci',
     );
-    assert.deepEqual(config.kafkaBrokers, ['k1:9092', 'k2:9093']);
+    assert.deepEqual(config.kafka.brokers, ['k1:9092', 'k2:9093']);
     assert.equal(config.topicCommitResults, 'cr');
     assert.equal(config.topicBuildReports, 'br');
     assert.equal(config.remoteRepo, 'https://git.example.com/org/repo.git');
