@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import kafkajs from 'kafkajs';
 
-const { Kafka, logLevel, AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } = kafkajs;
+const { Kafka, logLevel, AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } =
+  kafkajs;
 const env = process.env;
 const topics = {
   commitResults: env.TOPIC_COMMIT_RESULTS || 'commit-results',
@@ -60,7 +61,8 @@ try {
     rules.map((rule) => ({
       resourceType: rule.type === 'topic' ? AclResourceTypes.TOPIC : AclResourceTypes.GROUP,
       resourceName: rule.name,
-      resourcePatternType: rule.pattern === 'prefixed' ? ResourcePatternTypes.PREFIXED : ResourcePatternTypes.LITERAL,
+      resourcePatternType:
+        rule.pattern === 'prefixed' ? ResourcePatternTypes.PREFIXED : ResourcePatternTypes.LITERAL,
       principal: `User:${role}`,
       host: '*',
       operation: rule.operation,
