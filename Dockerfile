@@ -22,6 +22,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY scripts/kafka-acls.mjs ./scripts/kafka-acls.mjs
 RUN useradd --create-home --uid 10001 runner \
  && mkdir -p /data/artefacts /data/cache /data/work \
  && chown -R runner /data

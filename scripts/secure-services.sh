@@ -14,53 +14,20 @@ secure_credentials() {
   done
 }
 
-# Redis ACL users (Redis 7 selectors): no default user; the bridge and workers read and write only the runner's
-# keys (BullMQ's bull:* and the runner's ci-runner:*), with no administrative or dangerous command; the board and
-# the CLI only read them. Redis checks every command a Lua script runs against its caller's rules, so BullMQ's
-# reading scripts work for them and one that writes (a worker's moveToActive, say) is refused (NOPERM). (Key
-# selectors like %R~ cannot express it: EVAL needs write access to every key it declares.)
+# Redis's ACL file (scripts/redis-users.sh, which docker-compose.yml's Redis runs too).
 secure_redis_acl() {
-  local file="$1" dir="$STATE/credentials"
-  local keys='~bull:* ~ci-runner:*'
-  local basics='+@connection +info +client|setname +client|getname +client|id'
-  local scripts='+eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists'
-  {
-    echo "user default off resetkeys resetchannels -@all"
-    echo "user admin on #$(sha256 "$dir/redis-admin") ~* &* +@all"
-    for role in bridge worker; do
-      echo "user $role on #$(sha256 "$dir/redis-$role") resetchannels $keys +@all -@dangerous -@admin $basics"
-    done
-    for role in board cli; do
-      echo "user $role on #$(sha256 "$dir/redis-$role") resetchannels $keys -@all +@read -@dangerous $scripts $basics"
-    done
-  } >"$file"
-  chmod 600 "$file"
+  (umask 077 && sh "$ROOT/scripts/redis-users.sh" "$STATE/credentials" >"$1")
 }
 
-sha256() { printf '%s' "$(cat "$1")" | sha256sum | cut -d' ' -f1; }
-
-# Kafka: a SASL_PLAINTEXT listener (SCRAM-SHA-256/512) for clients and between brokers, the controller's listener
-# with SASL PLAIN for the admin only, StandardAuthorizer, no access without an ACL; admin is the only super user.
+# Kafka: the listeners made SASL_PLAINTEXT, then the security settings of scripts/kafka-security.sh.
 secure_kafka_config() {
-  local file="$1" admin
-  admin="$(cat "$STATE/credentials/kafka-admin")"
+  local file="$1"
   sed -i -e "s#^listeners=.*#listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT#" \
     -e "s#^advertised.listeners=.*#advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT#" \
     -e "s#^inter.broker.listener.name=.*#inter.broker.listener.name=SASL_PLAINTEXT#" \
     -e "s#^listener.security.protocol.map=.*#listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT#" \
     "$file"
-  cat >>"$file" <<PROPS
-sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin";
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin";
-sasl.mechanism.controller.protocol=PLAIN
-listener.name.controller.sasl.enabled.mechanisms=PLAIN
-listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$admin" user_admin="$admin";
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:admin
-allow.everyone.if.no.acl.found=false
-PROPS
+  sh "$ROOT/scripts/kafka-security.sh" "$STATE/credentials/kafka-admin" >>"$file"
   chmod 600 "$file"
 }
 

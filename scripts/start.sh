@@ -12,7 +12,8 @@ ensure_built
 command -v curl >/dev/null || apt_install curl
 started_services=0
 if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BROKERS:-}" ]; then
-  say "REDIS_URL or KAFKA_BROKERS not set: starting local services"
+  say "REDIS_URL or KAFKA_BROKERS not set: starting local services, OPEN on loopback (no passwords; for a first try)"
+  say "an authenticated set-up: CI_RUNNER_SECURE=1 scripts/services.sh up, and the roles in docs (README, Deployment)"
   local_env="$(scripts/services.sh up)"
   started_services=1
   [ -n "${REDIS_URL:-}" ] || export REDIS_URL="$(sed -n 's/^export REDIS_URL=//p' <<<"$local_env")"

@@ -6,6 +6,7 @@ import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { type EgressConfig, egressConfig } from './egressConfig.js';
 import { ConfigError } from './errors.js';
 import { type KafkaTarget, kafkaTarget } from './kafkaConfig.js';
+import { secretValue } from './secretValue.js';
 import { type PlacementConfig, placement, workerHostId } from './placementConfig.js';
 import {
   type ArtefactStoreConfig,
@@ -161,7 +162,7 @@ function remoteRepo(env: Env): string | undefined {
 
 function gitCredentials(env: Env): GitCredentials | undefined {
   const username = optional(env, 'GIT_HTTP_USERNAME');
-  const password = optional(env, 'GIT_HTTP_PASSWORD');
+  const password = secretValue(env, 'GIT_HTTP_PASSWORD');
   if (!username && !password) return undefined;
   if (!password) throw new ConfigError('GIT_HTTP_PASSWORD must be set when GIT_HTTP_USERNAME is');
   const hosts = (optional(env, 'GIT_HTTP_HOSTS') ?? '')
@@ -248,7 +249,7 @@ export function loadConfig(
       host: text(env, 'BOARD_HOST', '127.0.0.1'),
       port: integer(env, 'BOARD_PORT', 9800, 0, 65_535),
       username: optional(env, 'BOARD_USERNAME'),
-      password: optional(env, 'BOARD_PASSWORD'),
+      password: secretValue(env, 'BOARD_PASSWORD'),
       allowNoAuth: boolean(env, 'BOARD_ALLOW_NO_AUTH', false),
     }),
     metricsHost: text(env, 'METRICS_HOST', '0.0.0.0'),

@@ -85,7 +85,7 @@ export function redisSentinels(env: Env): Omit<RedisTarget, 'url'> {
   if (raw === undefined) return {};
   const sentinels = hostPorts('REDIS_SENTINELS', raw);
   const name = text(env, 'REDIS_SENTINEL_NAME', 'ci-runner');
-  const password = optional(env, 'REDIS_SENTINEL_PASSWORD');
+  const password = secretValue(env, 'REDIS_SENTINEL_PASSWORD');
   return { sentinels, sentinelName: name, ...(password ? { sentinelPassword: password } : {}) };
 }
 

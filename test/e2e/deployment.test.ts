@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const SECRETS = { BOARD_USERNAME: 'oncall', BOARD_PASSWORD: 'secret', S3_SECRET_ACCESS_KEY: 's3-secret' };
+const SECRETS = { BOARD_USERNAME: 'oncall', S3_SECRET_ACCESS_KEY: 's3-secret' };
 
 describe('deployment files', () => {
   test('docker-compose.yml is valid for a real compose implementation, and every command exists in the build', async () => {
@@ -17,6 +17,7 @@ describe('deployment files', () => {
     const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env });
     const services = [
       'kafka',
+      'kafka-acls',
       'redis',
       's3',
       's3-bucket',
@@ -63,8 +64,72 @@ describe('deployment files', () => {
     }
   });
 
+  test('no service without credentials: Kafka takes SASL/SCRAM with ACLs, Redis has no default user', async () => {
+    const env = { ...process.env, ...SECRETS };
+    const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env });
+    const section = stdout.slice(
+      stdout.indexOf('\nservices:\n'),
+      stdout.search(/\n(volumes|secrets|networks):\n/),
+    );
+    const blocks = new Map(
+      section
+        .split(/\n {2}(?=[a-z0-9-]+:\n)/)
+        .slice(1)
+        .map((block) => [block.slice(0, block.indexOf(':')), `${block}\n`] as const),
+    );
+    assert.ok(blocks.size >= 10, [...blocks.keys()].join(', '));
+    // What proves who a service is to the others, or what it demands of its clients.
+    const credentials =
+      /PASSWORD_FILE: \/run\/secrets\/|--aclfile|kafka-secure\.sh|S3PROXY_CREDENTIAL|AWS_SECRET_ACCESS_KEY/;
+    for (const [name, block] of blocks) assert.match(block, credentials, `${name} has credentials`);
+    // Each runner process its own role, from a secret of its own; the board talks to Redis only.
+    const roles = { bridge: 'bridge', 'worker-1': 'worker', 'worker-2': 'worker', 'worker-3': 'worker' };
+    for (const [name, role] of Object.entries(roles)) {
+      const block = blocks.get(name) ?? '';
+      for (const line of [
+        'KAFKA_SASL_MECHANISM: scram-sha-256',
+        `KAFKA_SASL_USERNAME: ${role}`,
+        `KAFKA_SASL_PASSWORD_FILE: /run/secrets/kafka-${role}`,
+        `REDIS_USERNAME: ${role}`,
+        `REDIS_PASSWORD_FILE: /run/secrets/redis-${role}`,
+        `- source: kafka-${role}`,
+        `- source: redis-${role}`,
+      ])
+        assert.ok(block.includes(`\n    ${line.startsWith('-') ? '' : '  '}${line}\n`), `${name}: ${line}`);
+    }
+    const board = blocks.get('board') ?? '';
+    for (const line of ['BOARD_PASSWORD_FILE: /run/secrets/board-password', 'REDIS_USERNAME: board'])
+      assert.ok(board.includes(line), `board: ${line}`);
+    assert.doesNotMatch(
+      board,
+      /KAFKA_SASL_(USERNAME|PASSWORD)/,
+      'the board has no Kafka credentials: it does not use Kafka',
+    );
+    assert.doesNotMatch(
+      stdout,
+      /BOARD_PASSWORD: |KAFKA_SASL_PASSWORD: |REDIS_PASSWORD: /,
+      'no password inline',
+    );
+    // No plaintext listener for clients; the authorizer with no access by default; Redis's default user off.
+    assert.doesNotMatch(stdout, /PLAINTEXT:PLAINTEXT|PLAINTEXT:\/\//);
+    const security = await readFile('scripts/kafka-security.sh', 'utf8');
+    assert.match(
+      security,
+      /authorizer\.class\.name=org\.apache\.kafka\.metadata\.authorizer\.StandardAuthorizer/,
+    );
+    assert.match(security, /allow\.everyone\.if\.no\.acl\.found=false/);
+    assert.match(security, /super\.users=User:admin\n/);
+    assert.match(
+      await readFile('deploy/kafka-secure.sh', 'utf8'),
+      /listeners=SASL_PLAINTEXT:\/\/:9092,CONTROLLER/,
+    );
+    assert.match(await readFile('scripts/redis-users.sh', 'utf8'), /user default off/);
+    // The runners wait for the topics and ACLs.
+    assert.match(blocks.get('bridge') ?? '', /kafka-acls:\n\s+condition: service_completed_successfully/);
+  });
+
   test('without board credentials or the S3 secret compose refuses to render the deployment', async () => {
-    const env = { ...process.env, ...SECRETS, BOARD_USERNAME: '', BOARD_PASSWORD: '' };
+    const env = { ...process.env, ...SECRETS, BOARD_USERNAME: '' };
     await assert.rejects(
       run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env }),
       /BOARD_USERNAME/,
