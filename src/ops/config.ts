@@ -6,8 +6,8 @@ import { boolean, type Env, integer, optional, text } from './configValues.js';
 import { type EgressConfig, egressConfig } from './egressConfig.js';
 import { ConfigError } from './errors.js';
 import { type KafkaTarget, kafkaTarget } from './kafkaConfig.js';
-import { secretValue } from './secretValue.js';
 import { type PlacementConfig, placement, workerHostId } from './placementConfig.js';
+import { secretValue } from './secretValue.js';
 import {
   type ArtefactStoreConfig,
   artefactStore,
