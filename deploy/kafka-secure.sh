@@ -24,10 +24,13 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
 sh /opt/ci-runner/kafka-security.sh /run/secrets/kafka-admin >>"$props"
-for role in admin bridge worker orchestrator; do
-  password="$(cat "/run/secrets/kafka-$role")"
-  set -- "$@" --add-scram "SCRAM-SHA-256=[name=$role,password=$password]" \
-    --add-scram "SCRAM-SHA-512=[name=$role,password=$password]"
-done
-/opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id "${KAFKA_CLUSTER_ID:?}" --config "$props" "$@"
+# Formatted once: the users' passwords are on that one command line, never again.
+if [ ! -f /var/lib/kafka/data/meta.properties ]; then
+  for role in admin bridge worker orchestrator; do
+    password="$(cat "/run/secrets/kafka-$role")"
+    set -- "$@" --add-scram "SCRAM-SHA-256=[name=$role,password=$password]" \
+      --add-scram "SCRAM-SHA-512=[name=$role,password=$password]"
+  done
+  /opt/kafka/bin/kafka-storage.sh format --cluster-id "${KAFKA_CLUSTER_ID:?}" --config "$props" "$@"
+fi
 exec /opt/kafka/bin/kafka-server-start.sh "$props"

@@ -41,12 +41,15 @@ export const ROLES = {
   worker: [...topic(topics.buildReports, WRITE, DESCRIBE, DESCRIBE_CONFIGS)],
 };
 
-const password = readFileSync(env.KAFKA_ADMIN_PASSWORD_FILE, 'utf8').trim();
+// As the runner reads a *_FILE secret: one trailing newline dropped, nothing else.
+const password = readFileSync(env.KAFKA_ADMIN_PASSWORD_FILE, 'utf8').replace(/\r?\n$/, '');
 const kafka = new Kafka({
   clientId: 'ci-runner-acls',
   brokers: env.KAFKA_BROKERS.split(','),
   sasl: { mechanism: 'scram-sha-256', username: 'admin', password },
   logLevel: logLevel.WARN,
+  // Started beside Kafka (compose): waits for it to answer, about a minute.
+  retry: { retries: 12, maxRetryTime: 8_000 },
 });
 const admin = kafka.admin();
 await admin.connect();

@@ -38,7 +38,10 @@ redis_up() {
     secure_credentials
     secure_redis_acl "$STATE/redis/users.acl"
     secure=(--aclfile "$STATE/redis/users.acl")
-    REDIS_CLI+=(--user admin --pass "$(cat "$STATE/credentials/redis-admin")" --no-auth-warning)
+    # The password through the environment, never on a command line that ps shows.
+    REDISCLI_AUTH="$(cat "$STATE/credentials/redis-admin")"
+    export REDISCLI_AUTH
+    REDIS_CLI+=(--user admin)
   fi
   if "${REDIS_CLI[@]}" ping 2>/dev/null | grep -q PONG; then
     say "Redis already running on 127.0.0.1:$REDIS_PORT"

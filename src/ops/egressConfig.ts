@@ -8,7 +8,15 @@ export type EgressMode = 'index' | 'internet' | 'none';
 /** One allowed destination: a host (exact, or `*.` and any subdomain) with its ports, or an address range. */
 export type EgressRule =
   | { kind: 'host'; host: string; wildcard: boolean; ports: number[]; from: string }
-  | { kind: 'cidr'; address: string; prefix: number; family: 'ipv4' | 'ipv6'; from: string };
+  | {
+      kind: 'cidr';
+      address: string;
+      prefix: number;
+      family: 'ipv4' | 'ipv6';
+      /** Ports an address of the range may be connected to by address (an allowed name keeps its own ports). */
+      ports: number[];
+      from: string;
+    };
 
 export interface EgressConfig {
   mode: EgressMode;
@@ -41,17 +49,19 @@ function port(raw: string, entry: string): number {
   return value;
 }
 
-// One BUILD_EGRESS_ALLOW entry: `host`, `host:port`, `*.example.org`, `[v6]:port`, `10.0.0.0/8`, `fd00::/8`.
+// One BUILD_EGRESS_ALLOW entry: `host`, `host:port`, `*.example.org`, `[v6]:port`, a range `10.8.0.0/16`,
+// `10.8.0.0/16:3141`, `fd00::/8` or `[fd00::/8]:3141`.
 export function parseEgressEntry(entry: string, from = 'BUILD_EGRESS_ALLOW'): EgressRule {
   const text = entry.trim().toLowerCase();
-  const cidr = /^([^/]+)\/(\d{1,3})$/.exec(text);
-  if (cidr) {
-    const [, address = '', bits = ''] = cidr;
+  const cidr = /^\[?([^/\]]+)\/(\d{1,3})\]?(?::(\d+))?$/.exec(text);
+  if (cidr && (isIP(cidr[1] ?? '') === 4 || text.startsWith('[') || cidr[3] === undefined)) {
+    const [, address = '', bits = '', portText] = cidr;
     const family = isIP(address);
     const prefix = Number(bits);
     if (!family || prefix > (family === 4 ? 32 : 128))
       throw new ConfigError(`BUILD_EGRESS_ALLOW: "${entry}" is not an address range`);
-    return { kind: 'cidr', address, prefix, family: family === 4 ? 'ipv4' : 'ipv6', from };
+    const ports = portText === undefined ? WEB_PORTS : [port(portText, entry)];
+    return { kind: 'cidr', address, prefix, family: family === 4 ? 'ipv4' : 'ipv6', ports, from };
   }
   const bracketed = /^\[([0-9a-f:.]+)\](?::(\d+))?$/.exec(text);
   if (bracketed && isIP(bracketed[1] ?? '') === 6) {
@@ -86,8 +96,17 @@ function indexRules(env: Env): EgressRule[] {
       rules.push({ kind: 'host', host, wildcard: false, ports, from: name });
     }
   }
-  if (rules.length) return rules;
-  return PYPI.map((host) => ({ kind: 'host', host, wildcard: false, ports: [443], from: 'PyPI' }));
+  // Extra indexes and find-links add to PyPI; only a primary index (or UV_INDEX's `default`) replaces it.
+  const primary = ['UV_DEFAULT_INDEX', 'UV_INDEX_URL', 'PIP_INDEX_URL'].some((name) => optional(env, name));
+  if (primary) return rules;
+  const pypi: EgressRule[] = PYPI.map((host) => ({
+    kind: 'host',
+    host,
+    wildcard: false,
+    ports: [443],
+    from: 'PyPI',
+  }));
+  return [...rules, ...pypi];
 }
 
 function mode(env: Env): EgressMode {

@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BuildLayout } from '../build/layout.js';
 import { chownBeneath } from '../host/beneath.js';
 import { LAUNCH_FDS, type Launch } from '../host/runBounded.js';
@@ -11,9 +10,10 @@ import type { BuildDisk } from './buildDisk.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';
 import { watchBuildDisk } from './diskWatcher.js';
+import { behindForwarder, EGRESS_SOCKET, FORWARDER_MOUNT, PROXY_ENV } from './egressForwarder.js';
 import { EgressPolicy, egressLookup } from './egressPolicy.js';
 import { type EgressProxy, openEgressProxy } from './egressProxy.js';
-import { egressSocketPath } from './egressSocketPath.js';
+import { egressSocket } from './egressSocket.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
 import { attachUserNetwork } from './slirp.js';
 
@@ -71,20 +71,6 @@ const TMPFS_BYTES = 256 * MIB;
 const HANDOVER_MAX_ENTRIES = Number.MAX_SAFE_INTEGER;
 const RUNNER_FILES = '/ci/runner';
 const SHARED_ENV = '/ci/shared';
-/** Where the egress proxy's socket appears in the sandbox, and the loopback port forwarded to it. */
-const EGRESS_SOCKET = '/ci/egress.sock';
-const EGRESS_PORT = 3128;
-const EGRESS_FORWARDER = fileURLToPath(new URL('../../python/ci_runner_egress_forward.py', import.meta.url));
-/** The proxy's address inside the sandbox, in every variable uv, pip and urllib read; nothing bypasses it. */
-const PROXY_ENV = (() => {
-  const url = `http://127.0.0.1:${EGRESS_PORT}`;
-  const env: Record<string, string> = { NO_PROXY: '', no_proxy: '' };
-  for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY']) {
-    env[name] = url;
-    env[name.toLowerCase()] = url;
-  }
-  return env;
-})();
 
 function passwd(uid: number, gid: number, home: string): { passwd: string; group: string } {
   return {
@@ -194,8 +180,7 @@ function mountsFor(layout: BuildLayout, access: SandboxAccess, egress?: EgressPr
   if (access.network)
     mounts.push({ source: join(layout.sandbox, 'resolv.conf'), target: '/etc/resolv.conf' });
   if (access.network && egress) {
-    mounts.push({ source: egress.socketPath, target: EGRESS_SOCKET });
-    mounts.push({ source: EGRESS_FORWARDER, target: join(RUNNER_FILES, basename(EGRESS_FORWARDER)) });
+    mounts.push({ source: egress.socketPath, target: EGRESS_SOCKET }, FORWARDER_MOUNT);
   }
   if (access.shared) mounts.push({ source: access.shared, target: SHARED_ENV });
   for (const path of access.files ?? [])
@@ -264,10 +249,8 @@ export async function openBuildSandbox(
   const resolv = internet ? 'nameserver 10.0.2.3\n' : '# no DNS in a ci-runner build\n';
   await writeFile(join(layout.sandbox, 'resolv.conf'), resolv, { mode: 0o644 });
   const policy = new EgressPolicy(host.egress.rules, egressLookup(host.egress.dns));
-  const proxy =
-    host.egress.mode === 'index'
-      ? await openEgressProxy(policy, await egressSocketPath(layout.sandbox))
-      : undefined;
+  const socket = host.egress.mode === 'index' ? await egressSocket(layout.sandbox) : undefined;
+  const proxy = socket ? await openEgressProxy(policy, socket.path) : undefined;
   let current = { ...resources };
   const cgroupLimits = () => ({ memoryBytes: current.memoryMb * MIB, maxProcesses: current.maxProcesses });
   const { cgroup, notes } = await openCgroup(host, layout, cgroupLimits());
@@ -302,16 +285,7 @@ export async function openBuildSandbox(
         wrap: (command, args, cwd) => ({
           command: host.bwrap,
           args: viaProxy
-            ? bwrapArgs({ ...plan, cwd }, host.python, [
-                '-I',
-                '-S',
-                join(RUNNER_FILES, basename(EGRESS_FORWARDER)),
-                String(EGRESS_PORT),
-                EGRESS_SOCKET,
-                '--',
-                command,
-                ...args,
-              ])
+            ? bwrapArgs({ ...plan, cwd }, ...behindForwarder(host.python, command, args))
             : bwrapArgs({ ...plan, cwd }, command, args),
         }),
         async started(pid) {
@@ -369,6 +343,7 @@ export async function openBuildSandbox(
     egressRefusals: () => proxy?.takeRefusals() ?? [],
     close: async () => {
       await proxy?.close();
+      await socket?.release();
       await watched?.close();
       await cgroup?.close();
     },

@@ -73,6 +73,7 @@ function hostMatches(rule: Extract<EgressRule, { kind: 'host' }>, host: string, 
 export class EgressPolicy {
   private readonly ranges: BlockList;
   private readonly hosts: Array<Extract<EgressRule, { kind: 'host' }>>;
+  private readonly cidrs: Array<{ ports: number[]; list: BlockList }>;
   /** Answers kept for a short while (one policy serves one build): a download's many connections ask once. */
   private readonly answers = new Map<string, { addresses: Promise<string[]>; at: number }>();
 
@@ -81,6 +82,9 @@ export class EgressPolicy {
     private readonly lookup: Lookup,
   ) {
     this.hosts = rules.filter((r) => r.kind === 'host');
+    this.cidrs = rules.flatMap((r) =>
+      r.kind === 'cidr' ? [{ ports: r.ports, list: blockList([[r.address, r.prefix, r.family]]) }] : [],
+    );
     this.ranges = blockList(
       rules.flatMap((r) => (r.kind === 'cidr' ? [[r.address, r.prefix, r.family] as const] : [])) as Array<
         [string, number, 'ipv4' | 'ipv6']
@@ -107,6 +111,13 @@ export class EgressPolicy {
     return addresses;
   }
 
+  // An address given as such: within a range, on one of that range's ports.
+  private literalInRange(address: string, port: number): boolean {
+    return this.cidrs.some(
+      (range) => range.ports.includes(port) && range.list.check(address, family(address)),
+    );
+  }
+
   private inRange(address: string): boolean {
     return this.ranges.check(address, family(address));
   }
@@ -120,7 +131,7 @@ export class EgressPolicy {
       .replace(/^\[|\]$/g, '')
       .replace(/\.$/, '');
     if (isIP(host)) {
-      if (this.inRange(host) || this.hosts.some((rule) => hostMatches(rule, host, port)))
+      if (this.literalInRange(host, port) || this.hosts.some((rule) => hostMatches(rule, host, port)))
         return { addresses: [host] };
       return { refused: 'not an allowed destination' };
     }

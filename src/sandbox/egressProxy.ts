@@ -1,5 +1,5 @@
 import { chmod, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EgressPolicy } from './egressPolicy.js';
@@ -12,16 +12,30 @@ export interface EgressProxy {
   close(): Promise<void>;
 }
 
-/** Connections a build may hold open at once through its proxy. */
+/** Connections a build may hold open at once through its proxy (tunnels and plain-HTTP requests together). */
 const MAX_CONNECTIONS = 128;
+/** Refusals kept per stage (each destination once): a build asking for millions keeps the worker's memory. */
+const MAX_REFUSALS = 100;
+/** A host name (RFC 1035) or an address: anything longer or stranger is refused before any policy or lookup. */
+const HOST = /^(\[[0-9a-f:.]{2,45}\]|[a-z0-9_.-]{1,253})$/i;
+/** Headers for one hop only, never forwarded upstream. */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+];
 const CONNECT_TIMEOUT_MS = 20_000;
 const IDLE_TIMEOUT_MS = 300_000;
 
 // `host:port` of a CONNECT request (IPv6 in brackets), or undefined.
 function connectTarget(url: string | undefined): { host: string; port: number } | undefined {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]/\s]+):(\d{1,5})$/.exec(url ?? '');
+  const match = /^([^:[\]/\s]+|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(url ?? '');
   const port = Number(match?.[2]);
-  if (!match?.[1] || !(port >= 1 && port <= 65_535)) return undefined;
+  if (!match?.[1] || !HOST.test(match[1]) || !(port >= 1 && port <= 65_535)) return undefined;
   return { host: match[1], port };
 }
 
@@ -53,7 +67,10 @@ function refuse(client: Duplex, status: string, text: string): void {
 // Opens the proxy on `socketPath` (readable and writable by the build's user through the sandbox's bind).
 export async function openEgressProxy(policy: EgressPolicy, socketPath: string): Promise<EgressProxy> {
   let refusals: Array<{ target: string; reason: string }> = [];
+  let refusedMore = 0;
   let open = 0;
+  // Its own upstream sockets: bounded, never kept alive or shared with another build's proxy.
+  const agent = new Agent({ keepAlive: false, maxSockets: 16, maxTotalSockets: 32 });
   const sockets = new Set<Duplex>();
   const track = (socket: Duplex) => {
     sockets.add(socket);
@@ -61,13 +78,20 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
   };
   const decide = async (host: string, port: number) => {
     const decision = await policy.decide(host, port);
-    if ('refused' in decision) refusals.push({ target: `${host}:${port}`, reason: decision.refused });
+    if ('refused' in decision) {
+      const target = `${host}:${port}`;
+      if (refusals.length < MAX_REFUSALS) refusals.push({ target, reason: decision.refused });
+      else refusedMore += 1;
+    }
     return decision;
   };
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    // One request per connection, so pipelining cannot multiply a connection into many upstream requests.
+    res.shouldKeepAlive = false;
     void plainHttp(req, res);
   });
+  server.maxRequestsPerSocket = 1;
   server.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => {
     track(client);
     client.on('error', () => client.destroy());
@@ -110,7 +134,7 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
   // A plain-HTTP request in proxy form (`GET http://host/path`), for an index served over HTTP.
   async function plainHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = URL.canParse(req.url ?? '') ? new URL(req.url ?? '') : undefined;
-    if (url?.protocol !== 'http:') {
+    if (url?.protocol !== 'http:' || !HOST.test(url.hostname)) {
       res.writeHead(400, { 'content-type': 'text/plain' }).end('a proxy request needs an http:// URL\n');
       return;
     }
@@ -123,8 +147,7 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
       return;
     }
     const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: url.host };
-    delete headers['proxy-connection'];
-    delete headers['proxy-authorization'];
+    for (const name of HOP_BY_HOP) delete headers[name];
     const upstream = request(
       {
         host: decision.addresses[0],
@@ -132,6 +155,7 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
         method: req.method,
         path: `${url.pathname}${url.search}`,
         headers,
+        agent,
         timeout: CONNECT_TIMEOUT_MS,
       },
       (answer) => {
@@ -159,11 +183,16 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
   return {
     socketPath,
     takeRefusals() {
-      const taken = refusals;
+      const taken =
+        refusedMore > 0
+          ? [...refusals, { target: `${refusedMore} more`, reason: 'not listed one by one' }]
+          : refusals;
       refusals = [];
+      refusedMore = 0;
       return taken;
     },
     async close() {
+      agent.destroy();
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(socketPath, { force: true });

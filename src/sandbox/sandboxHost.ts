@@ -7,6 +7,7 @@ import { ConfigError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
 import { type BwrapPlan, bwrapArgs, type SandboxMount } from './bwrapArgs.js';
 import { type Cgroups, detectCgroups } from './cgroups.js';
+import { behindForwarder, FORWARDER_MOUNT } from './egressForwarder.js';
 import { seccompFilter } from './seccompFilter.js';
 
 /** What the host offers every build's sandbox, found once when a worker (or `ci-runner build`) starts. */
@@ -176,10 +177,12 @@ export async function prepareSandbox(
 // Starts one trivial sandbox the way builds start (hand-shake, seccomp filter, started byte), so a host that refuses
 // user namespaces, bwrap or the filter stops the runner at start-up.
 async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> {
+  // With the egress proxy, installs start behind the forwarder: proved here too (its interpreter, its port).
+  const forwarded = host.egress.mode === 'index';
   const plan = {
     system: host.system,
     symlinks: host.symlinks,
-    mounts: [],
+    mounts: forwarded ? [FORWARDER_MOUNT] : [],
     network: false,
     privileged: host.privileged,
     uid: host.uidBase,
@@ -190,7 +193,8 @@ async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> 
     setpriv: host.setpriv,
     handshake: { ...LAUNCH_FDS, ...(host.seccomp ? {} : { seccompFd: undefined }) },
   } satisfies Omit<BwrapPlan, 'cwd'>;
-  const result = await runBounded('/bin/true', [], {
+  const [command, args] = forwarded ? behindForwarder(host.python, '/bin/true', []) : ['/bin/true', []];
+  const result = await runBounded(command, args, {
     cwd: '/',
     env: { PATH: hostPath },
     timeoutMs: 30_000,
@@ -207,7 +211,7 @@ async function proveSandbox(host: SandboxHost, hostPath: string): Promise<void> 
   if (result.kind !== 'exited' || result.exitCode !== 0) {
     const detail = result.kind === 'notStarted' ? result.message : `${result.stderr}`.trim();
     throw new ConfigError(
-      `the build sandbox cannot start on this host (${detail || result.kind}); bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or root. Fix that, or set SANDBOX=off to run builds unsandboxed (unsafe)`,
+      `the build sandbox cannot start on this host (${detail || result.kind}); bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or root${forwarded ? ', and the egress forwarder needs PYTHON 3.9+ on Linux 5.3+ (BUILD_EGRESS=internet does without it)' : ''}. Fix that, or set SANDBOX=off to run builds unsandboxed (unsafe)`,
     );
   }
 }

@@ -85,7 +85,9 @@ test('a name not allowed is refused without a lookup; an allowed one must resolv
     assert.match(JSON.stringify(await policy.decide(name, 443)), /a local or reserved address/, name);
   // A CIDR names private addresses: a private index.
   assert.deepEqual(await policy.decide('private.example', 3141), { addresses: ['10.8.1.2'] });
-  assert.deepEqual(await policy.decide('10.8.9.9', 5000), { addresses: ['10.8.9.9'] });
+  // By address, a range allows its own ports only (443 and 80 unless the entry names one).
+  assert.deepEqual(await policy.decide('10.8.9.9', 443), { addresses: ['10.8.9.9'] });
+  assert.match(JSON.stringify(await policy.decide('10.8.9.9', 6379)), /not an allowed destination/);
   // Addresses: only what a rule names.
   for (const target of ['127.0.0.1', '169.254.169.254', '::1', '198.51.100.2'])
     assert.match(JSON.stringify(await policy.decide(target, 6379)), /not an allowed destination/, target);
@@ -109,4 +111,12 @@ test('entries: wildcards match subdomains only; ports default to 443 and 80', ()
     from: 'BUILD_EGRESS_ALLOW',
   });
   assert.equal(parseEgressEntry('fd00::/8').kind, 'cidr');
+  assert.deepEqual(
+    [
+      parseEgressEntry('10.8.0.0/16:3141'),
+      parseEgressEntry('[fd00::/8]:3141'),
+      parseEgressEntry('fd00::/8'),
+    ].map((rule) => rule.kind === 'cidr' && `${rule.address}/${rule.prefix} ${rule.ports.join('/')}`),
+    ['10.8.0.0/16 3141', 'fd00::/8 3141', 'fd00::/8 443/80'],
+  );
 });
