@@ -20,9 +20,11 @@ function describeTarget(target: string | Readonly<RedisTarget>): { where: string
 export function redisAccess(redis: Redis, target: string | Readonly<RedisTarget>): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
+    // A Cluster client reports its nodes' refusals as 'node error'.
     const done = () => {
       redis.off('ready', onReady);
       redis.off('error', onError);
+      redis.off('node error', onError);
     };
     const onReady = () => {
       done();
@@ -42,5 +44,6 @@ export function redisAccess(redis: Redis, target: string | Readonly<RedisTarget>
     };
     redis.on('ready', onReady);
     redis.on('error', onError);
+    redis.on('node error', onError);
   });
 }
