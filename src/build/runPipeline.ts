@@ -7,6 +7,7 @@ import { BuildFault, CiError, toError } from '../ops/errors.js';
 import { type Logger, redactUrl } from '../ops/logger.js';
 import { type BuildDisk, mountBuildDisk } from '../sandbox/buildDisk.js';
 import { openBuildSandbox } from '../sandbox/buildSandbox.js';
+import type { EgressRefusals } from '../sandbox/egressProxy.js';
 import type { NoSandbox, SandboxHost } from '../sandbox/sandboxHost.js';
 import type { StageContext, StageName, StageOutcome } from '../stages/types.js';
 import type { BuildInput } from './buildInput.js';
@@ -32,11 +33,12 @@ export type StageEvent =
 /** Destinations named in a stage's summary; the job log has every refusal with its reason. */
 const EGRESS_NAMED = 5;
 
-// "egress refused: 203.0.113.9:6379, evil.example:443 (and 3 more)": each destination once.
-function egressNote(refused: Array<{ target: string }>): string {
-  const targets = [...new Set(refused.map((r) => r.target))];
-  const more = targets.length > EGRESS_NAMED ? ` (and ${targets.length - EGRESS_NAMED} more)` : '';
-  return `egress refused: ${targets.slice(0, EGRESS_NAMED).join(', ')}${more}`;
+// "egress refused: 203.0.113.9:6379, evil.example:443 (7 connections)": each destination once, the first few.
+function egressNote(refused: EgressRefusals): string {
+  const targets = [...new Set(refused.listed.map((r) => r.target))];
+  const others = targets.length > EGRESS_NAMED || refused.total > refused.listed.length ? ', …' : '';
+  const count = refused.total > 1 ? ` (${refused.total} connections)` : '';
+  return `egress refused: ${targets.slice(0, EGRESS_NAMED).join(', ')}${others}${count}`;
 }
 
 export interface PipelineOptions {
@@ -249,8 +251,12 @@ async function runStage<N extends StageName>(
     (event) => writesDisk || !event.startsWith('disk limit'),
   );
   const refused = state.sandbox.egressRefusals();
-  for (const { target, reason } of refused) ctx.log(`egress refused: ${target} (${reason})`);
-  const notes = [...enforced, ...(refused.length ? [egressNote(refused)] : [])];
+  for (const { target, reason } of refused.listed) ctx.log(`egress refused: ${target} (${reason})`);
+  if (refused.total > refused.listed.length)
+    ctx.log(
+      `egress refused ${refused.total - refused.listed.length} more connection(s), not listed one by one`,
+    );
+  const notes = [...enforced, ...(refused.total ? [egressNote(refused)] : [])];
   const noted = notes.length
     ? { ...finished, summary: `${finished.summary}; ${notes.join('; ')}` }
     : finished;
@@ -264,7 +270,7 @@ async function runStage<N extends StageName>(
   const value = result.outcome === 'passed' || result.outcome === 'failed' ? result.value : undefined;
   const cache = value === undefined ? undefined : stage.cache?.(value);
   const { outcome, durationMs, summary } = result;
-  options.onStage?.({ stage: name, outcome, durationMs, summary, cache, egressRefused: refused.length });
+  options.onStage?.({ stage: name, outcome, durationMs, summary, cache, egressRefused: refused.total });
   if (result.outcome === 'canceled') {
     throw new CiError('BUILD_CANCELED', `build canceled during ${name}`, { retriable: true });
   }

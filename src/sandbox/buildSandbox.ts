@@ -13,7 +13,7 @@ import { describeEgress, describeSandbox } from './describeSandbox.js';
 import { watchBuildDisk } from './diskWatcher.js';
 import { behindForwarder, EGRESS_SOCKET, FORWARDER_MOUNT, PROXY_ENV } from './egressForwarder.js';
 import { EgressPolicy, egressLookup } from './egressPolicy.js';
-import { type EgressProxy, openEgressProxy } from './egressProxy.js';
+import { type EgressProxy, type EgressRefusals, openEgressProxy } from './egressProxy.js';
 import { egressSocket } from './egressSocket.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
 import { attachUserNetwork } from './slirp.js';
@@ -62,7 +62,7 @@ export interface BuildSandbox {
   /** Variables a process with `network` needs to reach its egress (the proxy's address, or offline). */
   egressEnv(): Record<string, string>;
   /** Connections the egress proxy refused since the last call. */
-  egressRefusals(): Array<{ target: string; reason: string }>;
+  egressRefusals(): EgressRefusals;
   close(): Promise<void>;
 }
 
@@ -97,7 +97,7 @@ export function noSandbox(): BuildSandbox {
     description: () => 'UNSANDBOXED (SANDBOX=off): the build ran with the runner’s user, network and files',
     limitEvents: async () => [],
     egressEnv: () => ({}),
-    egressRefusals: () => [],
+    egressRefusals: () => ({ listed: [], total: 0 }),
     close: async () => undefined,
   };
 }
@@ -302,7 +302,7 @@ export async function openBuildSandbox(
       limited,
     ),
     egressEnv: () => (proxy ? PROXY_ENV : host.egress.mode === 'none' ? { UV_OFFLINE: '1' } : {}),
-    egressRefusals: () => proxy?.takeRefusals() ?? [],
+    egressRefusals: () => proxy?.takeRefusals() ?? { listed: [], total: 0 },
     close: async () => {
       await proxy?.close();
       await socket?.release();

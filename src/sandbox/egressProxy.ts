@@ -7,9 +7,15 @@ import type { EgressPolicy } from './egressPolicy.js';
 /** One build's egress proxy: an HTTP CONNECT (and plain HTTP) proxy on a Unix socket only its sandbox sees. */
 export interface EgressProxy {
   socketPath: string;
-  /** Connections refused since the last call, as `host:port (why)`. */
-  takeRefusals(): Array<{ target: string; reason: string }>;
+  /** Connections refused since the last call: the first ones with host:port and why, and how many in all. */
+  takeRefusals(): EgressRefusals;
   close(): Promise<void>;
+}
+
+/** Refused connections: the first MAX_REFUSALS listed, and the count of all. */
+export interface EgressRefusals {
+  listed: Array<{ target: string; reason: string }>;
+  total: number;
 }
 
 /** Connections a build may hold open at once through its proxy (tunnels and plain-HTTP requests together). */
@@ -67,7 +73,7 @@ function refuse(client: Duplex, status: string, text: string): void {
 // Opens the proxy on `socketPath` (readable and writable by the build's user through the sandbox's bind).
 export async function openEgressProxy(policy: EgressPolicy, socketPath: string): Promise<EgressProxy> {
   let refusals: Array<{ target: string; reason: string }> = [];
-  let refusedMore = 0;
+  let total = 0;
   let open = 0;
   // Its own upstream sockets: bounded, never kept alive or shared with another build's proxy.
   const agent = new Agent({ keepAlive: false, maxSockets: 16, maxTotalSockets: 32 });
@@ -79,9 +85,9 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
   const decide = async (host: string, port: number) => {
     const decision = await policy.decide(host, port);
     if ('refused' in decision) {
-      const target = `${host}:${port}`;
-      if (refusals.length < MAX_REFUSALS) refusals.push({ target, reason: decision.refused });
-      else refusedMore += 1;
+      total += 1;
+      if (refusals.length < MAX_REFUSALS)
+        refusals.push({ target: `${host}:${port}`, reason: decision.refused });
     }
     return decision;
   };
@@ -120,6 +126,11 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
       upstream = await dial(decision.addresses, target.port);
     } catch (error) {
       return refuse(client, '502 Bad Gateway', `ci-runner egress: ${String(error)}`);
+    }
+    // The build may have hung up while the proxy dialled: nothing to keep open for it.
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
     }
     track(upstream);
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -183,12 +194,9 @@ export async function openEgressProxy(policy: EgressPolicy, socketPath: string):
   return {
     socketPath,
     takeRefusals() {
-      const taken =
-        refusedMore > 0
-          ? [...refusals, { target: `${refusedMore} more`, reason: 'not listed one by one' }]
-          : refusals;
+      const taken = { listed: refusals, total };
       refusals = [];
-      refusedMore = 0;
+      total = 0;
       return taken;
     },
     async close() {
