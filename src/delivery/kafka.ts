@@ -2,15 +2,13 @@
 import {
   type Consumer,
   type IHeaders,
-  Kafka,
+  type Kafka,
   type KafkaMessage,
-  logLevel,
   Partitioners,
   type Producer,
-  type SASLOptions,
 } from 'kafkajs';
 import type { Logger } from '../ops/logger.js';
-import { type KafkaAt, kafkaRefusal, targetOf } from './kafkaRefusal.js';
+import { type KafkaAt, kafkaRefusal } from './kafkaRefusal.js';
 
 export interface OutgoingMessage {
   /** Bytes are sent as they are; null sends a record without a key. */
@@ -64,34 +62,9 @@ export interface SubscribeOptions {
 /** The most messages one onBatch call gets. */
 export const BATCH_MAX = 1_000;
 
-export { type KafkaAt, kafkaRefusal } from './kafkaRefusal.js';
+import { client } from './kafkaClient.js';
 
-/** A kafkajs client logging through pino (for this module and kafkaTopics.ts only). */
-export function client(at: KafkaAt, clientId: string, logger: Logger): Kafka {
-  const { brokers, sasl, tls } = targetOf(at);
-  const toPino = (level: logLevel) =>
-    level === logLevel.ERROR
-      ? 'error'
-      : level === logLevel.WARN
-        ? 'warn'
-        : level === logLevel.INFO
-          ? 'info'
-          : 'debug';
-  return new Kafka({
-    clientId,
-    brokers,
-    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
-    ...(tls ? { ssl: tls.ca ? { ca: [tls.ca] } : true } : {}),
-    logLevel: logLevel.WARN,
-    retry: { initialRetryTime: 300, retries: 8 },
-    logCreator:
-      () =>
-      ({ level, log }) => {
-        const { message, ...extra } = log;
-        logger[toPino(level)]({ kafka: extra }, `kafka: ${message}`);
-      },
-  });
-}
+export { type KafkaAt, kafkaRefusal } from './kafkaRefusal.js';
 
 function headersOf(headers: IHeaders | undefined): Record<string, Buffer> {
   const out: Record<string, Buffer> = {};

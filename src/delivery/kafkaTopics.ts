@@ -1,6 +1,8 @@
 import kafkajs from 'kafkajs';
 import type { Logger } from '../ops/logger.js';
-import { client, type KafkaAt, kafkaRefusal } from './kafka.js';
+import type { KafkaAt } from './kafka.js';
+import { client } from './kafkaClient.js';
+import { kafkaRefusal } from './kafkaRefusal.js';
 
 // The topics ci-runner uses: created when missing, and their record size limits read.
 

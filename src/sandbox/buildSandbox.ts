@@ -15,6 +15,7 @@ import { behindForwarder, EGRESS_SOCKET, FORWARDER_MOUNT, PROXY_ENV } from './eg
 import { EgressPolicy, egressLookup } from './egressPolicy.js';
 import { type EgressProxy, type EgressRefusals, openEgressProxy } from './egressProxy.js';
 import { egressSocket } from './egressSocket.js';
+import { limitWatcher, withDiskEvent } from './limitEvents.js';
 import { type NoSandbox, type SandboxHost, TOOLS_PATH } from './sandboxHost.js';
 import { attachUserNetwork } from './slirp.js';
 
@@ -148,44 +149,6 @@ function mountsFor(layout: BuildLayout, access: SandboxAccess, egress?: EgressPr
   for (const path of access.files ?? [])
     mounts.push({ source: path, target: join(RUNNER_FILES, basename(path)) });
   return mounts;
-}
-
-// What the kernel enforced since the last call (OOM kills, refused forks), in words, from the build's cgroup.
-function limitWatcher(
-  cgroup: BuildCgroup | undefined,
-  current: () => BuildResources,
-): () => Promise<string[]> {
-  let seen = { oomKills: 0, forkRefusals: 0 };
-  return async () => {
-    if (!cgroup) return [];
-    const now = await cgroup.counters();
-    const events: string[] = [];
-    const limits = current();
-    if (now.oomKills > seen.oomKills) {
-      events.push(
-        `memory limit of ${limits.memoryMb} MiB reached: the kernel killed ${now.oomKills - seen.oomKills} process(es)`,
-      );
-    }
-    if (now.forkRefusals > seen.forkRefusals) {
-      events.push(
-        `process limit of ${limits.maxProcesses} reached: ${now.forkRefusals - seen.forkRefusals} fork(s) refused`,
-      );
-    }
-    seen = now;
-    return events;
-  };
-}
-
-// The kernel's limit events, and the build's filesystem being full (while it is).
-function withDiskEvent(
-  events: () => Promise<string[]>,
-  disk: BuildDisk | undefined,
-): () => Promise<string[]> {
-  return async () => {
-    const found = await events();
-    const full = await disk?.limitEvent();
-    return full ? [...found, full] : found;
-  };
 }
 
 // Opens the sandbox of one build: its own unprivileged uid (when the runner is root), its cgroup with memory and

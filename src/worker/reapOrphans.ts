@@ -41,3 +41,16 @@ export async function reapOrphans(workDir: string, logger: Logger, cgroups?: Cgr
   }
   return killed;
 }
+
+// Reaps once now, then every `everyMs` until the returned stop is called.
+export async function startReaping(
+  workDir: string,
+  logger: Logger,
+  cgroups: Cgroups | undefined,
+  everyMs: number,
+): Promise<() => void> {
+  await reapOrphans(workDir, logger, cgroups);
+  const timer = setInterval(() => void reapOrphans(workDir, logger, cgroups).catch(() => undefined), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

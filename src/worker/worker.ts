@@ -26,10 +26,11 @@ import { type NoSandbox, prepareSandbox, type SandboxHost, sandboxRequest } from
 import { BuildEvents } from './buildEvents.js';
 import { startBuildWorkers } from './buildWorkers.js';
 import { EXPIRY_INTERVAL_MS, expireArtefacts } from './expireArtefacts.js';
+import { finishSuperseded } from './finishSuperseded.js';
 import { FlakeHistory } from './flakeHistory.js';
 import { jobLog } from './jobLog.js';
 import { ClaimLost, type PlacedParts } from './placedCopies.js';
-import { reapOrphans } from './reapOrphans.js';
+import { startReaping } from './reapOrphans.js';
 import { keepArtefact, onHost, withFlakeHistory } from './reportAdditions.js';
 import { reportFailedJob } from './reportFailedJob.js';
 import { settleReport } from './settleReport.js';
@@ -170,28 +171,6 @@ function buildProcessor(shared: Shared) {
   };
 }
 
-// Records the report of a build superseded by a newer commit of its branch (not run, or canceled while running: its
-// process tree is gone with the sandbox) and fails the job without a retry, as for any ERRORED build.
-async function finishSuperseded(
-  { store, events, logger, artefacts }: Shared,
-  job: Job<BuildJobData, BuildReport>,
-  report: BuildReport,
-  earlier: BuildReport | undefined,
-  when: 'running' | 'before_start',
-): Promise<never> {
-  const log = logger.child({ jobId: job.id, commitSha: job.data.commitSha });
-  // The bridge reported this cancellation already (it reports a waiting build before removing its job, and a worker
-  // may have taken the job meanwhile): one report of it, not two.
-  const current = await store.get(job.data.commitSha);
-  if (current?.supersededBy !== report.supersededBy)
-    await settleReport(store, report, earlier, log, artefacts);
-  events.emit('superseded', { when });
-  const what = when === 'running' ? 'canceled while running' : 'not run';
-  log.info({ supersededBy: report.supersededBy }, `build superseded; ${what}`);
-  void job.log(`${report.error}: ${what}`).catch(() => undefined);
-  throw new UnrecoverableError(`ERRORED: ${report.error}`);
-}
-
 /** A running worker process part; metricsUrl is where /metrics, /healthz and /readyz answer. */
 export interface RunningWorker extends Closable {
   metricsUrl: string;
@@ -210,13 +189,8 @@ export async function startWorker(config: Readonly<Config>, logger: Logger): Pro
     // Fails closed: a worker that cannot sandbox builds does not take any (unless SANDBOX=off).
     const sandbox = await prepareSandbox(sandboxRequest(config.sandbox, config.hostPath, toolchain), logger);
     const cgroups = sandbox.enabled ? sandbox.cgroups : undefined;
-    await reapOrphans(config.workDir, logger, cgroups);
-    const reaper = setInterval(
-      () => void reapOrphans(config.workDir, logger, cgroups).catch(() => undefined),
-      REAP_MS,
-    );
-    reaper.unref();
-    teardown.add('reaper', async () => clearInterval(reaper));
+    const stopReaping = await startReaping(config.workDir, logger, cgroups, REAP_MS);
+    teardown.add('reaper', async () => stopReaping());
     await ensureTopics(config.kafka, [config.topicBuildReports], logger);
     const publisher = await connectPublisher(config.kafka, 'ci-runner-worker', logger);
     teardown.add('producer', () => publisher.close());

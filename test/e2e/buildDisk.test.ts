@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fillEveryWritablePlace } from '../support/fillDisk.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
 import { cleanProject } from '../support/pythonProject.js';
 
@@ -28,26 +29,7 @@ describe("a build's own disk", { skip: process.getuid?.() !== 0 && 'needs a root
       {
         ...cleanProject(),
         'pyproject.toml': `${cleanProject()['pyproject.toml']}\n[tool.ci-runner]\ndisk-mb = 256\n`,
-        'tests/test_fill.py': py(
-          'import os',
-          '',
-          'import pytest',
-          '',
-          'PLACES = ["TMPDIR", "HOME", "CI_RUNNER_KEEP"]',
-          '',
-          '',
-          '@pytest.mark.fast',
-          'def test_fill_every_writable_place():',
-          '    chunk = b"x" * (1 << 20)',
-          '    for place in ["."] + [os.environ[name] for name in PLACES]:',
-          '        for n in range(40):',
-          '            try:',
-          '                with open(os.path.join(place, f"fill-{n}.bin"), "wb") as handle:',
-          '                    for _ in range(100):',
-          '                        handle.write(chunk)',
-          '            except OSError:',
-          '                break',
-        ),
+        'tests/test_fill.py': py('import os', '', 'import pytest', '', ...fillEveryWritablePlace(40, 100)),
       },
       'fill the disk',
     );

@@ -1,3 +1,4 @@
+import { fillEveryWritablePlace } from './fillDisk.js';
 import type { Files } from './fixtureRepo.js';
 import { cleanProject } from './pythonProject.js';
 
@@ -364,21 +365,9 @@ export function hostileCases(
       files: {
         ...hostileTest(
           facts,
-          'PLACES = ["TMPDIR", "HOME", "CI_RUNNER_KEEP"]',
-          '',
-          '',
-          '@pytest.mark.fast',
-          'def test_fill_every_writable_place():',
-          '    chunk = b"x" * (1 << 20)',
-          '    for place in ["."] + [os.environ[name] for name in PLACES]:',
-          '        for n in range(1000):',
-          '            try:',
-          '                with open(os.path.join(place, f"fill-{n}.bin"), "wb") as handle:',
-          '                    for _ in range(48):',
-          '                        handle.write(chunk)',
-          '            except OSError as error:',
-          '                record(f"fill {place}", f"stopped {type(error).__name__} after {n} files")',
-          '                break',
+          ...fillEveryWritablePlace(1000, 48, [
+            'record(f"fill {place}", f"stopped {type(error).__name__} after {n} files")',
+          ]),
         ),
         'pyproject.toml': pyproject(`disk-mb = ${facts.diskMb}`),
       },
