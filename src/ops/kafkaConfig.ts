@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { boolean, type Env, optional, text } from './configValues.js';
 import { ConfigError } from './errors.js';
-import { secretValue } from './secretValue.js';
+import { configFile, secretValue } from './secretValue.js';
 
 /** SASL mechanisms the runner's Kafka client speaks (KAFKA_SASL_MECHANISM). */
 export type KafkaSaslMechanism = 'scram-sha-256' | 'scram-sha-512' | 'plain';
@@ -50,12 +49,7 @@ function tls(env: Env): KafkaTarget['tls'] {
   const caFile = optional(env, 'KAFKA_TLS_CA_FILE');
   if (!boolean(env, 'KAFKA_TLS', caFile !== undefined)) return undefined;
   if (caFile === undefined) return {};
-  try {
-    return { ca: readFileSync(caFile, 'utf8') };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new ConfigError(`KAFKA_TLS_CA_FILE names ${caFile}, which cannot be read (${code})`);
-  }
+  return { ca: configFile('KAFKA_TLS_CA_FILE', caFile) };
 }
 
 // KAFKA_BROKERS with KAFKA_SASL_* and KAFKA_TLS*: what every Kafka client of the runner connects with.
