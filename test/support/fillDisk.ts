@@ -15,7 +15,8 @@ export function fillEveryWritablePlace(files: number, mib: number, onRefused: st
     '                with open(os.path.join(place, f"fill-{n}.bin"), "wb") as handle:',
     `                    for _ in range(${mib}):`,
     '                        handle.write(chunk)',
-    '            except OSError as error:',
+    // `error` only where it is used: the repository's lint (ruff F841) would flag it otherwise.
+    onRefused.length ? '            except OSError as error:' : '            except OSError:',
     ...onRefused.map((line) => `                ${line}`),
     '                break',
   ];
