@@ -4,21 +4,27 @@ runner) and its own ci_runner_pytest_plugin, in a run under `coverage run`.
 testmon records which tests execute which code blocks (.testmondata, TESTMON_DATAFILE) and, given the data of an
 earlier build, deselects the tests no change can affect. This plugin makes that fit the runner:
 
-- testmon measures each test with a coverage tracer of its own; told that the run's own coverage is "pytest-cov's"
-  (the one way testmon supports), it hands every test's lines on to it, so the build's coverage still counts them;
-- every test file is still collected (testmon skips importing unchanged ones), so import-time lines are measured,
-  and the run keeps pytest's own test order (testmon sorts by duration);
-- it records the lines each test executed (CI_RUNNER_AFFECTED_OUT/lines.json, with the text of each file, to map
-  line numbers after an edit), and adds the lines of every test testmon deselected, from the earlier build's record
-  (CI_RUNNER_AFFECTED_BASE), to the run's coverage: line_coverage stays that of the whole suite;
+- testmon measures each test with a coverage tracer of its own (measuring arcs too when the run's coverage measures
+  branches); told that the run's own coverage is "pytest-cov's" (the one way testmon supports), it hands every
+  test's lines or arcs on to it, so the build's coverage still counts them;
+- a test file none of whose tests is selected is not collected when what importing it ran and named is unchanged
+  since the earlier build: its import-time lines and arcs, and its tests' count, come from that build's record;
+  every other file is collected (import-time lines are measured, per test file), and the run keeps pytest's own
+  test order (testmon sorts by duration);
+- it records what each test executed (CI_RUNNER_AFFECTED_OUT/lines.json, see ci_runner_affected_data), and adds
+  what every deselected test executed, from the earlier build's record (CI_RUNNER_AFFECTED_BASE), to the run's
+  coverage: line and branch coverage stay those of the whole suite;
 - it writes how many tests were selected of how many (CI_RUNNER_AFFECTED_OUT/selection.json).
 """
 
-import difflib
+import builtins
+import contextlib
 import functools
+import importlib.util
 import json
 import os
 import sys
+import sysconfig
 import types
 import warnings
 
@@ -28,7 +34,31 @@ import pytest
 import testmon.pytest_testmon as _testmon_plugin
 from testmon import testmon_core as _testmon_core
 
-_STATE = {"collected": None, "selected": None, "lines": {}}
+import ci_runner_affected_data as _data
+
+_STATE = {
+    "collected": None,
+    "selected": None,
+    "lines": {},
+    "arcs": {},
+    "imports": {},
+    "skipped_files": set(),
+    "base": None,
+    "run_cov": None,
+    "import_cov": None,
+}
+
+
+def _base():
+    """The earlier build's record (empty for a full run)."""
+    if _STATE["base"] is None:
+        base = {"tests": {}, "arcs": {}, "imports": {}, "files": {}}
+        path = os.environ.get("CI_RUNNER_AFFECTED_BASE")
+        if path:
+            with open(path, encoding="utf-8") as handle:
+                base.update(json.load(handle))
+        _STATE["base"] = base
+    return _STATE["base"]
 
 
 def _keep_pytest_order(items, avg_durations):
@@ -40,11 +70,24 @@ _testmon_plugin.sort_items_by_duration = _keep_pytest_order
 _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
 
+def _unchanged(rootdir, deps):
+    return all(_data.digest(os.path.join(rootdir, name)) == sha for name, sha in deps.items())
+
+
 @functools.wraps(_original_select_init)
-def _select_init(self, *args, **kwargs):
-    _original_select_init(self, *args, **kwargs)
-    # Collect every test file (import-time lines count); deselection is per test.
-    self.deselected_files = []
+def _select_init(self, config, testmon_data, *args, **kwargs):
+    _original_select_init(self, config, testmon_data, *args, **kwargs)
+    # A file none of whose tests is affected is left uncollected only when its import is known to do what it did.
+    rootdir = str(config.rootpath)
+    imports = _base().get("imports", {})
+    skipped = [
+        name
+        for name in self.deselected_files
+        if "deps" in imports.get(name, {}) and _unchanged(rootdir, imports[name]["deps"])
+    ]
+    self.deselected_files = skipped
+    if config.testmon_config.select:
+        _STATE["skipped_files"] = set(skipped)
 
 
 _testmon_plugin.TestmonSelect.__init__ = _select_init
@@ -61,20 +104,105 @@ def _modifyitems(self, session, config, items):
 
 _testmon_plugin.TestmonSelect.pytest_collection_modifyitems = _modifyitems
 
-_original_batch = _testmon_core.TestmonCollector.get_batch_coverage_data
+
+def _measure_params(rootdir, run):
+    """What testmon's own tracer measures: the tree (and the run's sources), not the interpreter's libraries."""
+    include = [os.path.join(rootdir, "*")]
+    if run is not None and run.config.source:
+        include += [os.path.join(os.path.abspath(source), "*") for source in run.config.source]
+    elif run is not None and run.config.run_include:
+        include += list(run.config.run_include)
+    omit = {os.path.join(value, "*") for key, value in sysconfig.get_paths().items() if key.endswith("lib")}
+    return {"include": sorted(set(include)), "omit": omit, "branch": bool(run is not None and run.config.branch)}
 
 
-@functools.wraps(_original_batch)
-def _batch(self, *args, **kwargs):
-    nodes_files_lines = _original_batch(self, *args, **kwargs)
+def _setup_coverage(self, subprocess=False):
+    """testmon's setup_coverage, measuring arcs when the run's coverage measures branches (testmon refuses that)."""
+    stack = _testmon_core.TestmonCollector.coverage_stack
+    run = None
+    if self.cov_plugin and self.cov_plugin._started:
+        run = self.cov_plugin.cov_controller.cov
+        stack.append(run)
+    self.cov = coverage.Coverage(data_file=self.sub_cov_file, config_file=False, **_measure_params(self.rootdir, run))
+    self.cov._warn_no_data = False
+    if stack:
+        stack[-1].stop()
+    self.start_cov()
+
+
+_testmon_core.TestmonCollector.setup_coverage = _setup_coverage
+
+
+def _hand_over(run, data, record_into=None, skip=()):
+    """Adds what testmon's tracer measured to the run's coverage (lines, or arcs when it measures branches), and
+    records it per context (a test, or a test file's import)."""
+    rootdir = _STATE["rootdir"]
+    by_file = {}
+    for path in data.measured_files():
+        relative = _testmon_core.cached_relpath(path, rootdir)
+        if data.has_arcs():
+            contexts = _data.arcs_by_context(data, path)
+            kind = "arcs"
+        else:
+            contexts = {}
+            for line, names in data.contexts_by_lineno(path).items():
+                for name in names:
+                    contexts.setdefault(name, set()).add(line)
+            kind = "lines"
+        for context, measured in contexts.items():
+            by_file.setdefault(path, set()).update(measured)
+            if record_into is not None and context and context not in skip:
+                record_into[kind].setdefault(context, {}).setdefault(relative, set()).update(measured)
+    if run is None:
+        return
+    included = {path: sorted(measured) for path, measured in by_file.items() if measured and _should_include(run, path)}
+    if included:
+        with _no_coverage_warnings():
+            (run.get_data().add_arcs if data.has_arcs() else run.get_data().add_lines)(included)
+
+
+def _batch(self):
+    """testmon's get_batch_coverage_data, handing arcs over as well as lines, and recording both per test."""
+    stack = _testmon_core.TestmonCollector.coverage_stack
+    if self.check_stack != stack:
+        pytest.exit(f"Exiting pytest: this test corrupts testmon's coverage stack: {self._test_name}", returncode=3)
+    nodes_files_lines = {}
+    if self.cov and (
+        len(self.batched_test_names) >= _testmon_core.TEST_BATCH_SIZE
+        or self._next_test_name is None
+        or self._interrupted_at
+    ):
+        self.cov.stop()
+        nodes_files_lines, lines_data = self.get_nodes_files_lines(dont_include=self._interrupted_at)
+        run = stack[-2] if len(stack) > 1 and stack[-1] == self.cov else None
+        data = self.cov.get_data()
+        if data.has_arcs():
+            _hand_over(run, data, {"lines": {}, "arcs": _STATE["arcs"]}, skip=(self._interrupted_at,))
+        elif run is not None:
+            included = {path: lines for path, lines in lines_data.items() if _should_include(run, path)}
+            if included:
+                with _no_coverage_warnings():
+                    run.get_data().add_lines(included)
+        self.cov.erase()
+        self.cov.start()
+        self.batched_test_names = set()
     for node, files in (nodes_files_lines or {}).items():
-        record = _STATE["lines"].setdefault(node, {})
-        for name, lines in files.items():
-            record.setdefault(name, set()).update(lines)
+        lines = _STATE["lines"].setdefault(node, {})
+        for name, numbers in files.items():
+            lines.setdefault(name, set()).update(numbers)
     return nodes_files_lines
 
 
 _testmon_core.TestmonCollector.get_batch_coverage_data = _batch
+
+
+@contextlib.contextmanager
+def _no_coverage_warnings():
+    """The tracers' own warnings (no data yet, a module imported before one started) are not the project's, whose
+    filterwarnings may turn them into errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", coverage.exceptions.CoverageWarning)
+        yield
 
 
 def _quiet(method):
@@ -83,8 +211,7 @@ def _quiet(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", coverage.exceptions.CoverageWarning)
+        with _no_coverage_warnings():
             return method(*args, **kwargs)
 
     return wrapper
@@ -139,14 +266,95 @@ class _RunCoverage:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    _STATE["rootdir"] = str(config.rootpath)
     cov = coverage.Coverage.current()
-    if cov is not None and cov.config.branch:
-        # testmon's lines cannot join branch data: every test runs, as without select = "affected".
-        setattr(config.option, "no-testmon", True)
-        _write_selection({"unsupported": "the repository's coverage measures branches (branch = true)"})
-        return
+    _STATE["run_cov"] = cov
     if cov is not None and not config.pluginmanager.has_plugin("_cov"):
         config.pluginmanager.register(_RunCoverage(cov), "_cov")
+
+
+def _module_file(name):
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    return os.path.abspath(path) if isinstance(path, str) else None
+
+
+class _ImportWatch:
+    """The modules a test file's import statements name (at any depth of what importing it runs), as files."""
+
+    def __init__(self):
+        self.files = set()
+        self.original = builtins.__import__
+
+    def __call__(self, name, globals=None, locals=None, fromlist=(), level=0):
+        module = self.original(name, globals, locals, fromlist, level)
+        try:
+            full = name
+            if level:
+                package = (globals or {}).get("__package__") or ""
+                full = importlib.util.resolve_name("." * level + name, package)
+            for named in [full] + [f"{full}.{item}" for item in fromlist or () if isinstance(item, str)]:
+                path = _module_file(named)
+                if path:
+                    self.files.add(path)
+        except Exception:  # an import the watch cannot follow: the files its code ran still count
+            pass
+        return module
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Importing a test file is measured on its own (what it ran is its import record), then handed to the run."""
+    run = _STATE["run_cov"]
+    if run is None or not isinstance(collector, pytest.Module) or _STATE.get("collection_done"):
+        yield
+        return
+    rootdir = _STATE["rootdir"]
+    if _STATE["import_cov"] is None:
+        _STATE["import_cov"] = coverage.Coverage(data_file=None, config_file=False, **_measure_params(rootdir, run))
+        _STATE["import_cov"]._warn_no_data = False
+    measure = _STATE["import_cov"]
+    name = _testmon_core.cached_relpath(str(collector.path), rootdir)
+    watch = _ImportWatch()
+    with _no_coverage_warnings():
+        run.stop()
+        measure.start()
+        measure.switch_context(name)
+    builtins.__import__ = watch
+    try:
+        outcome = yield
+    finally:
+        builtins.__import__ = watch.original
+        with _no_coverage_warnings():
+            measure.stop()
+            run.start()
+    try:
+        passed = outcome.get_result().passed
+    except BaseException:  # the collection itself failed: no record, the file is collected next time
+        passed = False
+    if passed:
+        named = {_testmon_core.cached_relpath(path, rootdir) for path in watch.files if path.startswith(rootdir + os.sep)}
+        _STATE["imports"][name] = {"named": named}
+
+
+def pytest_collection_finish(session):
+    """Before the first test: every import record complete, and what the imports ran handed to the run."""
+    _STATE["collection_done"] = True
+    measure = _STATE["import_cov"]
+    if measure is None:
+        return
+    record = {"lines": {}, "arcs": {}}
+    with _no_coverage_warnings():
+        _hand_over(_STATE["run_cov"], measure.get_data(), record)
+    rootdir = _STATE["rootdir"]
+    for name, entry in _STATE["imports"].items():
+        lines = record["lines"].get(name, {})
+        arcs = record["arcs"].get(name, {})
+        deps = {name} | set(entry.pop("named")) | set(lines) | set(arcs)
+        entry["lines"] = lines
+        entry["arcs"] = arcs
+        entry["deps"] = {dep: _data.digest(os.path.join(rootdir, dep)) for dep in sorted(deps)}
+    measure.erase()
 
 
 def _write_selection(account):
@@ -156,64 +364,49 @@ def _write_selection(account):
             json.dump(account, handle)
 
 
-def _ranges(lines):
-    """Sorted line numbers as [start, count, start, count, ...]."""
-    out = []
-    for line in sorted(lines):
-        if out and out[-2] + out[-1] == line:
-            out[-1] += 1
-        else:
-            out.extend((line, 1))
-    return out
-
-
-def _lines(ranges):
-    return [start + k for start, count in zip(ranges[::2], ranges[1::2]) for k in range(count)]
-
-
-def _read(path):
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def _line_map(old, new):
-    """Old line number -> new, for the lines an edit left as they were (None: the file is unchanged)."""
-    if old == new:
-        return None
-    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
-    mapping = {}
-    for a, b, size in matcher.get_matching_blocks():
-        for k in range(size):
-            mapping[a + k + 1] = b + k + 1
-    return mapping
-
-
-def _carried_over(base, rootdir, unaffected):
-    """The lines of the tests testmon deselected, as the earlier build recorded them, moved to where they are in
-    this tree (a line an edit changed is dropped: testmon re-runs a test that executed one)."""
-    texts = {}
-    maps = {}
-    carried = {}
+def _carried(mover, unaffected, skipped):
+    """What the deselected tests and the uncollected files' imports ran, from the earlier build, moved here."""
+    base = _base()
+    tests = {}
     for node in unaffected:
-        files = base["tests"].get(node)
-        if files is None:
+        lines = base["tests"].get(node)
+        if lines is None:
             continue
-        record = {}
-        for name, ranges in files.items():
-            if name not in texts:
-                texts[name] = _read(os.path.join(rootdir, name))
-                old = base["files"].get(name)
-                maps[name] = None if texts[name] is None or old is None else _line_map(old, texts[name])
-            if texts[name] is None or base["files"].get(name) is None:
-                continue
-            mapping = maps[name]
-            lines = _lines(ranges)
-            record[name] = set(lines) if mapping is None else {mapping[n] for n in lines if n in mapping}
-        carried[node] = record
-    return carried
+        record = {"lines": {}, "arcs": {}}
+        for name, packed in lines.items():
+            moved = mover.lines(name, packed)
+            if moved is not None:
+                record["lines"][name] = moved
+        for name, flat in base.get("arcs", {}).get(node, {}).items():
+            moved = mover.arcs(name, flat)
+            if moved is not None:
+                record["arcs"][name] = moved
+        tests[node] = record
+    imports = {}
+    for name in skipped:
+        entry = base["imports"][name]
+        imports[name] = {
+            "lines": {f: mover.lines(f, packed) or set() for f, packed in entry.get("lines", {}).items()},
+            "arcs": {f: mover.arcs(f, flat) or set() for f, flat in entry.get("arcs", {}).items()},
+            "deps": entry["deps"],
+        }
+    return tests, imports
+
+
+def _add_to_run(records, rootdir):
+    cov = _STATE["run_cov"]
+    if cov is None:
+        return
+    with _no_coverage_warnings():
+        data = cov.get_data()
+    kind = "arcs" if data.has_arcs() else "lines"
+    by_file = {}
+    for record in records:
+        for name, measured in record[kind].items():
+            by_file.setdefault(os.path.join(rootdir, name), set()).update(measured)
+    included = {path: sorted(found) for path, found in by_file.items() if found and _should_include(cov, path)}
+    if included:
+        (data.add_arcs if kind == "arcs" else data.add_lines)(included)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -221,39 +414,35 @@ def pytest_sessionfinish(session, exitstatus):
     collected, selected = _STATE["collected"], _STATE["selected"]
     if not out or collected is None or selected is None:
         return
-    rootdir = str(session.config.rootpath)
-    base_path = os.environ.get("CI_RUNNER_AFFECTED_BASE")
-    base = {"tests": {}, "files": {}}
-    if base_path:
-        with open(base_path, encoding="utf-8") as handle:
-            base = json.load(handle)
+    rootdir = _STATE["rootdir"]
+    base = _base()
+    skipped = sorted(_STATE["skipped_files"])
     chosen = set(selected)
-    unaffected = [node for node in collected if node not in chosen]
-    carried = _carried_over(base, rootdir, unaffected)
-    # The deselected tests' lines join the run's coverage, as testmon's hand-over does for the tests that ran.
-    cov = coverage.Coverage.current()
-    if cov is not None:
-        by_file = {}
-        for files in carried.values():
-            for name, lines in files.items():
-                by_file.setdefault(os.path.join(rootdir, name), set()).update(lines)
-        included = {
-            path: sorted(lines)
-            for path, lines in by_file.items()
-            if lines and _should_include(cov, path)
-        }
-        if included:
-            cov.get_data().add_lines(included)
-    tests = {node: files for node, files in carried.items()}
-    for node, files in _STATE["lines"].items():
-        if node in chosen:
-            tests[node] = files
-    names = {name for files in tests.values() for name in files}
-    texts = {name: _read(os.path.join(rootdir, name)) for name in sorted(names)}
+    in_skipped = [node for node in base["tests"] if node.split("::", 1)[0] in _STATE["skipped_files"]]
+    unaffected = [node for node in collected if node not in chosen] + in_skipped
+    mover = _data.Mover(base, rootdir)
+    carried, carried_imports = _carried(mover, unaffected, skipped)
+    # What the deselected tests and the uncollected files ran joins the run's coverage, as testmon's hand-over does
+    # for the tests that ran.
+    _add_to_run(list(carried.values()) + list(carried_imports.values()), rootdir)
+    tests = dict(carried)
+    for node in chosen:
+        tests[node] = {"lines": _STATE["lines"].get(node, {}), "arcs": _STATE["arcs"].get(node, {})}
+    imports = {**_STATE["imports"], **carried_imports}
+    names = {name for group in (tests, imports) for entry in group.values() for kind in ("lines", "arcs") for name in entry[kind]}
+    texts = {name: _data.read(os.path.join(rootdir, name)) for name in sorted(names)}
+    present = lambda files: {name: found for name, found in files.items() if texts.get(name) is not None}
     record = {
-        "tests": {
-            node: {name: _ranges(lines) for name, lines in files.items() if texts.get(name) is not None}
-            for node, files in tests.items()
+        "tests": {node: {n: _data.ranges(v) for n, v in present(e["lines"]).items()} for node, e in tests.items()},
+        "arcs": {node: {n: _data.flat_arcs(v) for n, v in present(e["arcs"]).items()} for node, e in tests.items() if e["arcs"]},
+        "imports": {
+            name: {
+                "lines": {n: _data.ranges(v) for n, v in present(e["lines"]).items()},
+                "arcs": {n: _data.flat_arcs(v) for n, v in present(e["arcs"]).items()},
+                "deps": e["deps"],
+            }
+            for name, e in imports.items()
+            if "deps" in e
         },
         "files": {name: text for name, text in texts.items() if text is not None},
     }
@@ -261,5 +450,11 @@ def pytest_sessionfinish(session, exitstatus):
         json.dump(record, handle, separators=(",", ":"))
     missing = sum(1 for node in unaffected if node not in base["tests"])
     _write_selection(
-        {"total": len(collected), "selected": len(selected), "carried": len(carried), "missing": missing}
+        {
+            "total": len(collected) + len(in_skipped),
+            "selected": len(selected),
+            "carried": len(carried),
+            "missing": missing,
+            "uncollected_files": len(skipped),
+        }
     )

@@ -3,10 +3,12 @@ and records exact node ids of failed and errored tests.
 
 Written to the JSON file named by CI_RUNNER_PYTEST_RESULTS, so the runner never scrapes pytest's text output.
 Under `coverage run`, it also writes coverage's JSON report (CI_RUNNER_COVERAGE_JSON) when the process exits, after
-coverage saved its data: exactly `coverage json`, without a second Python process.
+coverage saved its data: exactly `coverage json`, without a second Python process, re-parsing only the files whose
+analysis the repository's earlier builds did not leave (ci_runner_coverage_cache).
 """
 
 import atexit
+import contextlib
 import faulthandler
 import glob
 import json
@@ -346,7 +348,12 @@ def _coverage_json():
         # The runner's own files on the run's path (CI_RUNNER_COVERAGE_OMIT, comma-separated) are not the project's.
         runner = [pattern for pattern in os.environ.get("CI_RUNNER_COVERAGE_OMIT", "").split(",") if pattern]
         omit = (list(report.config.report_omit or []) + runner) if runner else None
-        report.json_report(outfile=out, omit=omit)
+        try:
+            from ci_runner_coverage_cache import analysis_cache
+        except ImportError:  # the plugin alone (an environment made before the cache existed)
+            analysis_cache = contextlib.nullcontext
+        with analysis_cache():
+            report.json_report(outfile=out, omit=omit)
     except Exception as error:  # no data, or a broken configuration: the runner reports no coverage
         with open(f"{out}.error", "w", encoding="utf-8") as handle:
             handle.write(f"{type(error).__name__}: {error}\n")

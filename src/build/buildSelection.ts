@@ -1,3 +1,4 @@
+import { type CoverageCachePlace, keepCoverageCache } from '../stages/coverageCache.js';
 import { keepTestSelection, type SelectionPlace } from '../stages/testSelection.js';
 import type { StageContext } from '../stages/types.js';
 import type { BuildState } from './stageDefinition.js';
@@ -12,6 +13,23 @@ export function selectionPlace(state: BuildState): SelectionPlace {
     gitdir:
       state.results.checkout?.outcome === 'passed' ? state.results.checkout.value.source?.gitdir : undefined,
   };
+}
+
+// Where a build's kept coverage analysis lives (its repository's, in the runner's cache).
+export function coverageCachePlace(state: BuildState): CoverageCachePlace {
+  return { layout: state.layout, cacheDir: state.cacheDir, repository: state.repository };
+}
+
+// Keeps coverage's analysis of the files the run reported on, once it wrote its report.
+export async function keepCoverageAnalysis(state: BuildState, ctx: StageContext): Promise<void> {
+  if (state.results.coverage?.outcome !== 'passed') return;
+  const stats = await keepCoverageCache(coverageCachePlace(state));
+  if (stats) {
+    const files = stats.hits + stats.misses;
+    ctx.log(
+      `coverage analysed ${stats.misses} of ${files} file(s); the rest came from the repository's earlier builds`,
+    );
+  }
 }
 
 // Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.

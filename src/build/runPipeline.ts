@@ -53,6 +53,7 @@ export interface PipelineOptions {
   pytestMark: string;
   flakyReruns: number;
   selectFullEvery: number;
+  selectDefault: 'all' | 'affected';
   gitCredentials?: GitCredentials;
   /** Names the repository's git object cache instead of its URL (a local path served on a random port). */
   gitCacheKey?: string;
@@ -81,6 +82,7 @@ export type ConfiguredOptions = Pick<
   | 'pytestMark'
   | 'flakyReruns'
   | 'selectFullEvery'
+  | 'selectDefault'
   | 'gitCredentials'
   | 'buildEnv'
   | 'limits'
@@ -98,6 +100,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     pytestMark: config.pytestMark,
     flakyReruns: config.flakyReruns,
     selectFullEvery: config.selectFullEvery,
+    selectDefault: config.selectDefault,
     gitCredentials: config.gitCredentials,
     buildEnv: config.buildEnv,
     limits: config.limits,
@@ -165,6 +168,7 @@ async function runStages(
     pytestMark: options.pytestMark,
     flakyReruns: options.flakyReruns,
     selectFullEvery: options.selectFullEvery,
+    selectDefault: options.selectDefault,
     resources: options.resources,
     limits: options.limits,
     results: {},

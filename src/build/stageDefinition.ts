@@ -57,6 +57,8 @@ export interface BuildState {
   pytestMark: string;
   flakyReruns: number;
   selectFullEvery: number;
+  /** Which tests a repository that does not set `select` runs (SELECT_DEFAULT). */
+  selectDefault: 'all' | 'affected';
   resources: BuildResources;
   /** Each stage's time limit: the runner's, then the repository's once its settings are read (resolved once). */
   limits: StageLimits;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import * as artefact from '../stages/artefact.js';
 import * as checkout from '../stages/checkout.js';
 import * as coverage from '../stages/coverage.js';
+import { restoreCoverageCache } from '../stages/coverageCache.js';
 import * as install from '../stages/install.js';
 import * as lint from '../stages/lint.js';
 import { planLint } from '../stages/lintPlan.js';
@@ -13,7 +14,7 @@ import { boundFailures } from '../stages/testFailures.js';
 import { planTestSelection, selectionFingerprint } from '../stages/testSelection.js';
 import type { StageName, StageResult } from '../stages/types.js';
 import { artefactUrl } from './artefactLocation.js';
-import { keepSelection, selectionPlace } from './buildSelection.js';
+import { coverageCachePlace, keepCoverageAnalysis, keepSelection, selectionPlace } from './buildSelection.js';
 import { collectKeptFiles, DEFAULT_KEPT_LIMITS } from './collectKeptFiles.js';
 import { collectToolReports } from './collectToolReports.js';
 import type { StageDefinition } from './stageDefinition.js';
@@ -62,7 +63,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           lint: true,
           testWorkers: 1,
           flakyReruns: state.flakyReruns,
-          select: 'all',
+          select: state.selectDefault,
           limits: state.limits,
           resources: state.resources,
         },
@@ -160,8 +161,10 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
         }
       );
     },
-    // With select = "affected": whether this build runs only affected tests, with the earlier build's data ready.
+    // coverage's kept analysis; with select = "affected": whether this build runs only affected tests, with the
+    // earlier build's data ready.
     async prepare(state) {
+      await restoreCoverageCache(coverageCachePlace(state));
       const repo = passed(state.results.settings)?.settings;
       if (repo?.select !== 'affected') return;
       const runner = [
@@ -239,6 +242,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
     async prepare(state, ctx) {
       const { layout } = state;
       await keepSelection(state, ctx);
+      await keepCoverageAnalysis(state, ctx);
       await collectToolReports(layout.out, layout.reports);
       state.kept.count = await collectKeptFiles(layout.keep, state.kept.dir, {
         ...DEFAULT_KEPT_LIMITS,

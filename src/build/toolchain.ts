@@ -45,6 +45,18 @@ function pinned(requirements: string, name: string): string {
 }
 
 const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
+/** The runner's Python modules every build environment holds beside the project (in its site-packages). */
+export const PLUGIN_FILES = ['ci_runner_pytest_plugin.py', 'ci_runner_coverage_cache.py'];
+/** The runner's modules a run with `select = "affected"` loads (from the runner's files, not the environment). */
+export const AFFECTED_FILES = ['ci_runner_affected.py', 'ci_runner_affected_data.py'];
+
+// What changes when the runner's modules in build environments change (a ready environment made before is stale).
+async function pluginHash(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const name of [...PLUGIN_FILES, ...AFFECTED_FILES])
+    hash.update(await readFile(join(PYTHON_DIR, name)));
+  return hash.digest('hex').slice(0, 16);
+}
 const INSTALL_TIMEOUT_MS = 600_000;
 
 interface Interpreter {
@@ -150,10 +162,7 @@ export async function ensureToolchain(
     testmonDir: join(dir, 'affected'),
     pluginDir: PYTHON_DIR,
     fingerprint,
-    pluginHash: createHash('sha256')
-      .update(await readFile(join(PYTHON_DIR, 'ci_runner_pytest_plugin.py')))
-      .digest('hex')
-      .slice(0, 16),
+    pluginHash: await pluginHash(),
     lintVersions: { ruff: pinned(tools, 'ruff'), black: pinned(tools, 'black') },
     installEnv: env,
   };

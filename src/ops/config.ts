@@ -2,7 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import { buildEnv } from './buildEnvConfig.js';
-import { boolean, type Env, integer, optional, text } from './configValues.js';
+import { boolean, choice, type Env, integer, optional, text } from './configValues.js';
 import { type EgressConfig, egressConfig } from './egressConfig.js';
 import { ConfigError } from './errors.js';
 import { type KafkaTarget, kafkaTarget } from './kafkaConfig.js';
@@ -126,6 +126,8 @@ export interface Config {
   flakyReruns: number;
   /** With select = "affected", every this-many-th build of a lineage runs every test (SELECT_FULL_EVERY). */
   selectFullEvery: number;
+  /** Which tests a repository that does not set `select` runs (SELECT_DEFAULT). */
+  selectDefault: 'all' | 'affected';
   pythonBin: string;
   limits: StageLimits;
   sandbox: Readonly<SandboxConfig>;
@@ -260,6 +262,7 @@ export function loadConfig(
     pytestMark: pytestMark(env),
     flakyReruns: integer(env, 'FLAKY_RERUNS', 2, 0, 10),
     selectFullEvery: integer(env, 'SELECT_FULL_EVERY', 20, 1, 10_000),
+    selectDefault: choice(env, 'SELECT_DEFAULT', ['all', 'affected'] as const, 'all'),
     pythonBin: text(env, 'PYTHON', 'python3'),
     limits: Object.freeze({
       checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),

@@ -29,6 +29,14 @@ export function integer(env: Env, name: string, fallback: number, min: number, m
   return value;
 }
 
+// One of a few words (lower-cased), or the fallback when unset.
+export function choice<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = optional(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if ((choices as readonly string[]).includes(raw)) return raw as T;
+  throw new ConfigError(`${name} must be ${choices.map((word) => `"${word}"`).join(' or ')}, got "${raw}"`);
+}
+
 // true/false (1/0, yes/no), or the fallback when unset.
 export function boolean(env: Env, name: string, fallback: boolean): boolean {
   const raw = optional(env, name)?.toLowerCase();

@@ -3,7 +3,7 @@ import { copyFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BuildLayout, SANDBOX_PATHS } from '../build/layout.js';
 import { readBuildFile } from '../build/readBuildFile.js';
-import type { Toolchain } from '../build/toolchain.js';
+import { PLUGIN_FILES, type Toolchain } from '../build/toolchain.js';
 import { projectEnvironment } from './projectEnvironment.js';
 import { resolvePins } from './resolvePins.js';
 import { sharedEnvironment } from './sharedEnvironment.js';
@@ -97,8 +97,8 @@ export async function run(input: InstallInput, ctx: StageContext): Promise<Stage
 
   // The runner prepares the venv completely before any sandboxed process may write it.
   await shared.createBuildVenv(layout.venv);
-  const plugin = 'ci_runner_pytest_plugin.py';
-  await copyFile(join(toolchain.pluginDir, plugin), join(shared.sitePackages(layout.venv), plugin));
+  for (const name of PLUGIN_FILES)
+    await copyFile(join(toolchain.pluginDir, name), join(shared.sitePackages(layout.venv), name));
   const recorded = await shared.pins();
   value.cacheHit = recorded !== undefined;
   const pins = recorded ?? (await resolvePins(input, ctx, requirements, inSandbox, value));

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize, relative } from 'node:path';
 import { readBuildFile } from '../build/readBuildFile.js';
-import type { Toolchain } from '../build/toolchain.js';
+import { PLUGIN_FILES, type Toolchain } from '../build/toolchain.js';
 import { listBeneath, typeBeneath } from '../host/beneath.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
@@ -182,8 +182,7 @@ export function projectEnvironment(
         await shared.createBuildVenv(staging);
         const site = shared.sitePackages(staging);
         await shared.extendBuildVenv(staging, input.sharedInside);
-        const plugin = 'ci_runner_pytest_plugin.py';
-        await copyFile(join(toolchain.pluginDir, plugin), join(site, plugin));
+        for (const name of PLUGIN_FILES) await copyFile(join(toolchain.pluginDir, name), join(site, name));
         if (input.installable) {
           const why = await copyProject(input, site, join(staging, 'bin'), shared);
           if (why) return why;

@@ -1,10 +1,11 @@
 import { dirname, join } from 'node:path';
 import type { BuildLayout } from '../build/layout.js';
 import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
-import type { Toolchain } from '../build/toolchain.js';
+import { AFFECTED_FILES, type Toolchain } from '../build/toolchain.js';
 import type { TestFailure } from '../delivery/contracts.js';
 import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { COVERAGE_CACHE_IN, COVERAGE_CACHE_OUT } from './coverageCache.js';
 import { readPluginResults } from './pluginResults.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
@@ -53,6 +54,8 @@ interface SelectionResults {
   /** Deselected tests whose coverage came from the earlier build's record; `missing` had none. */
   carried: number;
   missing: number;
+  /** Test files none of whose tests was selected, left uncollected (their import-time coverage carried). */
+  uncollected_files?: number;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -88,6 +91,9 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
     CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
     CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
+    // coverage's analysis of each file, as the repository's earlier builds left it, and as this run leaves it.
+    CI_RUNNER_COVERAGE_CACHE_IN: join(inside.out, COVERAGE_CACHE_IN),
+    CI_RUNNER_COVERAGE_CACHE_OUT: join(inside.out, COVERAGE_CACHE_OUT),
     // The plugin writes every thread's stack just before the limit: where a test hung.
     CI_RUNNER_TEST_DEADLINE: String((Date.now() + input.timeoutMs) / 1000 - 2),
   };
@@ -212,7 +218,8 @@ export function selectionNote(mark: string, undeclared: string[] | undefined): s
 function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelection) {
   const { inside } = input.layout;
   const dir = inside.affected;
-  const companion = join(input.toolchain.pluginDir, 'ci_runner_affected.py');
+  const files = AFFECTED_FILES.map((name) => join(input.toolchain.pluginDir, name));
+  const companion = files[0] as string;
   const testmon = ctx.sandbox.tool(input.toolchain.testmonDir);
   const runnerFiles = dirname(ctx.sandbox.runnerFile(companion));
   const affected = selection.mode === 'affected';
@@ -233,7 +240,7 @@ function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelect
       // The runner's own files on that path are not the project's code.
       CI_RUNNER_COVERAGE_OMIT: `${testmon}/*,${runnerFiles}/*`,
     },
-    files: [companion],
+    files,
   };
 }
 
@@ -255,5 +262,8 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
   const missing = selection.missing
     ? `; ${selection.missing} deselected test(s) had no recorded coverage`
     : '';
-  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}`);
+  const uncollected = selection.uncollected_files
+    ? `; ${selection.uncollected_files} test file(s) not collected (their imports unchanged)`
+    : '';
+  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}`);
 }

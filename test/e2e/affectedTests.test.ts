@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import type { FixtureRepo } from '../support/fixtureRepo.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
+import { readArtefact } from '../support/readArtefact.js';
 
 const py = (...lines: string[]) => `${lines.join('\n')}\n`;
 
@@ -98,6 +100,13 @@ describe('select = "affected": only the tests a change can affect run, with the 
   // The same commit built with every test (a full run's figures to compare with).
   const fullRun = async (sha: string) => harness.build(repo, sha, { selectFullEvery: 1 });
   const logged = (text: string) => harness.lastLog.some((line) => line.includes(text));
+  // The totals of the coverage JSON the build kept in its artefact.
+  const coverageTotals = async (report: BuildReport): Promise<Record<string, unknown>> => {
+    const entries = await readArtefact(fileURLToPath(report.artefactUrl));
+    const json = entries.get('reports/coverage.json')?.content;
+    assert.ok(json, 'the artefact holds coverage.json');
+    return JSON.parse(json).totals;
+  };
   const expectSame = (affected: BuildReport, full: BuildReport) => {
     assert.deepEqual(affected.failedTests, full.failedTests);
     assert.ok(
@@ -123,7 +132,11 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.equal(two.testsTotal, 7);
     assert.equal(two.testsRun, 3);
     assert.ok(logged(`from the data of ${first.slice(0, 12)}`), harness.lastLog.join('\n'));
-    assert.ok(logged('tests selected: 3 of 7'));
+    assert.ok(logged('tests selected: 3 of 7'), harness.lastLog.join('\n'));
+    assert.ok(
+      logged('1 test file(s) not collected'),
+      `test_mul.py: test_add.py imports calc.arith, which changed\n${harness.lastLog.join('\n')}`,
+    );
     // The lines of add and mul come from the first build's record of the tests that did not run.
     expectSame(two, await fullRun(second));
   });
@@ -188,25 +201,126 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.ok(!logged('pytest-testmon'));
   });
 
-  test('a repository whose coverage measures branches runs every test, and the log says why', async () => {
+  test('with branch coverage, the arcs of the tests that did not run are carried: branch totals equal a full run', async () => {
     const branches = await harness.newRepo('branches');
     const pyproject = PYPROJECT.replace('source_pkgs = ["calc"]', 'source_pkgs = ["calc"]\nbranch = true');
     const first = await branches.commit({ ...TREE, 'pyproject.toml': pyproject }, 'branches');
     branches.push('main');
     assert.equal((await harness.build(branches, first)).testsSelected, 7);
     const second = await branches.commit(
-      { 'calc/arith.py': arith(['return a + b'], ['return -(b - a)']) },
-      'sub',
+      { 'calc/arith.py': arith(['if a < 0:', '    a = -a', 'return a + b'], ['return -(b - a)']) },
+      'add gains a branch; sub changes',
     );
     branches.push('main');
-    const report = await harness.build(branches, second);
-    assert.equal(report.status, 'PASSED', report.error);
-    assert.equal(report.testsSelected, 7);
-    assert.ok(
-      logged("not possible here: the repository's coverage measures branches"),
-      harness.lastLog.join('\n'),
-    );
+    const affected = await harness.build(branches, second);
+    assert.equal(affected.status, 'PASSED', affected.error);
+    assert.equal(affected.testsRun, 5, 'test_add and test_sub');
+    assert.ok(!logged('not possible here'), harness.lastLog.join('\n'));
+    const full = await harness.build(branches, second, { selectFullEvery: 1 });
+    assert.equal(full.testsRun, 7);
+    expectSame(affected, full);
+    const [mine, theirs] = [await coverageTotals(affected), await coverageTotals(full)];
+    assert.ok((theirs.num_branches as number) > 0, "mul's loop and add's if are branches");
+    assert.ok((theirs.covered_branches as number) > 0);
+    for (const key of ['num_branches', 'covered_branches', 'missing_branches', 'num_partial_branches']) {
+      assert.equal(mine[key], theirs[key], `${key}: affected ${mine[key]}, full ${theirs[key]}`);
+    }
     const cache = join(process.env.CI_RUNNER_TEST_CACHE_DIR ?? '.cache/test', 'test-selection');
     assert.ok((await readdir(cache)).length >= 1, 'the affected repository has data in the cache');
+  });
+
+  test('a test file with no selected test is not collected, yet what its import ran counts; a change to what it imports collects it', async () => {
+    const imports = await harness.newRepo('imports');
+    // build() runs only when the test file imports calc.consts: import-time lines, in no test's record.
+    const consts = py(
+      'def build():',
+      '    out = []',
+      '    for k in range(2):',
+      '        out.append(k)',
+      '    return out',
+      '',
+      '',
+      'CASES = build()',
+    );
+    const other = (body: string) => py('def double(x):', `    return ${body}`);
+    const files = {
+      'pyproject.toml': PYPROJECT,
+      'conftest.py': py('import pytest'),
+      'calc/__init__.py': '',
+      'calc/consts.py': consts,
+      'calc/other.py': other('2 * x'),
+      'tests/__init__.py': '',
+      'tests/test_consts.py': py(
+        'import pytest',
+        '',
+        'from calc.consts import CASES',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_cases():',
+        '    assert CASES == [0, 1]',
+      ),
+      'tests/test_other.py': py(
+        'import pytest',
+        '',
+        'from calc.other import double',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_double():',
+        '    assert double(2) == 4',
+      ),
+    };
+    const first = await imports.commit(files, 'first');
+    imports.push('main');
+    const one = await harness.build(imports, first);
+    assert.equal(one.status, 'PASSED', one.error);
+
+    const second = await imports.commit({ 'calc/other.py': other('x + x') }, 'other');
+    imports.push('main');
+    const two = await harness.build(imports, second);
+    assert.equal(two.status, 'PASSED', two.error);
+    assert.equal(two.testsRun, 1, 'test_double');
+    assert.equal(two.testsTotal, 2);
+    assert.ok(logged('1 test file(s) not collected'), harness.lastLog.join('\n'));
+    // Only the changed file was analysed again: the others' analysis came from the first build.
+    assert.ok(logged('coverage analysed 1 of 3 file(s)'), harness.lastLog.join('\n'));
+    expectSame(two, await harness.build(imports, second, { selectFullEvery: 1 }));
+    assert.ok(logged('coverage analysed 0 of 3 file(s)'), 'the same tree: every file from the cache');
+
+    // No test executes consts.py, but importing test_consts.py does: its record is stale, so it is collected.
+    const third = await imports.commit(
+      { 'calc/consts.py': `${consts}\n\ndef extra():\n    return 1\n` },
+      'consts',
+    );
+    imports.push('main');
+    const three = await harness.build(imports, third);
+    assert.equal(three.status, 'PASSED', three.error);
+    assert.equal(three.testsRun, 0);
+    assert.equal(three.testsTotal, 2);
+    assert.ok(logged('1 test file(s) not collected'), 'test_other.py only');
+    expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
+  });
+
+  test('SELECT_DEFAULT=affected applies to a repository that does not set select', async () => {
+    const defaulted = await harness.newRepo('select-default');
+    const pyproject = PYPROJECT.replace('select = "affected"\n', '');
+    const first = await defaulted.commit({ ...TREE, 'pyproject.toml': pyproject }, 'first');
+    defaulted.push('main');
+    await harness.build(defaulted, first, { selectDefault: 'affected' });
+    const second = await defaulted.commit(
+      { 'calc/mul.py': MUL.replace('total = 0', 'total = 0 * a') },
+      'mul',
+    );
+    defaulted.push('main');
+    const report = await harness.build(defaulted, second, { selectDefault: 'affected' });
+    assert.equal(report.testsRun, 2);
+    assert.equal(report.testsTotal, 7);
+    const optedOut = await defaulted.commit(
+      { 'pyproject.toml': `${pyproject}select = "all"\n` },
+      'the repository says all',
+    );
+    defaulted.push('main');
+    assert.equal((await harness.build(defaulted, optedOut, { selectDefault: 'affected' })).testsRun, 7);
   });
 });

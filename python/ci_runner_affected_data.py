@@ -1,0 +1,132 @@
+"""What ci_runner_affected records of a run (CI_RUNNER_AFFECTED_OUT/lines.json) and carries from an earlier one.
+
+A record holds, relative to the repository's root:
+- "tests": node id -> file -> executed lines as [start, count, ...] ranges;
+- "arcs": node id -> file -> executed arcs as [from, to, from, to, ...] (only when the run measures branches);
+- "imports": test file -> {"lines", "arcs": as above, of what importing it executed; "deps": file -> sha256 of
+  what it was: the test file, every file whose code its import ran, every module its import statements named};
+- "files": file -> its text, to move line numbers after an edit.
+"""
+
+import difflib
+import hashlib
+import os
+import re
+
+
+def ranges(lines):
+    """Sorted line numbers as [start, count, start, count, ...]."""
+    out = []
+    for line in sorted(lines):
+        if out and out[-2] + out[-1] == line:
+            out[-1] += 1
+        else:
+            out.extend((line, 1))
+    return out
+
+
+def from_ranges(packed):
+    return [start + k for start, count in zip(packed[::2], packed[1::2]) for k in range(count)]
+
+
+def flat_arcs(arcs):
+    return [n for arc in sorted(arcs) for n in arc]
+
+
+def from_flat(flat):
+    return list(zip(flat[::2], flat[1::2]))
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def digest(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def line_map(old, new):
+    """Old line number -> new, for the lines an edit left as they were (None: the file is unchanged)."""
+    if old == new:
+        return None
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    mapping = {}
+    for a, b, size in matcher.get_matching_blocks():
+        for k in range(size):
+            mapping[a + k + 1] = b + k + 1
+    return mapping
+
+
+class Mover:
+    """Moves an earlier run's lines and arcs to where they are in this tree; a line an edit changed is dropped
+    (testmon re-runs a test that executed one), and with it every arc that touches it."""
+
+    def __init__(self, base, rootdir):
+        self.base = base
+        self.rootdir = rootdir
+        self.maps = {}
+
+    def _map(self, name):
+        if name not in self.maps:
+            text = read(os.path.join(self.rootdir, name))
+            old = self.base["files"].get(name)
+            self.maps[name] = "gone" if text is None or old is None else line_map(old, text)
+        return self.maps[name]
+
+    def lines(self, name, packed):
+        mapping = self._map(name)
+        if mapping == "gone":
+            return None
+        lines = from_ranges(packed)
+        return set(lines) if mapping is None else {mapping[n] for n in lines if n in mapping}
+
+    def arcs(self, name, flat):
+        mapping = self._map(name)
+        if mapping == "gone":
+            return None
+        arcs = from_flat(flat)
+        if mapping is None:
+            return set(arcs)
+
+        def move(n):
+            moved = mapping.get(abs(n))
+            return None if moved is None else (moved if n > 0 else -moved)
+
+        out = set()
+        for a, b in arcs:
+            a2, b2 = move(a), move(b)
+            if a2 is not None and b2 is not None:
+                out.add((a2, b2))
+        return out
+
+
+def arcs_by_context(data, path):
+    """context -> arcs of one file in a CoverageData measured with contexts."""
+    found = {}
+    try:
+        with data._connect() as con:
+            file_id = data._file_id(path)
+            if file_id is None:
+                return found
+            query = "SELECT context.context, arc.fromno, arc.tono FROM arc, context "
+            query += "WHERE arc.file_id = ? AND arc.context_id = context.id"
+            with con.execute(query, [file_id]) as cursor:
+                for context, fromno, tono in cursor:
+                    found.setdefault(context, set()).add((fromno, tono))
+        return found
+    except AttributeError:  # another coverage's storage: ask context by context
+        for context in data.measured_contexts():
+            data.set_query_contexts([f"^{re.escape(context)}$"])
+            arcs = data.arcs(path)
+            if arcs:
+                found[context] = set(arcs)
+        data.set_query_contexts(None)
+        return found
