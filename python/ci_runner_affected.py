@@ -21,6 +21,7 @@ import builtins
 import contextlib
 import functools
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -43,6 +44,10 @@ _STATE = {
     "arcs": {},
     "imports": {},
     "skipped_files": set(),
+    "stable_files": set(),
+    "live_functions": set(),
+    "skipped_functions": set(),
+    "functions": {},
     "base": None,
     "run_cov": None,
     "import_cov": None,
@@ -52,7 +57,7 @@ _STATE = {
 def _base():
     """The earlier build's record (empty for a full run)."""
     if _STATE["base"] is None:
-        base = {"tests": {}, "arcs": {}, "imports": {}, "files": {}}
+        base = {"tests": {}, "arcs": {}, "imports": {}, "functions": {}, "files": {}}
         path = os.environ.get("CI_RUNNER_AFFECTED_BASE")
         if path:
             with open(path, encoding="utf-8") as handle:
@@ -66,6 +71,8 @@ def _keep_pytest_order(items, avg_durations):
 
 
 _testmon_plugin.sort_items_by_duration = _keep_pytest_order
+# ...so the durations it would sort by are not read from its database either.
+_testmon_core.TestmonData.avg_durations = property(lambda self: {})
 
 _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
@@ -77,17 +84,22 @@ def _unchanged(rootdir, deps):
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
-    # A file none of whose tests is affected is left uncollected only when its import is known to do what it did.
+    # A test file whose import is known to do what it did in the earlier build ("import-stable": the file and what
+    # importing it ran and named are unchanged) defines the same tests: one none of whose tests is affected is not
+    # collected, and in one that is, a test function none of whose tests is affected makes no items.
     rootdir = str(config.rootpath)
-    imports = _base().get("imports", {})
-    skipped = [
-        name
-        for name in self.deselected_files
-        if "deps" in imports.get(name, {}) and _unchanged(rootdir, imports[name]["deps"])
-    ]
-    self.deselected_files = skipped
-    if config.testmon_config.select:
-        _STATE["skipped_files"] = set(skipped)
+    base = _base()
+    stable = {name for name, entry in base["imports"].items() if _unchanged(rootdir, entry.get("deps", {}))}
+    self.deselected_tests = set(self.deselected_tests)
+    if not config.testmon_config.select:
+        self.deselected_files = []
+        return
+    self.deselected_files = [name for name in self.deselected_files if name in stable]
+    _STATE["stable_files"] = stable
+    _STATE["skipped_files"] = set(self.deselected_files)
+    _STATE["live_functions"] = {
+        node.split("[", 1)[0] for node in base["tests"] if node not in self.deselected_tests
+    }
 
 
 _testmon_plugin.TestmonSelect.__init__ = _select_init
@@ -128,6 +140,7 @@ def _setup_coverage(self, subprocess=False):
     if stack:
         stack[-1].stop()
     self.start_cov()
+    _data.unhashed(self.cov)
 
 
 _testmon_core.TestmonCollector.setup_coverage = _setup_coverage
@@ -173,18 +186,34 @@ def _batch(self):
         or self._interrupted_at
     ):
         self.cov.stop()
-        nodes_files_lines, lines_data = self.get_nodes_files_lines(dont_include=self._interrupted_at)
         run = stack[-2] if len(stack) > 1 and stack[-1] == self.cov else None
         data = self.cov.get_data()
         if data.has_arcs():
-            _hand_over(run, data, {"lines": {}, "arcs": _STATE["arcs"]}, skip=(self._interrupted_at,))
-        elif run is not None:
+            # One query per file for the arcs, each test's lines taken from them (testmon would query again).
+            tests = {"lines": {}, "arcs": {}}
+            _hand_over(run, data, tests, skip=(self._interrupted_at,))
+            nodes_files_lines = {
+                node: {name: {n for arc in arcs for n in arc if n > 0} for name, arcs in files.items()}
+                for node, files in tests["arcs"].items()
+            }
+            for node, files in tests["arcs"].items():
+                record = _STATE["arcs"].setdefault(node, {})
+                for name, arcs in files.items():
+                    record.setdefault(name, set()).update(arcs)
+            self.batched_test_names.discard(self._interrupted_at)
+            for name in self.batched_test_names:
+                home = _testmon_core.home_file(name)
+                nodes_files_lines.setdefault(name, {}).setdefault(home, {1})
+        else:
+            nodes_files_lines, lines_data = self.get_nodes_files_lines(dont_include=self._interrupted_at)
+        if not data.has_arcs() and run is not None:
             included = {path: lines for path, lines in lines_data.items() if _should_include(run, path)}
             if included:
                 with _no_coverage_warnings():
                     run.get_data().add_lines(included)
         self.cov.erase()
         self.cov.start()
+        _data.unhashed(self.cov)
         self.batched_test_names = set()
     for node, files in (nodes_files_lines or {}).items():
         lines = _STATE["lines"].setdefault(node, {})
@@ -319,6 +348,7 @@ def pytest_make_collect_report(collector):
     with _no_coverage_warnings():
         run.stop()
         measure.start()
+        _data.unhashed(measure)
         measure.switch_context(name)
     builtins.__import__ = watch
     try:
@@ -357,6 +387,31 @@ def pytest_collection_finish(session):
     measure.erase()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    """No items for a test function of an import-stable file none of whose tests is affected (its tests are counted,
+    and their coverage carried, from the earlier build); a file's thousands of parametrized cases cost seconds."""
+    if not _STATE["stable_files"] or not inspect.isfunction(obj):
+        return None
+    path = collector.nodeid.split("::", 1)[0]
+    function = f"{collector.nodeid}::{name}"
+    known = _base().get("functions", {}).get(path)
+    if path not in _STATE["stable_files"] or not known or function not in known:
+        return None
+    if function in _STATE["live_functions"]:
+        return None
+    _STATE["skipped_functions"].add(function)
+    return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """The test functions each file defines (before any deselection), recorded for the next build."""
+    for item in items:
+        function = item.nodeid.split("[", 1)[0]
+        _STATE["functions"].setdefault(function.split("::", 1)[0], set()).add(function)
+
+
 def _write_selection(account):
     out = os.environ.get("CI_RUNNER_AFFECTED_OUT")
     if out:
@@ -365,48 +420,60 @@ def _write_selection(account):
 
 
 def _carried(mover, unaffected, skipped):
-    """What the deselected tests and the uncollected files' imports ran, from the earlier build, moved here."""
+    """What the deselected tests and the uncollected files' imports ran, from the earlier build, moved here (packed,
+    as recorded)."""
     base = _base()
     tests = {}
     for node in unaffected:
         lines = base["tests"].get(node)
         if lines is None:
             continue
-        record = {"lines": {}, "arcs": {}}
-        for name, packed in lines.items():
-            moved = mover.lines(name, packed)
-            if moved is not None:
-                record["lines"][name] = moved
-        for name, flat in base.get("arcs", {}).get(node, {}).items():
-            moved = mover.arcs(name, flat)
-            if moved is not None:
-                record["arcs"][name] = moved
-        tests[node] = record
+        moved_lines = {name: mover.lines(name, packed) for name, packed in lines.items()}
+        moved_arcs = {name: mover.arcs(name, flat) for name, flat in base["arcs"].get(node, {}).items()}
+        tests[node] = {
+            "lines": {name: packed for name, packed in moved_lines.items() if packed is not None},
+            "arcs": {name: flat for name, flat in moved_arcs.items() if flat is not None},
+        }
     imports = {}
     for name in skipped:
         entry = base["imports"][name]
+        moved_lines = {f: mover.lines(f, packed) for f, packed in entry.get("lines", {}).items()}
+        moved_arcs = {f: mover.arcs(f, flat) for f, flat in entry.get("arcs", {}).items()}
         imports[name] = {
-            "lines": {f: mover.lines(f, packed) or set() for f, packed in entry.get("lines", {}).items()},
-            "arcs": {f: mover.arcs(f, flat) or set() for f, flat in entry.get("arcs", {}).items()},
+            "lines": {f: packed for f, packed in moved_lines.items() if packed is not None},
+            "arcs": {f: flat for f, flat in moved_arcs.items() if flat is not None},
             "deps": entry["deps"],
         }
     return tests, imports
 
 
 def _add_to_run(records, rootdir):
+    """Adds packed lines or arcs to the run's coverage (those of the files it measures)."""
     cov = _STATE["run_cov"]
     if cov is None:
         return
     with _no_coverage_warnings():
         data = cov.get_data()
-    kind = "arcs" if data.has_arcs() else "lines"
+    arcs = data.has_arcs()
     by_file = {}
     for record in records:
-        for name, measured in record[kind].items():
-            by_file.setdefault(os.path.join(rootdir, name), set()).update(measured)
-    included = {path: sorted(found) for path, found in by_file.items() if found and _should_include(cov, path)}
+        for name, packed in record["arcs" if arcs else "lines"].items():
+            found = by_file.setdefault(name, set())
+            found.update(zip(packed[::2], packed[1::2]) if arcs else _data.from_ranges(packed))
+    included = {}
+    for name, found in by_file.items():
+        path = os.path.join(rootdir, name)
+        if found and _should_include(cov, path):
+            included[path] = sorted(found)
     if included:
-        (data.add_arcs if kind == "arcs" else data.add_lines)(included)
+        (data.add_arcs if arcs else data.add_lines)(included)
+
+
+def _packed(record):
+    return {
+        "lines": {name: _data.ranges(lines) for name, lines in record["lines"].items()},
+        "arcs": {name: _data.flat_arcs(arcs) for name, arcs in record["arcs"].items()},
+    }
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -418,43 +485,49 @@ def pytest_sessionfinish(session, exitstatus):
     base = _base()
     skipped = sorted(_STATE["skipped_files"])
     chosen = set(selected)
-    in_skipped = [node for node in base["tests"] if node.split("::", 1)[0] in _STATE["skipped_files"]]
-    unaffected = [node for node in collected if node not in chosen] + in_skipped
+    not_made = [
+        node
+        for node in base["tests"]
+        if node.split("::", 1)[0] in _STATE["skipped_files"] or node.split("[", 1)[0] in _STATE["skipped_functions"]
+    ]
+    unaffected = [node for node in collected if node not in chosen] + not_made
     mover = _data.Mover(base, rootdir)
-    carried, carried_imports = _carried(mover, unaffected, skipped)
+    tests, carried_imports = _carried(mover, unaffected, skipped)
     # What the deselected tests and the uncollected files ran joins the run's coverage, as testmon's hand-over does
     # for the tests that ran.
-    _add_to_run(list(carried.values()) + list(carried_imports.values()), rootdir)
-    tests = dict(carried)
+    _add_to_run(list(tests.values()) + list(carried_imports.values()), rootdir)
+    carried = len(tests)
     for node in chosen:
-        tests[node] = {"lines": _STATE["lines"].get(node, {}), "arcs": _STATE["arcs"].get(node, {})}
-    imports = {**_STATE["imports"], **carried_imports}
+        tests[node] = _packed({"lines": _STATE["lines"].get(node, {}), "arcs": _STATE["arcs"].get(node, {})})
+    imports = {name: {**_packed(entry), "deps": entry["deps"]} for name, entry in _STATE["imports"].items() if "deps" in entry}
+    imports.update(carried_imports)
+    functions = {name: sorted(found) for name, found in _STATE["functions"].items()}
+    for name, known in base["functions"].items():
+        if name in _STATE["skipped_files"] or (name in _STATE["stable_files"] and name in functions):
+            functions[name] = sorted(set(known) | set(functions.get(name, ())))
     names = {name for group in (tests, imports) for entry in group.values() for kind in ("lines", "arcs") for name in entry[kind]}
     texts = {name: _data.read(os.path.join(rootdir, name)) for name in sorted(names)}
-    present = lambda files: {name: found for name, found in files.items() if texts.get(name) is not None}
+    present = lambda files: {name: packed for name, packed in files.items() if texts.get(name) is not None}
     record = {
-        "tests": {node: {n: _data.ranges(v) for n, v in present(e["lines"]).items()} for node, e in tests.items()},
-        "arcs": {node: {n: _data.flat_arcs(v) for n, v in present(e["arcs"]).items()} for node, e in tests.items() if e["arcs"]},
+        "tests": {node: present(entry["lines"]) for node, entry in tests.items()},
+        "arcs": {node: present(entry["arcs"]) for node, entry in tests.items() if entry["arcs"]},
         "imports": {
-            name: {
-                "lines": {n: _data.ranges(v) for n, v in present(e["lines"]).items()},
-                "arcs": {n: _data.flat_arcs(v) for n, v in present(e["arcs"]).items()},
-                "deps": e["deps"],
-            }
-            for name, e in imports.items()
-            if "deps" in e
+            name: {"lines": present(entry["lines"]), "arcs": present(entry["arcs"]), "deps": entry["deps"]}
+            for name, entry in imports.items()
         },
+        "functions": functions,
         "files": {name: text for name, text in texts.items() if text is not None},
     }
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
-        json.dump(record, handle, separators=(",", ":"))
+        handle.write(json.dumps(record, separators=(",", ":")))  # in one piece: json's C encoder
     missing = sum(1 for node in unaffected if node not in base["tests"])
     _write_selection(
         {
-            "total": len(collected) + len(in_skipped),
+            "total": len(collected) + len(not_made),
             "selected": len(selected),
-            "carried": len(carried),
+            "carried": carried,
             "missing": missing,
             "uncollected_files": len(skipped),
+            "unmade_functions": len(_STATE["skipped_functions"]),
         }
     )

@@ -66,8 +66,9 @@ def line_map(old, new):
 
 
 class Mover:
-    """Moves an earlier run's lines and arcs to where they are in this tree; a line an edit changed is dropped
-    (testmon re-runs a test that executed one), and with it every arc that touches it."""
+    """Moves an earlier run's lines and arcs (packed) to where they are in this tree; a line an edit changed is
+    dropped (testmon re-runs a test that executed one), and with it every arc that touches it. None: the file is
+    gone, or was not recorded."""
 
     def __init__(self, base, rootdir):
         self.base = base
@@ -83,29 +84,46 @@ class Mover:
 
     def lines(self, name, packed):
         mapping = self._map(name)
-        if mapping == "gone":
-            return None
-        lines = from_ranges(packed)
-        return set(lines) if mapping is None else {mapping[n] for n in lines if n in mapping}
+        if mapping is None or mapping == "gone":
+            return None if mapping else packed
+        return ranges(mapping[n] for n in from_ranges(packed) if n in mapping)
 
     def arcs(self, name, flat):
         mapping = self._map(name)
-        if mapping == "gone":
-            return None
-        arcs = from_flat(flat)
-        if mapping is None:
-            return set(arcs)
+        if mapping is None or mapping == "gone":
+            return None if mapping else flat
 
         def move(n):
             moved = mapping.get(abs(n))
             return None if moved is None else (moved if n > 0 else -moved)
 
         out = set()
-        for a, b in arcs:
+        for a, b in from_flat(flat):
             a2, b2 = move(a), move(b)
             if a2 is not None and b2 is not None:
                 out.add((a2, b2))
-        return out
+        return flat_arcs(out)
+
+
+class _NoHash:
+    """coverage hashes every measured arc in pure Python, to name a data file after its content: the tracers here
+    keep their data in memory and never name a file, and the hashing is most of their cost."""
+
+    def update(self, value):
+        pass
+
+    def digest(self):
+        return b"\0" * 16
+
+    def hexdigest(self):
+        return "0" * 32
+
+
+def unhashed(cov):
+    """Drops the content hash of a started in-memory Coverage's data (where this coverage keeps one)."""
+    data = getattr(cov, "_data", None)
+    if data is not None and hasattr(data, "_hasher") and getattr(data, "_no_disk", False):
+        data._hasher = _NoHash()
 
 
 def arcs_by_context(data, path):

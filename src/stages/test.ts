@@ -56,6 +56,8 @@ interface SelectionResults {
   missing: number;
   /** Test files none of whose tests was selected, left uncollected (their import-time coverage carried). */
   uncollected_files?: number;
+  /** Test functions of collected, unchanged files none of whose tests was selected: no items made. */
+  unmade_functions?: number;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -265,5 +267,8 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
   const uncollected = selection.uncollected_files
     ? `; ${selection.uncollected_files} test file(s) not collected (their imports unchanged)`
     : '';
-  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}`);
+  const unmade = selection.unmade_functions
+    ? `; ${selection.unmade_functions} test function(s) made no items (none of their tests affected)`
+    : '';
+  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}`);
 }

@@ -270,6 +270,23 @@ describe('select = "affected": only the tests a change can affect run, with the 
         'def test_double():',
         '    assert double(2) == 4',
       ),
+      // Its import names nothing of calc: with one test affected, the other function's cases are never made.
+      'tests/test_both.py': py(
+        'import pytest',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_double_inside():',
+        '    from calc.other import double',
+        '',
+        '    assert double(3) == 6',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("k", range(3))',
+        'def test_unrelated(k):',
+        '    assert k >= 0',
+      ),
     };
     const first = await imports.commit(files, 'first');
     imports.push('main');
@@ -280,9 +297,10 @@ describe('select = "affected": only the tests a change can affect run, with the 
     imports.push('main');
     const two = await harness.build(imports, second);
     assert.equal(two.status, 'PASSED', two.error);
-    assert.equal(two.testsRun, 1, 'test_double');
-    assert.equal(two.testsTotal, 2);
+    assert.equal(two.testsRun, 2, 'test_double and test_double_inside');
+    assert.equal(two.testsTotal, 6);
     assert.ok(logged('1 test file(s) not collected'), harness.lastLog.join('\n'));
+    assert.ok(logged('1 test function(s) made no items'), 'test_unrelated');
     // Only the changed file was analysed again: the others' analysis came from the first build.
     assert.ok(logged('coverage analysed 1 of 3 file(s)'), harness.lastLog.join('\n'));
     expectSame(two, await harness.build(imports, second, { selectFullEvery: 1 }));
@@ -297,8 +315,8 @@ describe('select = "affected": only the tests a change can affect run, with the 
     const three = await harness.build(imports, third);
     assert.equal(three.status, 'PASSED', three.error);
     assert.equal(three.testsRun, 0);
-    assert.equal(three.testsTotal, 2);
-    assert.ok(logged('1 test file(s) not collected'), 'test_other.py only');
+    assert.equal(three.testsTotal, 6);
+    assert.ok(logged('2 test file(s) not collected'), 'test_other.py and test_both.py');
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
   });
 
