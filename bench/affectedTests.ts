@@ -17,11 +17,19 @@ interface AffectedProject {
 }
 
 const PROJECTS: AffectedProject[] = [
-  // setuptools, tests inside the package, ~200 tests that take well under a second.
-  { requirement: 'toolz==1.2.0', modules: ['toolz/itertoolz.py'] },
   // flit, src layout, branch coverage on (as published), ~2,400 tests in ~7 s (plus 31,000 stress tests its
   // addopts deselect, collected in a full run).
   { requirement: 'click==8.5.1', modules: ['src/click/termui.py', 'src/click/decorators.py'] },
+  // flit, flat layout, ~520 tests in ~2.5 s, a test file per module: commits to four of its modules.
+  {
+    requirement: 'boltons==26.2.0',
+    modules: [
+      'boltons/fileutils.py',
+      'boltons/mathutils.py',
+      'boltons/timeutils.py',
+      'boltons/formatutils.py',
+    ],
+  },
 ];
 const COMMITS = 20;
 /** Every this-many-th commit injects a bug (raised at the top of the function): both runs must find its failures. */
@@ -175,6 +183,15 @@ function printRows(project: AffectedProject, rows: Row[]): void {
     if (!Number.isNaN(branches)) worstBranches = Math.max(worstBranches, branches);
     console.log(
       `${`${row.commit} ${row.fn}${row.bug ? ' (bug)' : ''}`.padEnd(30)} ${pad(`${row.fullMs.toFixed(0)} ms`, 10)} ${pad(`${row.affectedMs.toFixed(0)} ms`, 9)} ${pad((row.affectedMs / row.fullMs).toFixed(2), 6)} ${pad(row.full.testsRun, 10)} ${pad(row.affected.testsRun, 9)} ${pad(sameFailures ? `equal ${row.full.failedTests.length}` : 'DIFFER', 9)} ${pad(points(lines), 8)} ${pad(points(branches), 10)}`,
+    );
+  }
+  // Where the time goes: each stage's median, full and affected.
+  const stages = [...new Set(rows.flatMap((row) => row.full.stages.map((stage) => stage.name)))];
+  const stageMedian = (report: 'full' | 'affected', name: string) =>
+    median(rows.map((row) => row[report].stages.find((stage) => stage.name === name)?.durationMs ?? 0));
+  for (const report of ['full', 'affected'] as const) {
+    console.log(
+      `stage medians, ${report.padEnd(8)}: ${stages.map((name) => `${name} ${stageMedian(report, name).toFixed(0)} ms`).join(', ')}`,
     );
   }
   const fullMs = rows.map((row) => row.fullMs);

@@ -359,6 +359,43 @@ def _coverage_json():
             handle.write(f"{type(error).__name__}: {error}\n")
 
 
+_PARSED = {}
+
+
+def _share_parsed_sources():
+    """pytest parses a module again for every traceback that passes through it (its cache lives as long as one
+    traceback): with click's deep stacks that is most of what a failed test costs. The same text parses to the same
+    tree, so the trees are shared across tracebacks; what pytest shows is unchanged."""
+    try:
+        import ast
+        import warnings
+
+        from _pytest._code import code as _code
+    except ImportError:
+        return
+    original = getattr(_code, "getstatementrange_ast", None)
+    if original is None or getattr(original, "_ci_runner", False):
+        return
+
+    def getstatementrange_ast(lineno, source, assertion=False, astnode=None):
+        if astnode is None:
+            content = str(source)
+            astnode = _PARSED.get(content)
+            if astnode is None:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        astnode = ast.parse(content, "source", "exec")
+                except SyntaxError:
+                    return original(lineno, source, assertion, None)
+                if len(_PARSED) < 256:
+                    _PARSED[content] = astnode
+        return original(lineno, source, assertion, astnode)
+
+    getstatementrange_ast._ci_runner = True
+    _code.getstatementrange_ast = getstatementrange_ast
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     # Last: the repository's conftests have registered their marks by then.
@@ -366,6 +403,7 @@ def pytest_configure(config):
     if os.environ.get("CI_RUNNER_COVERAGE_JSON") and not worker:
         atexit.register(_coverage_json)
     _combine_mark_expressions(config)
+    _share_parsed_sources()
     _watch_for_hang()
     if not worker:
         # The controller sees every worker's reports: only it records results.
