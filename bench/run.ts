@@ -4,12 +4,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { configuredOptions, runPipeline } from '../src/build/runPipeline.js';
-import { ensureToolchain } from '../src/build/toolchain.js';
 import type { BuildReport } from '../src/delivery/contracts.js';
 import { startGitServer } from '../src/git/gitServer.js';
 import { loadConfig } from '../src/ops/config.js';
 import { createLogger } from '../src/ops/logger.js';
+import { configuredOptions, runPipeline } from '../src/pipeline/runPipeline.js';
+import { ensureToolchain } from '../src/pipeline/toolchain.js';
 import { noSandbox } from '../src/sandbox/buildSandbox.js';
 import {
   type NoSandbox,

@@ -5,7 +5,6 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import express from 'express';
-import { BOARD_ARTEFACTS, commitOfDownloadName, downloadName } from '../build/artefactLocation.js';
 import { createArtefactStore } from '../delivery/artefactStore.js';
 import { type BuildJobData, connectRedis, RETENTION_SECONDS } from '../delivery/queue.js';
 import { redisAccess } from '../delivery/redisAccess.js';
@@ -14,6 +13,7 @@ import type { Config } from '../ops/config.js';
 import { ConfigError } from '../ops/errors.js';
 import { type Closable, Teardown } from '../ops/lifecycle.js';
 import type { Logger } from '../ops/logger.js';
+import { BOARD_ARTEFACTS, commitOfDownloadName, downloadName } from '../pipeline/artefactLocation.js';
 import { basicAuth } from './boardAuth.js';
 import { addVerdictFormatters } from './verdictFormatters.js';
 

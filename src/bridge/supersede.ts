@@ -1,5 +1,5 @@
-import { supersededReport } from '../build/report.js';
 import { type BuildJobData, buildJobId } from '../delivery/queue.js';
+import { supersededReport } from '../pipeline/report.js';
 import type { BridgeParts } from './batchHandler.js';
 
 /** What a batch's announcements do to the builds of their branches. */

@@ -31,7 +31,15 @@ export async function serveLocalRepository(
   );
   if (!isDir) throw new NotARepositoryError(`${dir} is not a directory`);
   const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
-  const bare = await inDir('rev-parse', '--is-bare-repository').catch(() => undefined);
+  const bare = await inDir('rev-parse', '--is-bare-repository').catch((error: { stderr?: string }) => {
+    // git refuses a repository another user owns (CVE-2022-24765) in words that say "not a repository" to no one.
+    if (/dubious ownership/.test(String(error.stderr ?? ''))) {
+      throw new NotARepositoryError(
+        `${dir} is owned by another user (git safe.directory); run as its owner or add it to safe.directory`,
+      );
+    }
+    return undefined;
+  });
   if (bare === undefined)
     throw new NotARepositoryError(`${dir} is not a git repository (git init it, or give a repository URL)`);
   const top = bare === 'true' ? dir : await inDir('rev-parse', '--show-toplevel');

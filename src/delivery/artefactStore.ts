@@ -15,9 +15,9 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { artefactFile, artefactUrl } from '../build/artefactLocation.js';
 import type { ArtefactStoreConfig, S3StoreConfig } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
+import { artefactFile, artefactUrl } from '../pipeline/artefactLocation.js';
 
 /** Where a report finds a kept artefact: its artefact_url, and an HTTPS link when one is configured. */
 export interface KeptArtefact {

@@ -51,6 +51,12 @@ export function classifyFetchFault(repositoryUrl: string, error: Error): CiError
   const said = codes(error);
   if (said.includes(git.Errors.HttpError.code)) {
     const { statusCode, statusMessage } = (error as Error & { data: HttpErrorData }).data;
+    if (statusCode === 404 || statusCode === 410) {
+      return new CiError('REPO_REFUSED', `no repository at ${url} (HTTP ${statusCode})`, {
+        retriable: false,
+        cause: error,
+      });
+    }
     const answer = `the server answered ${statusCode} ${statusMessage}`.trim();
     const hint = HTTP_HINTS[statusCode];
     if (hint) {
@@ -62,7 +68,10 @@ export function classifyFetchFault(repositoryUrl: string, error: Error): CiError
     return unreachable(repositoryUrl, new Error(answer));
   }
   if (said.includes(git.Errors.SmartHttpError.code)) {
-    return new CiError('REPO_REFUSED', `${url} is not a git smart-HTTP server: ${error.message}`, {
+    // isomorphic-git's own words end in what the server sent, which may be nothing at all.
+    const preview = String((error as Error & { data?: { preview?: unknown } }).data?.preview ?? '').trim();
+    const sent = preview ? `it sent ${JSON.stringify(preview.slice(0, 120))}` : 'it sent an empty body';
+    return new CiError('REPO_REFUSED', `${url} answered, but not as a git smart-HTTP server: ${sent}`, {
       retriable: false,
       cause: error,
     });
@@ -79,6 +88,4 @@ interface HttpErrorData {
 const HTTP_HINTS: Record<number, string> = {
   401: 'credentials missing or wrong: set GIT_HTTP_USERNAME and GIT_HTTP_PASSWORD',
   403: 'the credentials may not read this repository',
-  404: 'no repository at this URL',
-  410: 'the repository is gone',
 };

@@ -99,6 +99,17 @@ function withoutAuth(headers: GitHttpRequest['headers'] = {}): Record<string, st
   );
 }
 
+// A CGI script's own status, where the server sent it on as a header of a 200 (Python's CGI handler answers
+// "200 Script output follows" before the script runs): the status git http-backend meant, say 404 for a repository
+// that is not there.
+function withCgiStatus(response: GitHttpResponse): GitHttpResponse {
+  const said = response.headers?.status;
+  const found =
+    response.statusCode === 200 && typeof said === 'string' ? /^([1-5]\d\d)\s*(.*)$/.exec(said) : null;
+  if (!found || found[1] === '200') return response;
+  return { ...response, statusCode: Number(found[1]), statusMessage: found[2] ?? '' };
+}
+
 // Follows redirects of the ref advertisement itself, as git does, so that the upload-pack request can go to the
 // same place (a 301 on a POST would otherwise turn it into a GET). Credentials only go to the origin they were
 // given for.
@@ -113,7 +124,8 @@ async function discover(request: GitHttpRequest): Promise<{ response: GitHttpRes
       fetchOptions: { followRedirects: false },
     });
     const location = response.headers?.location;
-    if (response.statusCode < 300 || response.statusCode >= 400 || !location) return { response, url };
+    if (response.statusCode < 300 || response.statusCode >= 400 || !location)
+      return { response: withCgiStatus(response), url };
     if (redirects >= MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects from ${url}`);
     const next = new URL(location, url);
     if (next.origin !== new URL(url).origin) headers = withoutAuth(headers);

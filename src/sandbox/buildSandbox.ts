@@ -1,11 +1,11 @@
 import { randomInt } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative } from 'node:path';
-import type { BuildLayout } from '../build/layout.js';
 import { chownBeneath } from '../host/beneath.js';
 import { LAUNCH_FDS, type Launch } from '../host/runBounded.js';
 import type { BuildResources } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
+import type { BuildLayout } from '../pipeline/layout.js';
 import type { BuildDisk } from './buildDisk.js';
 import { bwrapArgs, type ProcessLimits, type SandboxMount } from './bwrapArgs.js';
 import type { BuildCgroup } from './cgroups.js';

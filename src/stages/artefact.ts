@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import git from 'isomorphic-git';
 import tar, { type Header } from 'tar-stream';
-import { artefactPath, partialArtefactPath } from '../build/artefactLocation.js';
+import { artefactPath, partialArtefactPath } from '../pipeline/artefactLocation.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** A commit's tree read from a git object store: exactly what was committed, whatever the build wrote since. */

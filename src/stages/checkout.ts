@@ -91,13 +91,14 @@ async function attempt(input: CheckoutInput, work: () => Promise<unknown>): Prom
 // Fetches the branch tip first: isomorphic-git announces the local ref of the branch as "have", so the server sends
 // only objects the cache lacks (a branch seen for the first time starts from the last commit fetched from this
 // remote). When the commit is not the tip, it is fetched by sha; a server that refuses that gets the branch fetched
-// deeper until the commit is in it. Returns why the commit is still missing, if it is.
+// deeper until the commit is in it. Returns why the commit is still missing, if it is: `gone` once the branch's whole
+// history was fetched without it (force-pushed away, or never pushed there: no retry will find it).
 async function fetchInto(
   gitdir: string,
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<string | undefined> {
+): Promise<Missing | undefined> {
   const fetch = async (args: { ref: string; depth: number }) => {
     try {
       await git.fetch({ ...base, ...args });
@@ -129,14 +130,15 @@ async function fetchInto(
   if (branchRefused) ctx.log(`fetching branch ${input.branchName} failed: ${branchRefused}`);
   else await recordTip();
   if (await hasCommit(gitdir, input.commitSha, cache)) return undefined;
+  const missing = (why: string, gone = false): Missing => ({ why, gone });
 
   const shaRefused = await attempt(input, () => fetch({ ref: input.commitSha, depth: 1 }));
   if (!shaRefused) return undefined;
   ctx.log(`the server would not send ${input.commitSha} by sha: ${shaRefused}`);
-  if (branchRefused) return `branch ${input.branchName}: ${branchRefused}; by sha: ${shaRefused}`;
+  if (branchRefused) return missing(`branch ${input.branchName}: ${branchRefused}; by sha: ${shaRefused}`);
   for (const depth of DEEPEN_STEPS) {
     const refused = await attempt(input, () => fetch({ ref: input.branchName, depth }));
-    if (refused) return `deepening branch ${input.branchName}: ${refused}`;
+    if (refused) return missing(`deepening branch ${input.branchName}: ${refused}`);
     if (await hasCommit(gitdir, input.commitSha, cache)) {
       const how = depth < 0x7fffffff ? `${depth} commits deep` : 'with its whole history';
       ctx.log(`fetched branch ${input.branchName} ${how} to reach ${input.commitSha}`);
@@ -144,7 +146,16 @@ async function fetchInto(
     }
     if (!(await isShallow(gitdir))) break;
   }
-  return `it is not in the history of branch ${input.branchName}, and the server answered "${shaRefused}" when asked for it by sha`;
+  return missing(
+    `it is not in the history of branch ${input.branchName}, and the server answered "${shaRefused}" when asked for it by sha`,
+    true,
+  );
+}
+
+/** Why a commit could not be fetched; `gone`: not after fetching its branch's whole history. */
+interface Missing {
+  why: string;
+  gone: boolean;
 }
 
 // Makes sure the remote's cache holds the commit, fetching only when it does not (one fetch per remote at a time).
@@ -153,7 +164,7 @@ async function ensureCommit(
   input: CheckoutInput,
   ctx: StageContext,
   cache: object,
-): Promise<{ fetched: boolean; known: boolean; missing?: string }> {
+): Promise<{ fetched: boolean; known: boolean; missing?: Missing }> {
   await mkdir(join(input.cacheDir, 'git'), { recursive: true });
   return withDirLock(
     `${gitdir}.lock`,
@@ -212,12 +223,24 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
   const { commit } = await git
     .readCommit({ fs, gitdir, oid: input.commitSha, cache })
     .catch((thrown: unknown) => {
+      const from = redactUrl(input.repositoryUrl);
+      // Not retried once the branch's whole history was fetched without it: no later fetch will find it.
+      if (missing?.gone) {
+        throw new CiError(
+          'COMMIT_MISSING',
+          `commit ${input.commitSha} not on the server (force-pushed away?): ${from}: ${missing.why}`,
+          { retriable: false, cause: thrown },
+        );
+      }
       // Retried: an agent may announce a commit a moment before its push lands.
-      const why = missing ?? 'the server sent it but it is not in the object cache';
+      const why = missing?.why ?? 'the server sent it but it is not in the object cache';
       throw new CiError(
         'COMMIT_MISSING',
-        `commit ${input.commitSha} cannot be fetched from ${redactUrl(input.repositoryUrl)}: ${why}`,
-        { retriable: true, cause: thrown },
+        `commit ${input.commitSha} cannot be fetched from ${from}: ${why}`,
+        {
+          retriable: true,
+          cause: thrown,
+        },
       );
     });
   await mkdir(input.dir, { recursive: true });

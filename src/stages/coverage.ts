@@ -1,5 +1,5 @@
-import type { BuildLayout } from '../build/layout.js';
-import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
+import type { BuildLayout } from '../pipeline/layout.js';
+import { readBuildFile, readBuildJson } from '../pipeline/readBuildFile.js';
 import type { StageContext, StageResult } from './types.js';
 
 /** coverage.json of a large project runs to megabytes; more than this is not a report the runner reads. */

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BuildLayout } from '../build/layout.js';
-import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
+import { pathExists } from '../host/pathExists.js';
 import { stagingPath } from '../host/stagingPath.js';
+import type { BuildLayout } from '../pipeline/layout.js';
+import { readBuildFile, readBuildJson } from '../pipeline/readBuildFile.js';
 
-/** The analysis the test run starts from, and the one it writes (in the build's out/ directory). */
-export const COVERAGE_CACHE_IN = 'coverage-analysis-kept.json';
+/** The analysis the test run writes (in the build's out/ directory); it reads the kept one as a runner file. */
 export const COVERAGE_CACHE_OUT = 'coverage-analysis.json';
 /** Entries of a large project run to megabytes; a bigger file is not kept. */
 const MAX_CACHE_BYTES = 64 * 1024 * 1024;
@@ -24,18 +24,11 @@ function cacheFile(place: CoverageCachePlace): string {
   return join(place.cacheDir, 'coverage-analysis', `${key}.json`);
 }
 
-// Puts the repository's kept analysis where the test run reads it, before any process of the build sees out/.
-export async function restoreCoverageCache(place: CoverageCachePlace): Promise<boolean> {
-  const bytes = await readFile(cacheFile(place)).catch(() => undefined);
-  if (!bytes) return false;
-  // Never through anything the build left there: a name it took keeps what it put there, for its own run only.
-  return writeFile(join(place.layout.out, COVERAGE_CACHE_IN), bytes, { flag: 'wx' }).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EEXIST') return false;
-      throw error;
-    },
-  );
+// The repository's kept analysis, if it has one: the test run reads it read-only (bound into its sandbox as a file
+// of the runner's), so nothing of the build's is ever written or read through on its way there.
+export async function keptCoverageCache(place: CoverageCachePlace): Promise<string | undefined> {
+  const file = cacheFile(place);
+  return (await pathExists(file)) ? file : undefined;
 }
 
 // Keeps the analysis the run wrote (a plain file, bounded) for the repository's next build. What the run says

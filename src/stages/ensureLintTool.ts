@@ -1,10 +1,10 @@
 import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import { CiError } from '../ops/errors.js';
+import type { Toolchain } from '../pipeline/toolchain.js';
 import { compareVersions, EXACT_VERSION, type LintTool, OLDEST_SUPPORTED } from './lintPlan.js';
 
 /** One version of ruff or black, installed by the runner into its own tools directory (read-only to builds). */

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { copyFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BuildLayout, SANDBOX_PATHS } from '../build/layout.js';
-import { readBuildFile } from '../build/readBuildFile.js';
-import { PLUGIN_FILES, type Toolchain } from '../build/toolchain.js';
+import { type BuildLayout, SANDBOX_PATHS } from '../pipeline/layout.js';
+import { readBuildFile } from '../pipeline/readBuildFile.js';
+import { PLUGIN_FILES, type Toolchain } from '../pipeline/toolchain.js';
 import { projectEnvironment } from './projectEnvironment.js';
 import { resolvePins } from './resolvePins.js';
 import { sharedEnvironment } from './sharedEnvironment.js';

@@ -1,11 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
-import { parseBuildJson, readBuildFile } from '../build/readBuildFile.js';
-import type { Toolchain } from '../build/toolchain.js';
 import type { LintFinding } from '../delivery/contracts.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
+import { parseBuildJson, readBuildFile } from '../pipeline/readBuildFile.js';
+import type { Toolchain } from '../pipeline/toolchain.js';
 import { type InstalledLintTool, PinRefused } from './ensureLintTool.js';
 import { lintCache } from './lintCache.js';
 import {

@@ -1,4 +1,4 @@
-import { readBuildJson } from '../build/readBuildFile.js';
+import { readBuildJson } from '../pipeline/readBuildFile.js';
 
 /** What the runner's pytest plugin (python/ci_runner_pytest_plugin.py) says of a test run, checked. */
 export interface PluginResults {

@@ -1,12 +1,12 @@
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize, relative } from 'node:path';
-import { readBuildFile } from '../build/readBuildFile.js';
-import { PLUGIN_FILES, type Toolchain } from '../build/toolchain.js';
 import { listBeneath, typeBeneath } from '../host/beneath.js';
 import { pathExists } from '../host/pathExists.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import { SYSTEM_PATH } from '../host/systemPath.js';
+import { readBuildFile } from '../pipeline/readBuildFile.js';
+import { PLUGIN_FILES, type Toolchain } from '../pipeline/toolchain.js';
 import type { SharedEnvironment } from './sharedEnvironment.js';
 
 /** A ready environment for one environment key: bound read-only at the build's venv path by every later build. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { readBuildFile } from '../build/readBuildFile.js';
 import { typeBeneath } from '../host/beneath.js';
+import { readBuildFile } from '../pipeline/readBuildFile.js';
 
 // The reader's own code (its script and the modules it imports), hashed once per process (it changes only with the
 // runner).

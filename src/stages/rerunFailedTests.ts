@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readBuildJson } from '../build/readBuildFile.js';
+import { readBuildJson } from '../pipeline/readBuildFile.js';
 import { type PytestPlace, runPytest } from './runPytest.js';
 import type { StageContext } from './types.js';
 

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readBuildFile } from '../build/readBuildFile.js';
+import { readBuildFile } from '../pipeline/readBuildFile.js';
 import { dependencyLines } from './sharedEnvironment.js';
 import type { StageContext } from './types.js';
 import { type Outcome, type SandboxedUv, type UvInput, verdict } from './uvRun.js';

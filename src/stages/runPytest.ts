@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
+import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
 import type { StageContext } from './types.js';
 
 /** Where the tests run: the build's tree, its venv (or the key's shared one), the runner's mark expression. */

@@ -1,12 +1,12 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
-import type { Toolchain } from '../build/toolchain.js';
 import { runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import type { BuildResources, StageLimits } from '../ops/config.js';
 import { CiError } from '../ops/errors.js';
+import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
+import type { Toolchain } from '../pipeline/toolchain.js';
 import { type Formatter, type LintProfile, parseLintProfile } from './lintPlan.js';
 import { readerKey } from './readerKey.js';
 import type { StageContext, StageResult } from './types.js';

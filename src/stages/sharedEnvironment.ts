@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Toolchain } from '../build/toolchain.js';
 import { pathExists } from '../host/pathExists.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { stagingPath } from '../host/stagingPath.js';
 import { SYSTEM_PATH } from '../host/systemPath.js';
 import { withDirLock } from '../host/withDirLock.js';
 import { CiError } from '../ops/errors.js';
+import type { Toolchain } from '../pipeline/toolchain.js';
 
 /** One exact pin: the only line a shared environment is built from. */
 const PIN = /^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$/;

@@ -1,11 +1,11 @@
 import { dirname, join } from 'node:path';
-import type { BuildLayout } from '../build/layout.js';
-import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
-import { AFFECTED_FILES, type Toolchain } from '../build/toolchain.js';
 import type { TestFailure } from '../delivery/contracts.js';
 import { exitReason } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
-import { COVERAGE_CACHE_IN, COVERAGE_CACHE_OUT } from './coverageCache.js';
+import type { BuildLayout } from '../pipeline/layout.js';
+import { readBuildFile, readBuildJson } from '../pipeline/readBuildFile.js';
+import { AFFECTED_FILES, type Toolchain } from '../pipeline/toolchain.js';
+import { COVERAGE_CACHE_OUT } from './coverageCache.js';
 import { readPluginResults } from './pluginResults.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
@@ -30,6 +30,8 @@ export interface TestInput {
   venvDir?: string;
   /** Set when the repository selects affected tests: whether this run does, and from what. */
   selection?: TestSelection;
+  /** The repository's kept coverage analysis (a file of the runner's cache, bound read-only), if any. */
+  coverageCache?: string;
 }
 
 export interface TestValue {
@@ -93,13 +95,16 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     CI_RUNNER_PYTEST_RESULTS: join(inside.out, 'pytest-results.json'),
     CI_RUNNER_COVERAGE_DATA: join(inside.out, '.coverage'),
     CI_RUNNER_COVERAGE_JSON: join(inside.out, 'coverage.json'),
-    // coverage's analysis of each file, as the repository's earlier builds left it, and as this run leaves it.
-    CI_RUNNER_COVERAGE_CACHE_IN: join(inside.out, COVERAGE_CACHE_IN),
+    // coverage's analysis of each file, as this run leaves it (and below, as the repository's earlier builds did).
     CI_RUNNER_COVERAGE_CACHE_OUT: join(inside.out, COVERAGE_CACHE_OUT),
     // The plugin writes every thread's stack just before the limit: where a test hung.
     CI_RUNNER_TEST_DEADLINE: String((Date.now() + input.timeoutMs) / 1000 - 2),
   };
   const files: string[] = [];
+  if (input.coverageCache) {
+    files.push(input.coverageCache);
+    env.CI_RUNNER_COVERAGE_CACHE_IN = ctx.sandbox.runnerFile(input.coverageCache);
+  }
   if (input.selection) {
     const selection = selectionRun(input, ctx, input.selection);
     args.push(...selection.args);

@@ -1,5 +1,5 @@
-import { readBuildFile, readBuildJson } from '../build/readBuildFile.js';
 import type { TestFailure } from '../delivery/contracts.js';
+import { readBuildFile, readBuildJson } from '../pipeline/readBuildFile.js';
 
 /** What the runner's pytest plugin wrote of the failures it saw (pytest-results.json.failures), as read. */
 export interface FailureDetails {

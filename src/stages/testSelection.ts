@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
-import type { BuildLayout } from '../build/layout.js';
-import { readBuildFile } from '../build/readBuildFile.js';
 import { TreeTooLargeError, walkBeneath } from '../host/beneath.js';
 import { stagingPath } from '../host/stagingPath.js';
+import type { BuildLayout } from '../pipeline/layout.js';
+import { readBuildFile } from '../pipeline/readBuildFile.js';
 
 /** Which of a build's tests run when its repository sets `select = "affected"`. */
 export interface TestSelection {

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { type BuildLayout, buildEnv } from '../build/layout.js';
-import type { Toolchain } from '../build/toolchain.js';
 import { type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
+import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
+import type { Toolchain } from '../pipeline/toolchain.js';
 import type { SandboxAccess } from '../sandbox/buildSandbox.js';
 import { reportText } from './testFailures.js';
 import type { StageContext, StageResult } from './types.js';

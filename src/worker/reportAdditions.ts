@@ -1,8 +1,8 @@
-import { artefactFile } from '../build/artefactLocation.js';
 import type { ArtefactStore } from '../delivery/artefactStore.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
+import { artefactFile } from '../pipeline/artefactLocation.js';
 import type { FlakeHistory } from './flakeHistory.js';
 
 // The report with the host that built it and whether its caches held the repository (git objects and environment),

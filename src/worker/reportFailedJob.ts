@@ -1,10 +1,10 @@
 import type { Job } from 'bullmq';
-import { erroredReport } from '../build/report.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import type { Placement } from '../delivery/placement.js';
 import type { BuildJobData } from '../delivery/queue.js';
 import type { ReportStore } from '../delivery/reportStore.js';
 import type { Logger } from '../ops/logger.js';
+import { erroredReport } from '../pipeline/report.js';
 import { MAX_STALLED } from './buildWorkers.js';
 
 // Gives a build whose job failed for good without a report (BullMQ failing it past its stall limit without calling

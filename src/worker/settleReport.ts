@@ -1,10 +1,10 @@
 import { rm } from 'node:fs/promises';
-import { artefactFile } from '../build/artefactLocation.js';
 import type { ArtefactStore } from '../delivery/artefactStore.js';
 import type { BuildReport } from '../delivery/contracts.js';
 import type { ReportStore } from '../delivery/reportStore.js';
 import { toError } from '../ops/errors.js';
 import type { Logger } from '../ops/logger.js';
+import { artefactFile } from '../pipeline/artefactLocation.js';
 
 /** Removes an artefact a report named: the file itself, unless an artefact store is given. */
 const removeFile: Pick<ArtefactStore, 'discard'> = {

@@ -197,6 +197,8 @@ describe('checkout from a persistent object cache', () => {
     await assert.rejects(checkoutInto(repo.url, lost, 'feature'), (error: unknown) => {
       assert.ok(error instanceof CiError);
       assert.equal(error.code, 'COMMIT_MISSING');
+      assert.equal(error.retriable, false, 'the whole history was fetched: no retry finds it');
+      assert.match(error.message, /not on the server \(force-pushed away\?\)/);
       assert.match(error.message, /not in the history of branch feature/);
       assert.match(error.message, /the server answered "[^"]+" when asked for it by sha/);
       return true;

@@ -126,8 +126,17 @@ describe('the ci-runner command', () => {
   test('build on bad input: one line naming the problem, exit 64 (usage) or 69 (unreachable), never a verdict code', async () => {
     const notGit = join(root, 'not-a-repository');
     await mkdir(notGit, { recursive: true });
+    // A repository of another user's: git refuses it for its ownership, and the message says so.
+    const foreign = join(root, 'foreign-repository');
+    execFileSync('git', ['init', '-q', foreign]);
+    execFileSync('chown', ['-R', '65534:65534', foreign]);
     const cases: Array<[string[], number, RegExp]> = [
       [['build', notGit], 64, /is not a git repository \(git init it, or give a repository URL\)/],
+      [
+        ['build', foreign],
+        64,
+        /foreign-repository is owned by another user \(git safe\.directory\); run as its owner or add it to safe\.directory/,
+      ],
       [
         ['build', join(root, 'no-such-path')],
         64,

@@ -139,7 +139,7 @@ describe('checkout against real git servers', () => {
         record('non-tip sha', `passed${deepened ? ` (${deepened})` : ' (fetched by sha)'}`);
       });
 
-      test('a force-pushed branch: its new tip builds; the sha pushed away is COMMIT_MISSING naming the answer', async () => {
+      test('a force-pushed branch: its new tip builds; the sha pushed away is COMMIT_MISSING at once, not retried', async () => {
         const fixture = await repo('forced');
         const { lost, replaced } = await forcePushFeature(fixture);
         const { dir, result } = await build(fixture.url, replaced, 'feature');
@@ -147,8 +147,10 @@ describe('checkout against real git servers', () => {
         assert.equal(await readFile(join(dir, 'v.txt'), 'utf8'), 'replaced\n');
         const error = await failure(build(fixture.url, lost, 'feature'));
         assert.equal(error.code, 'COMMIT_MISSING');
+        assert.equal(error.retriable, false);
+        assert.match(error.message, /not on the server \(force-pushed away\?\)/);
         assert.match(error.message, /not in the history of branch feature, and the server answered "[^"]+"/);
-        record('force-pushed', `new tip passed; lost sha ${error.code} (retried): ${error.message}`);
+        record('force-pushed', `new tip passed; lost sha ${error.code} (not retried): ${error.message}`);
       });
 
       test('a wrong password: not retried, the reason names the 401', async (t) => {
@@ -168,17 +170,11 @@ describe('checkout against real git servers', () => {
         record('wrong password', `${error.code} (not retried): ${error.message}`);
       });
 
-      test('a repository that is not there: not retried, the reason names the 404', async (t) => {
-        if (kind.name.startsWith('python')) {
-          // Python's CGI handler sends "200 Script output follows" before the script runs: it cannot answer 404.
-          const error = await failure(build(`${server.baseUrl}absent.git`, 'a'.repeat(40), 'main'));
-          record('no such repository', `${error.code}: ${error.message}`);
-          t.diagnostic(error.message);
-          return;
-        }
+      test('a repository that is not there: not retried, the reason names the 404', async () => {
+        // Python's CGI handler answers "200 Script output follows" and passes the script's 404 on as a header.
         const error = await failure(build(`${server.baseUrl}absent.git`, 'a'.repeat(40), 'main'));
         assert.equal(error.code, 'REPO_REFUSED');
-        assert.match(error.message, /the server answered 404 Not Found \(no repository at this URL\)/);
+        assert.match(error.message, /no repository at http:\/\/[^ ]+\/absent\.git \(HTTP 404\)/);
         record('no such repository', `${error.code} (not retried): ${error.message}`);
       });
 

@@ -5,12 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import { type Job, Queue, Worker } from 'bullmq';
 import { sleep } from '../../faults/cluster.js';
 import { sweepHostQueues } from '../../src/bridge/sweepHostQueues.js';
-import { erroredReport } from '../../src/build/report.js';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { Placement } from '../../src/delivery/placement.js';
 import { type BuildJobData, buildJobId, connectRedis } from '../../src/delivery/queue.js';
 import { ReportStore } from '../../src/delivery/reportStore.js';
 import { Supersession } from '../../src/delivery/supersession.js';
+import { erroredReport } from '../../src/pipeline/report.js';
 import { type PlacedParts, runCanonical, runHostCopy } from '../../src/worker/placedCopies.js';
 import { testLogger } from '../support/harness.js';
 

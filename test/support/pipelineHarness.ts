@@ -1,11 +1,11 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { configuredOptions, type PipelineOptions, runPipeline } from '../../src/build/runPipeline.js';
-import { ensureToolchain } from '../../src/build/toolchain.js';
 import type { BuildReport } from '../../src/delivery/contracts.js';
 import { type GitServer, startGitServer } from '../../src/git/gitServer.js';
 import { loadConfig } from '../../src/ops/config.js';
+import { configuredOptions, type PipelineOptions, runPipeline } from '../../src/pipeline/runPipeline.js';
+import { ensureToolchain } from '../../src/pipeline/toolchain.js';
 import { releaseBuildDisksUnder } from '../../src/sandbox/buildDisk.js';
 import { prepareSandbox, sandboxRequest } from '../../src/sandbox/sandboxHost.js';
 import { createFixtureRepo, type FixtureRepo } from './fixtureRepo.js';

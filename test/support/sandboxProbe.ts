@@ -2,10 +2,10 @@
 // and, through setpriv, as an unprivileged user (the Docker image's case). Usage: sandboxProbe.ts <dir> <json>.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildEnv, buildLayout, prepareLayout } from '../../src/build/layout.js';
 import { runBounded } from '../../src/host/runBounded.js';
 import { egressConfig } from '../../src/ops/egressConfig.js';
 import { createLogger } from '../../src/ops/logger.js';
+import { buildEnv, buildLayout, prepareLayout } from '../../src/pipeline/layout.js';
 import { openBuildSandbox, type SandboxAccess } from '../../src/sandbox/buildSandbox.js';
 import { prepareSandbox } from '../../src/sandbox/sandboxHost.js';
 

@@ -4,7 +4,6 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { collectKeptFiles } from '../../src/build/collectKeptFiles.js';
 import {
   chownBeneath,
   PathOutsideError,
@@ -13,6 +12,7 @@ import {
   typeBeneath,
   walkBeneath,
 } from '../../src/host/beneath.js';
+import { collectKeptFiles } from '../../src/pipeline/collectKeptFiles.js';
 import { checkPluginResults, MAX_FAILED_IDS } from '../../src/stages/pluginResults.js';
 import { writeConsoleScripts } from '../../src/stages/projectEnvironment.js';
 import { type Canary, makeCanary } from '../support/canary.js';

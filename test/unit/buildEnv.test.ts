@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildEnv, buildLayout } from '../../src/build/layout.js';
+import { buildEnv, buildLayout } from '../../src/pipeline/layout.js';
 
 test("the package index's credentials reach the install only, never lint or the tests", () => {
   const layout = buildLayout('/work/b1', {

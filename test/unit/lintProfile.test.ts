@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ensureToolchain, type Toolchain } from '../../src/build/toolchain.js';
+import { ensureToolchain, type Toolchain } from '../../src/pipeline/toolchain.js';
 import { ensureLintTool, PinRefused } from '../../src/stages/ensureLintTool.js';
 import { type LintProfile, parseLintProfile, planLint } from '../../src/stages/lintPlan.js';
 import { testLogger } from '../support/harness.js';

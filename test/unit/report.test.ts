@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { BuildInput } from '../../src/build/buildInput.js';
-import { assembleReport, type BuildResults, erroredReport } from '../../src/build/report.js';
-import type { StageResults } from '../../src/build/stageDefinition.js';
+import type { BuildInput } from '../../src/pipeline/buildInput.js';
+import { assembleReport, type BuildResults, erroredReport } from '../../src/pipeline/report.js';
+import type { StageResults } from '../../src/pipeline/stageDefinition.js';
 import type { StageResult } from '../../src/stages/types.js';
 
 const input: BuildInput = {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { readableFailures, readableFindings } from '../../src/board/verdictFormatters.js';
-import { assembleReport } from '../../src/build/report.js';
 import { formatReport } from '../../src/cli/formatReport.js';
 import type { BuildReport, TestFailure } from '../../src/delivery/contracts.js';
 import { encodeBuildReport } from '../../src/delivery/contracts.js';
 import { fitReport } from '../../src/delivery/fitReport.js';
+import { assembleReport } from '../../src/pipeline/report.js';
 import { formatterEntry, splitDiffs } from '../../src/stages/lintFindings.js';
 import { boundFailures, DETAILED_FAILURES, reportText } from '../../src/stages/testFailures.js';
 import { describeInstallFailure } from '../../src/stages/uvRun.js';

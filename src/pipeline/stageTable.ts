@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as artefact from '../stages/artefact.js';
 import * as checkout from '../stages/checkout.js';
 import * as coverage from '../stages/coverage.js';
-import { restoreCoverageCache } from '../stages/coverageCache.js';
+import { keptCoverageCache } from '../stages/coverageCache.js';
 import * as install from '../stages/install.js';
 import * as lint from '../stages/lint.js';
 import { planLint } from '../stages/lintPlan.js';
@@ -158,13 +158,14 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           sharedEnv: installed.sharedEnv,
           venvDir: installed.venvDir,
           selection: state.selection,
+          coverageCache: state.coverageCache,
         }
       );
     },
     // coverage's kept analysis; with select = "affected": whether this build runs only affected tests, with the
     // earlier build's data ready.
     async prepare(state) {
-      await restoreCoverageCache(coverageCachePlace(state));
+      state.coverageCache = await keptCoverageCache(coverageCachePlace(state));
       const repo = passed(state.results.settings)?.settings;
       if (repo?.select !== 'affected') return;
       const runner = [

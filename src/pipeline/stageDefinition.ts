@@ -67,6 +67,8 @@ export interface BuildState {
   logLines: string[];
   /** With select = "affected": what this build's test run selects (planned just before it). */
   selection?: TestSelection;
+  /** The repository's kept coverage analysis (a file of the runner's cache), when it has one. */
+  coverageCache?: string;
   /** Files the build asked to keep ($CI_RUNNER_KEEP), gathered before the artefact: how many, and where. */
   kept: { dir: string; count: number };
 }
