@@ -34,14 +34,14 @@ export async function benchBridgeDrain(logger: Logger): Promise<string> {
     BRIDGE_METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
   });
-  const redis = connectRedis(config.redisUrl);
+  const redis = connectRedis(config.redis.url);
   const reachable = await Promise.race([
     redis.ping().then(() => true),
     new Promise<false>((resolve) => setTimeout(() => resolve(false), 3_000)),
   ]);
   if (!reachable) {
     redis.disconnect();
-    throw new Error(`Redis at ${config.redisUrl} does not answer`);
+    throw new Error(`Redis at ${config.redis.url} does not answer`);
   }
   await ensureTopics(config.kafka.brokers, [config.topicCommitResults, config.topicDeadLetter], logger);
   const publisher = await connectPublisher(config.kafka.brokers, 'bench-agent', logger);

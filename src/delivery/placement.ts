@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redactUrl } from '../ops/logger.js';
+import { LuaScript } from './luaScript.js';
 
 /** How long a worker process counts as alive after its last heartbeat. */
 export const HOST_ALIVE_MS = 10_000;
@@ -24,17 +25,17 @@ export function affinityQueueName(queueName: string, host: string): string {
 }
 
 // Takes a claim when there is none (KEYS[1]); ARGV: holder, ms. Returns the claim that stands.
-const TAKE = `
+const TAKE = new LuaScript(`
 local held = redis.call('GET', KEYS[1])
 if held then return held end
 redis.call('SET', KEYS[1], 'running ' .. ARGV[1], 'PX', ARGV[2])
-return 'running ' .. ARGV[1]`;
+return 'running ' .. ARGV[1]`);
 
 // Renews, finishes or drops a claim only while its holder holds it. ARGV: holder, new value ('' deletes), ms.
-const UPDATE = `
+const UPDATE = new LuaScript(`
 if redis.call('GET', KEYS[1]) ~= 'running ' .. ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-return 1`;
+return 1`);
 
 /**
  * Cache-aware placement, kept in Redis: which worker hosts built each repository (their caches hold it), which hosts
@@ -129,7 +130,7 @@ export class Placement {
 
   // Claims a commit for `holder` unless another copy holds it (or finished it); returns the claim that stands.
   async claim(commitSha: string, holder: string): Promise<Claim> {
-    const standing = String(await this.redis.eval(TAKE, 1, this.claimKey(commitSha), holder, CLAIM_MS));
+    const standing = String(await TAKE.run(this.redis, [this.claimKey(commitSha)], [holder, CLAIM_MS]));
     return parseClaim(standing);
   }
 
@@ -141,17 +142,17 @@ export class Placement {
   // Keeps a running build's claim from lapsing; false when the holder no longer holds it.
   async renew(commitSha: string, holder: string): Promise<boolean> {
     const value = `running ${holder}`;
-    return (await this.redis.eval(UPDATE, 1, this.claimKey(commitSha), holder, value, CLAIM_MS)) === 1;
+    return (await UPDATE.run(this.redis, [this.claimKey(commitSha)], [holder, value, CLAIM_MS])) === 1;
   }
 
   // The holder's build recorded its report: the canonical copy completes with it instead of building.
   async finish(commitSha: string, holder: string, keepMs: number): Promise<void> {
-    await this.redis.eval(UPDATE, 1, this.claimKey(commitSha), holder, `done ${holder}`, keepMs);
+    await UPDATE.run(this.redis, [this.claimKey(commitSha)], [holder, `done ${holder}`, keepMs]);
   }
 
   // The holder gives the commit up (handed back, or failed before a report): another copy may build it.
   async release(commitSha: string, holder: string): Promise<void> {
-    await this.redis.eval(UPDATE, 1, this.claimKey(commitSha), holder, '', 0);
+    await UPDATE.run(this.redis, [this.claimKey(commitSha)], [holder, '', 0]);
   }
 
   // The canonical copy is done with the claim (its job completes or fails now).

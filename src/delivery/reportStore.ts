@@ -1,44 +1,45 @@
 import type { Redis } from 'ioredis';
 import { type BuildReport, decodeBuildReport, encodeBuildReport } from './contracts.js';
 import { DEFAULT_REPORT_LIMITS, fitReport, type ReportLimits } from './fitReport.js';
+import { LuaScript } from './luaScript.js';
 
 // The first verdict for a sha stands (an ERRORED one only until a retry reaches a verdict): stores the report with a
 // retention and queues it for publishing, atomically.
-const RECORD_FIRST = `
+const RECORD_FIRST = new LuaScript(`
 local existing = redis.call('GET', KEYS[1])
 if existing and redis.call('GET', KEYS[3]) ~= 'ERRORED' then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
-return ARGV[1]`;
+return ARGV[1]`);
 
 // Claims an outbox entry for publishing if it still holds what was read and nobody else holds it.
-const CLAIM = `
+const CLAIM = new LuaScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then return 1 end
-return 0`;
+return 0`);
 
 // Extends a publication claim only if this owner still holds it.
-const RENEW = `
+const RENEW = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`;
+return 0`);
 
 // Releases a publication claim only if this owner still holds it.
-const RELEASE = `
+const RELEASE = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
+return 0`);
 
 // Replaces a report (stored and waiting in the outbox) with a reduced one, only where it still holds the old bytes.
-const REPLACE = `
+const REPLACE = new LuaScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('SET', KEYS[2], ARGV[3], 'KEEPTTL') end
-return 1`;
+return 1`);
 
 // Removes an outbox entry only if it still holds what was published.
-const ACKNOWLEDGE = `
+const ACKNOWLEDGE = new LuaScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0`;
+return 0`);
 
 /**
  * The one report of each commit, kept in Redis: every later build or delivery of that sha gets these exact bytes,
@@ -65,17 +66,10 @@ export class ReportStore {
   // resolves with the report that stands.
   async record(report: BuildReport): Promise<BuildReport> {
     const bytes = encodeBuildReport(fitReport(report, this.limits));
-    const standing = (await this.redis.callBuffer(
-      'EVAL',
-      RECORD_FIRST,
-      3,
-      this.key(report.commitSha),
-      this.outbox,
-      `${this.key(report.commitSha)}:status`,
-      bytes,
-      this.retentionSeconds,
-      report.commitSha,
-      report.status,
+    const standing = (await RECORD_FIRST.runBuffer(
+      this.redis,
+      [this.key(report.commitSha), this.outbox, `${this.key(report.commitSha)}:status`],
+      [bytes, this.retentionSeconds, report.commitSha, report.status],
     )) as Buffer;
     return decodeBuildReport(standing);
   }
@@ -116,21 +110,16 @@ export class ReportStore {
 
   // Marks a report as published (unless the entry changed meanwhile).
   async acknowledge(commitSha: string, bytes: Buffer): Promise<void> {
-    await this.redis.eval(ACKNOWLEDGE, 1, this.outbox, commitSha, bytes);
+    await ACKNOWLEDGE.run(this.redis, [this.outbox], [commitSha, bytes]);
   }
 
   // Claims the right to publish a sha's outbox entry (as read: these bytes) for ttlMs, so only one process publishes
   // it at a time; false when another process holds the claim or the entry has been published since it was read.
   async claim(commitSha: string, bytes: Buffer, owner: string, ttlMs: number): Promise<boolean> {
-    const claimed = await this.redis.eval(
-      CLAIM,
-      2,
-      this.outbox,
-      `${this.outbox}:claim:${commitSha}`,
-      commitSha,
-      bytes,
-      owner,
-      ttlMs,
+    const claimed = await CLAIM.run(
+      this.redis,
+      [this.outbox, `${this.outbox}:claim:${commitSha}`],
+      [commitSha, bytes, owner, ttlMs],
     );
     return claimed === 1;
   }
@@ -138,25 +127,21 @@ export class ReportStore {
   // Extends a claim this owner still holds (a send slower than the claim must not let another publisher in); false
   // when it lapsed.
   async renewClaim(commitSha: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.eval(RENEW, 1, `${this.outbox}:claim:${commitSha}`, owner, ttlMs)) === 1;
+    return (await RENEW.run(this.redis, [`${this.outbox}:claim:${commitSha}`], [owner, ttlMs])) === 1;
   }
 
   // Gives a claim up (if this owner still holds it).
   async release(commitSha: string, owner: string): Promise<void> {
-    await this.redis.eval(RELEASE, 1, `${this.outbox}:claim:${commitSha}`, owner);
+    await RELEASE.run(this.redis, [`${this.outbox}:claim:${commitSha}`], [owner]);
   }
 
   // Replaces a waiting report Kafka refused as too large by `smaller` (stored report too, if it is the same); false
   // when the entry changed meanwhile.
   async replace(commitSha: string, bytes: Buffer, smaller: Buffer): Promise<boolean> {
-    const replaced = await this.redis.eval(
-      REPLACE,
-      2,
-      this.outbox,
-      this.key(commitSha),
-      commitSha,
-      bytes,
-      smaller,
+    const replaced = await REPLACE.run(
+      this.redis,
+      [this.outbox, this.key(commitSha)],
+      [commitSha, bytes, smaller],
     );
     return replaced === 1;
   }

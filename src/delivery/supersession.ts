@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redactUrl } from '../ops/logger.js';
+import { LuaScript } from './luaScript.js';
 import type { BuildJobData } from './queue.js';
 
 /** Where an announced commit stands on its branch, as the bridge decides it. */
@@ -17,7 +18,7 @@ export type Standing =
 // the tip (a branch reset to a commit superseded earlier builds it). ARGV: sha, announced at (ms), the commit's job
 // data, TTL (s). A repeated announcement of the tip returns the tip it replaced again, so a cancellation cut short
 // is finished.
-const ADVANCE = `
+const ADVANCE = new LuaScript(`
 local tip = redis.call('HMGET', KEYS[1], 'sha', 'at', 'previous')
 if tip[1] == ARGV[1] then return {'tip', tip[3] or ''} end
 if tip[1] then
@@ -29,7 +30,7 @@ local previous = redis.call('HGET', KEYS[1], 'data') or ''
 redis.call('HSET', KEYS[1], 'sha', ARGV[1], 'at', ARGV[2], 'data', ARGV[3], 'previous', previous)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
-return {'tip', previous}`;
+return {'tip', previous}`);
 
 /**
  * Which commit is the newest announced on each (repository, branch), and which running builds were superseded: the
@@ -56,22 +57,14 @@ export class Supersession {
   // Each build's standing on its branch, in order, in one round trip.
   async advance(builds: BuildJobData[]): Promise<Standing[]> {
     if (builds.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const data of builds) {
-      pipeline.eval(
-        ADVANCE,
-        2,
-        this.tipKey(data),
-        this.markKey(data.commitSha),
-        data.commitSha,
-        data.announcedAt ?? Date.now(),
-        JSON.stringify(data),
-        this.retentionSeconds,
-      );
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, reply]) => {
-      if (error) throw error;
+    const replies = await ADVANCE.runMany(
+      this.redis,
+      builds.map((data) => ({
+        keys: [this.tipKey(data), this.markKey(data.commitSha)],
+        args: [data.commitSha, data.announcedAt ?? Date.now(), JSON.stringify(data), this.retentionSeconds],
+      })),
+    );
+    return replies.map((reply) => {
       const [kind, value] = reply as [string, string];
       if (kind === 'older' || kind === 'tied') return { kind, tip: value };
       return { kind: 'tip', previous: value ? (JSON.parse(value) as BuildJobData) : undefined };

@@ -79,8 +79,7 @@ export interface BoardConfig {
 export interface Config {
   /** KAFKA_BROKERS and how to authenticate there (KAFKA_SASL_*, KAFKA_TLS*). */
   kafka: Readonly<KafkaTarget>;
-  /** REDIS_URL ('' when Redis Sentinel alone says where Redis is): prefer `redis`, which knows both. */
-  redisUrl: string;
+  /** Where Redis is: REDIS_URL ('' when Redis Sentinel or Cluster alone says where), sentinels, cluster nodes. */
   redis: Readonly<RedisTarget>;
   topicCommitResults: string;
   topicBuildReports: string;
@@ -219,7 +218,6 @@ export function loadConfig(
   const queue = queueName(env);
   const config: Config = {
     kafka: Object.freeze(kafkaTarget(env, requires.includes('kafka'))),
-    redisUrl: redisAt,
     redis: Object.freeze({ url: redisAt, ...redisSentinels(env), ...redisCluster(env, queue) }),
     topicCommitResults: topic(env, 'TOPIC_COMMIT_RESULTS', 'commit-results'),
     topicBuildReports: topic(env, 'TOPIC_BUILD_REPORTS', 'build-reports'),

@@ -73,7 +73,7 @@ describe('ARTEFACT_STORE=s3 against a real S3 server (S3Proxy, started by script
     await harness.startBridge();
     await harness.startWorker();
     board = harness.track(await startBoard(harness.space.config, harness.logger));
-    redis = connectRedis(harness.space.config.redisUrl);
+    redis = connectRedis(harness.space.config.redis.url);
     queue = new Queue(harness.space.config.queueName, { connection: redis });
   });
   after(async () => {

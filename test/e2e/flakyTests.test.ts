@@ -216,7 +216,7 @@ describe("flaky tests' history: flips per repository in Redis, the metric and th
     assert.equal(scrapedValue(metrics, 'ci_flaky_tests_total'), 12);
 
     // On-call reads it in the job's log on the board.
-    const redis = connectRedis(harness.space.config.redisUrl);
+    const redis = connectRedis(harness.space.config.redis.url);
     const queue = new Queue(harness.space.config.queueName, { connection: redis });
     try {
       const { logs } = await queue.getJobLogs(buildJobId(second));

@@ -152,7 +152,7 @@ describe('a hostile repository fails its own build and nothing else', () => {
       artefactDir: config.artefactDir,
       runnerSource: process.cwd(),
       runnerPid: process.pid,
-      redisPort: Number(new URL(config.redisUrl).port),
+      redisPort: Number(new URL(config.redis.url).port),
       kafkaPort: Number(config.kafka.brokers[0]?.split(':')[1]),
       marker: `hostile-${canary.slice(-10)}`,
       canaryFiles: [rootCanary, cacheCanary],

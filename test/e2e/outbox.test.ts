@@ -58,7 +58,7 @@ describe('the report outbox: one publisher per entry at a time', () => {
     space = await createTestSpace();
     const { config } = space;
     await ensureTopics(config.kafka.brokers, [config.topicBuildReports], logger);
-    redis = connectRedis(config.redisUrl);
+    redis = connectRedis(config.redis.url);
     publishers = await Promise.all(
       [1, 2, 3].map((n) => connectPublisher(config.kafka.brokers, `outbox-test-${n}`, logger)),
     );
@@ -107,7 +107,7 @@ describe('reports Kafka cannot take are delivered reduced', () => {
     // A topic that takes records of at most 20,000 bytes, as an operator's could.
     topic = `${config.topicBuildReports}-small`;
     await ensureTopics(config.kafka.brokers, [topic], logger, { 'max.message.bytes': '20000' });
-    redis = connectRedis(config.redisUrl);
+    redis = connectRedis(config.redis.url);
     publisher = await connectPublisher(config.kafka.brokers, 'outbox-size-test', logger);
     reports = await collectReports(config.kafka.brokers, topic, logger);
   });

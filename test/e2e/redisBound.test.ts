@@ -28,7 +28,7 @@ describe('Redis stays bounded: job logs, reports and jobs of finished builds', (
   let redis: Redis;
   before(async () => {
     space = await createTestSpace();
-    redis = connectRedis(space.config.redisUrl);
+    redis = connectRedis(space.config.redis.url);
   });
   after(async () => {
     redis?.disconnect();
@@ -41,7 +41,7 @@ describe('Redis stays bounded: job logs, reports and jobs of finished builds', (
     const store = new ReportStore(redis, config.queueName, RETENTION_SECONDS);
     const line = `${'output '.repeat(146)}\n`;
     const before_ = await usedMemory(redis);
-    const connection = connectRedis(config.redisUrl);
+    const connection = connectRedis(config.redis.url);
     const worker = new Worker<BuildJobData, BuildReport>(
       config.queueName,
       async (job) => {

@@ -21,7 +21,7 @@ describe('npm start', () => {
       detached: true,
       env: {
         ...process.env,
-        REDIS_URL: config.redisUrl,
+        REDIS_URL: config.redis.url,
         KAFKA_BROKERS: config.kafka.brokers.join(','),
         TOPIC_COMMIT_RESULTS: config.topicCommitResults,
         TOPIC_BUILD_REPORTS: config.topicBuildReports,

@@ -34,7 +34,7 @@ describe('superseded builds: a newer commit of a branch cancels the waiting buil
   let bridgeMetrics: string;
   before(async () => {
     harness = await createRunnerHarness('supersede');
-    redis = connectRedis(harness.space.config.redisUrl);
+    redis = connectRedis(harness.space.config.redis.url);
     queue = new Queue(harness.space.config.queueName, { connection: redis });
     bridgeMetrics = (await harness.startBridge()).metricsUrl;
     repo = await harness.newRepo('supersede');
@@ -140,7 +140,7 @@ describe('which branches: CANCEL_SUPERSEDED_BRANCHES and CANCEL_SUPERSEDED=off',
   for (const { env, canceled, kept } of cases) {
     test(`${JSON.stringify(env)}: cancels on ${canceled.join(', ') || 'no branch'}, not on ${kept.join(', ')}`, async () => {
       const harness = await createRunnerHarness('supersede-branches', env);
-      const redis = connectRedis(harness.space.config.redisUrl);
+      const redis = connectRedis(harness.space.config.redis.url);
       const queue = new Queue(harness.space.config.queueName, { connection: redis });
       try {
         await harness.startBridge();
