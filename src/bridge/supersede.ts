@@ -1,6 +1,6 @@
 import { type BuildJobData, buildJobId } from '../delivery/queue.js';
 import { supersededReport } from '../pipeline/report.js';
-import type { BridgeParts } from './batchHandler.js';
+import type { BridgeParts } from './bridgeParts.js';
 
 /** What a batch's announcements do to the builds of their branches. */
 export interface SupersessionPlan {
