@@ -1,9 +1,9 @@
-# ci-runner: Node 20 for the runner, Python 3 and git for the builds it runs, bubblewrap and slirp4netns for the
+# ci-runner: Node 24 LTS for the runner, Python 3 and git for the builds it runs, bubblewrap and slirp4netns for the
 # build sandbox. Multi-stage: compile, then a slim, non-root runtime with production dependencies only. Build with
 # `docker build -t ci-runner .`. Builds run in user namespaces as the non-root `runner` user (see docker-compose.yml
 # for the security options the sandbox needs inside a container).
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -14,7 +14,7 @@ COPY src ./src
 COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git python3 python3-venv ca-certificates bubblewrap slirp4netns util-linux \
  && rm -rf /var/lib/apt/lists/*

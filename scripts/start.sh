@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm start`: runs the bridge, one worker and the board. When REDIS_URL / KAFKA_BROKERS are not set, starts local Redis and
-# Kafka first (scripts/services.sh) and stops them again on exit. Ctrl-C stops everything.
+# `npm start`: runs the bridge, one worker and the board. When REDIS_URL / KAFKA_BROKERS are not set, starts a local Redis /
+# Kafka first (scripts/services.sh) and stops them again on exit. Ctrl-C, SIGTERM and SIGHUP (the terminal closed, with or
+# without a pipe after `npm start`) stop everything it started.
 set -euo pipefail
 SAY_PREFIX=start
 # shellcheck source=scripts/lib.sh
@@ -10,31 +11,45 @@ cd "$ROOT"
 ensure_deps
 ensure_built
 command -v curl >/dev/null || apt_install curl
-started_services=0
+started=()
+pids=()
+# Stops what this script started, once: the processes (each drains: it finishes or hands back its builds), then the
+# services. Robust to a terminal that is gone and a pipe whose reader died: nothing it writes may stop it half-way.
+stop() {
+  trap - TERM EXIT HUP
+  trap '' PIPE
+  set +e
+  trap 'say "second Ctrl-C: exiting now" 2>/dev/null; for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done' INT
+  if [ "${#pids[@]}" -gt 0 ]; then
+    say "stopping bridge, worker and board (they finish or hand back running builds; Ctrl-C again to exit at once)" 2>/dev/null
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    wait "${pids[@]}" 2>/dev/null
+  fi
+  for service in "${started[@]}"; do scripts/services.sh "$service-down" >/dev/null 2>&1; done
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap 'stop; exit 129' HUP
+trap stop EXIT
+
 if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BROKERS:-}" ]; then
   say "REDIS_URL or KAFKA_BROKERS not set: starting local services, OPEN on loopback (no passwords; for a first try)"
-  say "an authenticated set-up: CI_RUNNER_SECURE=1 scripts/services.sh up, and the roles in docs (README, Deployment)"
-  local_env="$(scripts/services.sh up)"
-  started_services=1
-  [ -n "${REDIS_URL:-}" ] || export REDIS_URL="$(sed -n 's/^export REDIS_URL=//p' <<<"$local_env")"
-  [ -n "${KAFKA_BROKERS:-}" ] || export KAFKA_BROKERS="$(sed -n 's/^export KAFKA_BROKERS=//p' <<<"$local_env")"
+  say "an authenticated set-up: CI_RUNNER_SECURE=1 scripts/services.sh up, and the roles in docs/security.md"
+  if [ -z "${REDIS_URL:-}" ]; then
+    started+=(redis)
+    scripts/services.sh redis-up
+    export REDIS_URL="$(scripts/services.sh env | sed -n 's/^export REDIS_URL=//p')"
+  fi
+  if [ -z "${KAFKA_BROKERS:-}" ]; then
+    started+=(kafka)
+    scripts/services.sh kafka-up
+    export KAFKA_BROKERS="$(scripts/services.sh env | sed -n 's/^export KAFKA_BROKERS=//p')"
+  fi
 fi
 if [ -t 1 ] && [ -z "${LOG_PRETTY:-}" ]; then export LOG_PRETTY=true; fi
 
-pids=()
 # One Ctrl-C drains (each process gets one SIGTERM and finishes or hands back its builds); a second one exits at once
 # (each process gets a second SIGTERM, which it takes as "exit now").
-stop() {
-  trap - TERM EXIT
-  trap 'say "second Ctrl-C: exiting now"; for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done' INT
-  say "stopping bridge, worker and board (they finish or hand back running builds; Ctrl-C again to exit at once)"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
-  if [ "$started_services" = 1 ]; then scripts/services.sh down; fi
-}
-trap 'stop; exit 130' INT TERM
-trap stop EXIT
-
 # Each process runs in its own session, so the terminal's Ctrl-C reaches only this script, which passes it on once.
 setsid node dist/src/bridge/main.js &
 pids+=($!)

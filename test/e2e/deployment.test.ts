@@ -150,6 +150,8 @@ describe('deployment files', () => {
     for (const source of sources) assert.ok(existsSync(source), source);
     assert.match(dockerfile, /^USER runner$/m);
     assert.match(dockerfile, /bubblewrap slirp4netns/);
-    assert.match(dockerfile, /^FROM node:20-bookworm-slim AS build$/m);
+    // Node 24 LTS, what the product ships for (`npm run test:node24` runs the unit tests and a build on it).
+    assert.match(dockerfile, /^FROM node:24-bookworm-slim AS build$/m);
+    assert.match(dockerfile, /^FROM node:24-bookworm-slim AS runtime$/m);
   });
 });
