@@ -1,5 +1,6 @@
 import { replicationCheck } from '../delivery/awaitReplication.js';
-import { connectAdmin, connectPublisher, subscribe } from '../delivery/kafka.js';
+import { connectPublisher, subscribe } from '../delivery/kafka.js';
+import { connectAdmin } from '../delivery/kafkaAdmin.js';
 import { ensureTopics } from '../delivery/kafkaTopics.js';
 import { Placement } from '../delivery/placement.js';
 import { createBuildQueue, RETENTION_SECONDS } from '../delivery/queue.js';

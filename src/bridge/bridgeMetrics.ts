@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { KafkaAdmin } from '../delivery/kafka.js';
+import type { KafkaAdmin } from '../delivery/kafkaAdmin.js';
 import { queueDepthGauge } from '../ops/queueDepthGauge.js';
 
 const OUTCOMES = [
