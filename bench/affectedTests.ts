@@ -8,18 +8,25 @@ import type { BuildReport } from '../src/delivery/contracts.js';
 import { downloadSdist } from '../test/support/downloadSdist.js';
 import type { FixtureRepo } from '../test/support/fixtureRepo.js';
 import { readArtefact } from '../test/support/readArtefact.js';
+import { CLICK_PRE_COMMIT } from '../test/support/realProjects.js';
 import { median, time } from './measure.js';
 
 interface AffectedProject {
   requirement: string;
   /** The modules whose functions the commits edit, one function each, in order. */
   modules: string[];
+  /** Files of the repository its sdist leaves out that its own CI reads (click's pre-commit configuration). */
+  repositoryFiles?: Record<string, string>;
 }
 
 const PROJECTS: AffectedProject[] = [
   // flit, src layout, branch coverage on (as published), ~2,400 tests in ~7 s (plus 31,000 stress tests its
   // addopts deselect, collected in a full run).
-  { requirement: 'click==8.5.1', modules: ['src/click/termui.py', 'src/click/decorators.py'] },
+  {
+    requirement: 'click==8.5.1',
+    modules: ['src/click/termui.py', 'src/click/decorators.py'],
+    repositoryFiles: { '.pre-commit-config.yaml': CLICK_PRE_COMMIT },
+  },
   // flit, flat layout, ~520 tests in ~2.5 s, a test file per module: commits to four of its modules.
   {
     requirement: 'boltons==26.2.0',
@@ -100,6 +107,8 @@ async function benchProject(ctx: AffectedBenchContext, project: AffectedProject)
   const { requirement } = project;
   console.error(`bench: affected tests on ${requirement}`);
   const tree = await downloadSdist(requirement, await mkdtemp(join(ctx.root, 'affected-')));
+  for (const [name, text] of Object.entries(project.repositoryFiles ?? {}))
+    await writeFile(join(tree, name), text);
   const affectedTree = `${tree}-affected`;
   await cp(tree, affectedTree, { recursive: true });
   const pyproject = join(affectedTree, 'pyproject.toml');

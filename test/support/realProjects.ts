@@ -39,7 +39,7 @@ export interface RealProject {
 }
 
 // click's .pre-commit-config.yaml (pallets/click at 04ef3a6): ruff-check and ruff-format at v0.15.9, frozen.
-const CLICK_PRE_COMMIT = `repos:
+export const CLICK_PRE_COMMIT = `repos:
   - repo: https://github.com/astral-sh/ruff-pre-commit
     rev: c60c980e561ed3e73101667fe8365c609d19a438  # frozen: v0.15.9
     hooks:
