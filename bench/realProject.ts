@@ -2,13 +2,14 @@
 // commit against the bare tools (sequential, and lint beside tests), against the original sketch's sequential
 // runner, and lint with cold and warm caches.
 import { execFile, execFileSync } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildReport } from '../src/delivery/contracts.js';
 import type { Toolchain } from '../src/pipeline/toolchain.js';
 import { downloadSdist } from '../test/support/downloadSdist.js';
 import type { FixtureRepo } from '../test/support/fixtureRepo.js';
+import { CLICK_PRE_COMMIT } from '../test/support/realProjects.js';
 import { line, time } from './measure.js';
 
 const run = promisify(execFile);
@@ -53,6 +54,8 @@ async function readyVenv(root: string, tree: string, name: string): Promise<stri
 export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   console.error(`bench: ${PROJECT} from PyPI`);
   const tree = await downloadSdist(PROJECT, await mkdtemp(join(ctx.root, 'real-')));
+  // What click's own CI reads and its sdist leaves out: its formatter is ruff format (pre-commit), not black.
+  await writeFile(join(tree, '.pre-commit-config.yaml'), CLICK_PRE_COMMIT);
   const python = join(await readyVenv(ctx.root, tree, 'real-venv'), 'bin', 'python');
   // The sketch installs each clone into its one persistent environment: not the one the bare tools use.
   const sketchPython = join(await readyVenv(ctx.root, tree, 'sketch-venv'), 'bin', 'python');
@@ -82,7 +85,7 @@ export async function benchRealProject(ctx: RealBenchContext): Promise<void> {
   const lintByHand = () =>
     Promise.all([
       quietly(python, ['-m', 'ruff', 'check', '--no-cache', '--quiet', '.']),
-      quietly(python, ['-m', 'black', '--check', '--quiet', '.']),
+      quietly(python, ['-m', 'ruff', 'format', '--check', '--no-cache', '--quiet', '.']),
     ]);
   const testsByHand = async () => {
     // No -m: the project's own selection (its addopts), which the runner's no-op mark only narrows.

@@ -120,6 +120,19 @@ async function main(): Promise<void> {
       await affectedRows();
       return;
     }
+    const realRows = () =>
+      benchRealProject({
+        root,
+        rounds: Number(process.env.BENCH_REAL_ROUNDS ?? 3),
+        toolchain,
+        newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
+        build: (url, sha) => build(url, sha, join(root, 'cache'), sandboxed, REAL_MARK),
+        dropLintCaches: () => rm(join(root, 'cache', 'lint'), { recursive: true, force: true }),
+      });
+    if (process.env.BENCH_ONLY === 'real') {
+      await realRows();
+      return;
+    }
     if (process.env.BENCH_ONLY === 'egress') {
       await egressRows();
       return;
@@ -292,16 +305,7 @@ async function main(): Promise<void> {
         await time(() => run('node', ['--import', 'tsx', resolve('src/cli/main.ts'), 'build', '--help'])),
       );
     }
-    if (process.env.BENCH_REAL !== '0') {
-      await benchRealProject({
-        root,
-        rounds: Number(process.env.BENCH_REAL_ROUNDS ?? 3),
-        toolchain,
-        newRepo: (name) => createFixtureRepo(served, git.baseUrl, name),
-        build: (url, sha) => build(url, sha, cacheDir, sandboxed, REAL_MARK),
-        dropLintCaches: () => rm(join(cacheDir, 'lint'), { recursive: true, force: true }),
-      });
-    }
+    if (process.env.BENCH_REAL !== '0') await realRows();
     line('ci-runner build --help (compiled)', compiled, 'the same through tsx', throughTsx, '<= 300 ms');
     await egressRows();
     if (process.env.BENCH_AFFECTED !== '0') await affectedRows();

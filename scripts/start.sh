@@ -11,19 +11,25 @@ cd "$ROOT"
 ensure_deps
 ensure_built
 command -v curl >/dev/null || apt_install curl
+# A reader of our output that went away (`npm start | head`) must not stop this script half-way: writes fail instead.
+trap '' PIPE
 started=()
 pids=()
 # Stops what this script started, once: the processes (each drains: it finishes or hands back its builds), then the
 # services. Robust to a terminal that is gone and a pipe whose reader died: nothing it writes may stop it half-way.
 stop() {
-  trap - TERM EXIT HUP
-  trap '' PIPE
+  trap - EXIT
   set +e
-  trap 'say "second Ctrl-C: exiting now" 2>/dev/null; for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done' INT
+  # A second signal (another Ctrl-C, systemd's or docker's second SIGTERM) exits the processes at once; the services
+  # still stop after them.
+  trap 'say "second signal: exiting now" 2>/dev/null; for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done' INT TERM HUP
   if [ "${#pids[@]}" -gt 0 ]; then
     say "stopping bridge, worker and board (they finish or hand back running builds; Ctrl-C again to exit at once)" 2>/dev/null
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    wait "${pids[@]}" 2>/dev/null
+    # `wait` returns early when a signal arrives: wait until every process is gone.
+    for pid in "${pids[@]}"; do
+      while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || sleep 0.1; done
+    done
   fi
   for service in "${started[@]}"; do scripts/services.sh "$service-down" >/dev/null 2>&1; done
 }
@@ -35,13 +41,15 @@ trap stop EXIT
 if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BROKERS:-}" ]; then
   say "REDIS_URL or KAFKA_BROKERS not set: starting local services, OPEN on loopback (no passwords; for a first try)"
   say "an authenticated set-up: CI_RUNNER_SECURE=1 scripts/services.sh up, and the roles in docs/security.md"
+  # Only what this script starts is stopped with it: not a Redis or Kafka already running (another `npm start`'s).
+  running="$(scripts/services.sh status)"
   if [ -z "${REDIS_URL:-}" ]; then
-    started+=(redis)
+    grep -q 'redis: running' <<<"$running" || started+=(redis)
     scripts/services.sh redis-up
     export REDIS_URL="$(scripts/services.sh env | sed -n 's/^export REDIS_URL=//p')"
   fi
   if [ -z "${KAFKA_BROKERS:-}" ]; then
-    started+=(kafka)
+    grep -q 'kafka: running' <<<"$running" || started+=(kafka)
     scripts/services.sh kafka-up
     export KAFKA_BROKERS="$(scripts/services.sh env | sed -n 's/^export KAFKA_BROKERS=//p')"
   fi

@@ -30,7 +30,9 @@ export async function serveLocalRepository(
     () => false,
   );
   if (!isDir) throw new NotARepositoryError(`${dir} is not a directory`);
-  const inDir = (...args: string[]) => run('git', args, { cwd: dir }).then(({ stdout }) => stdout.trim());
+  // git's own words in English (the ownership refusal is recognised by them), whatever the user's locale.
+  const inDir = (...args: string[]) =>
+    run('git', args, { cwd: dir, env: { ...process.env, LC_ALL: 'C' } }).then(({ stdout }) => stdout.trim());
   const bare = await inDir('rev-parse', '--is-bare-repository').catch((error: { stderr?: string }) => {
     // git refuses a repository another user owns (CVE-2022-24765) in words that say "not a repository" to no one.
     if (/dubious ownership/.test(String(error.stderr ?? ''))) {

@@ -23,7 +23,11 @@ export function coverageCachePlace(state: BuildState): CoverageCachePlace {
 // Keeps coverage's analysis of the files the run reported on, once it wrote its report.
 export async function keepCoverageAnalysis(state: BuildState, ctx: StageContext): Promise<void> {
   if (state.results.coverage?.outcome !== 'passed') return;
-  const stats = await keepCoverageCache(coverageCachePlace(state));
+  // A cache that cannot be written costs the next build a re-parse, never this build its verdict.
+  const stats = await keepCoverageCache(coverageCachePlace(state)).catch((error: unknown) => {
+    ctx.log(`could not keep coverage's analysis: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
+  });
   if (stats) {
     const files = stats.hits + stats.misses;
     ctx.log(
@@ -37,7 +41,12 @@ export async function keepSelection(state: BuildState, ctx: StageContext): Promi
   const { selection, results } = state;
   const tested = results.test?.outcome === 'passed' || results.test?.outcome === 'failed';
   if (!selection || !tested || results.coverage?.outcome !== 'passed') return;
-  const kept = await keepTestSelection(selectionPlace(state), selection);
+  const kept = await keepTestSelection(selectionPlace(state), selection).catch((error: unknown) => {
+    ctx.log(
+      `could not keep the test selection data: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    return false;
+  });
   ctx.log(
     kept ? 'kept the test selection data for later builds' : 'the test run left no selection data to keep',
   );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathExists } from '../host/pathExists.js';
 import { stagingPath } from '../host/stagingPath.js';
@@ -31,6 +31,17 @@ export async function keptCoverageCache(place: CoverageCachePlace): Promise<stri
   return (await pathExists(file)) ? file : undefined;
 }
 
+/** A repository with no build for this long loses its kept analysis. */
+const STALE_MS = 30 * 24 * 3600_000;
+
+// Removes the analyses of repositories not built for STALE_MS (their next build parses every file again).
+async function pruneStale(dir: string): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const at = (await stat(join(dir, name)).catch(() => undefined))?.mtimeMs;
+    if (at !== undefined && Date.now() - at > STALE_MS) await rm(join(dir, name), { force: true });
+  }
+}
+
 // Keeps the analysis the run wrote (a plain file, bounded) for the repository's next build. What the run says
 // it reused, for the log.
 export async function keepCoverageCache(
@@ -41,8 +52,10 @@ export async function keepCoverageCache(
   const target = cacheFile(place);
   await mkdir(join(place.cacheDir, 'coverage-analysis'), { recursive: true });
   const staging = stagingPath(target);
-  await writeFile(staging, bytes);
+  // Readable by the build users that read it back (whatever the worker's umask).
+  await writeFile(staging, bytes, { mode: 0o644 });
   await rename(staging, target);
+  await pruneStale(join(place.cacheDir, 'coverage-analysis'));
   const stats = await readBuildJson<{ hits?: unknown; misses?: unknown }>(
     place.layout.out,
     `${COVERAGE_CACHE_OUT}.stats`,

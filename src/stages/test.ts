@@ -266,14 +266,16 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
   }
   value.testsSelected = selection.selected;
   value.testsTotal = selection.total;
-  const missing = selection.missing
-    ? `; ${selection.missing} deselected test(s) had no recorded coverage`
+  // Counts the build's run wrote: whole numbers or nothing, never text into the log.
+  const count = (value: unknown) => (Number.isInteger(value) ? (value as number) : 0);
+  const missing = count(selection.missing)
+    ? `; ${count(selection.missing)} deselected test(s) had no recorded coverage`
     : '';
-  const uncollected = selection.uncollected_files
-    ? `; ${selection.uncollected_files} test file(s) not collected (their imports unchanged)`
+  const uncollected = count(selection.uncollected_files)
+    ? `; ${count(selection.uncollected_files)} test file(s) not collected (their imports unchanged)`
     : '';
-  const unmade = selection.unmade_functions
-    ? `; ${selection.unmade_functions} test function(s) made no items (none of their tests affected)`
+  const unmade = count(selection.unmade_functions)
+    ? `; ${count(selection.unmade_functions)} test function(s) made no items (none of their tests affected)`
     : '';
   ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}`);
 }

@@ -193,7 +193,8 @@ export async function keepTestSelection(place: SelectionPlace, selection: TestSe
   const files: Array<[string, Buffer]> = [];
   let total = 0;
   for (const name of [DATA, `${DATA}-wal`, LINES]) {
-    const bytes = await readBuildFile(place.layout.affected, name, MAX_DATA_BYTES);
+    // What is left of the budget: the files together, not each, are bounded in the runner's memory.
+    const bytes = await readBuildFile(place.layout.affected, name, MAX_DATA_BYTES - total);
     if (!bytes) continue;
     total += bytes.length;
     files.push([name, bytes]);
