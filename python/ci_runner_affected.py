@@ -78,7 +78,7 @@ _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
 
 def _unchanged(rootdir, deps):
-    return all(_data.digest(os.path.join(rootdir, name)) == sha for name, sha in deps.items())
+    return all(_data.fingerprint(rootdir, name) == sha for name, sha in deps.items())
 
 
 @functools.wraps(_original_select_init)
@@ -314,10 +314,14 @@ def _module_file(name):
 
 
 class _ImportWatch:
-    """The modules a test file's import statements name (at any depth of what importing it runs), as files."""
+    """What a test file's import depends on besides the code it runs: the modules its import statements name (and
+    those the names they import come from), at any depth of what importing it runs; the files it opens and the
+    directories it lists (cases read from data files, or globbed)."""
 
     def __init__(self):
         self.files = set()
+        self.opened = set()
+        self.listed = set()
         self.original = builtins.__import__
 
     def __call__(self, name, globals=None, locals=None, fromlist=(), level=0):
@@ -327,13 +331,42 @@ class _ImportWatch:
             if level:
                 package = (globals or {}).get("__package__") or ""
                 full = importlib.util.resolve_name("." * level + name, package)
-            for named in [full] + [f"{full}.{item}" for item in fromlist or () if isinstance(item, str)]:
+            names = [full]
+            for item in fromlist or ():
+                if not isinstance(item, str):
+                    continue
+                names.append(f"{full}.{item}")
+                # A name re-exported by a package (`from pkg import NAME`) comes from the module that defines it.
+                defined_in = getattr(getattr(module, item, None), "__module__", None)
+                if isinstance(defined_in, str):
+                    names.append(defined_in)
+            for named in names:
                 path = _module_file(named)
                 if path:
                     self.files.add(path)
         except Exception:  # an import the watch cannot follow: the files its code ran still count
             pass
         return module
+
+
+def _audit(event, args):
+    """Files a test file's import opens and directories it lists, while it is being imported."""
+    watch = _STATE.get("watch")
+    if watch is None or not args:
+        return
+    if event in ("open", "os.listdir", "os.scandir"):
+        path = args[0]
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str):
+            return
+        path = os.path.abspath(path)
+        if "__pycache__" in path or path.endswith(".pyc"):
+            return
+        (watch.opened if event == "open" else watch.listed).add(path)
+
+
+sys.addaudithook(_audit)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -356,9 +389,11 @@ def pytest_make_collect_report(collector):
         _data.unhashed(measure)
         measure.switch_context(name)
     builtins.__import__ = watch
+    _STATE["watch"] = watch
     try:
         outcome = yield
     finally:
+        _STATE["watch"] = None
         builtins.__import__ = watch.original
         with _no_coverage_warnings():
             measure.stop()
@@ -368,7 +403,8 @@ def pytest_make_collect_report(collector):
     except BaseException:  # the collection itself failed: no record, the file is collected next time
         passed = False
     if passed:
-        named = {_testmon_core.cached_relpath(path, rootdir) for path in watch.files if path.startswith(rootdir + os.sep)}
+        inside = lambda paths: {_testmon_core.cached_relpath(p, rootdir) for p in paths if p.startswith(rootdir + os.sep)}
+        named = inside(watch.files | watch.opened) | {f"{listed}/" for listed in inside(watch.listed)}
         _STATE["imports"][name] = {"named": named}
 
 
@@ -388,7 +424,7 @@ def pytest_collection_finish(session):
         deps = {name} | set(entry.pop("named")) | set(lines) | set(arcs)
         entry["lines"] = lines
         entry["arcs"] = arcs
-        entry["deps"] = {dep: _data.digest(os.path.join(rootdir, dep)) for dep in sorted(deps)}
+        entry["deps"] = {dep: _data.fingerprint(rootdir, dep) for dep in sorted(deps)}
     measure.erase()
 
 

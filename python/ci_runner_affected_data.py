@@ -53,6 +53,22 @@ def digest(path):
         return None
 
 
+def listing(path):
+    """The names in a directory, as one digest (None: not a directory)."""
+    try:
+        # Bytecode comes and goes with every run (the import system lists directories too): not part of it.
+        names = sorted(n for n in os.listdir(path) if n != "__pycache__" and not n.endswith(".pyc"))
+    except OSError:
+        return None
+    return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def fingerprint(rootdir, name):
+    """What a dependency of a test file's import was: a file's content, or a directory's names (a name ending in /)."""
+    path = os.path.join(rootdir, name)
+    return listing(path) if name.endswith("/") else digest(path)
+
+
 def line_map(old, new):
     """Old line number -> new, for the lines an edit left as they were (None: the file is unchanged)."""
     if old == new:

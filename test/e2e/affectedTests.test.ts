@@ -320,6 +320,44 @@ describe('select = "affected": only the tests a change can affect run, with the 
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
   });
 
+  test('a case file added to a directory a test file lists at import collects it, and the new case runs', async () => {
+    const listed = await harness.newRepo('listed-cases');
+    const files = {
+      'pyproject.toml': PYPROJECT,
+      'conftest.py': py('import pytest'),
+      'calc/__init__.py': '',
+      'calc/mul.py': MUL,
+      'tests/__init__.py': '',
+      'tests/test_mul.py': testFile('mul', 'mul', [[2, 3, 6]]),
+      'tests/cases/a.txt': 'a\n',
+      // Its cases are the files of a directory: no import statement names them.
+      'tests/test_cases.py': py(
+        'import pathlib',
+        '',
+        'import pytest',
+        '',
+        'CASES = sorted(p.name for p in (pathlib.Path(__file__).parent / "cases").iterdir())',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("name", CASES)',
+        'def test_case(name):',
+        '    assert name.endswith(".txt")',
+      ),
+    };
+    const first = await listed.commit(files, 'first');
+    listed.push('main');
+    assert.equal((await harness.build(listed, first)).testsTotal, 2);
+    const second = await listed.commit({ 'tests/cases/b.txt': 'b\n' }, 'a new case');
+    listed.push('main');
+    const report = await harness.build(listed, second);
+    assert.equal(report.status, 'PASSED', report.error);
+    assert.equal(report.testsTotal, 3, 'the new case counts');
+    assert.equal(report.testsRun, 1, 'the new case runs: test_case[b.txt]');
+    assert.ok(logged('1 test file(s) not collected'), 'test_mul.py only');
+    expectSame(report, await harness.build(listed, second, { selectFullEvery: 1 }));
+  });
+
   test('SELECT_DEFAULT=affected applies to a repository that does not set select', async () => {
     const defaulted = await harness.newRepo('select-default');
     const pyproject = PYPROJECT.replace('select = "affected"\n', '');
