@@ -173,7 +173,7 @@ describe('Bull Board for on-call, in a real browser', () => {
     repo.push('main');
     await page.goto(`${board.url}/queue/${space.config.queueName}/${buildJobId(unpushed)}`);
     await page
-      .getByText(/UnrecoverableError: ERRORED: checkout: commit .* cannot be fetched/)
+      .getByText(/UnrecoverableError: ERRORED: checkout: commit .* not on the server \(force-pushed away\?\)/)
       .waitFor({ timeout: 15_000 });
     // The failed job's card: its first action (the circular-arrows icon) is Retry.
     await page.getByText(buildJobId(unpushed), { exact: true }).locator('xpath=following::button[1]').click();
