@@ -36,8 +36,15 @@ describe('npm start', () => {
   });
 
   after(async () => {
-    for (const child of children)
-      if (child.exitCode === null && child.pid) process.kill(-child.pid, 'SIGKILL');
+    for (const child of children) {
+      // A group that is already gone (a signal ended it: exitCode stays null) has nothing left to kill.
+      if (child.exitCode !== null || child.signalCode !== null || !child.pid) continue;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
     await space?.cleanup();
   });
 
