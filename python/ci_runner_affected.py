@@ -168,12 +168,16 @@ def _hand_over(run, data, record_into=None, skip=()):
             by_file.setdefault(path, set()).update(measured)
             if record_into is not None and context and context not in skip:
                 record_into[kind].setdefault(context, {}).setdefault(relative, set()).update(measured)
-    if run is None:
-        return
-    included = {path: sorted(measured) for path, measured in by_file.items() if measured and _should_include(run, path)}
+    if run is not None:
+        _add_measured(run, by_file, data.has_arcs())
+
+
+def _add_measured(run, by_file, arcs):
+    """Adds {path: lines or arcs} to the run's coverage, for the files it measures."""
+    included = {path: sorted(found) for path, found in by_file.items() if found and _should_include(run, path)}
     if included:
         with _no_coverage_warnings():
-            (run.get_data().add_arcs if data.has_arcs() else run.get_data().add_lines)(included)
+            (run.get_data().add_arcs if arcs else run.get_data().add_lines)(included)
 
 
 def _batch(self):
@@ -209,10 +213,7 @@ def _batch(self):
         else:
             nodes_files_lines, lines_data = self.get_nodes_files_lines(dont_include=self._interrupted_at)
         if not data.has_arcs() and run is not None:
-            included = {path: lines for path, lines in lines_data.items() if _should_include(run, path)}
-            if included:
-                with _no_coverage_warnings():
-                    run.get_data().add_lines(included)
+            _add_measured(run, lines_data, False)
         self.cov.erase()
         self.cov.start()
         _data.unhashed(self.cov)
@@ -303,6 +304,12 @@ def pytest_configure(config):
     _STATE["rootdir"] = str(config.rootpath)
     cov = coverage.Coverage.current()
     _STATE["run_cov"] = cov
+    if cov is not None:
+        # It warned of modules imported before it as it started; the tracers here stop and restart it for every test
+        # file imported and every batch of tests, and each restart would look through sys.modules again.
+        cov._warn_preimported_source = False
+        with _no_coverage_warnings():
+            _data.unhashed(cov)
     if cov is not None and not config.pluginmanager.has_plugin("_cov"):
         config.pluginmanager.register(_RunCoverage(cov), "_cov")
 
@@ -478,52 +485,42 @@ def _write_selection(account):
 
 def _carried(mover, unaffected, skipped):
     """What the deselected tests and the uncollected files' imports ran, from the earlier build, moved here (packed,
-    as recorded)."""
+    as recorded; tests that ran the same lines share one list)."""
     base = _base()
+    carrier = _data.Carrier(base, mover)
     tests = {}
     for node in unaffected:
         lines = base["tests"].get(node)
-        if lines is None:
-            continue
-        moved_lines = {name: mover.lines(name, packed) for name, packed in lines.items()}
-        moved_arcs = {name: mover.arcs(name, flat) for name, flat in base["arcs"].get(node, {}).items()}
-        tests[node] = {
-            "lines": {name: packed for name, packed in moved_lines.items() if packed is not None},
-            "arcs": {name: flat for name, flat in moved_arcs.items() if flat is not None},
-        }
+        if lines is not None:
+            tests[node] = {"lines": carrier.carry(lines, "lines"), "arcs": carrier.carry(base["arcs"].get(node, {}), "arcs")}
     imports = {}
     for name in skipped:
         entry = base["imports"][name]
-        moved_lines = {f: mover.lines(f, packed) for f, packed in entry.get("lines", {}).items()}
-        moved_arcs = {f: mover.arcs(f, flat) for f, flat in entry.get("arcs", {}).items()}
         imports[name] = {
-            "lines": {f: packed for f, packed in moved_lines.items() if packed is not None},
-            "arcs": {f: flat for f, flat in moved_arcs.items() if flat is not None},
+            "lines": carrier.carry(entry.get("lines", {}), "lines"),
+            "arcs": carrier.carry(entry.get("arcs", {}), "arcs"),
             "deps": entry["deps"],
         }
     return tests, imports
 
 
 def _add_to_run(records, rootdir):
-    """Adds packed lines or arcs to the run's coverage (those of the files it measures)."""
+    """Adds packed lines or arcs to the run's coverage (those of the files it measures), each shared list once."""
     cov = _STATE["run_cov"]
     if cov is None:
         return
     with _no_coverage_warnings():
-        data = cov.get_data()
-    arcs = data.has_arcs()
+        arcs = cov.get_data().has_arcs()
     by_file = {}
+    seen = set()
     for record in records:
         for name, packed in record["arcs" if arcs else "lines"].items():
-            found = by_file.setdefault(name, set())
+            if (name, id(packed)) in seen:
+                continue
+            seen.add((name, id(packed)))
+            found = by_file.setdefault(os.path.join(rootdir, name), set())
             found.update(zip(packed[::2], packed[1::2]) if arcs else _data.from_ranges(packed))
-    included = {}
-    for name, found in by_file.items():
-        path = os.path.join(rootdir, name)
-        if found and _should_include(cov, path):
-            included[path] = sorted(found)
-    if included:
-        (data.add_arcs if arcs else data.add_lines)(included)
+    _add_measured(cov, by_file, arcs)
 
 
 def _packed(record):
@@ -566,7 +563,8 @@ def pytest_sessionfinish(session, exitstatus):
             functions[name] = sorted(set(known) | set(functions.get(name, ())))
     names = {name for group in (tests, imports) for entry in group.values() for kind in ("lines", "arcs") for name in entry[kind]}
     texts = {name: _data.read(os.path.join(rootdir, name)) for name in sorted(names)}
-    present = lambda files: {name: packed for name, packed in files.items() if texts.get(name) is not None}
+    packs = _data.Packs()
+    present = lambda files: {name: packs.ref(packed) for name, packed in files.items() if texts.get(name) is not None}
     record = {
         "tests": {node: present(entry["lines"]) for node, entry in tests.items()},
         "arcs": {node: present(entry["arcs"]) for node, entry in tests.items() if entry["arcs"]},
@@ -577,6 +575,7 @@ def pytest_sessionfinish(session, exitstatus):
         "functions": functions,
         "files": {name: text for name, text in texts.items() if text is not None},
     }
+    record["packs"] = packs.table
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(json.dumps(record, separators=(",", ":")))  # in one piece: json's C encoder
     missing = sum(1 for node in unaffected if node not in base["tests"])

@@ -1,10 +1,13 @@
 """What ci_runner_affected records of a run (CI_RUNNER_AFFECTED_OUT/lines.json) and carries from an earlier one.
 
 A record holds, relative to the repository's root:
-- "tests": node id -> file -> executed lines as [start, count, ...] ranges;
-- "arcs": node id -> file -> executed arcs as [from, to, from, to, ...] (only when the run measures branches);
+- "packs": every distinct list of lines or arcs, once (thousands of tests execute the same lines of a file);
+- "tests": node id -> file -> executed lines, as the index in "packs" of [start, count, ...] ranges;
+- "arcs": node id -> file -> executed arcs, as the index in "packs" of [from, to, from, to, ...] (only when the
+  run measures branches);
 - "imports": test file -> {"lines", "arcs": as above, of what importing it executed; "deps": file -> sha256 of
   what it was: the test file, every file whose code its import ran, every module its import statements named};
+- "functions": test file -> the test functions it defines;
 - "files": file -> its text, to move line numbers after an edit.
 """
 
@@ -121,6 +124,52 @@ class Mover:
         return flat_arcs(out)
 
 
+class Packs:
+    """The "packs" table of a record being written: each distinct list once, found by the list object first (the
+    carried lists are shared), then by value."""
+
+    def __init__(self):
+        self.table = []
+        self._by_id = {}
+        self._by_value = {}
+
+    def ref(self, packed):
+        index = self._by_id.get(id(packed))
+        if index is None:
+            value = tuple(packed)
+            index = self._by_value.get(value)
+            if index is None:
+                index = len(self.table)
+                self.table.append(packed)
+                self._by_value[value] = index
+            # The lists stay alive (in the record being written) until it is written: their ids are not reused.
+            self._by_id[id(packed)] = index
+        return index
+
+
+class Carrier:
+    """Reads an earlier record's files -> pack index maps, moved to this tree by a Mover: each distinct list is moved
+    once, and every test that shares it gets the same list object."""
+
+    def __init__(self, base, mover):
+        self.packs = base.get("packs", [])
+        self.mover = mover
+        self._moved = {}
+
+    def carry(self, files, kind):
+        out = {}
+        for name, index in files.items():
+            key = (kind, name, index)
+            moved = self._moved.get(key, self)
+            if moved is self:
+                packed = self.packs[index]
+                moved = self.mover.lines(name, packed) if kind == "lines" else self.mover.arcs(name, packed)
+                self._moved[key] = moved
+            if moved is not None:
+                out[name] = moved
+        return out
+
+
 class _NoHash:
     """coverage hashes every measured arc in pure Python, to name a data file after its content: the tracers here
     keep their data in memory and never name a file, and the hashing is most of their cost."""
@@ -136,9 +185,12 @@ class _NoHash:
 
 
 def unhashed(cov):
-    """Drops the content hash of a started in-memory Coverage's data (where this coverage keeps one)."""
+    """Drops the content hash of a started Coverage's data (where this coverage keeps one), unless it names a data
+    file: in-memory data, or a file whose name the run chose (only a `parallel` run's file is named by its hash)."""
     data = getattr(cov, "_data", None)
-    if data is not None and hasattr(data, "_hasher") and getattr(data, "_no_disk", False):
+    if data is None or not hasattr(data, "_hasher"):
+        return
+    if getattr(data, "_no_disk", False) or getattr(data, "_our_suffix", True) is False:
         data._hasher = _NoHash()
 
 

@@ -329,6 +329,65 @@ def _combine_mark_expressions(config):
     config.option.markexpr = f"({own}) and ({runner})" if own else runner
 
 
+# The -m expression, compiled, with every name it uses (None: not one whose outcome is known before items exist).
+_MARK_FILTER = {}
+_MAX_UNKNOWN_MARKS = 8
+
+
+def _mark_filter(config):
+    text = (config.getoption("markexpr", "") or "").strip()
+    if text not in _MARK_FILTER:
+        _MARK_FILTER.clear()
+        _MARK_FILTER[text] = None
+        # Marks with arguments ("slow(level=2)") are matched on the items' own arguments: not decided here.
+        if text and "=" not in text:
+            try:
+                from _pytest.mark.expression import Expression
+
+                names = set(re.findall(r"[^\s()]+", text)) - {"and", "or", "not", "(", ")"}
+                _MARK_FILTER[text] = (Expression.compile(text), names)
+            except Exception:  # another pytest's API: every function makes its items
+                pass
+    return _MARK_FILTER[text]
+
+
+def _always_deselected(collector, obj):
+    """Whether -m deselects every item a test function could make, whatever marks its parameters or the
+    repository's hooks add to them: the expression is false for the marks it has (its own, its class's, its
+    module's, ...) and for every combination of the other names the expression uses. Parameters and hooks add marks;
+    they never remove the function's own."""
+    found = _mark_filter(collector.config)
+    if found is None:
+        return False
+    expression, names = found
+    try:
+        from _pytest.mark.structures import get_unpacked_marks
+
+        marks = {mark.name for mark in get_unpacked_marks(obj)} | {mark.name for mark in collector.iter_markers()}
+    except Exception:
+        return False
+    unknown = sorted(names - marks)
+    if len(unknown) > _MAX_UNKNOWN_MARKS:
+        return False
+    for bits in range(2 ** len(unknown)):
+        extra = {name for k, name in enumerate(unknown) if bits >> k & 1}
+        if expression.evaluate(lambda name, /, **kwargs: name in marks or name in extra):
+            return False
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    """No items for a test function every one of whose items -m would deselect (click's 31,000 stress cases, which
+    its addopts' "not stress" deselects, cost two seconds to make): the tests that run, and what is reported of
+    them, are the same."""
+    import inspect
+
+    if inspect.isfunction(obj) and collector.funcnamefilter(name) and _always_deselected(collector, obj):
+        return []
+    return None
+
+
 def _coverage_json():
     """What `coverage json --data-file=<data> -o <out>` writes, from the directory the run started in (its
     configuration). Runs as the interpreter exits: `coverage run` has stopped and saved its data by then."""

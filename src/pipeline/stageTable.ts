@@ -14,6 +14,7 @@ import { boundFailures } from '../stages/testFailures.js';
 import { planTestSelection, selectionFingerprint } from '../stages/testSelection.js';
 import type { StageName, StageResult } from '../stages/types.js';
 import { artefactUrl } from './artefactLocation.js';
+import { keepBuildBytecode, seedBuildBytecode } from './buildBytecode.js';
 import { coverageCachePlace, keepCoverageAnalysis, keepSelection, selectionPlace } from './buildSelection.js';
 import { collectKeptFiles, DEFAULT_KEPT_LIMITS } from './collectKeptFiles.js';
 import { collectToolReports } from './collectToolReports.js';
@@ -68,9 +69,12 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
           resources: state.resources,
         },
       },
-    // Lint reads its own copy, taken before any process of the build ran; then the build user gets its tree.
-    async prepare({ layout, sandbox }) {
+    // Lint reads its own copy, taken before any process of the build ran, and the kept bytecode joins the sources;
+    // then the build user gets its tree.
+    async prepare(state, ctx) {
+      const { layout, sandbox } = state;
       await copyLintTree(layout.src, layout.lintTree);
+      await seedBuildBytecode(state, ctx);
       await sandbox.handOver([layout.src, layout.out, layout.home, layout.tmp]);
     },
     run: settings.run,
@@ -244,6 +248,7 @@ export const STAGES: { [N in StageName]: StageDefinition<N> } = {
       const { layout } = state;
       await keepSelection(state, ctx);
       await keepCoverageAnalysis(state, ctx);
+      await keepBuildBytecode(state, ctx);
       await collectToolReports(layout.out, layout.reports);
       state.kept.count = await collectKeptFiles(layout.keep, state.kept.dir, {
         ...DEFAULT_KEPT_LIMITS,
