@@ -23,6 +23,8 @@ _START_DIR = os.getcwd()
 _WORKER_COVERAGE = None
 # The marks of the runner's expression the repository does not declare (then the expression is not applied).
 _UNDECLARED = []
+# Test functions that made no items: -m would have deselected every one (pytest_pycollect_makeitem).
+_UNMADE = []
 
 
 def _start_worker_coverage():
@@ -306,6 +308,7 @@ class _Recorder:
                     ),
                     "mark_expression": self.config.getoption("markexpr", "") or "",
                     "undeclared_marks": _UNDECLARED,
+                    "unmade_functions": len(_UNMADE),
                 },
                 handle,
             )
@@ -384,6 +387,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
     import inspect
 
     if inspect.isfunction(obj) and collector.funcnamefilter(name) and _always_deselected(collector, obj):
+        _UNMADE.append(name)
         return []
     return None
 

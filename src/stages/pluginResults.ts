@@ -11,6 +11,8 @@ export interface PluginResults {
   mark_expression?: string;
   /** Marks of the runner's expression the repository does not declare: the expression was not applied. */
   undeclared_marks?: string[];
+  /** Test functions that made no items, since the -m expression deselects every item they could make. */
+  unmade_functions?: number;
 }
 
 /** Bounds on what a build's plugin file may claim: the tests run in the build's sandbox, and may rewrite it. */
@@ -29,7 +31,16 @@ const wellFormed = (text: string) => Buffer.from(text, 'utf8').toString('utf8');
 export function checkPluginResults(raw: unknown): PluginResults | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
   const value = raw as Record<string, unknown>;
-  const { failed, ran, collected, running, mark_expression, exit_status, undeclared_marks } = value;
+  const {
+    failed,
+    ran,
+    collected,
+    running,
+    mark_expression,
+    exit_status,
+    undeclared_marks,
+    unmade_functions,
+  } = value;
   if (!Array.isArray(failed) || failed.length > MAX_FAILED_IDS || !failed.every(shortText)) return undefined;
   if (!count(ran) || (collected !== undefined && !count(collected))) return undefined;
   if (running !== undefined && running !== null && !shortText(running)) return undefined;
@@ -46,6 +57,7 @@ export function checkPluginResults(raw: unknown): PluginResults | undefined {
     ...(typeof running === 'string' ? { running } : {}),
     ...(typeof mark_expression === 'string' ? { mark_expression } : {}),
     ...(marks.length > 0 ? { undeclared_marks: marks } : {}),
+    ...(count(unmade_functions) && unmade_functions > 0 ? { unmade_functions } : {}),
   };
 }
 

@@ -152,6 +152,10 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   const note = selectionNote(input.mark, plugin?.undeclared_marks);
   if (note) ctx.log(note);
   if (plugin?.mark_expression) ctx.log(`tests selected by -m "${plugin.mark_expression}"`);
+  if (plugin?.unmade_functions)
+    ctx.log(
+      `${plugin.unmade_functions} test function(s) made no items: -m deselects every one they could make`,
+    );
   const noted = (summary: string) => (plugin?.undeclared_marks && note ? `${summary} (${note})` : summary);
   const collected = plugin?.collected ?? plugin?.ran ?? 0;
   const found = await readFailureDetails(layout.out);

@@ -2,7 +2,8 @@ import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -131,6 +132,124 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
     assert.equal(report.testsRun, 1, 'only the fast test that is not a stress test');
     assert.ok(harness.lastLog.some((line) => line.includes('-m "(not stress) and (fast)"')));
+  });
+
+  test('a test function -m deselects entirely makes no items; parameters and marks that select are kept', async () => {
+    const options = (addopts: string) =>
+      py(
+        '[tool.pytest.ini_options]',
+        'pythonpath = ["."]',
+        'markers = ["fast: quick", "stress: long", "chosen: run anyway"]',
+        `addopts = "${addopts}"`,
+      );
+    const tests = py(
+      'import pytest',
+      '',
+      '',
+      '@pytest.mark.fast',
+      'def test_quick():',
+      '    assert True',
+      '',
+      '',
+      '@pytest.mark.fast',
+      '@pytest.mark.stress',
+      '@pytest.mark.parametrize("k", range(500))',
+      'def test_many(k):',
+      '    assert False',
+      '',
+      '',
+      '@pytest.mark.fast',
+      '@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.stress)])',
+      'def test_one_param_stress(n):',
+      '    assert n == 1',
+      '',
+      '',
+      '@pytest.mark.fast',
+      '@pytest.mark.stress',
+      '@pytest.mark.parametrize("n", [pytest.param(1, marks=pytest.mark.chosen), 2])',
+      'def test_rescued(n):',
+      '    assert n == 1',
+      '',
+      '',
+      '@pytest.mark.stress',
+      'class TestStress:',
+      '    @pytest.mark.fast',
+      '    def test_in_class(self):',
+      '        assert False',
+    );
+    const [repo, sha] = await project('unmade', {
+      'pyproject.toml': options("-m 'not stress'"),
+      'tests/test_calc.py': tests,
+    });
+    const report = await harness.build(repo, sha);
+    assert.equal(report.status, 'PASSED', `${report.error} ${report.failedTests}`);
+    assert.equal(report.testsRun, 2, 'test_quick, test_one_param_stress[1]');
+    const log = harness.lastLog.join('\n');
+    assert.ok(log.includes('3 test function(s) made no items: -m deselects every one they could make'), log);
+
+    // A mark a parameter may add can select it: then every function makes its items, and pytest deselects.
+    const [rescue, rescueSha] = await project('unmade-rescued', {
+      'pyproject.toml': options("-m 'not stress or chosen'"),
+      'tests/test_calc.py': tests,
+    });
+    const rescued = await harness.build(rescue, rescueSha);
+    assert.equal(rescued.status, 'PASSED', `${rescued.error} ${rescued.failedTests}`);
+    assert.equal(rescued.testsRun, 3, 'test_quick, test_one_param_stress[1], test_rescued[n0]');
+    assert.ok(!harness.lastLog.join('\n').includes('made no items'));
+  });
+
+  test("the bytecode of a repository's sources is kept for its next build, never through a link", async () => {
+    const outside = await mkdtemp(join(tmpdir(), 'ci-runner-pycache-'));
+    const repo = await harness.newRepo('bytecode');
+    const calc = (body: string) => py('def add(a, b):', `    return ${body}`);
+    const tests = py(
+      'import pytest',
+      '',
+      'from calc import add',
+      '',
+      '',
+      '@pytest.mark.fast',
+      'def test_add():',
+      '    assert add(2, 3) == 5',
+    );
+    const files = {
+      ...cleanProject(),
+      'pyproject.toml': py('[tool.pytest.ini_options]', 'pythonpath = ["."]', 'markers = ["fast: quick"]'),
+      'calc/__init__.py': calc('a + b'),
+      'tests/test_calc.py': tests,
+      'linked/__init__.py': py('VALUE = 1'),
+      'tests/test_linked.py': py(
+        'import pytest',
+        '',
+        'import linked',
+        '',
+        '',
+        '@pytest.mark.fast',
+        'def test_linked():',
+        '    assert linked.VALUE == 1',
+      ),
+    };
+    // A __pycache__ the commit holds as a link to a directory of the host's.
+    const first = await repo.commit(files, 'first', [], [['linked/__pycache__', outside]]);
+    repo.push('main');
+    const one = await harness.build(repo, first);
+    assert.equal(one.status, 'PASSED', one.error);
+    const second = await repo.commit({ 'calc/__init__.py': calc('b + a') }, 'second');
+    repo.push('main');
+    const two = await harness.build(repo, second);
+    assert.equal(two.status, 'PASSED', two.error);
+    assert.equal(two.testsRun, 2);
+    const log = harness.lastLog.join('\n');
+    // The test files (pytest's rewritten bytecode) came back; calc/__init__.py changed and was compiled afresh.
+    assert.match(log, /\d+ bytecode file\(s\) from the repository's earlier builds/, log);
+    assert.deepEqual(await readdir(outside), [], 'nothing was written through the link');
+    // A wrong result from a stale .pyc would fail here: the changed module is the one the test imports.
+    const third = await repo.commit({ 'calc/__init__.py': calc('a - b') }, 'third');
+    repo.push('main');
+    const three = await harness.build(repo, third);
+    assert.equal(three.status, 'FAILED');
+    assert.deepEqual(three.failedTests, ['tests/test_calc.py::test_add']);
+    await rm(outside, { recursive: true, force: true });
   });
 
   test('builds run on exactly the configured PYTHON, and the report and job log name its version', async () => {
