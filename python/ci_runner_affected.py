@@ -77,23 +77,41 @@ _testmon_core.TestmonData.avg_durations = property(lambda self: {})
 _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
 
-def _unchanged(rootdir, deps):
-    return all(_data.fingerprint(rootdir, name) == sha for name, sha in deps.items())
+def _import_stable(rootdir, entry, base, blocks):
+    """Whether importing a test file does what it did in the earlier build: each of its dependencies is what it
+    was, or (a Python file the import ran or named) changed only in function bodies the import did not run."""
+    read = set(entry.get("read", ()))
+    for name, sha in entry.get("deps", {}).items():
+        if _data.fingerprint(rootdir, name) == sha:
+            continue
+        if name in read or not name.endswith(".py"):
+            return False
+        ran = _data.executed_lines(base, entry, name)
+        if not blocks.unchanged(name, base["files"].get(name), ran):
+            return False
+    return True
 
 
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
     # A test file whose import is known to do what it did in the earlier build ("import-stable": the file and what
-    # importing it ran and named are unchanged) defines the same tests: one none of whose tests is affected is not
-    # collected, and in one that is, a test function none of whose tests is affected makes no items.
+    # importing it ran and named are unchanged, but for function bodies it did not run) defines the same tests: one
+    # none of whose tests is affected is not collected, and in one that is, a test function none of whose tests is
+    # affected makes no items.
     rootdir = str(config.rootpath)
     base = _base()
-    stable = {name for name, entry in base["imports"].items() if _unchanged(rootdir, entry.get("deps", {}))}
+    blocks = _data.Blocks(rootdir)
+    stable = {name for name, entry in base["imports"].items() if _import_stable(rootdir, entry, base, blocks)}
     self.deselected_tests = set(self.deselected_tests)
     if not config.testmon_config.select:
         self.deselected_files = []
         return
+    # A test file whose import now runs changed code (cases built at import, say) runs every test: testmon sees only
+    # what each test executed itself.
+    changed = set(base["imports"]) - stable
+    self.deselected_tests = {node for node in self.deselected_tests if node.split("::", 1)[0] not in changed}
+    self.deselected_files = [name for name in self.deselected_files if name not in changed]
     # Left out where the module would be made (pytest_pycollect_makemodule below), not by testmon's
     # pytest_ignore_collect: that would keep the repository's own pytest_ignore_collect hooks from seeing the file.
     _STATE["skipped_files"] = {name for name in self.deselected_files if name in stable}
@@ -411,8 +429,8 @@ def pytest_make_collect_report(collector):
         passed = False
     if passed:
         inside = lambda paths: {_testmon_core.cached_relpath(p, rootdir) for p in paths if p.startswith(rootdir + os.sep)}
-        named = inside(watch.files | watch.opened) | {f"{listed}/" for listed in inside(watch.listed)}
-        _STATE["imports"][name] = {"named": named}
+        read = inside(watch.opened) | {f"{listed}/" for listed in inside(watch.listed)}
+        _STATE["imports"][name] = {"named": inside(watch.files), "read": read}
 
 
 def pytest_collection_finish(session):
@@ -428,10 +446,13 @@ def pytest_collection_finish(session):
     for name, entry in _STATE["imports"].items():
         lines = record["lines"].get(name, {})
         arcs = record["arcs"].get(name, {})
-        deps = {name} | set(entry.pop("named")) | set(lines) | set(arcs)
+        code = {name} | entry.pop("named") | set(lines) | set(arcs)
+        # Files it opened or listed as data (not its modules, which the import system opens too) must stay the same.
+        read = entry.pop("read") - code
         entry["lines"] = lines
         entry["arcs"] = arcs
-        entry["deps"] = {dep: _data.fingerprint(rootdir, dep) for dep in sorted(deps)}
+        entry["deps"] = {dep: _data.fingerprint(rootdir, dep) for dep in sorted(code | read)}
+        entry["read"] = sorted(read)
     measure.erase()
 
 
@@ -499,7 +520,9 @@ def _carried(mover, unaffected, skipped):
         imports[name] = {
             "lines": carrier.carry(entry.get("lines", {}), "lines"),
             "arcs": carrier.carry(entry.get("arcs", {}), "arcs"),
-            "deps": entry["deps"],
+            # What they are now: the import was found to do what it did with them.
+            "deps": {dep: _data.fingerprint(_STATE["rootdir"], dep) for dep in entry["deps"]},
+            "read": entry.get("read", []),
         }
     return tests, imports
 
@@ -555,7 +578,11 @@ def pytest_sessionfinish(session, exitstatus):
     carried = len(tests)
     for node in chosen:
         tests[node] = _packed({"lines": _STATE["lines"].get(node, {}), "arcs": _STATE["arcs"].get(node, {})})
-    imports = {name: {**_packed(entry), "deps": entry["deps"]} for name, entry in _STATE["imports"].items() if "deps" in entry}
+    imports = {
+        name: {**_packed(entry), "deps": entry["deps"], "read": entry["read"]}
+        for name, entry in _STATE["imports"].items()
+        if "deps" in entry
+    }
     imports.update(carried_imports)
     functions = {name: sorted(found) for name, found in _STATE["functions"].items()}
     for name, known in base["functions"].items():
@@ -569,7 +596,12 @@ def pytest_sessionfinish(session, exitstatus):
         "tests": {node: present(entry["lines"]) for node, entry in tests.items()},
         "arcs": {node: present(entry["arcs"]) for node, entry in tests.items() if entry["arcs"]},
         "imports": {
-            name: {"lines": present(entry["lines"]), "arcs": present(entry["arcs"]), "deps": entry["deps"]}
+            name: {
+                "lines": present(entry["lines"]),
+                "arcs": present(entry["arcs"]),
+                "deps": entry["deps"],
+                "read": entry["read"],
+            }
             for name, entry in imports.items()
         },
         "functions": functions,

@@ -66,10 +66,57 @@ def listing(path):
     return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
 
+_FINGERPRINTS = {}
+
+
 def fingerprint(rootdir, name):
-    """What a dependency of a test file's import was: a file's content, or a directory's names (a name ending in /)."""
+    """What a dependency of a test file's import was: a file's content, or a directory's names (a name ending in /).
+    Taken once per run (every file is looked at before the first test runs)."""
     path = os.path.join(rootdir, name)
-    return listing(path) if name.endswith("/") else digest(path)
+    if path not in _FINGERPRINTS:
+        _FINGERPRINTS[path] = listing(path) if name.endswith("/") else digest(path)
+    return _FINGERPRINTS[path]
+
+
+def executed_lines(base, entry, name):
+    """The lines of one file an earlier build's import record says the import ran (from its lines, or its arcs)."""
+    packs = base.get("packs", [])
+    index = entry.get("lines", {}).get(name)
+    if index is not None:
+        return set(from_ranges(packs[index]))
+    index = entry.get("arcs", {}).get(name)
+    return {n for n in packs[index] if n > 0} if index is not None else set()
+
+
+class Blocks:
+    """testmon's view of a Python file: its module-level code (function bodies left out) and each function body, as
+    checksums. An import that ran the same blocks of a file (its module-level code and the bodies it called) does
+    the same, whatever changed in the bodies it did not run."""
+
+    def __init__(self, rootdir):
+        self.rootdir = rootdir
+        self._modules = {}
+
+    def _module(self, text):
+        from testmon.process_code import Module
+
+        if text not in self._modules:
+            self._modules[text] = Module(source_code=text, ext="py")
+        return self._modules[text]
+
+    def unchanged(self, name, old_text, lines):
+        """Whether the blocks holding `lines` of the file's earlier text (and its module-level block) are all still
+        in the file."""
+        new_text = read(os.path.join(self.rootdir, name))
+        if old_text is None or new_text is None:
+            return False
+        from testmon.process_code import create_fingerprint
+
+        old, new = self._module(old_text), self._module(new_text)
+        if not old.blocks or not new.blocks:  # a file that does not parse
+            return False
+        covered = set(lines) | {min(block.start for block in old.blocks)}
+        return set(create_fingerprint(old, covered)) <= set(new.method_checksums)
 
 
 def line_map(old, new):

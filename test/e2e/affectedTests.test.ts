@@ -134,8 +134,8 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.ok(logged(`from the data of ${first.slice(0, 12)}`), harness.lastLog.join('\n'));
     assert.ok(logged('tests selected: 3 of 7'), harness.lastLog.join('\n'));
     assert.ok(
-      logged('1 test file(s) not collected'),
-      `test_mul.py: test_add.py imports calc.arith, which changed\n${harness.lastLog.join('\n')}`,
+      logged('2 test file(s) not collected'),
+      `test_mul.py, and test_add.py: it imports calc.arith, but its import runs none of sub's body\n${harness.lastLog.join('\n')}`,
     );
     // The lines of add and mul come from the first build's record of the tests that did not run.
     expectSame(two, await fullRun(second));
@@ -306,7 +306,8 @@ describe('select = "affected": only the tests a change can affect run, with the 
     expectSame(two, await harness.build(imports, second, { selectFullEvery: 1 }));
     assert.ok(logged('coverage analysed 0 of 3 file(s)'), 'the same tree: every file from the cache');
 
-    // No test executes consts.py, but importing test_consts.py does: its record is stale, so it is collected.
+    // No test executes consts.py, but importing test_consts.py does: its record is stale, so it is collected, and its
+    // test runs (what the import built may differ).
     const third = await imports.commit(
       { 'calc/consts.py': `${consts}\n\ndef extra():\n    return 1\n` },
       'consts',
@@ -314,10 +315,22 @@ describe('select = "affected": only the tests a change can affect run, with the 
     imports.push('main');
     const three = await harness.build(imports, third);
     assert.equal(three.status, 'PASSED', three.error);
-    assert.equal(three.testsRun, 0);
+    assert.equal(three.testsRun, 1, 'test_cases');
     assert.equal(three.testsTotal, 6);
     assert.ok(logged('2 test file(s) not collected'), 'test_other.py and test_both.py');
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
+
+    // The body of build(), which importing test_consts.py runs: that file is collected again, and its test fails as
+    // in a full run (CASES is now [0, 1, 2]).
+    const fourth = await imports.commit(
+      { 'calc/consts.py': `${consts.replace('range(2)', 'range(3)')}\n\ndef extra():\n    return 1\n` },
+      'consts, build() changed',
+    );
+    imports.push('main');
+    const four = await harness.build(imports, fourth);
+    assert.equal(four.status, 'FAILED', four.error);
+    assert.deepEqual(four.failedTests, ['tests/test_consts.py::test_cases']);
+    expectSame(four, await harness.build(imports, fourth, { selectFullEvery: 1 }));
   });
 
   test('a case file added to a directory a test file lists at import collects it, and the new case runs', async () => {
@@ -353,7 +366,7 @@ describe('select = "affected": only the tests a change can affect run, with the 
     const report = await harness.build(listed, second);
     assert.equal(report.status, 'PASSED', report.error);
     assert.equal(report.testsTotal, 3, 'the new case counts');
-    assert.equal(report.testsRun, 1, 'the new case runs: test_case[b.txt]');
+    assert.equal(report.testsRun, 2, "the file's import listed a changed directory: its every case runs");
     assert.ok(logged('1 test file(s) not collected'), 'test_mul.py only');
     expectSame(report, await harness.build(listed, second, { selectFullEvery: 1 }));
   });
