@@ -35,6 +35,9 @@ export async function benchBridgeDrain(logger: Logger): Promise<string> {
     LOG_LEVEL: 'warn',
   });
   const redis = connectRedis(config.redis.url);
+  // Refused connections while it is probed are the answer below, not unhandled errors on the console.
+  const quiet = () => undefined;
+  redis.on('error', quiet);
   const reachable = await Promise.race([
     redis.ping().then(() => true),
     new Promise<false>((resolve) => setTimeout(() => resolve(false), 3_000)),
@@ -43,6 +46,7 @@ export async function benchBridgeDrain(logger: Logger): Promise<string> {
     redis.disconnect();
     throw new Error(`Redis at ${config.redis.url} does not answer`);
   }
+  redis.off('error', quiet);
   await ensureTopics(config.kafka.brokers, [config.topicCommitResults, config.topicDeadLetter], logger);
   const publisher = await connectPublisher(config.kafka.brokers, 'bench-agent', logger);
   const shas = Array.from({ length: BACKLOG }, (_, i) => `${id}${i.toString(16).padStart(32, '0')}`);

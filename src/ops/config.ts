@@ -127,6 +127,8 @@ export interface Config {
   selectFullEvery: number;
   /** Which tests a repository that does not set `select` runs (SELECT_DEFAULT). */
   selectDefault: 'all' | 'affected';
+  /** Whether a repository's builds reuse the bytecode its earlier builds compiled from the same sources (BYTECODE_CACHE). */
+  bytecodeCache: boolean;
   pythonBin: string;
   limits: StageLimits;
   sandbox: Readonly<SandboxConfig>;
@@ -261,6 +263,7 @@ export function loadConfig(
     flakyReruns: integer(env, 'FLAKY_RERUNS', 2, 0, 10),
     selectFullEvery: integer(env, 'SELECT_FULL_EVERY', 20, 1, 10_000),
     selectDefault: choice(env, 'SELECT_DEFAULT', ['all', 'affected'] as const, 'all'),
+    bytecodeCache: choice(env, 'BYTECODE_CACHE', ['on', 'off'] as const, 'on') === 'on',
     pythonBin: text(env, 'PYTHON', 'python3'),
     limits: Object.freeze({
       checkoutMs: seconds('CHECKOUT_TIMEOUT_SEC', 120),

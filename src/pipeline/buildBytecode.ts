@@ -11,6 +11,7 @@ function bytecodePlace(state: BuildState): BytecodePlace {
 
 // Puts the repository's kept bytecode beside the fresh checkout's sources, before any process of the build runs.
 export async function seedBuildBytecode(state: BuildState, ctx: StageContext): Promise<void> {
+  if (!state.bytecodeCache) return;
   // A cache that cannot be read costs this build its compiling, never its verdict.
   const seeded = await seedBytecode(bytecodePlace(state)).catch((error: unknown) => {
     ctx.log(`could not use the kept bytecode: ${message(error)}`);
@@ -21,7 +22,7 @@ export async function seedBuildBytecode(state: BuildState, ctx: StageContext): P
 
 // Keeps the bytecode the build's run compiled from its sources, once the tests ran.
 export async function keepBuildBytecode(state: BuildState, ctx: StageContext): Promise<void> {
-  if (!state.results.test) return;
+  if (!state.bytecodeCache || !state.results.test) return;
   const kept = await keepBytecode(bytecodePlace(state)).catch((error: unknown) => {
     ctx.log(`could not keep the bytecode: ${message(error)}`);
     return 0;

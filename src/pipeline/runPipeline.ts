@@ -54,6 +54,8 @@ export interface PipelineOptions {
   flakyReruns: number;
   selectFullEvery: number;
   selectDefault: 'all' | 'affected';
+  /** Reuse the bytecode the repository's earlier builds compiled (BYTECODE_CACHE); on unless false. */
+  bytecodeCache?: boolean;
   gitCredentials?: GitCredentials;
   /** Names the repository's git object cache instead of its URL (a local path served on a random port). */
   gitCacheKey?: string;
@@ -83,6 +85,7 @@ export type ConfiguredOptions = Pick<
   | 'flakyReruns'
   | 'selectFullEvery'
   | 'selectDefault'
+  | 'bytecodeCache'
   | 'gitCredentials'
   | 'buildEnv'
   | 'limits'
@@ -101,6 +104,7 @@ export function configuredOptions(config: Readonly<Config>): ConfiguredOptions {
     flakyReruns: config.flakyReruns,
     selectFullEvery: config.selectFullEvery,
     selectDefault: config.selectDefault,
+    bytecodeCache: config.bytecodeCache,
     gitCredentials: config.gitCredentials,
     buildEnv: config.buildEnv,
     limits: config.limits,
@@ -169,6 +173,7 @@ async function runStages(
     flakyReruns: options.flakyReruns,
     selectFullEvery: options.selectFullEvery,
     selectDefault: options.selectDefault,
+    bytecodeCache: options.bytecodeCache !== false,
     resources: options.resources,
     limits: options.limits,
     results: {},

@@ -59,6 +59,8 @@ export interface BuildState {
   selectFullEvery: number;
   /** Which tests a repository that does not set `select` runs (SELECT_DEFAULT). */
   selectDefault: 'all' | 'affected';
+  /** Whether the repository's kept bytecode is put beside its sources, and this build's kept (BYTECODE_CACHE). */
+  bytecodeCache: boolean;
   resources: BuildResources;
   /** Each stage's time limit: the runner's, then the repository's once its settings are read (resolved once). */
   limits: StageLimits;
