@@ -77,17 +77,39 @@ _testmon_core.TestmonData.avg_durations = property(lambda self: {})
 _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
 
-def _import_stable(rootdir, entry, base, blocks):
-    """Whether importing a test file does what it did in the earlier build: each of its dependencies is what it
-    was, or (a Python file the import ran or named) changed only in function bodies the import did not run."""
+def _import_time_lines(base):
+    """file -> the lines that ran before the first test in the earlier build: while conftests and plugins loaded
+    (its "session" record) and while any test file was imported (a module runs once, for whichever imports it
+    first, and its module-level state is every later importer's)."""
+    ran = {}
+    for entry in base["imports"].values():
+        for name in set(entry.get("lines", {})) | set(entry.get("arcs", {})):
+            ran.setdefault(name, set()).update(_data.executed_lines(base, entry, name))
+    for name in base.get("session", {}):
+        ran.setdefault(name, set()).update(_data.executed_lines(base, {"lines": base["session"]}, name))
+    return ran
+
+
+def _import_time_change(rootdir, base, ran, blocks):
+    """The first file whose code that ran before the first test (its module-level code, or a function body something
+    called at import) changed since the earlier build; None when none did."""
+    for name, lines in sorted(ran.items()):
+        old = base["files"].get(name)
+        new = _data.read(os.path.join(rootdir, name))
+        if old is not None and new == old:
+            continue
+        if not name.endswith(".py") or not blocks.unchanged(name, old, lines):
+            return name
+    return None
+
+
+def _import_stable(rootdir, entry, ran):
+    """Whether importing a test file does what it did in the earlier build, once no code that ran at import changed:
+    each of its dependencies is what it was, or is a Python file whose changes are all in function bodies nothing
+    ran at import. A file it opened or listed as data must be the same."""
     read = set(entry.get("read", ()))
     for name, sha in entry.get("deps", {}).items():
-        if _data.fingerprint(rootdir, name) == sha:
-            continue
-        if name in read or not name.endswith(".py"):
-            return False
-        ran = _data.executed_lines(base, entry, name)
-        if not blocks.unchanged(name, base["files"].get(name), ran):
+        if _data.fingerprint(rootdir, name) != sha and (name in read or name not in ran):
             return False
     return True
 
@@ -101,8 +123,11 @@ def _select_init(self, config, testmon_data, *args, **kwargs):
     # affected makes no items.
     rootdir = str(config.rootpath)
     base = _base()
-    blocks = _data.Blocks(rootdir)
-    stable = {name for name, entry in base["imports"].items() if _import_stable(rootdir, entry, base, blocks)}
+    ran = _import_time_lines(base)
+    change = _import_time_change(rootdir, base, ran, _data.Blocks(rootdir)) if base["imports"] else None
+    _STATE["import_time_change"] = change
+    # Code that runs at import changed: what any test file's import builds may differ, so none is stable.
+    stable = set() if change else {name for name, entry in base["imports"].items() if _import_stable(rootdir, entry, ran)}
     self.deselected_tests = set(self.deselected_tests)
     if not config.testmon_config.select:
         self.deselected_files = []
@@ -436,13 +461,14 @@ def pytest_make_collect_report(collector):
 def pytest_collection_finish(session):
     """Before the first test: every import record complete, and what the imports ran handed to the run."""
     _STATE["collection_done"] = True
+    rootdir = _STATE["rootdir"]
+    _STATE["session"] = _ran_so_far(_STATE["run_cov"], rootdir)
     measure = _STATE["import_cov"]
     if measure is None:
         return
     record = {"lines": {}, "arcs": {}}
     with _no_coverage_warnings():
         _hand_over(_STATE["run_cov"], measure.get_data(), record)
-    rootdir = _STATE["rootdir"]
     for name, entry in _STATE["imports"].items():
         lines = record["lines"].get(name, {})
         arcs = record["arcs"].get(name, {})
@@ -454,6 +480,22 @@ def pytest_collection_finish(session):
         entry["deps"] = {dep: _data.fingerprint(rootdir, dep) for dep in sorted(code | read)}
         entry["read"] = sorted(read)
     measure.erase()
+
+
+def _ran_so_far(run, rootdir):
+    """The lines of the tree the run's coverage measured before collection ended, outside test files' imports
+    (measured on their own): what conftests and plugins ran as they loaded."""
+    found = {}
+    if run is None:
+        return found
+    with _no_coverage_warnings():
+        data = run.get_data()
+        for path in data.measured_files():
+            if path.startswith(rootdir + os.sep):
+                lines = data.lines(path)
+                if lines:
+                    found[_testmon_core.cached_relpath(path, rootdir)] = set(lines)
+    return found
 
 
 class _NotCollected(pytest.File):
@@ -588,7 +630,9 @@ def pytest_sessionfinish(session, exitstatus):
     for name, known in base["functions"].items():
         if name in _STATE["skipped_files"] or (name in _STATE["stable_files"] and name in functions):
             functions[name] = sorted(set(known) | set(functions.get(name, ())))
+    session = _STATE.get("session") or {}
     names = {name for group in (tests, imports) for entry in group.values() for kind in ("lines", "arcs") for name in entry[kind]}
+    names |= set(session)
     texts = {name: _data.read(os.path.join(rootdir, name)) for name in sorted(names)}
     packs = _data.Packs()
     present = lambda files: {name: packs.ref(packed) for name, packed in files.items() if texts.get(name) is not None}
@@ -607,6 +651,7 @@ def pytest_sessionfinish(session, exitstatus):
         "functions": functions,
         "files": {name: text for name, text in texts.items() if text is not None},
     }
+    record["session"] = present({name: _data.ranges(lines) for name, lines in session.items()})
     record["packs"] = packs.table
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(json.dumps(record, separators=(",", ":")))  # in one piece: json's C encoder
@@ -619,5 +664,6 @@ def pytest_sessionfinish(session, exitstatus):
             "missing": missing,
             "uncollected_files": len(skipped),
             "unmade_functions": len(_STATE["skipped_functions"]),
+            "import_time_change": _STATE.get("import_time_change"),
         }
     )

@@ -6,7 +6,10 @@ A record holds, relative to the repository's root:
 - "arcs": node id -> file -> executed arcs, as the index in "packs" of [from, to, from, to, ...] (only when the
   run measures branches);
 - "imports": test file -> {"lines", "arcs": as above, of what importing it executed; "deps": file -> sha256 of
-  what it was: the test file, every file whose code its import ran, every module its import statements named};
+  what it was: the test file, every file whose code its import ran, every module its import statements named,
+  every file it opened and directory it listed; "read": those it opened or listed as data};
+- "session": file -> the lines (pack index) that ran before collection ended outside test files' imports
+  (conftests, plugins);
 - "functions": test file -> the test functions it defines;
 - "files": file -> its text, to move line numbers after an edit.
 """
@@ -105,8 +108,8 @@ class Blocks:
         return self._modules[text]
 
     def unchanged(self, name, old_text, lines):
-        """Whether the blocks holding `lines` of the file's earlier text (and its module-level block) are all still
-        in the file."""
+        """Whether the blocks holding `lines` of the file's earlier text (its module-level code whenever any line
+        ran) are all still in the file."""
         new_text = read(os.path.join(self.rootdir, name))
         if old_text is None or new_text is None:
             return False
@@ -115,8 +118,7 @@ class Blocks:
         old, new = self._module(old_text), self._module(new_text)
         if not old.blocks or not new.blocks:  # a file that does not parse
             return False
-        covered = set(lines) | {min(block.start for block in old.blocks)}
-        return set(create_fingerprint(old, covered)) <= set(new.method_checksums)
+        return set(create_fingerprint(old, lines)) <= set(new.method_checksums)
 
 
 def line_map(old, new):

@@ -379,6 +379,39 @@ def _always_deselected(collector, obj):
     return True
 
 
+def _makes_plain_items(collector, obj):
+    """Whether making the function's items runs nothing but pytest's own parametrisation, which cannot fail: not a
+    generator (pytest reports those as errors), no pytest_generate_tests but pytest's, every parametrize naming
+    only the function's arguments, with as many ids as values and none computed."""
+    import inspect
+
+    if inspect.isgeneratorfunction(obj) or getattr(obj, "__test__", True) is not True:
+        return False
+    hooks = collector.config.hook.pytest_generate_tests.get_hookimpls()
+    # pytest's own: its python plugin (a module) and its fixture manager (an object).
+    owner = lambda plugin: getattr(plugin, "__name__", None) or type(plugin).__module__
+    if any(not str(owner(hook.plugin)).startswith("_pytest.") for hook in hooks):
+        return False
+    if hasattr(collector.obj, "pytest_generate_tests") or hasattr(getattr(collector, "module", None), "pytest_generate_tests"):
+        return False
+    try:
+        from _pytest.mark.structures import get_unpacked_marks
+
+        arguments = set(inspect.signature(obj).parameters)
+        for mark in get_unpacked_marks(obj):
+            if mark.name != "parametrize":
+                continue
+            names = mark.args[0] if mark.args else mark.kwargs.get("argnames")
+            names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or ())
+            values = list(mark.args[1] if len(mark.args) > 1 else mark.kwargs.get("argvalues", ()))
+            ids = mark.kwargs.get("ids")
+            if not set(names) <= arguments or callable(ids) or (ids is not None and len(list(ids)) != len(values)):
+                return False
+    except Exception:
+        return False
+    return True
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector, name, obj):
     """No items for a test function every one of whose items -m would deselect (click's 31,000 stress cases, which
@@ -386,7 +419,12 @@ def pytest_pycollect_makeitem(collector, name, obj):
     them, are the same."""
     import inspect
 
-    if inspect.isfunction(obj) and collector.funcnamefilter(name) and _always_deselected(collector, obj):
+    if (
+        inspect.isfunction(obj)
+        and collector.funcnamefilter(name)
+        and _always_deselected(collector, obj)
+        and _makes_plain_items(collector, obj)
+    ):
         _UNMADE.append(name)
         return []
     return None

@@ -2,6 +2,7 @@ import type { BuildReport } from '../delivery/contracts.js';
 import type { BuildResources, CheckoutCaps, GitCredentials, StageLimits } from '../ops/config.js';
 import type { BuildSandbox } from '../sandbox/buildSandbox.js';
 import type * as artefact from '../stages/artefact.js';
+import type { BytecodePlan } from '../stages/bytecodeCache.js';
 import type * as checkout from '../stages/checkout.js';
 import type * as coverage from '../stages/coverage.js';
 import type * as install from '../stages/install.js';
@@ -69,6 +70,8 @@ export interface BuildState {
   logLines: string[];
   /** With select = "affected": what this build's test run selects (planned just before it). */
   selection?: TestSelection;
+  /** Where the build's bytecode is kept, and the checkout's sources, taken before any process of it ran. */
+  bytecode?: BytecodePlan;
   /** The repository's kept coverage analysis (a file of the runner's cache), when it has one. */
   coverageCache?: string;
   /** Files the build asked to keep ($CI_RUNNER_KEEP), gathered before the artefact: how many, and where. */

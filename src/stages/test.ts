@@ -60,6 +60,8 @@ interface SelectionResults {
   uncollected_files?: number;
   /** Test functions of collected, unchanged files none of whose tests was selected: no items made. */
   unmade_functions?: number;
+  /** A file whose code that runs at import changed: then every test ran. */
+  import_time_change?: string | null;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -281,5 +283,11 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
   const unmade = count(selection.unmade_functions)
     ? `; ${count(selection.unmade_functions)} test function(s) made no items (none of their tests affected)`
     : '';
-  ctx.log(`tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}`);
+  const changed =
+    typeof selection.import_time_change === 'string'
+      ? `; every test file collected and run: code that runs at import changed in ${selection.import_time_change.slice(0, 200)}`
+      : '';
+  ctx.log(
+    `tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}${changed}`,
+  );
 }

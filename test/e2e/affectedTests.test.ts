@@ -306,8 +306,8 @@ describe('select = "affected": only the tests a change can affect run, with the 
     expectSame(two, await harness.build(imports, second, { selectFullEvery: 1 }));
     assert.ok(logged('coverage analysed 0 of 3 file(s)'), 'the same tree: every file from the cache');
 
-    // No test executes consts.py, but importing test_consts.py does: its record is stale, so it is collected, and its
-    // test runs (what the import built may differ).
+    // No test executes consts.py, but importing test_consts.py does, and its module-level code changed: what any
+    // import built may differ, so every file is collected and every test runs.
     const third = await imports.commit(
       { 'calc/consts.py': `${consts}\n\ndef extra():\n    return 1\n` },
       'consts',
@@ -315,9 +315,9 @@ describe('select = "affected": only the tests a change can affect run, with the 
     imports.push('main');
     const three = await harness.build(imports, third);
     assert.equal(three.status, 'PASSED', three.error);
-    assert.equal(three.testsRun, 1, 'test_cases');
+    assert.equal(three.testsRun, 6, 'consts.py runs at import, and its module-level code changed: every test');
     assert.equal(three.testsTotal, 6);
-    assert.ok(logged('2 test file(s) not collected'), 'test_other.py and test_both.py');
+    assert.ok(logged('code that runs at import changed in calc/consts.py'), harness.lastLog.join('\n'));
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
 
     // The body of build(), which importing test_consts.py runs: that file is collected again, and its test fails as
@@ -331,6 +331,69 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.equal(four.status, 'FAILED', four.error);
     assert.deepEqual(four.failedTests, ['tests/test_consts.py::test_cases']);
     expectSame(four, await harness.build(imports, fourth, { selectFullEvery: 1 }));
+  });
+
+  test('code a conftest ran at import changed: every test runs, as its cases may differ', async () => {
+    const shared = await harness.newRepo('import-time');
+    // build() runs once, as conftest.py imports calc.cases; test_cases.py only names CASES (already imported).
+    const cases = (second: number) =>
+      py(
+        'def build():',
+        `    return [1, ${second}]`,
+        '',
+        '',
+        'CASES = build()',
+        '',
+        '',
+        'def unused():',
+        '    return 0',
+      );
+    const files = {
+      'pyproject.toml': PYPROJECT,
+      'conftest.py': py('import pytest', '', 'from calc.cases import CASES  # noqa: F401'),
+      'calc/__init__.py': '',
+      'calc/cases.py': cases(2),
+      'calc/mul.py': MUL,
+      'tests/__init__.py': '',
+      'tests/test_cases.py': py(
+        'import pytest',
+        '',
+        'from calc.cases import CASES',
+        '',
+        '',
+        '@pytest.mark.fast',
+        '@pytest.mark.parametrize("n", CASES, ids=["first", "second"])',
+        'def test_small(n):',
+        '    assert n < 3',
+      ),
+      'tests/test_mul.py': testFile('mul', 'mul', [[2, 3, 6]]),
+    };
+    const first = await shared.commit(files, 'first');
+    shared.push('main');
+    assert.equal((await harness.build(shared, first)).status, 'PASSED');
+
+    // A body nothing runs at import: the tests of neither file run, and neither file is collected.
+    const second = await shared.commit(
+      { 'calc/cases.py': cases(2).replace('return 0', 'return 1') },
+      'unused changed',
+    );
+    shared.push('main');
+    const two = await harness.build(shared, second);
+    assert.equal(two.status, 'PASSED', two.error);
+    assert.equal(two.testsRun, 0);
+    assert.ok(logged('2 test file(s) not collected'), harness.lastLog.join('\n'));
+
+    // build()'s body ran at import: the same test ids, but the second case is now 5, and it fails as in a full run.
+    const third = await shared.commit(
+      { 'calc/cases.py': cases(5).replace('return 0', 'return 1') },
+      'build changed',
+    );
+    shared.push('main');
+    const three = await harness.build(shared, third);
+    assert.equal(three.status, 'FAILED', three.error);
+    assert.deepEqual(three.failedTests, ['tests/test_cases.py::test_small[second]']);
+    assert.ok(logged('code that runs at import changed in calc/cases.py'), harness.lastLog.join('\n'));
+    expectSame(three, await harness.build(shared, third, { selectFullEvery: 1 }));
   });
 
   test('a case file added to a directory a test file lists at import collects it, and the new case runs', async () => {

@@ -241,8 +241,12 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.equal(two.testsRun, 2);
     const log = harness.lastLog.join('\n');
     // The test files (pytest's rewritten bytecode) came back; calc/__init__.py changed and was compiled afresh.
-    assert.match(log, /\d+ bytecode file\(s\) from the repository's earlier builds/, log);
+    assert.match(log, /\d+ bytecode file\(s\) from the branch's earlier builds/, log);
     assert.deepEqual(await readdir(outside), [], 'nothing was written through the link');
+    // BYTECODE_CACHE=off: nothing put back.
+    const again = await harness.build(repo, second, { bytecodeCache: false });
+    assert.equal(again.status, 'PASSED', again.error);
+    assert.ok(!harness.lastLog.some((line) => line.includes('bytecode file(s)')), harness.lastLog.join('\n'));
     // A wrong result from a stale .pyc would fail here: the changed module is the one the test imports.
     const third = await repo.commit({ 'calc/__init__.py': calc('a - b') }, 'third');
     repo.push('main');
