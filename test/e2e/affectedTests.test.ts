@@ -315,7 +315,11 @@ describe('select = "affected": only the tests a change can affect run, with the 
     imports.push('main');
     const three = await harness.build(imports, third);
     assert.equal(three.status, 'PASSED', three.error);
-    assert.equal(three.testsRun, 6, 'consts.py runs at import, and its module-level code changed: every test');
+    assert.equal(
+      three.testsRun,
+      6,
+      'consts.py runs at import, and its module-level code changed: every test',
+    );
     assert.equal(three.testsTotal, 6);
     assert.ok(logged('code that runs at import changed in calc/consts.py'), harness.lastLog.join('\n'));
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
