@@ -7,6 +7,7 @@ import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
 import { parseBuildJson, readBuildFile } from '../pipeline/readBuildFile.js';
 import type { Toolchain } from '../pipeline/toolchain.js';
 import { type InstalledLintTool, PinRefused } from './ensureLintTool.js';
+import { rememberedDiffs } from './formatterDiffs.js';
 import { lintCache } from './lintCache.js';
 import {
   formatterEntry,
@@ -181,22 +182,33 @@ async function withDiffs(
     .slice(0, MAX_DIFFED_FILES)
     .map((entry) => entry.detail.path);
   if (files.length === 0) return;
-  const result =
-    input.plan.formatter.tool === 'ruff'
-      ? await runTool(input, ctx, 'ruff', tools.ruffTool.ruff, ['format', '--diff', '--', ...files])
-      : tools.blackTool
-        ? await runTool(input, ctx, 'black', tools.blackTool.python, [
-            '-I',
-            '-m',
-            'black',
-            '--diff',
-            '--quiet',
-            '--',
-            ...files,
-          ])
-        : undefined;
-  if (result?.kind !== 'exited') return;
-  const diffs = splitDiffs(result.stdout, input.layout.inside.src);
+  const compute = async (missing: string[]) => {
+    const result =
+      input.plan.formatter.tool === 'ruff'
+        ? await runTool(input, ctx, 'ruff', tools.ruffTool.ruff, ['format', '--diff', '--', ...missing])
+        : tools.blackTool
+          ? await runTool(input, ctx, 'black', tools.blackTool.python, [
+              '-I',
+              '-m',
+              'black',
+              '--diff',
+              '--quiet',
+              '--',
+              ...missing,
+            ])
+          : undefined;
+    return result?.kind === 'exited'
+      ? splitDiffs(result.stdout, input.layout.inside.src)
+      : new Map<string, string>();
+  };
+  const place = {
+    cacheDir: input.cacheDir,
+    repository: input.repository,
+    formatter: versions(input.plan),
+    tree: input.layout.lintTree,
+  };
+  // A memory that cannot be read or written costs this build the formatter's run, never its findings.
+  const diffs = await rememberedDiffs(place, files, compute).catch(() => compute(files));
   for (const entry of entries) {
     const diff = entry.detail.tool !== 'ruff' ? diffs.get(entry.detail.path) : undefined;
     if (diff) entry.detail.diff = diff;

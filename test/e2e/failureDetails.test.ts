@@ -167,10 +167,19 @@ describe('failures and findings an agent can act on', () => {
     });
     assert.equal(report.lintFindings.length, report.lintErrors.length);
 
+    assert.ok(
+      harness.lastLog.some((line) => line.includes('black --diff')),
+      'the first build asked black for it',
+    );
     // The same commit again: the same details, byte for byte.
     const second = await again();
     assert.equal(JSON.stringify(second.failures), JSON.stringify(report.failures));
     assert.equal(JSON.stringify(second.lintFindings), JSON.stringify(report.lintFindings));
+    // The formatter's diff of the unchanged file was remembered: black did not format it again.
+    assert.ok(
+      !harness.lastLog.some((line) => line.includes('black --diff')),
+      harness.lastLog.filter((line) => line.includes('black')).join('\n'),
+    );
   });
 
   test('a test file that does not parse: its file and line, and the SyntaxError', async () => {
