@@ -198,8 +198,9 @@ describe('build stages on real repositories, Python and tools', () => {
     assert.ok(!harness.lastLog.join('\n').includes('made no items'));
   });
 
-  test("the bytecode of a repository's sources is kept for its next build, never through a link", async () => {
+  test("the bytecode of a repository's sources is kept for its next build, never through a link", async (t) => {
     const outside = await mkdtemp(join(tmpdir(), 'ci-runner-pycache-'));
+    t.after(() => rm(outside, { recursive: true, force: true }));
     const repo = await harness.newRepo('bytecode');
     const calc = (body: string) => py('def add(a, b):', `    return ${body}`);
     const tests = py(
@@ -253,7 +254,6 @@ describe('build stages on real repositories, Python and tools', () => {
     const three = await harness.build(repo, third);
     assert.equal(three.status, 'FAILED');
     assert.deepEqual(three.failedTests, ['tests/test_calc.py::test_add']);
-    await rm(outside, { recursive: true, force: true });
   });
 
   test('builds run on exactly the configured PYTHON, and the report and job log name its version', async () => {
