@@ -7,8 +7,9 @@ earlier build, deselects the tests no change can affect. This plugin makes that 
 - testmon measures each test with a coverage tracer of its own (measuring arcs too when the run's coverage measures
   branches); told that the run's own coverage is "pytest-cov's" (the one way testmon supports), it hands every
   test's lines or arcs on to it, so the build's coverage still counts them;
-- a test file none of whose tests is selected is not collected when what importing it ran and named is unchanged
-  since the earlier build: its import-time lines and arcs, and its tests' count, come from that build's record;
+- a test file none of whose tests is selected is not collected when what its import depends on is unchanged since
+  the earlier build (but for function bodies nothing ran at import): its import-time lines and arcs, and its tests'
+  count, come from that build's record;
   every other file is collected (import-time lines are measured, per test file), and the run keeps pytest's own
   test order (testmon sorts by duration);
 - it records what each test executed (CI_RUNNER_AFFECTED_OUT/lines.json, see ci_runner_affected_data), and adds
@@ -79,8 +80,8 @@ _original_select_init = _testmon_plugin.TestmonSelect.__init__
 
 def _import_time_lines(base):
     """file -> the lines that ran before the first test in the earlier build: while conftests and plugins loaded
-    (its "session" record) and while any test file was imported (a module runs once, for whichever imports it
-    first, and its module-level state is every later importer's)."""
+    (its "session" record) and while any test file was imported (a module runs once, for whichever test file imports
+    it first, and its module-level state is every later importer's: what ran in a file counts for every importer)."""
     ran = {}
     for entry in base["imports"].values():
         for name in set(entry.get("lines", {})) | set(entry.get("arcs", {})):
@@ -90,28 +91,44 @@ def _import_time_lines(base):
     return ran
 
 
-def _import_time_change(rootdir, base, ran, blocks):
-    """The first file whose code that ran before the first test (its module-level code, or a function body something
-    called at import) changed since the earlier build; None when none did."""
-    for name, lines in sorted(ran.items()):
-        old = base["files"].get(name)
-        new = _data.read(os.path.join(rootdir, name))
-        if old is not None and new == old:
-            continue
-        if not name.endswith(".py") or not blocks.unchanged(name, old, lines):
-            return name
-    return None
+class _ImportTime:
+    """Whether the code of a file that ran before the first test in the earlier build is still there: the file is
+    the same, or (Python) changed only in blocks (testmon's: module-level code with the function bodies left out,
+    and each function body) nothing ran then."""
 
+    def __init__(self, rootdir, base):
+        self.rootdir = rootdir
+        self.base = base
+        self.ran = _import_time_lines(base)
+        self.blocks = _data.Blocks(rootdir)
+        self._verdicts = {}
 
-def _import_stable(rootdir, entry, ran):
-    """Whether importing a test file does what it did in the earlier build, once no code that ran at import changed:
-    each of its dependencies is what it was, or is a Python file whose changes are all in function bodies nothing
-    ran at import. A file it opened or listed as data must be the same."""
-    read = set(entry.get("read", ()))
-    for name, sha in entry.get("deps", {}).items():
-        if _data.fingerprint(rootdir, name) != sha and (name in read or name not in ran):
-            return False
-    return True
+    def unchanged(self, name):
+        if name not in self._verdicts:
+            old = self.base["files"].get(name)
+            new = _data.read(os.path.join(self.rootdir, name))
+            same = old is not None and new == old
+            if not same and name.endswith(".py") and name in self.ran:
+                same = self.blocks.unchanged(name, old, self.ran[name])
+            self._verdicts[name] = same
+        return self._verdicts[name]
+
+    def session_change(self):
+        """The first file whose code that ran as conftests and plugins loaded changed (None: none): what they built
+        (fixtures' data, patched modules) may be any test's."""
+        return next((name for name in sorted(self.base.get("session", {})) if not self.unchanged(name)), None)
+
+    def stable(self, entry):
+        """Whether importing a test file does what it did in the earlier build: each of its dependencies is what it
+        was, or a Python file whose code that ran at import (by this import or any other) is unchanged. A file it
+        opened or listed as data must be the same."""
+        read = set(entry.get("read", ()))
+        for name, sha in entry.get("deps", {}).items():
+            if _data.fingerprint(self.rootdir, name) == sha:
+                continue
+            if name in read or not name.endswith(".py") or name not in self.ran or not self.unchanged(name):
+                return False
+        return True
 
 
 @functools.wraps(_original_select_init)
@@ -123,17 +140,17 @@ def _select_init(self, config, testmon_data, *args, **kwargs):
     # affected makes no items.
     rootdir = str(config.rootpath)
     base = _base()
-    ran = _import_time_lines(base)
-    change = _import_time_change(rootdir, base, ran, _data.Blocks(rootdir)) if base["imports"] else None
+    import_time = _ImportTime(rootdir, base)
+    change = import_time.session_change() if base["imports"] else None
     _STATE["import_time_change"] = change
-    # Code that runs at import changed: what any test file's import builds may differ, so none is stable.
-    stable = set() if change else {name for name, entry in base["imports"].items() if _import_stable(rootdir, entry, ran)}
+    # Code that ran as conftests loaded changed: none is stable, every test runs.
+    stable = set() if change else {name for name, entry in base["imports"].items() if import_time.stable(entry)}
     self.deselected_tests = set(self.deselected_tests)
     if not config.testmon_config.select:
         self.deselected_files = []
         return
-    # A test file whose import now runs changed code (cases built at import, say) runs every test: testmon sees only
-    # what each test executed itself.
+    # A test file whose import may now build something else (cases computed at import, say) runs every test: testmon
+    # sees only what each test executed itself.
     changed = set(base["imports"]) - stable
     self.deselected_tests = {node for node in self.deselected_tests if node.split("::", 1)[0] not in changed}
     self.deselected_files = [name for name in self.deselected_files if name not in changed]

@@ -285,7 +285,7 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
     : '';
   const changed =
     typeof selection.import_time_change === 'string'
-      ? `; every test file collected and run: code that runs at import changed in ${selection.import_time_change.slice(0, 200)}`
+      ? `; every test file collected and run: code that ran as conftests loaded changed in ${selection.import_time_change.slice(0, 200)}`
       : '';
   ctx.log(
     `tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}${changed}`,

@@ -306,8 +306,8 @@ describe('select = "affected": only the tests a change can affect run, with the 
     expectSame(two, await harness.build(imports, second, { selectFullEvery: 1 }));
     assert.ok(logged('coverage analysed 0 of 3 file(s)'), 'the same tree: every file from the cache');
 
-    // No test executes consts.py, but importing test_consts.py does, and its module-level code changed: what any
-    // import built may differ, so every file is collected and every test runs.
+    // No test executes consts.py, but importing test_consts.py does, and its module-level code changed: that file is
+    // collected, and its test runs (what its import built may differ).
     const third = await imports.commit(
       { 'calc/consts.py': `${consts}\n\ndef extra():\n    return 1\n` },
       'consts',
@@ -315,13 +315,9 @@ describe('select = "affected": only the tests a change can affect run, with the 
     imports.push('main');
     const three = await harness.build(imports, third);
     assert.equal(three.status, 'PASSED', three.error);
-    assert.equal(
-      three.testsRun,
-      6,
-      'consts.py runs at import, and its module-level code changed: every test',
-    );
+    assert.equal(three.testsRun, 1, 'test_cases');
     assert.equal(three.testsTotal, 6);
-    assert.ok(logged('code that runs at import changed in calc/consts.py'), harness.lastLog.join('\n'));
+    assert.ok(logged('2 test file(s) not collected'), 'test_other.py and test_both.py');
     expectSame(three, await harness.build(imports, third, { selectFullEvery: 1 }));
 
     // The body of build(), which importing test_consts.py runs: that file is collected again, and its test fails as
@@ -396,8 +392,39 @@ describe('select = "affected": only the tests a change can affect run, with the 
     const three = await harness.build(shared, third);
     assert.equal(three.status, 'FAILED', three.error);
     assert.deepEqual(three.failedTests, ['tests/test_cases.py::test_small[second]']);
-    assert.ok(logged('code that runs at import changed in calc/cases.py'), harness.lastLog.join('\n'));
+    assert.ok(
+      logged('code that ran as conftests loaded changed in calc/cases.py'),
+      harness.lastLog.join('\n'),
+    );
     expectSame(three, await harness.build(shared, third, { selectFullEvery: 1 }));
+
+    // The same, with build() run as test_a.py is imported first: test_cases.py, which only names CASES, runs too.
+    const byTest = await harness.newRepo('import-time-by-test');
+    const firstByTest = await byTest.commit(
+      {
+        ...files,
+        'conftest.py': py('import pytest'),
+        'tests/test_a.py': py(
+          'import pytest',
+          '',
+          'import calc.cases',
+          '',
+          '',
+          '@pytest.mark.fast',
+          'def test_a():',
+          '    assert calc.cases.CASES',
+        ),
+      },
+      'first',
+    );
+    byTest.push('main');
+    assert.equal((await harness.build(byTest, firstByTest)).status, 'PASSED');
+    const changed = await byTest.commit({ 'calc/cases.py': cases(5) }, 'build changed');
+    byTest.push('main');
+    const four = await harness.build(byTest, changed);
+    assert.equal(four.status, 'FAILED', four.error);
+    assert.deepEqual(four.failedTests, ['tests/test_cases.py::test_small[second]']);
+    expectSame(four, await harness.build(byTest, changed, { selectFullEvery: 1 }));
   });
 
   test('a case file added to a directory a test file lists at import collects it, and the new case runs', async () => {
