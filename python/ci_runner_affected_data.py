@@ -91,6 +91,28 @@ def executed_lines(base, entry, name):
     return {n for n in packs[index] if n > 0} if index is not None else set()
 
 
+def _ran_checksums(module, lines):
+    """The checksums of the blocks of a testmon Module that ran: the module-level block when any line did, and each
+    function body with a line that ran in it. testmon's own fingerprint stretches a body's block to the next
+    statement, so the decorators of the function after it, which run at import, would count as the body's."""
+    import ast
+
+    from testmon.process_code import methods_to_checksums
+
+    ends = {}
+    for node in ast.walk(ast.parse(module.source_code)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            ends[node.body[0].lineno] = node.end_lineno
+    ran = sorted(lines)
+    found = []
+    for block in module.blocks:
+        end = ends.get(block.start, block.end)
+        first = next((line for line in ran if line >= block.start), None)
+        if first is not None and first <= end:
+            found.append(block.code)
+    return methods_to_checksums(found)
+
+
 class Blocks:
     """testmon's view of a Python file: its module-level code (function bodies left out) and each function body, as
     checksums. An import that ran the same blocks of a file (its module-level code and the bodies it called) does
@@ -113,12 +135,10 @@ class Blocks:
         new_text = read(os.path.join(self.rootdir, name))
         if old_text is None or new_text is None:
             return False
-        from testmon.process_code import create_fingerprint
-
         old, new = self._module(old_text), self._module(new_text)
         if not old.blocks or not new.blocks:  # a file that does not parse
             return False
-        return set(create_fingerprint(old, lines)) <= set(new.method_checksums)
+        return set(_ran_checksums(old, lines)) <= set(new.method_checksums)
 
 
 def line_map(old, new):
