@@ -100,23 +100,28 @@ class _ImportTime:
         self.rootdir = rootdir
         self.base = base
         self.ran = _import_time_lines(base)
+        session = base.get("session", {})
+        self.session = {name: _data.executed_lines(base, {"lines": session}, name) for name in session}
         self.blocks = _data.Blocks(rootdir)
         self._verdicts = {}
 
-    def unchanged(self, name):
-        if name not in self._verdicts:
+    def unchanged(self, name, ran=None):
+        """Whether the code of a file that ran (in `ran`: by default, at any import) is still there."""
+        ran = self.ran if ran is None else ran
+        key = (name, ran is self.ran)
+        if key not in self._verdicts:
             old = self.base["files"].get(name)
             new = _data.read(os.path.join(self.rootdir, name))
             same = old is not None and new == old
-            if not same and name.endswith(".py") and name in self.ran:
-                same = self.blocks.unchanged(name, old, self.ran[name])
-            self._verdicts[name] = same
-        return self._verdicts[name]
+            if not same and name.endswith(".py") and name in ran:
+                same = self.blocks.unchanged(name, old, ran[name])
+            self._verdicts[key] = same
+        return self._verdicts[key]
 
     def session_change(self):
         """The first file whose code that ran as conftests and plugins loaded changed (None: none): what they built
         (fixtures' data, patched modules) may be any test's."""
-        return next((name for name in sorted(self.base.get("session", {})) if not self.unchanged(name)), None)
+        return next((name for name in sorted(self.session) if not self.unchanged(name, self.session)), None)
 
     def stable(self, entry):
         """Whether importing a test file does what it did in the earlier build: each of its dependencies is what it
