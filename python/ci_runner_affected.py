@@ -139,10 +139,10 @@ class _ImportTime:
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
-    # A test file whose import is known to do what it did in the earlier build ("import-stable": the file and what
-    # importing it ran and named are unchanged, but for function bodies it did not run) defines the same tests: one
-    # none of whose tests is affected is not collected, and in one that is, a test function none of whose tests is
-    # affected makes no items.
+    # A test file whose import is known to do what it did in the earlier build ("import-stable": what it ran, named
+    # and read is unchanged, but for function bodies nothing ran at import) defines the same tests: one none of whose
+    # tests is affected is not collected, and in one that is, a test function none of whose tests is affected makes
+    # no items.
     rootdir = str(config.rootpath)
     base = _base()
     import_time = _ImportTime(rootdir, base)
