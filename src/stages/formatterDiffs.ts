@@ -32,12 +32,14 @@ function memoryFile(place: DiffPlace): string {
   return join(place.cacheDir, 'lint-diffs', `${key}.json`);
 }
 
-// Each file's diff: remembered ones as they were, the others from `compute` (given only those), then remembered
-// for the next build (only this build's files are kept).
+// Each file's diff: remembered ones as they were, the others from `compute` (given only those; undefined when the
+// formatter did not run), then remembered for the next build (only this build's files are kept). A file the
+// formatter answered without a diff the report can carry (larger than 4 KiB) is remembered as having none: every
+// such file would otherwise be formatted again in every build.
 export async function rememberedDiffs(
   place: DiffPlace,
   files: string[],
-  compute: (files: string[]) => Promise<Map<string, string>>,
+  compute: (files: string[]) => Promise<Map<string, string> | undefined>,
 ): Promise<Map<string, string>> {
   const configuration = createHash('sha256');
   for (const name of CONFIGURATION) {
@@ -59,21 +61,23 @@ export async function rememberedDiffs(
   } catch {
     // None yet, or a write that did not finish: every diff is computed.
   }
-  const diffs = new Map<string, string>();
+  const answers = new Map<string, string>();
   const missing: string[] = [];
   for (const file of files) {
     const remembered = known[keys.get(file) ?? ''];
-    if (typeof remembered === 'string') diffs.set(file, remembered);
+    if (typeof remembered === 'string') answers.set(file, remembered);
     else missing.push(file);
   }
-  if (missing.length > 0) for (const [file, diff] of await compute(missing)) diffs.set(file, diff);
+  const computed = missing.length > 0 ? await compute(missing) : undefined;
+  if (computed) for (const file of missing) answers.set(file, computed.get(file) ?? '');
   const kept: Record<string, string> = {};
-  for (const [file, diff] of diffs) {
+  for (const [file, diff] of answers) {
     const key = keys.get(file);
     if (key) kept[key] = diff;
   }
+  const diffs = new Map([...answers].filter(([, diff]) => diff !== ''));
   const text = JSON.stringify(kept);
-  if (missing.length > 0 && text.length <= MAX_DIFFS_BYTES) {
+  if (computed && text.length <= MAX_DIFFS_BYTES) {
     await mkdir(join(place.cacheDir, 'lint-diffs'), { recursive: true });
     const staging = stagingPath(target);
     await writeFile(staging, text);

@@ -197,9 +197,7 @@ async function withDiffs(
               ...missing,
             ])
           : undefined;
-    return result?.kind === 'exited'
-      ? splitDiffs(result.stdout, input.layout.inside.src)
-      : new Map<string, string>();
+    return result?.kind === 'exited' ? splitDiffs(result.stdout, input.layout.inside.src) : undefined;
   };
   const place = {
     cacheDir: input.cacheDir,
@@ -208,7 +206,9 @@ async function withDiffs(
     tree: input.layout.lintTree,
   };
   // A memory that cannot be read or written costs this build the formatter's run, never its findings.
-  const diffs = await rememberedDiffs(place, files, compute).catch(() => compute(files));
+  const diffs = await rememberedDiffs(place, files, compute).catch(
+    async () => (await compute(files)) ?? new Map<string, string>(),
+  );
   for (const entry of entries) {
     const diff = entry.detail.tool !== 'ruff' ? diffs.get(entry.detail.path) : undefined;
     if (diff) entry.detail.diff = diff;

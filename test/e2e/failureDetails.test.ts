@@ -1,9 +1,11 @@
 import '../support/leakCheck.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type BuildReport, encodeBuildReport, type TestFailure } from '../../src/delivery/contracts.js';
 import type { Files } from '../support/fixtureRepo.js';
 import { createPipelineHarness, type PipelineHarness } from '../support/pipelineHarness.js';
+import { readArtefact } from '../support/readArtefact.js';
 
 // What an agent is told of each failure and finding: why, where, and (for a formatter) the diff to apply.
 const py = (...lines: string[]) => `${lines.join('\n')}\n`;
@@ -32,6 +34,8 @@ const FAILING: Files = {
     '    raise ValueError(f"no answer for {value}")',
   ),
   'pkg/ugly.py': 'import os\nx=1\n',
+  // black would reformat every line: a diff larger than a report carries (4 KiB).
+  'pkg/wide.py': Array.from({ length: 300 }, (_, k) => `value_${k}=${k}\n`).join(''),
   'tests/test_details.py': py(
     'import os',
     '',
@@ -135,9 +139,12 @@ describe('failures and findings an agent can act on', () => {
 
     assert.deepEqual(report.lintErrors, [
       'pkg/ugly.py: would reformat',
+      'pkg/wide.py: would reformat',
       'pkg/ugly.py:1:8: F401 `os` imported but unused',
     ]);
-    const [format, unused] = report.lintFindings;
+    const [format, wide, unused] = report.lintFindings;
+    assert.equal(wide?.path, 'pkg/wide.py');
+    assert.equal(wide?.diff, '', 'a diff over 4 KiB is not carried');
     assert.deepEqual(
       { ...format, diff: '' },
       {
@@ -167,19 +174,21 @@ describe('failures and findings an agent can act on', () => {
     });
     assert.equal(report.lintFindings.length, report.lintErrors.length);
 
-    assert.ok(
-      harness.lastLog.some((line) => line.includes('black --diff')),
-      'the first build asked black for it',
-    );
+    // What the formatter was asked, from lint's log in the artefact: its `--diff` run names the files.
+    const diffRuns = async (of: BuildReport) => {
+      const log = (await readArtefact(fileURLToPath(of.artefactUrl))).get('reports/lint.log')?.content;
+      assert.ok(log, 'lint.log in the artefact');
+      return log.split('\n').filter((line) => line.startsWith('$ ') && line.includes('black --diff'));
+    };
+    const [asked] = await diffRuns(report);
+    assert.match(asked ?? '', /pkg\/ugly\.py.*pkg\/wide\.py/, 'the first build asked black for both');
     // The same commit again: the same details, byte for byte.
     const second = await again();
     assert.equal(JSON.stringify(second.failures), JSON.stringify(report.failures));
     assert.equal(JSON.stringify(second.lintFindings), JSON.stringify(report.lintFindings));
-    // The formatter's diff of the unchanged file was remembered: black did not format it again.
-    assert.ok(
-      !harness.lastLog.some((line) => line.includes('black --diff')),
-      harness.lastLog.filter((line) => line.includes('black')).join('\n'),
-    );
+    // The formatter's diffs of the unchanged files were remembered, the one too large to carry as none: black did
+    // not format either again.
+    assert.deepEqual(await diffRuns(second), []);
   });
 
   test('a test file that does not parse: its file and line, and the SyntaxError', async () => {
