@@ -37,6 +37,7 @@ import testmon.pytest_testmon as _testmon_plugin
 from testmon import testmon_core as _testmon_core
 
 import ci_runner_affected_data as _data
+import ci_runner_pytest_plugin as _plugin
 
 _STATE = {
     "collected": None,
@@ -52,6 +53,9 @@ _STATE = {
     "base": None,
     "run_cov": None,
     "import_cov": None,
+    "failures": {},
+    "carried_failures": {},
+    "stable_tests": set(),
 }
 
 
@@ -136,6 +140,46 @@ class _ImportTime:
         return True
 
 
+def _base_failed():
+    """The tests the earlier build's verdict named failed (the runner's, after its re-runs: never a flaky one)."""
+    path = os.environ.get("CI_RUNNER_AFFECTED_BASE_FAILED")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            named = json.load(handle)
+    except (TypeError, OSError, ValueError):
+        return set()
+    return {node for node in named if isinstance(node, str)} if isinstance(named, list) else set()
+
+
+def _usable_failure(entry):
+    """A recorded failure as this plugin wrote it: its details, its frames and how often it was seen."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("detail"), dict):
+        return False
+    frames, seen = entry.get("frames"), entry.get("seen")
+    if not isinstance(frames, dict) or not isinstance(seen, int) or isinstance(seen, bool):
+        return False
+    return all(
+        isinstance(name, str) and isinstance(at, list) and len(at) == 2 and isinstance(at[0], int) and isinstance(at[1], str)
+        for name, at in frames.items()
+    )
+
+
+def _carriable_failures(testmon_data, base):
+    """The earlier build's failures reported again without running them: a test that failed the same way (same
+    details, same frames) in two builds in a row without its code changing, whose build's verdict kept it failed (a
+    test that passed on a re-run is flaky, never carried), whose code testmon finds unchanged, and whose frames'
+    files are the same up to the last line a frame is at (its traceback would be the same, line for line)."""
+    confirmed = _base_failed()
+    stable = set(testmon_data.stable_test_names)
+    carried = {}
+    for node, entry in base.get("failures", {}).items():
+        if node not in confirmed or node not in stable or not _usable_failure(entry) or entry["seen"] < 2:
+            continue
+        if all(_plugin.prefix_digest(name, at[0]) == at[1] for name, at in entry["frames"].items()):
+            carried[node] = entry
+    return carried
+
+
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
@@ -151,9 +195,17 @@ def _select_init(self, config, testmon_data, *args, **kwargs):
     # Code that ran as conftests loaded changed: none is stable, every test runs.
     stable = set() if change else {name for name, entry in base["imports"].items() if import_time.stable(entry)}
     self.deselected_tests = set(self.deselected_tests)
+    _STATE["stable_tests"] = set(testmon_data.stable_test_names)
     if not config.testmon_config.select:
         self.deselected_files = []
         return
+    # testmon runs every test that failed before; one whose failure is known to repeat is reported, not run.
+    carried = {} if change else _carriable_failures(testmon_data, base)
+    if carried:
+        _failing_files, failing = _testmon_plugin.get_failing(testmon_data.all_tests)
+        self.deselected_tests |= set(carried)
+        held = {node.split("::", 1)[0] for node in set(failing) - set(carried)}
+        self.deselected_files = [name for name in testmon_data.stable_files if name not in held]
     # A test file whose import may now build something else (cases computed at import, say) runs every test: testmon
     # sees only what each test executed itself.
     changed = set(base["imports"]) - stable
@@ -164,6 +216,7 @@ def _select_init(self, config, testmon_data, *args, **kwargs):
     _STATE["skipped_files"] = {name for name in self.deselected_files if name in stable}
     self.deselected_files = []
     _STATE["stable_files"] = stable
+    _STATE["carried_failures"] = {node: entry for node, entry in carried.items() if node in self.deselected_tests}
     _STATE["live_functions"] = {
         node.split("[", 1)[0] for node in base["tests"] if node not in self.deselected_tests
     }
@@ -481,8 +534,13 @@ def pytest_make_collect_report(collector):
 
 
 def pytest_collection_finish(session):
-    """Before the first test: every import record complete, and what the imports ran handed to the run."""
+    """Before the first test: every import record complete, and what the imports ran handed to the run; the
+    carried failures in the run's results (a run stopped at its time limit names them too)."""
     _STATE["collection_done"] = True
+    recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
+    for node, entry in _STATE["carried_failures"].items():
+        if recorder is not None:
+            recorder.carry(node, entry["detail"])
     rootdir = _STATE["rootdir"]
     _STATE["session"] = _ran_so_far(_STATE["run_cov"], rootdir)
     measure = _STATE["import_cov"]
@@ -617,7 +675,90 @@ def _packed(record):
     }
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    """A carried failure fails the run as if it had run (pytest's exit status is 1, not 0)."""
+    yield
+    session.testsfailed += len(_STATE["carried_failures"])
+
+
+def pytest_runtest_logreport(report):
+    """Each failure of this run, with its details and frames (ci_runner_pytest_plugin): a test that failed more than
+    once (its call and its teardown, or subtests) is never carried."""
+    if not report.failed or "::" not in report.nodeid:
+        return
+    known = _STATE["failures"].get(report.nodeid)
+    if known is not None:
+        known["frames"] = None
+        return
+    detail = getattr(report, "ci_runner_failure", None)
+    _STATE["failures"][report.nodeid] = {
+        "detail": detail if isinstance(detail, dict) else None,
+        "frames": getattr(report, "ci_runner_frames", None),
+    }
+
+
+def pytest_terminal_summary(terminalreporter):
+    carried = len(_STATE["carried_failures"])
+    if carried:
+        terminalreporter.write_line(
+            f"ci-runner: {carried} failed test(s) not run: each failed the same way in the last two builds that ran "
+            "it, and neither its code nor its frames changed since"
+        )
+
+
+def _failures(base, order):
+    """The failures to remember, in the order the results name them: this run's (seen once more when the test
+    failed the same way in the earlier build, its code unchanged), and the carried ones as they were."""
+    earlier = base.get("failures") if isinstance(base.get("failures"), dict) else {}
+    failures = {}
+    for node, entry in _STATE["failures"].items():
+        if entry["frames"] is None or entry["detail"] is None:
+            continue
+        old = earlier.get(node)
+        again = (
+            _usable_failure(old)
+            and node in _STATE["stable_tests"]
+            and old["frames"] == entry["frames"]
+            and old["detail"] == entry["detail"]
+        )
+        failures[node] = {**entry, "seen": min(old["seen"] + 1, 1000) if again else 1}
+    failures.update(_STATE["carried_failures"])
+    rank = {node: k for k, node in enumerate(order)}
+    return dict(sorted(failures.items(), key=lambda pair: rank.get(pair[0], len(rank))))
+
+
+def _in_run_order(session):
+    """The results' failures in pytest's order (the carried ones were named first; those of files not collected
+    come last, in the earlier build's order), the first ones detailed."""
+    recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
+    if recorder is None:
+        return list(_STATE["failures"])
+    if not _STATE["carried_failures"]:
+        return list(recorder.failed)
+    collected = _STATE["collected"] or []
+    order = {node: k for k, node in enumerate(collected)}
+    files = {}
+    for k, node in enumerate(collected):
+        files.setdefault(node.split("::", 1)[0], k)
+    place = lambda node: order.get(node, files.get(node.split("::", 1)[0], len(order)))
+    recorder.failed[:] = sorted(recorder.failed, key=place)
+    known = {node: entry["detail"] for node, entry in _STATE["failures"].items() if entry["detail"]}
+    known.update({node: entry["detail"] for node, entry in _STATE["carried_failures"].items()})
+    known.update(recorder.details)
+    details = {}
+    for node in recorder.failed:
+        if len(details) >= _plugin._DETAILED_MAX:
+            break
+        if node in known and node in recorder.kinds:
+            details[node] = known[node]
+    recorder.details = details
+    return list(recorder.failed)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
+    order = _in_run_order(session)
     out = os.environ.get("CI_RUNNER_AFFECTED_OUT")
     collected, selected = _STATE["collected"], _STATE["selected"]
     if not out or collected is None or selected is None:
@@ -674,6 +815,7 @@ def pytest_sessionfinish(session, exitstatus):
         "files": {name: text for name, text in texts.items() if text is not None},
     }
     record["session"] = present({name: _data.ranges(lines) for name, lines in session.items()})
+    record["failures"] = _failures(base, order)
     record["packs"] = packs.table
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(json.dumps(record, separators=(",", ":")))  # in one piece: json's C encoder
@@ -687,5 +829,6 @@ def pytest_sessionfinish(session, exitstatus):
             "uncollected_files": len(skipped),
             "unmade_functions": len(_STATE["skipped_functions"]),
             "import_time_change": _STATE.get("import_time_change"),
+            "carried_failures": sorted(_STATE["carried_failures"]),
         }
     )

@@ -8,9 +8,11 @@ analysis the repository's earlier builds did not leave (ci_runner_coverage_cache
 """
 
 import atexit
+import builtins
 import contextlib
 import faulthandler
 import glob
+import hashlib
 import json
 import os
 import re
@@ -182,9 +184,60 @@ def _describe_report(report):
     }
 
 
+# Chained exceptions followed, at most, for a failure's frames; exception groups (3.11) are not followed.
+_CHAIN_MAX = 32
+_GROUPS = tuple(getattr(builtins, name) for name in ("BaseExceptionGroup",) if hasattr(builtins, name))
+_FILE_LINES = {}
+
+
+def prefix_digest(relative, count):
+    """sha256 of the first `count` lines of a file of the tree, as it is now (None: unreadable)."""
+    if relative not in _FILE_LINES:
+        try:
+            with open(os.path.join(_ROOT, relative), "rb") as handle:
+                _FILE_LINES[relative] = handle.read().splitlines(keepends=True)
+        except OSError:
+            _FILE_LINES[relative] = None
+    lines = _FILE_LINES[relative]
+    if lines is None or count > len(lines):
+        return None
+    return hashlib.sha256(b"".join(lines[:count])).hexdigest()
+
+
+def _frames(excinfo):
+    """{file: [n, sha256 of its first n lines]} for each file of the repository a frame of the failure is in (of the
+    exception and every exception it chains), n the last line a frame is at: a later tree whose files are the same
+    that far would show the same frames, at the same lines. None when that cannot be told (an exception group)."""
+    exception = excinfo.value
+    tb = excinfo.tb
+    deepest = {}
+    for _ in range(_CHAIN_MAX):
+        if isinstance(exception, _GROUPS):
+            return None
+        while tb is not None:
+            relative = _in_tree(tb.tb_frame.f_code.co_filename)
+            if relative:
+                deepest[relative] = max(deepest.get(relative, 0), tb.tb_lineno or 0)
+            tb = tb.tb_next
+        following = exception.__cause__ or (None if exception.__suppress_context__ else exception.__context__)
+        if following is None:
+            break
+        exception, tb = following, following.__traceback__
+    else:
+        return None
+    frames = {}
+    for relative, count in sorted(deepest.items()):
+        digest = prefix_digest(relative, count)
+        if digest is None:
+            return None
+        frames[relative] = [count, digest]
+    return frames
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """In the process that ran the test (an xdist worker too): its failure's details ride on the report."""
+    """In the process that ran the test (an xdist worker too): its failure's details ride on the report, with the
+    files and lines its frames are at (ci_runner_affected carries a failure whose frames are unchanged)."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.excinfo is not None and not hasattr(report, "ci_runner_failure"):
@@ -192,6 +245,10 @@ def pytest_runtest_makereport(item, call):
             report.ci_runner_failure = _describe(item, call, report)
         except Exception as error:  # the details never cost the verdict
             report.ci_runner_failure = {"kind": "failed", "message": f"(details unavailable: {error!r})"[:200]}
+        try:
+            report.ci_runner_frames = _frames(call.excinfo)
+        except Exception:
+            report.ci_runner_frames = None
 
 
 def _watch_for_hang():
@@ -239,6 +296,16 @@ class _Recorder:
                     self.details[nodeid] = detail
                     self._write_details()
             self._write()
+
+    def carry(self, nodeid, detail):
+        """A failure not run here: an earlier build's, carried (ci_runner_affected). Failed, never counted as run."""
+        if nodeid in self.failed:
+            return
+        self.failed.append(nodeid)
+        if len(self.kinds) < _KINDS_MAX:
+            self.kinds[nodeid] = detail.get("kind", "failed")
+            if len(self.details) < _DETAILED_MAX:
+                self.details[nodeid] = detail
 
     def _write_details(self):
         path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")

@@ -39,9 +39,11 @@ export async function keepCoverageAnalysis(state: BuildState, ctx: StageContext)
 // Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.
 export async function keepSelection(state: BuildState, ctx: StageContext): Promise<void> {
   const { selection, results } = state;
-  const tested = results.test?.outcome === 'passed' || results.test?.outcome === 'failed';
-  if (!selection || !tested || results.coverage?.outcome !== 'passed') return;
-  const kept = await keepTestSelection(selectionPlace(state), selection).catch((error: unknown) => {
+  const test = results.test;
+  if (!selection || (test?.outcome !== 'passed' && test?.outcome !== 'failed')) return;
+  if (results.coverage?.outcome !== 'passed') return;
+  const failed = test.value.failedTests;
+  const kept = await keepTestSelection(selectionPlace(state), selection, failed).catch((error: unknown) => {
     ctx.log(
       `could not keep the test selection data: ${error instanceof Error ? error.message : String(error)}`,
     );

@@ -10,7 +10,7 @@ import { readPluginResults } from './pluginResults.js';
 import { rerunFailedTests } from './rerunFailedTests.js';
 import { runPytest } from './runPytest.js';
 import { failureOf, hangStack, readFailureDetails, reportText } from './testFailures.js';
-import { BASE_LINES, type TestSelection } from './testSelection.js';
+import { BASE_FAILED, BASE_LINES, type TestSelection } from './testSelection.js';
 import type { StageContext, StageResult } from './types.js';
 
 export interface TestInput {
@@ -62,6 +62,8 @@ interface SelectionResults {
   unmade_functions?: number;
   /** A file whose code that runs at import changed: then every test ran. */
   import_time_change?: string | null;
+  /** Failures of the earlier build reported again without running (the results name them failed). */
+  carried_failures?: unknown[];
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -170,7 +172,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
     exitCode: result.exitCode,
     failures: [],
   };
-  if (input.selection) await readSelection(input, ctx, value);
+  // Failures carried from the earlier build were not run here: never re-run either.
+  const carried = input.selection ? await readSelection(input, ctx, value) : new Set<string>();
   if (result.exitCode === 0 || result.exitCode === NO_TESTS_COLLECTED) {
     const summary = value.testsRun === 0 ? 'no tests ran' : `${value.testsRun} test(s) passed`;
     return { outcome: 'passed', durationMs, summary: noted(summary), value };
@@ -191,8 +194,10 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
       output: reportText(result.stderr, 2048, true),
     });
   }
-  const reruns = await rerunFailedTests(input, ctx, value.failedTests, () => input.timeoutMs - elapsed());
-  value.failedTests = reruns.failed;
+  const ran = value.failedTests.filter((id) => !carried.has(id));
+  const reruns = await rerunFailedTests(input, ctx, ran, () => input.timeoutMs - elapsed());
+  value.failedTests = value.failedTests.filter((id) => carried.has(id) || reruns.failed.includes(id));
+  value.failedTests.push(...reruns.failed.filter((id) => !value.failedTests.includes(id)));
   value.flakyTests = reruns.flaky;
   value.failures = [
     ...value.failedTests.map((id) => failureOf(id, found)),
@@ -249,7 +254,12 @@ function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelect
       PYTHONPATH: `${testmon}:${runnerFiles}`,
       TESTMON_DATAFILE: join(dir, '.testmondata'),
       CI_RUNNER_AFFECTED_OUT: dir,
-      ...(affected ? { CI_RUNNER_AFFECTED_BASE: join(dir, BASE_LINES) } : {}),
+      ...(affected
+        ? {
+            CI_RUNNER_AFFECTED_BASE: join(dir, BASE_LINES),
+            CI_RUNNER_AFFECTED_BASE_FAILED: join(dir, BASE_FAILED),
+          }
+        : {}),
       // The runner's own files on that path are not the project's code.
       CI_RUNNER_COVERAGE_OMIT: `${testmon}/*,${runnerFiles}/*`,
     },
@@ -257,18 +267,19 @@ function selectionRun(input: TestInput, ctx: StageContext, selection: TestSelect
   };
 }
 
-// Reads how many tests the selection ran of how many, into the value and the build log.
-async function readSelection(input: TestInput, ctx: StageContext, value: TestValue): Promise<void> {
+// Reads how many tests the selection ran of how many, into the value and the build log; returns the failures it
+// carried from the earlier build (failed there, not run here), those the results name.
+async function readSelection(input: TestInput, ctx: StageContext, value: TestValue): Promise<Set<string>> {
   const selection = await readBuildJson<SelectionResults>(input.layout.affected, 'selection.json');
   if (typeof selection?.unsupported === 'string') {
     ctx.log(
       `every test ran: select = "affected" is not possible here: ${selection.unsupported.slice(0, 200)}`,
     );
-    return;
+    return new Set();
   }
   if (!selection || !Number.isInteger(selection.total) || !Number.isInteger(selection.selected)) {
     ctx.log('the test selection left no account of itself: counted as a full run');
-    return;
+    return new Set();
   }
   value.testsSelected = selection.selected;
   value.testsTotal = selection.total;
@@ -290,4 +301,16 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
   ctx.log(
     `tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}${changed}`,
   );
+  const named = new Set(value.failedTests);
+  const carried = new Set(
+    (Array.isArray(selection.carried_failures) ? selection.carried_failures : []).filter(
+      (id): id is string => typeof id === 'string' && named.has(id),
+    ),
+  );
+  if (carried.size > 0) {
+    ctx.log(
+      `${carried.size} failed test(s) not run, their failures carried from ${input.selection?.base}: each failed the same way in the last two builds that ran it, and neither its code nor its frames changed since`,
+    );
+  }
+  return carried;
 }

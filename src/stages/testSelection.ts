@@ -18,18 +18,26 @@ export interface TestSelection {
   sinceFull: number;
   /** What every test's outcome depends on besides the code: a full run follows when it changes. */
   fingerprint: string;
+  /** The earlier build whose data an affected run starts from (its commit, abbreviated). */
+  base?: string;
 }
 
 /** What an earlier build left for its descendants (written by the runner only, after its tests and coverage ran). */
 interface StoredMeta {
   fingerprint: string;
   sinceFull: number;
+  /** The tests its verdict named failed (after re-runs: never a flaky one); only these may be carried. */
+  failed?: string[];
 }
 
 const DATA = '.testmondata';
 const LINES = 'lines.json';
 /** The earlier build's lines.json, as the run reads it. */
 export const BASE_LINES = 'base-lines.json';
+/** The tests the earlier build's verdict named failed, as the run reads them (written by the runner). */
+export const BASE_FAILED = 'base-failed.json';
+/** Failed tests remembered per build, at most. */
+const MAX_FAILED_KEPT = 20_000;
 /** How far back the history is searched for an ancestor with data. */
 const ANCESTORS = 64;
 /** Builds kept per repository (the oldest go first). */
@@ -179,17 +187,27 @@ export async function planTestSelection(
     const bytes = await readFile(join(from, source)).catch(() => undefined);
     if (bytes) await writeFile(join(dir, target), bytes, { flag: 'wx' });
   }
+  const failed = Array.isArray(base.meta.failed)
+    ? base.meta.failed.filter((id) => typeof id === 'string')
+    : [];
+  await writeFile(join(dir, BASE_FAILED), JSON.stringify(failed), { flag: 'wx' });
   return {
     mode: 'affected',
     reason: `from the data of ${short} (${base.meta.sinceFull + 1} build(s) since every test ran)`,
     sinceFull: base.meta.sinceFull + 1,
     fingerprint,
+    base: short,
   };
 }
 
 // Keeps what this build's run recorded, for its descendants: copied out of the build's reach (plain files only,
-// bounded) into the runner's cache, under the commit's sha. False when the run left nothing usable.
-export async function keepTestSelection(place: SelectionPlace, selection: TestSelection): Promise<boolean> {
+// bounded) into the runner's cache, under the commit's sha, with the tests its verdict named failed. False when the
+// run left nothing usable.
+export async function keepTestSelection(
+  place: SelectionPlace,
+  selection: TestSelection,
+  failed: string[],
+): Promise<boolean> {
   const files: Array<[string, Buffer]> = [];
   let total = 0;
   for (const name of [DATA, `${DATA}-wal`, LINES]) {
@@ -211,7 +229,11 @@ export async function keepTestSelection(place: SelectionPlace, selection: TestSe
   const staging = stagingPath(target);
   await mkdir(staging);
   for (const [name, bytes] of files) await writeFile(join(staging, name), bytes);
-  const meta: StoredMeta = { fingerprint: selection.fingerprint, sinceFull: selection.sinceFull };
+  const meta: StoredMeta = {
+    fingerprint: selection.fingerprint,
+    sinceFull: selection.sinceFull,
+    failed: failed.length <= MAX_FAILED_KEPT ? failed : [],
+  };
   await writeFile(join(staging, 'meta.json'), JSON.stringify(meta));
   await rm(target, { recursive: true, force: true });
   await rename(staging, target).catch(() => rm(staging, { recursive: true, force: true }));

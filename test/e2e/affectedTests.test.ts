@@ -465,6 +465,94 @@ describe('select = "affected": only the tests a change can affect run, with the 
     expectSame(report, await harness.build(listed, second, { selectFullEvery: 1 }));
   });
 
+  test('a failure seen twice, its code and frames unchanged, is reported without running; a flaky one never is', async () => {
+    const failing = await harness.newRepo('carried-failures');
+    const push = async (files: Record<string, string>, message: string) => {
+      const sha = await failing.commit(files, message);
+      failing.push('main');
+      return sha;
+    };
+    const brokenMul = (above: string[]) =>
+      py(
+        ...above,
+        'def mul(a, b):',
+        '    return check(a) * b',
+        '',
+        '',
+        'def check(a):',
+        '    raise ValueError(f"no mul for {a}")',
+      );
+    const first = await push(
+      {
+        ...TREE,
+        'calc/mul.py': brokenMul([]),
+        // Fails the first time in a build, passes on the runner's re-run: flaky in every build.
+        'tests/test_flaky.py': py(
+          'import os',
+          '',
+          'import pytest',
+          '',
+          '',
+          '@pytest.mark.fast',
+          'def test_flaky():',
+          '    marker = os.path.join(os.environ["TMPDIR"], "flaky-once")',
+          '    if not os.path.exists(marker):',
+          '        open(marker, "w").close()',
+          '        assert "first" == "second"',
+        ),
+      },
+      'mul broken, a flaky test',
+    );
+    const mulFailures = ['tests/test_mul.py::test_mul[2-3-6]', 'tests/test_mul.py::test_mul[4-0-0]'];
+    const one = await harness.build(failing, first);
+    assert.deepEqual(one.failedTests, mulFailures);
+    assert.deepEqual(
+      one.flakyTests.map((entry) => entry.nodeId),
+      ['tests/test_flaky.py::test_flaky'],
+    );
+
+    // Seen once: testmon runs the failed tests again, although nothing they run changed.
+    const second = await push({ 'calc/arith.py': arith(['return a + b'], ['return -(b - a)']) }, 'sub');
+    const two = await harness.build(failing, second);
+    assert.equal(two.testsRun, 3 + 2 + 1, "test_sub's cases, test_mul's failures, the flaky test");
+    assert.deepEqual(two.failedTests, mulFailures);
+
+    // Seen twice the same way: reported, not run. The flaky test (never failed in a verdict) runs again.
+    const third = await push({ 'calc/arith.py': arith(['return a + b'], ['return a - b']) }, 'sub again');
+    const three = await harness.build(failing, third);
+    assert.equal(three.status, 'FAILED');
+    assert.equal(three.testsRun, 3 + 1, "test_sub's cases and the flaky test");
+    assert.deepEqual(three.failedTests, mulFailures);
+    assert.deepEqual(
+      three.flakyTests.map((entry) => entry.nodeId),
+      ['tests/test_flaky.py::test_flaky'],
+    );
+    assert.ok(
+      logged(`2 failed test(s) not run, their failures carried from ${second.slice(0, 12)}`),
+      harness.lastLog.join('\n'),
+    );
+    const mulDetails = (report: BuildReport) =>
+      report.failures.filter((entry) => mulFailures.includes(entry.nodeId));
+    assert.deepEqual(mulDetails(three), mulDetails(two));
+    assert.equal(mulDetails(three)[0]?.location, 'calc/mul.py:6');
+
+    // A line added above the frames moves them: the tests run again, and say where they fail now.
+    const fourth = await push({ 'calc/mul.py': brokenMul(['# moved']) }, 'a comment above mul');
+    const four = await harness.build(failing, fourth);
+    assert.equal(four.testsRun, 2 + 1, "test_mul's failures and the flaky test");
+    assert.ok(!logged('not run, their failures carried'), harness.lastLog.join('\n'));
+    assert.equal(mulDetails(four)[0]?.location, 'calc/mul.py:7');
+    const fullFour = await harness.build(failing, fourth, { selectFullEvery: 1 });
+    expectSame(four, fullFour);
+    assert.deepEqual(mulDetails(four), mulDetails(fullFour));
+
+    // The carried report is the one every test would give.
+    const fullThree = await harness.build(failing, third, { selectFullEvery: 1 });
+    expectSame(three, fullThree);
+    assert.deepEqual(three.failures, fullThree.failures);
+    assert.equal(fullThree.testsRun, 2 + 3 + 2 + 1, 'every test');
+  });
+
   test('SELECT_DEFAULT=affected applies to a repository that does not set select', async () => {
     const defaulted = await harness.newRepo('select-default');
     const pyproject = PYPROJECT.replace('select = "affected"\n', '');
