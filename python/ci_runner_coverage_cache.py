@@ -146,6 +146,7 @@ def analysis_cache():
     finally:
         cls.parser, cls.code_regions = original_parser, original_regions
         with open(target, "w", encoding="utf-8") as handle:
-            json.dump({"version": _VERSION, "entries": cache.used}, handle, separators=(",", ":"))
+            # In one piece: json.dump to a file encodes in Python, json.dumps in C (a third of a second on click).
+            handle.write(json.dumps({"version": _VERSION, "entries": cache.used}, separators=(",", ":")))
         with open(f"{target}.stats", "w", encoding="utf-8") as handle:
             json.dump({"hits": cache.hits, "misses": cache.misses}, handle)

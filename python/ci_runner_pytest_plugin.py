@@ -497,6 +497,22 @@ def pytest_pycollect_makeitem(collector, name, obj):
     return None
 
 
+@contextlib.contextmanager
+def _json_in_one_piece():
+    """json.dump as coverage's JSON report calls it, encoding in one piece (json.dumps, in C) rather than streaming
+    (in Python, three times slower on click's report): the same text."""
+    stream = json.dump
+
+    def dump(obj, fp, **kwargs):
+        fp.write(json.dumps(obj, **kwargs))
+
+    json.dump = dump
+    try:
+        yield
+    finally:
+        json.dump = stream
+
+
 def _coverage_json():
     """What `coverage json --data-file=<data> -o <out>` writes, from the directory the run started in (its
     configuration). Runs as the interpreter exits: `coverage run` has stopped and saved its data by then."""
@@ -520,7 +536,7 @@ def _coverage_json():
             from ci_runner_coverage_cache import analysis_cache
         except ImportError:  # the plugin alone (an environment made before the cache existed)
             analysis_cache = contextlib.nullcontext
-        with analysis_cache():
+        with analysis_cache(), _json_in_one_piece():
             report.json_report(outfile=out, omit=omit)
     except Exception as error:  # no data, or a broken configuration: the runner reports no coverage
         with open(f"{out}.error", "w", encoding="utf-8") as handle:

@@ -35,14 +35,16 @@ export async function rerunFailedTests(
   ctx: StageContext,
   failed: string[],
   timeLeftMs: () => number,
+  /** Failures of the build not to re-run (carried from an earlier build) that count toward the limit all the same. */
+  besides = 0,
 ): Promise<Reruns> {
   const { layout } = input;
   const { inside } = layout;
   let pending = failed.filter(isTestId);
   const kept = failed.filter((id) => !isTestId(id));
   if (input.flakyReruns === 0 || pending.length === 0) return { flaky: [], failed };
-  if (pending.length > MAX_RERUN_IDS) {
-    ctx.log(`${pending.length} tests failed (more than ${MAX_RERUN_IDS}): none is re-run`);
+  if (pending.length + besides > MAX_RERUN_IDS) {
+    ctx.log(`${pending.length + besides} tests failed (more than ${MAX_RERUN_IDS}): none is re-run`);
     return { flaky: [], failed };
   }
   const flaky: string[] = [];

@@ -63,6 +63,8 @@ describe("what a build's tree names never reaches another repository's caches", 
       '',
     ].join('\n');
     const sha = git(['hash-object', '-t', 'commit', '--literally', '-w', '--stdin'], crafted);
-    assert.deepEqual(await ancestors(gitdir, sha), [base]);
+    const found: string[] = [];
+    for await (const oid of ancestors(gitdir, sha)) found.push(oid);
+    assert.deepEqual(found, [base]);
   });
 });
