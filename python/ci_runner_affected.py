@@ -36,6 +36,7 @@ import pytest
 import testmon.pytest_testmon as _testmon_plugin
 from testmon import testmon_core as _testmon_core
 
+import ci_runner_affected_blocks as _blocks
 import ci_runner_affected_data as _data
 import ci_runner_pytest_plugin as _plugin
 
@@ -69,6 +70,10 @@ def _base():
                 base.update(json.load(handle))
         _STATE["base"] = base
     return _STATE["base"]
+
+
+_BLOCKS = _blocks.BlockMemory()
+_BLOCKS.install(_base)
 
 
 def _keep_pytest_order(items, avg_durations):
@@ -816,6 +821,7 @@ def pytest_sessionfinish(session, exitstatus):
     }
     record["session"] = present({name: _data.ranges(lines) for name, lines in session.items()})
     record["failures"] = _failures(base, order)
+    record["blocks"] = _BLOCKS.record([os.path.join(rootdir, name) for name in record["files"] if name.endswith(".py")])
     record["packs"] = packs.table
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(json.dumps(record, separators=(",", ":")))  # in one piece: json's C encoder

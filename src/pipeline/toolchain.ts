@@ -48,7 +48,11 @@ const PYTHON_DIR = fileURLToPath(new URL('../../python/', import.meta.url));
 /** The runner's Python modules every build environment holds beside the project (in its site-packages). */
 export const PLUGIN_FILES = ['ci_runner_pytest_plugin.py', 'ci_runner_coverage_cache.py'];
 /** The runner's modules a run with `select = "affected"` loads (from the runner's files, not the environment). */
-export const AFFECTED_FILES = ['ci_runner_affected.py', 'ci_runner_affected_data.py'];
+export const AFFECTED_FILES = [
+  'ci_runner_affected.py',
+  'ci_runner_affected_data.py',
+  'ci_runner_affected_blocks.py',
+];
 
 // What changes when the runner's modules in build environments change (a ready environment made before is stale).
 async function pluginHash(): Promise<string> {
