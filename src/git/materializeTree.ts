@@ -16,6 +16,12 @@ export function blobMtime(oid: string): number {
 }
 
 /** The commit's tree holds something git itself would refuse to check out. */
+/** A regular file the checkout wrote: its blob id and size. */
+export interface WrittenBlob {
+  oid: string;
+  size: number;
+}
+
 export class UnsafeTreeError extends Error {}
 
 /** The commit's tree is larger than a checkout may be (files, bytes, one file's bytes, or time). */
@@ -139,13 +145,15 @@ function limiter(limit: number) {
 // directories, `.git` entries skipped. Measured first against the caps (a git bomb is refused before one file is
 // written), then written with a bounded number of blobs in memory. Read-only on the object store, so builds sharing
 // one cache never race; every path is created exclusively, so a crafted tree cannot write through a symlink or
-// outside dir. Returns the files written.
+// outside dir. Returns the files written; each regular file's path (relative, with `/`), blob id and size go into
+// `written` when given.
 export async function materializeTree(
   gitdir: string,
   treeOid: string,
   dir: string,
   cache: object,
   caps: TreeCaps,
+  written?: Map<string, WrittenBlob>,
 ): Promise<number> {
   await measure(gitdir, treeOid, cache, caps);
   const blobSlot = limiter(PARALLEL_BLOBS);
@@ -173,6 +181,7 @@ export async function materializeTree(
             await writeFile(path, blob, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
             const mtime = blobMtime(entry.oid);
             await utimes(path, mtime, mtime);
+            written?.set(`${where}/${entry.path}`.slice(1), { oid: entry.oid, size: blob.length });
           }
           return 1;
         });

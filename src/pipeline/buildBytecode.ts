@@ -9,7 +9,9 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 // at the same path, which the file names inside pytest's bytecode carry.
 export async function seedBuildBytecode(state: BuildState, ctx: StageContext): Promise<void> {
   const { layout } = state;
-  if (!state.bytecodeCache || layout.inside.src === layout.src) return;
+  const written =
+    state.results.checkout?.outcome === 'passed' ? state.results.checkout.value.written : undefined;
+  if (!state.bytecodeCache || layout.inside.src === layout.src || !written) return;
   const place = {
     src: layout.src,
     cacheDir: state.cacheDir,
@@ -18,7 +20,7 @@ export async function seedBuildBytecode(state: BuildState, ctx: StageContext): P
   };
   // A cache that cannot be read costs this build its compiling, never its verdict.
   try {
-    state.bytecode = await planBytecode(place);
+    state.bytecode = await planBytecode(place, written);
     const seeded = await seedBytecode(layout.src, state.bytecode);
     if (seeded > 0) ctx.log(`${seeded} bytecode file(s) from the branch's earlier builds`);
   } catch (error) {

@@ -1,15 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { blobMtime } from '../git/materializeTree.js';
-import {
-  entryAt,
-  listBeneath,
-  openDirBeneath,
-  readBeneath,
-  TreeTooLargeError,
-  walkBeneath,
-} from '../host/beneath.js';
+import { blobMtime, type WrittenBlob } from '../git/materializeTree.js';
+import { entryAt, listBeneath, openDirBeneath, readBeneath } from '../host/beneath.js';
 import { stagingPath } from '../host/stagingPath.js';
 
 // Python's bytecode of a repository's own sources, kept between the builds of one branch. A checkout is a fresh
@@ -51,7 +44,8 @@ const MAX_PYC_BYTES = 8 * 1024 * 1024;
 /** New bytecode kept from one build, and bytecode kept per branch, at most. */
 const MAX_KEPT_BYTES_PER_BUILD = 64 * 1024 * 1024;
 const MAX_KEPT_SOURCES = 20_000;
-const MAX_WALKED_ENTRIES = 200_000;
+/** Sources of one checkout looked at, at most. */
+const MAX_SOURCES = 200_000;
 /** A source version's bytecode is dropped this long after it was kept, used or not. */
 const KEEP_DAYS = 7;
 const KEEP_MS = KEEP_DAYS * 24 * 3600_000;
@@ -64,9 +58,12 @@ function blobId(bytes: Buffer): string {
 
 const isDirectoryToEnter = (name: string) => name !== '.git' && name !== '__pycache__';
 
-// The cache directory and the checkout's Python sources, from the tree the runner just wrote (before any process of
-// the build ran).
-export async function planBytecode(place: BytecodePlace): Promise<BytecodePlan> {
+// The cache directory and the checkout's Python sources, as the checkout wrote them (before any process of the build
+// ran): regular files named like a module, outside `.git` and `__pycache__`, with their blob ids.
+export async function planBytecode(
+  place: BytecodePlace,
+  written: ReadonlyMap<string, WrittenBlob>,
+): Promise<BytecodePlan> {
   const hash = createHash('sha256').update(`${place.repository}\n${place.branch}\n`);
   for (const name of SETTINGS) {
     const content = await readBeneath(place.src, name, MAX_SOURCE_BYTES);
@@ -74,19 +71,14 @@ export async function planBytecode(place: BytecodePlace): Promise<BytecodePlan> 
     if (content) hash.update(content);
   }
   const sources = new Map<string, string>();
-  await walkBeneath(
-    place.src,
-    async (entry) => {
-      if (entry.type === 'directory') return isDirectoryToEnter(entry.name);
-      if (entry.type !== 'file' || !entry.name.endsWith('.py') || !MODULE.test(entry.name.slice(0, -3)))
-        return;
-      const bytes = await entry.read();
-      if (bytes) sources.set(entry.path, blobId(bytes));
-    },
-    { maxEntries: MAX_WALKED_ENTRIES, maxFileBytes: MAX_SOURCE_BYTES },
-  ).catch((error: unknown) => {
-    if (!(error instanceof TreeTooLargeError)) throw error;
-  });
+  for (const [path, { oid, size }] of written) {
+    const parts = path.split('/');
+    const name = parts.at(-1) ?? '';
+    if (!name.endsWith('.py') || !MODULE.test(name.slice(0, -3)) || size > MAX_SOURCE_BYTES) continue;
+    if (parts.slice(0, -1).some((part) => !isDirectoryToEnter(part))) continue;
+    sources.set(path, oid);
+    if (sources.size >= MAX_SOURCES) break;
+  }
   return { dir: join(place.cacheDir, 'bytecode', hash.digest('hex').slice(0, 24)), sources };
 }
 

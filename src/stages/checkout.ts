@@ -4,7 +4,12 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { classifyFetchFault, withTimeout } from '../git/fetchFaults.js';
-import { materializeTree, TreeTooLargeError, UnsafeTreeError } from '../git/materializeTree.js';
+import {
+  materializeTree,
+  TreeTooLargeError,
+  UnsafeTreeError,
+  type WrittenBlob,
+} from '../git/materializeTree.js';
 import { MAX_PACKS, sequencePacks, tooManyPacks, unsequencedPacks } from '../git/packOrder.js';
 import { smartHttp } from '../git/smartHttp.js';
 import { pathExists } from '../host/pathExists.js';
@@ -207,8 +212,11 @@ export interface CheckoutValue {
   fetched: boolean;
   /** The object cache held this repository before: at most the new objects were fetched. */
   known: boolean;
-  /** The commit's tree in the object cache, so the artefact stores exactly what was committed. */
-  source?: { gitdir: string; tree: string; mtime: Date };
+  /** The commit's tree in the object cache, so the artefact stores exactly what was committed (with the packs the
+   * checkout read, parsed once). */
+  source?: { gitdir: string; tree: string; mtime: Date; cache: object };
+  /** The regular files it wrote, by path: their blob ids and sizes. */
+  written?: Map<string, WrittenBlob>;
 }
 
 // Materialises exactly the requested commit (branch tip or not) from a persistent per-remote object cache into a
@@ -248,13 +256,21 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
     // Its own time limit, whatever the fetch took: a slow network never turns into "repository too large".
     const deadline = performance.now() + input.timeoutMs;
     const caps = input.caps ?? { maxFiles: Infinity, maxBytes: Infinity, maxFileBytes: Infinity };
-    const files = await materializeTree(gitdir, commit.tree, input.dir, cache, { ...caps, deadline });
-    const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000) };
+    const written = new Map<string, WrittenBlob>();
+    const files = await materializeTree(
+      gitdir,
+      commit.tree,
+      input.dir,
+      cache,
+      { ...caps, deadline },
+      written,
+    );
+    const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000), cache };
     return {
       outcome: 'passed',
       durationMs: elapsed(),
       summary: `checked out ${input.commitSha} (${files} files${fetched ? '' : ', from the object cache'})`,
-      value: { files, fetched, known, source },
+      value: { files, fetched, known, source, written },
     };
   } catch (thrown) {
     if (thrown instanceof UnsafeTreeError) {
