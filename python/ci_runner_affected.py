@@ -21,6 +21,7 @@ earlier build, deselects the tests no change can affect. This plugin makes that 
 import builtins
 import contextlib
 import functools
+import gc
 import importlib.util
 import inspect
 import json
@@ -68,6 +69,9 @@ def _base():
         if path:
             with open(path, encoding="utf-8") as handle:
                 base.update(json.load(handle))
+            # Hundreds of thousands of objects that live as long as the run: every garbage collection (Python's own
+            # as tests allocate, pytest's as the session ends) would walk them all.
+            gc.freeze()
         _STATE["base"] = base
     return _STATE["base"]
 
