@@ -160,12 +160,15 @@ def _base_failed():
     return {node for node in named if isinstance(node, str)} if isinstance(named, list) else set()
 
 
-def _usable_failure(entry):
-    """A recorded failure as this plugin wrote it: its details, its frames and how often it was seen."""
+def _usable_failure(node, entry):
+    """A recorded failure as this plugin writes it: its details (text), how often it was seen, and its frames, which
+    include the test's own file."""
     if not isinstance(entry, dict) or not isinstance(entry.get("detail"), dict):
         return False
-    frames, seen = entry.get("frames"), entry.get("seen")
-    if not isinstance(frames, dict) or not isinstance(seen, int) or isinstance(seen, bool):
+    detail, frames, seen = entry["detail"], entry.get("frames"), entry.get("seen")
+    if not all(isinstance(value, str) for value in detail.values()) or not isinstance(frames, dict):
+        return False
+    if not isinstance(seen, int) or isinstance(seen, bool) or node.split("::", 1)[0] not in frames:
         return False
     return all(
         isinstance(name, str) and isinstance(at, list) and len(at) == 2 and isinstance(at[0], int) and isinstance(at[1], str)
@@ -181,8 +184,9 @@ def _carriable_failures(testmon_data, base):
     confirmed = _base_failed()
     stable = set(testmon_data.stable_test_names)
     carried = {}
-    for node, entry in base.get("failures", {}).items():
-        if node not in confirmed or node not in stable or not _usable_failure(entry) or entry["seen"] < 2:
+    failures = base.get("failures")
+    for node, entry in (failures if isinstance(failures, dict) else {}).items():
+        if node not in confirmed or node not in stable or not _usable_failure(node, entry) or entry["seen"] < 2:
             continue
         if all(_plugin.prefix_digest(name, at[0]) == at[1] for name, at in entry["frames"].items()):
             carried[node] = entry
@@ -547,9 +551,12 @@ def pytest_collection_finish(session):
     carried failures in the run's results (a run stopped at its time limit names them too)."""
     _STATE["collection_done"] = True
     recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
-    for node, entry in _STATE["carried_failures"].items():
-        if recorder is not None:
-            recorder.carry(node, entry["detail"])
+    # A file that could not be collected stops the session before any test, and -x or --maxfail stop it at the first
+    # failures: then no failure is carried (nor run), as none would be reported by a run of every test.
+    if session.testsfailed or session.config.getoption("maxfail", 0) or recorder is None:
+        _STATE["carried_failures"] = {}
+    if recorder is not None:
+        recorder.carry({node: entry["detail"] for node, entry in _STATE["carried_failures"].items()})
     rootdir = _STATE["rootdir"]
     _STATE["session"] = _ran_so_far(_STATE["run_cov"], rootdir)
     measure = _STATE["import_cov"]
@@ -716,17 +723,24 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
+# Failures remembered per build, at most (their details are kilobytes each).
+_MAX_FAILURES_KEPT = 5_000
+
+
 def _failures(base, order):
     """The failures to remember, in the order the results name them: this run's (seen once more when the test
     failed the same way in the earlier build, its code unchanged), and the carried ones as they were."""
     earlier = base.get("failures") if isinstance(base.get("failures"), dict) else {}
+    confirmed = _base_failed()
     failures = {}
     for node, entry in _STATE["failures"].items():
-        if entry["frames"] is None or entry["detail"] is None:
+        if entry["frames"] is None or entry["detail"] is None or len(failures) >= _MAX_FAILURES_KEPT:
             continue
         old = earlier.get(node)
+        # The same way twice: the earlier build's verdict kept it failed (not flaky) and its code is unchanged.
         again = (
-            _usable_failure(old)
+            _usable_failure(node, old)
+            and node in confirmed
             and node in _STATE["stable_tests"]
             and old["frames"] == entry["frames"]
             and old["detail"] == entry["detail"]
@@ -738,26 +752,27 @@ def _failures(base, order):
 
 
 def _in_run_order(session):
-    """The results' failures in pytest's order (the carried ones were named first; those of files not collected
-    come last, in the earlier build's order), the first ones detailed."""
+    """The results' failures in pytest's order (the carried ones were named first), the first ones detailed."""
     recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
     if recorder is None:
         return list(_STATE["failures"])
     if not _STATE["carried_failures"]:
         return list(recorder.failed)
-    collected = _STATE["collected"] or []
-    order = {node: k for k, node in enumerate(collected)}
-    files = {}
-    for k, node in enumerate(collected):
-        files.setdefault(node.split("::", 1)[0], k)
-    place = lambda node: order.get(node, files.get(node.split("::", 1)[0], len(order)))
+    # Files in pytest's default order (a directory's entries by name, depth first), then each file's tests as
+    # collected, or (a file not collected) as the earlier build listed them.
+    collected = {node: k for k, node in enumerate(_STATE["collected"] or [])}
+    earlier = {node: k for k, node in enumerate(_STATE["carried_failures"])}
+    place = lambda node: (
+        tuple(node.split("::", 1)[0].split("/")),
+        collected.get(node, len(collected) + earlier.get(node, 0)),
+    )
     recorder.failed[:] = sorted(recorder.failed, key=place)
     known = {node: entry["detail"] for node, entry in _STATE["failures"].items() if entry["detail"]}
     known.update({node: entry["detail"] for node, entry in _STATE["carried_failures"].items()})
     known.update(recorder.details)
     details = {}
     for node in recorder.failed:
-        if len(details) >= _plugin._DETAILED_MAX:
+        if len(details) >= _plugin.DETAILED_MAX:
             break
         if node in known and node in recorder.kinds:
             details[node] = known[node]

@@ -22,13 +22,22 @@ def _methods_to_checksums(blocks):
     return [block if isinstance(block, int) else _checksums([block])[0] for block in blocks]
 
 
+def _line(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31
+
+
 def _usable(entry):
+    """Blocks as record() writes them: lines in order, checksums as testmon's (signed 32-bit). The record is the
+    earlier build's, which that build's tests could write."""
     return isinstance(entry, list) and all(
         isinstance(block, list)
         and len(block) == 4
-        and isinstance(block[0], int)
-        and (block[1] is None or isinstance(block[1], int))
+        and _line(block[0])
+        and _line(block[1])
+        and block[0] <= block[1]
         and isinstance(block[2], int)
+        and not isinstance(block[2], bool)
+        and -(2**31) <= block[2] < 2**31
         and isinstance(block[3], str)
         for block in entry
     )
@@ -38,7 +47,7 @@ class BlockMemory:
     """The blocks a run used, from the earlier build's record where it has them."""
 
     def __init__(self):
-        self.earlier = dict
+        self.earlier = lambda: {}
         self.known = None
         self.used = {}
 
@@ -56,6 +65,7 @@ class BlockMemory:
         def blocks(module):
             if module._blocks is None and module.ext == "py":
                 entry = memory._known().get(module.fs_fsha)
+                # Anything else is computed, as without a memory.
                 if _usable(entry):
                     module._blocks = [
                         _process_code.Block(start, end, code=checksum, name=name)

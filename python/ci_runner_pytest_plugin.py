@@ -49,7 +49,7 @@ _MESSAGE_MAX = 2048
 _TRACEBACK_MAX = 8192
 _OUTPUT_MAX = 2048
 # Failures described in full; the rest are named with their kind only (the first _KINDS_MAX of them).
-_DETAILED_MAX = 50
+DETAILED_MAX = 50
 _KINDS_MAX = 20_000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -190,14 +190,40 @@ _GROUPS = tuple(getattr(builtins, name) for name in ("BaseExceptionGroup",) if h
 _FILE_LINES = {}
 
 
+# A frame's file is read at most this far (a traceback's line in a larger file is not compared).
+_FRAME_FILE_MAX = 16 * 1024 * 1024
+
+
+def _read_lines(relative):
+    """The lines of a regular file of the tree, by a clean relative path (None: anything else, or unreadable). The
+    path may come from an earlier build's record, which that build's tests could write."""
+    if (
+        not isinstance(relative, str)
+        or not relative
+        or "\0" in relative
+        or os.path.isabs(relative)
+        or ".." in relative.split("/")
+    ):
+        return None
+    try:
+        path = os.path.realpath(os.path.join(_ROOT, relative))
+        if not path.startswith(_ROOT + os.sep):
+            return None
+        with open(path, "rb") as handle:
+            if not os.path.isfile(path) or os.fstat(handle.fileno()).st_size > _FRAME_FILE_MAX:
+                return None
+            return handle.read(_FRAME_FILE_MAX).splitlines(keepends=True)
+    except (OSError, ValueError):
+        return None
+
+
 def prefix_digest(relative, count):
-    """sha256 of the first `count` lines of a file of the tree, as it is now (None: unreadable)."""
+    """sha256 of the first `count` lines of a file of the tree, as it is now (None: not a file of the tree, or
+    shorter)."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return None
     if relative not in _FILE_LINES:
-        try:
-            with open(os.path.join(_ROOT, relative), "rb") as handle:
-                _FILE_LINES[relative] = handle.read().splitlines(keepends=True)
-        except OSError:
-            _FILE_LINES[relative] = None
+        _FILE_LINES[relative] = _read_lines(relative)
     lines = _FILE_LINES[relative]
     if lines is None or count > len(lines):
         return None
@@ -292,20 +318,25 @@ class _Recorder:
                 self.ran.add(nodeid)
             if detail and len(self.kinds) < _KINDS_MAX:
                 self.kinds[nodeid] = detail.get("kind", "failed")
-                if len(self.details) < _DETAILED_MAX:
+                if len(self.details) < DETAILED_MAX:
                     self.details[nodeid] = detail
                     self._write_details()
             self._write()
 
-    def carry(self, nodeid, detail):
-        """A failure not run here: an earlier build's, carried (ci_runner_affected). Failed, never counted as run."""
-        if nodeid in self.failed:
-            return
-        self.failed.append(nodeid)
-        if len(self.kinds) < _KINDS_MAX:
-            self.kinds[nodeid] = detail.get("kind", "failed")
-            if len(self.details) < _DETAILED_MAX:
-                self.details[nodeid] = detail
+    def carry(self, failures):
+        """Failures not run here: an earlier build's, carried (ci_runner_affected), {node id: details}. Failed, never
+        counted as run; in the results at once (a run stopped at its time limit names them too)."""
+        for nodeid, detail in failures.items():
+            if nodeid in self.failed:
+                continue
+            self.failed.append(nodeid)
+            if len(self.kinds) < _KINDS_MAX:
+                self.kinds[nodeid] = str(detail.get("kind", "failed"))
+                if len(self.details) < DETAILED_MAX:
+                    self.details[nodeid] = detail
+        if failures:
+            self._write_details()
+            self._write()
 
     def _write_details(self):
         path = os.environ.get("CI_RUNNER_PYTEST_RESULTS")

@@ -15,13 +15,13 @@ export function blobMtime(oid: string): number {
   );
 }
 
-/** The commit's tree holds something git itself would refuse to check out. */
 /** A regular file the checkout wrote: its blob id and size. */
 export interface WrittenBlob {
   oid: string;
   size: number;
 }
 
+/** The commit's tree holds something git itself would refuse to check out. */
 export class UnsafeTreeError extends Error {}
 
 /** The commit's tree is larger than a checkout may be (files, bytes, one file's bytes, or time). */

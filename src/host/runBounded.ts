@@ -33,6 +33,9 @@ export interface Launch {
 /** The wrapper's descriptors: its pid report, the go-ahead it waits for, the filter, and the started byte. */
 export const LAUNCH_FDS = { infoFd: 3, blockFd: 4, seccompFd: 5, startedFd: 6 } as const;
 
+/** What a captured output that was cut to its tail starts with. */
+export const OUTPUT_TRUNCATED = '[...output truncated...]\n';
+
 export type RunResult =
   | { kind: 'exited'; exitCode: number; stdout: string; stderr: string; durationMs: number }
   | { kind: 'timedOut'; stdout: string; stderr: string; durationMs: number }
@@ -62,7 +65,7 @@ class Tail {
     const all = Buffer.concat(this.chunks);
     const kept = all.length > this.limit ? all.subarray(all.length - this.limit) : all;
     if (kept.length < all.length) this.truncated = true;
-    return (this.truncated ? '[...output truncated...]\n' : '') + kept.toString('utf8');
+    return (this.truncated ? OUTPUT_TRUNCATED : '') + kept.toString('utf8');
   }
 }
 

@@ -36,20 +36,25 @@ export async function keepCoverageAnalysis(state: BuildState, ctx: StageContext)
   }
 }
 
-// Keeps what the test run recorded for its selection, once the tests reached a verdict and coverage was measured.
+// Keeps what the test run recorded for its selection, once the tests reached a verdict (usable only when coverage
+// was measured too).
 export async function keepSelection(state: BuildState, ctx: StageContext): Promise<void> {
   const { selection, results } = state;
   const test = results.test;
   if (!selection || (test?.outcome !== 'passed' && test?.outcome !== 'failed')) return;
-  if (results.coverage?.outcome !== 'passed') return;
-  const failed = test.value.failedTests;
-  const kept = await keepTestSelection(selectionPlace(state), selection, failed).catch((error: unknown) => {
-    ctx.log(
-      `could not keep the test selection data: ${error instanceof Error ? error.message : String(error)}`,
-    );
-    return false;
-  });
-  ctx.log(
-    kept ? 'kept the test selection data for later builds' : 'the test run left no selection data to keep',
+  const measured = results.coverage?.outcome === 'passed';
+  const place = selectionPlace(state);
+  const kept = await keepTestSelection(place, selection, test.value.failedTests, measured).catch(
+    (error: unknown) => {
+      ctx.log(
+        `could not keep the test selection data: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return false;
+    },
   );
+  const none =
+    selection.mode === 'affected'
+      ? 'the test run left no usable selection data: the next build runs every test'
+      : 'the test run left no selection data to keep';
+  ctx.log(kept ? 'kept the test selection data for later builds' : none);
 }

@@ -16,8 +16,6 @@ export interface GitTree {
   tree: string;
   /** Every entry's modification time: the commit's. */
   mtime: Date;
-  /** isomorphic-git's cache of the store's packs, as the checkout left it (read again otherwise). */
-  cache?: object;
 }
 
 export interface ArtefactInput {
@@ -131,7 +129,7 @@ export async function run(input: ArtefactInput, ctx: StageContext): Promise<Stag
   const adding = (async () => {
     for (const tree of input.trees) {
       if ('dir' in tree) await addTree(pack, tree.dir, tree.prefix);
-      else await addGitTree(pack, tree, tree.tree, tree.prefix, tree.cache ?? {});
+      else await addGitTree(pack, tree, tree.tree, tree.prefix, {});
     }
     pack.finalize();
   })();

@@ -212,9 +212,8 @@ export interface CheckoutValue {
   fetched: boolean;
   /** The object cache held this repository before: at most the new objects were fetched. */
   known: boolean;
-  /** The commit's tree in the object cache, so the artefact stores exactly what was committed (with the packs the
-   * checkout read, parsed once). */
-  source?: { gitdir: string; tree: string; mtime: Date; cache: object };
+  /** The commit's tree in the object cache, so the artefact stores exactly what was committed. */
+  source?: { gitdir: string; tree: string; mtime: Date };
   /** The regular files it wrote, by path: their blob ids and sizes. */
   written?: Map<string, WrittenBlob>;
 }
@@ -265,7 +264,7 @@ export async function run(input: CheckoutInput, ctx: StageContext): Promise<Stag
       { ...caps, deadline },
       written,
     );
-    const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000), cache };
+    const source = { gitdir, tree: commit.tree, mtime: new Date(commit.committer.timestamp * 1000) };
     return {
       outcome: 'passed',
       durationMs: elapsed(),

@@ -33,9 +33,9 @@ function memoryFile(place: DiffPlace): string {
 }
 
 // Each file's diff: remembered ones as they were, the others from `compute` (given only those; undefined when the
-// formatter did not run), then remembered for the next build (only this build's files are kept). A file the
-// formatter answered without a diff the report can carry (larger than 4 KiB) is remembered as having none: every
-// such file would otherwise be formatted again in every build.
+// formatter did not run; '' for a file it answered without a diff the report can carry, larger than 4 KiB), then
+// remembered for the next build (only this build's files are kept). Such a file is remembered as having none: it
+// would otherwise be formatted again in every build. A file `compute` did not answer for is not remembered.
 export async function rememberedDiffs(
   place: DiffPlace,
   files: string[],
@@ -69,7 +69,10 @@ export async function rememberedDiffs(
     else missing.push(file);
   }
   const computed = missing.length > 0 ? await compute(missing) : undefined;
-  if (computed) for (const file of missing) answers.set(file, computed.get(file) ?? '');
+  for (const file of missing) {
+    const diff = computed?.get(file);
+    if (diff !== undefined) answers.set(file, diff);
+  }
   const kept: Record<string, string> = {};
   for (const [file, diff] of answers) {
     const key = keys.get(file);

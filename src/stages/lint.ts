@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LintFinding } from '../delivery/contracts.js';
-import { type RunResult, runBounded } from '../host/runBounded.js';
+import { OUTPUT_TRUNCATED, type RunResult, runBounded } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
 import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
 import { parseBuildJson, readBuildFile } from '../pipeline/readBuildFile.js';
@@ -197,7 +197,15 @@ async function withDiffs(
               ...missing,
             ])
           : undefined;
-    return result?.kind === 'exited' ? splitDiffs(result.stdout, input.layout.inside.src) : undefined;
+    if (result?.kind !== 'exited') return undefined;
+    const seen = new Set<string>();
+    const diffs = splitDiffs(result.stdout, input.layout.inside.src, seen);
+    // A diff too large for the report is an answer too (none to carry), unless the output was cut: then the files
+    // whose diffs were cut off are unknown.
+    if (!result.stdout.startsWith(OUTPUT_TRUNCATED)) {
+      for (const path of seen) if (!diffs.has(path)) diffs.set(path, '');
+    }
+    return diffs;
   };
   const place = {
     cacheDir: input.cacheDir,

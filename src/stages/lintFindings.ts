@@ -126,8 +126,8 @@ function diffText(text: string): string {
 }
 
 // A formatter's `--diff` output split per file (`--- <path>` headers, black's timestamps dropped), paths relative to
-// the repository root; a diff over MAX_DIFF_BYTES is left out.
-export function splitDiffs(output: string, root: string): Map<string, string> {
+// the repository root; a diff over MAX_DIFF_BYTES is left out (its file still added to `seen`).
+export function splitDiffs(output: string, root: string, seen?: Set<string>): Map<string, string> {
   const diffs = new Map<string, string>();
   // A file's diff starts with a `--- ` line directly followed by `+++ ` (a removed line may itself start `-- `).
   const parts = output.split(/^(?=--- [^\n]*\n\+\+\+ )/m).filter((part) => part.startsWith('--- '));
@@ -141,6 +141,7 @@ export function splitDiffs(output: string, root: string): Map<string, string> {
     );
     // The file's own bytes as the patch needs them (\r of CRLF, form feeds); colour and other controls removed.
     const diff = diffText(headers.join('\n').replace(/\n+$/, '\n'));
+    seen?.add(path);
     if (Buffer.byteLength(diff) <= MAX_DIFF_BYTES) diffs.set(path, diff);
   }
   return diffs;

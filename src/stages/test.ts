@@ -198,8 +198,8 @@ export async function run(input: TestInput, ctx: StageContext): Promise<StageRes
   // As in a full run, a build with more failures than the limit (carried ones too) re-runs none.
   const besides = value.failedTests.length - ran.length;
   const reruns = await rerunFailedTests(input, ctx, ran, () => input.timeoutMs - elapsed(), besides);
-  value.failedTests = value.failedTests.filter((id) => carried.has(id) || reruns.failed.includes(id));
-  value.failedTests.push(...reruns.failed.filter((id) => !value.failedTests.includes(id)));
+  const stillFailed = new Set(reruns.failed);
+  value.failedTests = value.failedTests.filter((id) => carried.has(id) || stillFailed.has(id));
   value.flakyTests = reruns.flaky;
   value.failures = [
     ...value.failedTests.map((id) => failureOf(id, found)),

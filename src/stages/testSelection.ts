@@ -28,6 +28,8 @@ interface StoredMeta {
   sinceFull: number;
   /** The tests its verdict named failed (after re-runs: never a flaky one); only these may be carried. */
   failed?: string[];
+  /** Its run left no usable data (it crashed, say): the next build runs every test. */
+  broken?: boolean;
 }
 
 const DATA = '.testmondata';
@@ -36,8 +38,8 @@ const LINES = 'lines.json';
 export const BASE_LINES = 'base-lines.json';
 /** The tests the earlier build's verdict named failed, as the run reads them (written by the runner). */
 export const BASE_FAILED = 'base-failed.json';
-/** Failed tests remembered per build, at most. */
-const MAX_FAILED_KEPT = 20_000;
+/** Failed tests remembered per build, at most, by their ids' bytes. */
+const MAX_FAILED_KEPT_BYTES = 2 * 1024 * 1024;
 /** How far back the history is searched for an ancestor with data. */
 const ANCESTORS = 64;
 /** Builds kept per repository (the oldest go first). */
@@ -171,6 +173,7 @@ export async function planTestSelection(
   const base = await findBase(place);
   if (!base) return full('no earlier build in this history left test data');
   const short = base.sha.slice(0, 12);
+  if (base.meta.broken) return full(`the test run of ${short} left no usable test data`);
   if (base.meta.fingerprint !== fingerprint) {
     return full(
       `dependency declarations, conftest.py, pytest or coverage settings or the runner's tools changed since ${short}`,
@@ -208,6 +211,8 @@ export async function keepTestSelection(
   place: SelectionPlace,
   selection: TestSelection,
   failed: string[],
+  /** Whether coverage was measured: the data is usable only then. */
+  measured: boolean,
 ): Promise<boolean> {
   const files: Array<[string, Buffer]> = [];
   let total = 0;
@@ -218,28 +223,32 @@ export async function keepTestSelection(
     total += bytes.length;
     files.push([name, bytes]);
   }
-  if (
-    total > MAX_DATA_BYTES ||
-    !files.some(([name]) => name === DATA) ||
-    !files.some(([name]) => name === LINES)
-  )
-    return false;
+  const usable =
+    measured &&
+    total <= MAX_DATA_BYTES &&
+    files.some(([name]) => name === DATA) &&
+    files.some(([name]) => name === LINES);
+  // A run that left nothing usable (a crafted record it could not read, say) is remembered as such, so that the next
+  // build runs every test instead of starting from the same earlier data again.
+  if (!usable && selection.mode !== 'affected') return false;
   const root = storeDir(place);
   const target = join(root, place.commitSha);
   await mkdir(root, { recursive: true });
   const staging = stagingPath(target);
   await mkdir(staging);
-  for (const [name, bytes] of files) await writeFile(join(staging, name), bytes);
+  if (usable) for (const [name, bytes] of files) await writeFile(join(staging, name), bytes);
+  const ids = failed.filter((id) => id.includes('::'));
   const meta: StoredMeta = {
     fingerprint: selection.fingerprint,
     sinceFull: selection.sinceFull,
-    failed: failed.length <= MAX_FAILED_KEPT ? failed : [],
+    failed: Buffer.byteLength(JSON.stringify(ids)) <= MAX_FAILED_KEPT_BYTES ? ids : [],
+    ...(usable ? {} : { broken: true }),
   };
   await writeFile(join(staging, 'meta.json'), JSON.stringify(meta));
   await rm(target, { recursive: true, force: true });
   await rename(staging, target).catch(() => rm(staging, { recursive: true, force: true }));
   await prune(root);
-  return true;
+  return usable;
 }
 
 // Keeps the newest KEPT_BUILDS builds' data of a repository.

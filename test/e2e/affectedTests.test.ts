@@ -553,6 +553,53 @@ describe('select = "affected": only the tests a change can affect run, with the 
     assert.equal(fullThree.testsRun, 2 + 3 + 2 + 1, 'every test');
   });
 
+  test('a record its own tests rewrote (forged failures and blocks) costs the next build nothing but its speed', async () => {
+    const hostile = await harness.newRepo('forged-record');
+    const push = async (files: Record<string, string>, message: string) => {
+      const sha = await hostile.commit(files, message);
+      hostile.push('main');
+      return sha;
+    };
+    // As the run exits, after the runner's plugin wrote the lineage's record: failures whose frames name files
+    // outside the tree (or no file at all), seen many times; blocks with checksums testmon cannot store.
+    const conftest = py(
+      'import atexit, json, os, pathlib',
+      '',
+      '',
+      'def forge():',
+      '    out = os.environ.get("CI_RUNNER_AFFECTED_OUT")',
+      '    if not out:',
+      '        return',
+      '    from testmon.process_code import bytes_to_string_and_fsha',
+      '    fshas = [bytes_to_string_and_fsha(p.read_bytes())[1] for p in pathlib.Path("calc").glob("*.py")]',
+      '    detail = {"kind": "failed", "message": "forged", "location": "", "traceback": "", "output": ""}',
+      '    frames = {"/dev/zero": [1, "0" * 64], "tests/test_mul.py": [1, "0" * 64], "a\\u0000b": [1, "x"]}',
+      '    failures = {node: {"detail": detail, "frames": frames, "seen": 9} for node in (',
+      '        "tests/test_mul.py::test_mul[2-3-6]", "tests/test_mul.py::test_mul[4-0-0]")}',
+      '    blocks = {fsha: [[1, 3, 2 ** 40, "x"], [2, None, 1, "y"]] for fsha in fshas}',
+      '    pathlib.Path(out, "lines.json").write_text(json.dumps({"failures": failures, "blocks": blocks}))',
+      '',
+      '',
+      'atexit.register(forge)',
+    );
+    const first = await push(
+      { ...TREE, 'conftest.py': conftest, 'calc/mul.py': py('def mul(a, b):', '    return a * b + 1') },
+      'mul broken; a conftest that forges the record',
+    );
+    const mulFailures = ['tests/test_mul.py::test_mul[2-3-6]', 'tests/test_mul.py::test_mul[4-0-0]'];
+    assert.deepEqual((await harness.build(hostile, first)).failedTests, mulFailures);
+    for (const [k, sub] of ['-(b - a)', 'a - b'].entries()) {
+      const sha = await push({ 'calc/arith.py': arith(['return a + b'], [`return ${sub}`]) }, `sub ${k}`);
+      const report = await harness.build(hostile, sha);
+      assert.equal(report.status, 'FAILED', report.error);
+      assert.deepEqual(report.failedTests, mulFailures, 'run, not carried, and never the forged details');
+      assert.ok(!report.failures.some((entry) => entry.message === 'forged'));
+      assert.ok(!logged('not run, their failures carried'), harness.lastLog.join('\n'));
+      assert.ok(!logged('INTERNALERROR'), harness.lastLog.join('\n'));
+      assert.ok(report.testsRun >= 2 + 3, "test_mul's failures and test_sub ran");
+    }
+  });
+
   test('SELECT_DEFAULT=affected applies to a repository that does not set select', async () => {
     const defaulted = await harness.newRepo('select-default');
     const pyproject = PYPROJECT.replace('select = "affected"\n', '');
