@@ -61,14 +61,25 @@ _STATE = {
 }
 
 
+def _empty_base():
+    return {"tests": {}, "arcs": {}, "imports": {}, "functions": {}, "files": {}}
+
+
 def _base():
-    """The earlier build's record (empty for a full run)."""
+    """The earlier build's record (empty for a full run, or when it cannot be used: then every test runs)."""
     if _STATE["base"] is None:
-        base = {"tests": {}, "arcs": {}, "imports": {}, "functions": {}, "files": {}}
+        base = _empty_base()
         path = os.environ.get("CI_RUNNER_AFFECTED_BASE")
         if path:
-            with open(path, encoding="utf-8") as handle:
-                base.update(json.load(handle))
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    loaded = json.load(handle)
+                if not isinstance(loaded, dict) or not all(isinstance(loaded.get(key, {}), dict) for key in base):
+                    raise ValueError("not a record")
+                base.update(loaded)
+            except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+                _STATE["unusable_base"] = f"{type(error).__name__}: {error}"[:200]
+                base = _empty_base()
             # Hundreds of thousands of objects that live as long as the run: every garbage collection (Python's own
             # as tests allocate, pytest's as the session ends) would walk them all.
             gc.freeze()
@@ -196,6 +207,19 @@ def _carriable_failures(testmon_data, base):
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
+    try:
+        if _STATE.get("unusable_base"):
+            raise ValueError(_STATE["unusable_base"])
+        _select(self, config, testmon_data)
+    except Exception as error:  # an earlier record this run cannot use (that build's tests could write it)
+        _STATE["unusable_base"] = _STATE.get("unusable_base") or f"{type(error).__name__}: {error}"[:200]
+        _STATE["base"] = _empty_base()
+        _STATE.update(skipped_files=set(), stable_files=set(), live_functions=set(), carried_failures={})
+        self.deselected_tests = set()
+        self.deselected_files = []
+
+
+def _select(self, config, testmon_data):
     # A test file whose import is known to do what it did in the earlier build ("import-stable": what it ran, named
     # and read is unchanged, but for function bodies nothing ran at import) defines the same tests: one none of whose
     # tests is affected is not collected, and in one that is, a test function none of whose tests is affected makes
@@ -855,5 +879,6 @@ def pytest_sessionfinish(session, exitstatus):
             "unmade_functions": len(_STATE["skipped_functions"]),
             "import_time_change": _STATE.get("import_time_change"),
             "carried_failures": sorted(_STATE["carried_failures"]),
+            "unusable_base": _STATE.get("unusable_base"),
         }
     )

@@ -64,6 +64,8 @@ interface SelectionResults {
   import_time_change?: string | null;
   /** Failures of the earlier build reported again without running (the results name them failed). */
   carried_failures?: unknown[];
+  /** Why the earlier build's record could not be used (then every test ran). */
+  unusable_base?: string | null;
 }
 
 const NO_TESTS_COLLECTED = 5;
@@ -300,8 +302,12 @@ async function readSelection(input: TestInput, ctx: StageContext, value: TestVal
     typeof selection.import_time_change === 'string'
       ? `; every test file collected and run: code that ran as conftests loaded changed in ${selection.import_time_change.slice(0, 200)}`
       : '';
+  const unusable =
+    typeof selection.unusable_base === 'string'
+      ? `; every test ran: the earlier build's record could not be used (${reportText(selection.unusable_base, 200)})`
+      : '';
   ctx.log(
-    `tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}${changed}`,
+    `tests selected: ${selection.selected} of ${selection.total}${missing}${uncollected}${unmade}${changed}${unusable}`,
   );
   const named = new Set(value.failedTests);
   const carried = new Set(

@@ -570,6 +570,9 @@ describe('select = "affected": only the tests a change can affect run, with the 
       '    out = os.environ.get("CI_RUNNER_AFFECTED_OUT")',
       '    if not out:',
       '        return',
+      '    if pathlib.Path("forge-mode.txt").exists():',
+      '        pathlib.Path(out, "lines.json").write_text("{not json")',
+      '        return',
       '    from testmon.process_code import bytes_to_string_and_fsha',
       '    fshas = [bytes_to_string_and_fsha(p.read_bytes())[1] for p in pathlib.Path("calc").glob("*.py")]',
       '    detail = {"kind": "failed", "message": "forged", "location": "", "traceback": "", "output": ""}',
@@ -598,6 +601,13 @@ describe('select = "affected": only the tests a change can affect run, with the 
       assert.ok(!logged('INTERNALERROR'), harness.lastLog.join('\n'));
       assert.ok(report.testsRun >= 2 + 3, "test_mul's failures and test_sub ran");
     }
+    // A record that is not JSON at all: the next build runs every test, with the verdict a full run gives.
+    await harness.build(hostile, await push({ 'forge-mode.txt': 'garbage' }, 'the record will not parse'));
+    const last = await push({ 'calc/arith.py': arith(['return a + b'], ['return -(b - a)']) }, 'sub again');
+    const report = await harness.build(hostile, last);
+    assert.deepEqual(report.failedTests, mulFailures, report.error);
+    assert.equal(report.testsRun, 7, 'every test');
+    assert.ok(logged("the earlier build's record could not be used"), harness.lastLog.join('\n'));
   });
 
   test('SELECT_DEFAULT=affected applies to a repository that does not set select', async () => {
