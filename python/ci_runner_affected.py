@@ -39,7 +39,7 @@ from testmon import testmon_core as _testmon_core
 
 import ci_runner_affected_blocks as _blocks
 import ci_runner_affected_data as _data
-import ci_runner_pytest_plugin as _plugin
+import ci_runner_affected_failures as _failures
 
 _STATE = {
     "collected": None,
@@ -160,50 +160,6 @@ class _ImportTime:
         return True
 
 
-def _base_failed():
-    """The tests the earlier build's verdict named failed (the runner's, after its re-runs: never a flaky one)."""
-    path = os.environ.get("CI_RUNNER_AFFECTED_BASE_FAILED")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            named = json.load(handle)
-    except (TypeError, OSError, ValueError):
-        return set()
-    return {node for node in named if isinstance(node, str)} if isinstance(named, list) else set()
-
-
-def _usable_failure(node, entry):
-    """A recorded failure as this plugin writes it: its details (text), how often it was seen, and its frames, which
-    include the test's own file."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("detail"), dict):
-        return False
-    detail, frames, seen = entry["detail"], entry.get("frames"), entry.get("seen")
-    if not all(isinstance(value, str) for value in detail.values()) or not isinstance(frames, dict):
-        return False
-    if not isinstance(seen, int) or isinstance(seen, bool) or node.split("::", 1)[0] not in frames:
-        return False
-    return all(
-        isinstance(name, str) and isinstance(at, list) and len(at) == 2 and isinstance(at[0], int) and isinstance(at[1], str)
-        for name, at in frames.items()
-    )
-
-
-def _carriable_failures(testmon_data, base):
-    """The earlier build's failures reported again without running them: a test that failed the same way (same
-    details, same frames) in two builds in a row without its code changing, whose build's verdict kept it failed (a
-    test that passed on a re-run is flaky, never carried), whose code testmon finds unchanged, and whose frames'
-    files are the same up to the last line a frame is at (its traceback would be the same, line for line)."""
-    confirmed = _base_failed()
-    stable = set(testmon_data.stable_test_names)
-    carried = {}
-    failures = base.get("failures")
-    for node, entry in (failures if isinstance(failures, dict) else {}).items():
-        if node not in confirmed or node not in stable or not _usable_failure(node, entry) or entry["seen"] < 2:
-            continue
-        if all(_plugin.prefix_digest(name, at[0]) == at[1] for name, at in entry["frames"].items()):
-            carried[node] = entry
-    return carried
-
-
 @functools.wraps(_original_select_init)
 def _select_init(self, config, testmon_data, *args, **kwargs):
     _original_select_init(self, config, testmon_data, *args, **kwargs)
@@ -237,7 +193,7 @@ def _select(self, config, testmon_data):
         self.deselected_files = []
         return
     # testmon runs every test that failed before; one whose failure is known to repeat is reported, not run.
-    carried = {} if change else _carriable_failures(testmon_data, base)
+    carried = {} if change else _failures.carriable(base, _STATE["stable_tests"])
     if carried:
         _failing_files, failing = _testmon_plugin.get_failing(testmon_data.all_tests)
         self.deselected_tests |= set(carried)
@@ -747,66 +703,11 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
-# Failures remembered per build, at most (their details are kilobytes each).
-_MAX_FAILURES_KEPT = 5_000
-
-
-def _failures(base, order):
-    """The failures to remember, in the order the results name them: this run's (seen once more when the test
-    failed the same way in the earlier build, its code unchanged), and the carried ones as they were."""
-    earlier = base.get("failures") if isinstance(base.get("failures"), dict) else {}
-    confirmed = _base_failed()
-    failures = {}
-    for node, entry in _STATE["failures"].items():
-        if entry["frames"] is None or entry["detail"] is None or len(failures) >= _MAX_FAILURES_KEPT:
-            continue
-        old = earlier.get(node)
-        # The same way twice: the earlier build's verdict kept it failed (not flaky) and its code is unchanged.
-        again = (
-            _usable_failure(node, old)
-            and node in confirmed
-            and node in _STATE["stable_tests"]
-            and old["frames"] == entry["frames"]
-            and old["detail"] == entry["detail"]
-        )
-        failures[node] = {**entry, "seen": min(old["seen"] + 1, 1000) if again else 1}
-    failures.update(_STATE["carried_failures"])
-    rank = {node: k for k, node in enumerate(order)}
-    return dict(sorted(failures.items(), key=lambda pair: rank.get(pair[0], len(rank))))
-
-
-def _in_run_order(session):
-    """The results' failures in pytest's order (the carried ones were named first), the first ones detailed."""
-    recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
-    if recorder is None:
-        return list(_STATE["failures"])
-    if not _STATE["carried_failures"]:
-        return list(recorder.failed)
-    # Files in pytest's default order (a directory's entries by name, depth first), then each file's tests as
-    # collected, or (a file not collected) as the earlier build listed them.
-    collected = {node: k for k, node in enumerate(_STATE["collected"] or [])}
-    earlier = {node: k for k, node in enumerate(_STATE["carried_failures"])}
-    place = lambda node: (
-        tuple(node.split("::", 1)[0].split("/")),
-        collected.get(node, len(collected) + earlier.get(node, 0)),
-    )
-    recorder.failed[:] = sorted(recorder.failed, key=place)
-    known = {node: entry["detail"] for node, entry in _STATE["failures"].items() if entry["detail"]}
-    known.update({node: entry["detail"] for node, entry in _STATE["carried_failures"].items()})
-    known.update(recorder.details)
-    details = {}
-    for node in recorder.failed:
-        if len(details) >= _plugin.DETAILED_MAX:
-            break
-        if node in known and node in recorder.kinds:
-            details[node] = known[node]
-    recorder.details = details
-    return list(recorder.failed)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
-    order = _in_run_order(session)
+    recorder = session.config.pluginmanager.get_plugin("ci_runner_recorder")
+    failed, repeated = _STATE["failures"], _STATE["carried_failures"]
+    order = _failures.in_run_order(recorder, _STATE["collected"] or [], failed, repeated) if recorder else list(failed)
     out = os.environ.get("CI_RUNNER_AFFECTED_OUT")
     collected, selected = _STATE["collected"], _STATE["selected"]
     if not out or collected is None or selected is None:
@@ -863,7 +764,7 @@ def pytest_sessionfinish(session, exitstatus):
         "files": {name: text for name, text in texts.items() if text is not None},
     }
     record["session"] = present({name: _data.ranges(lines) for name, lines in session.items()})
-    record["failures"] = _failures(base, order)
+    record["failures"] = _failures.remembered(base, failed, repeated, _STATE["stable_tests"], order)
     record["blocks"] = _BLOCKS.record([os.path.join(rootdir, name) for name in record["files"] if name.endswith(".py")])
     record["packs"] = packs.table
     with open(os.path.join(out, "lines.json"), "w", encoding="utf-8", errors="surrogateescape") as handle:

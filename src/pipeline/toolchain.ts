@@ -52,6 +52,7 @@ export const AFFECTED_FILES = [
   'ci_runner_affected.py',
   'ci_runner_affected_data.py',
   'ci_runner_affected_blocks.py',
+  'ci_runner_affected_failures.py',
 ];
 
 // What changes when the runner's modules in build environments change (a ready environment made before is stale).
