@@ -1,13 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LintFinding } from '../delivery/contracts.js';
-import { OUTPUT_TRUNCATED, type RunResult, runBounded } from '../host/runBounded.js';
+import type { RunResult } from '../host/runBounded.js';
 import { CiError } from '../ops/errors.js';
-import { type BuildLayout, buildEnv } from '../pipeline/layout.js';
+import type { BuildLayout } from '../pipeline/layout.js';
 import { parseBuildJson, readBuildFile } from '../pipeline/readBuildFile.js';
 import type { Toolchain } from '../pipeline/toolchain.js';
 import { type InstalledLintTool, PinRefused } from './ensureLintTool.js';
-import { rememberedDiffs } from './formatterDiffs.js';
 import { lintCache } from './lintCache.js';
 import {
   formatterEntry,
@@ -16,11 +15,12 @@ import {
   parseRuffFormatOutput,
   type RuffFinding,
   ruffEntries,
-  splitDiffs,
 } from './lintFindings.js';
 import { CLASSIC_RUFF_RULES, compareVersions, type LintPlan, type ToolVersion } from './lintPlan.js';
 import { lintTools, WaitEnded } from './lintTools.js';
+import { runLintTool } from './runLintTool.js';
 import type { StageContext, StageResult } from './types.js';
+import { withFormatterDiffs } from './withFormatterDiffs.js';
 
 export interface LintInput {
   layout: BuildLayout;
@@ -40,9 +40,6 @@ export interface LintValue {
   details: LintFinding[];
 }
 
-/** Files whose formatter diff is asked for (the report carries at most one diff per file, 4 KiB each). */
-const MAX_DIFFED_FILES = 20;
-
 // An entry that is not one of the tool's findings but says why the tool gave none (it failed, or could not run).
 function toolEntry(tool: LintFinding['tool'], text: string): LintEntry {
   return {
@@ -59,34 +56,6 @@ function unexpected(tool: string, result: RunResult): never {
   throw new CiError('PROCESS_NOT_STARTED', `${tool} could not run: ${detail}`, { retriable: true });
 }
 
-// Runs one of the runner's lint tools on lint's own copy of the commit (read-only, at the source path), with lint's
-// own home and the repository's kept cache: nothing the tests write can reach it.
-function runTool(
-  input: LintInput,
-  ctx: StageContext,
-  tool: 'black' | 'ruff',
-  command: string,
-  args: string[],
-  files: string[] = [],
-): Promise<RunResult> {
-  const { layout } = input;
-  const { lint } = layout.inside;
-  const cache = join(lint, 'cache');
-  return runBounded(ctx.sandbox.tool(command), args, {
-    cwd: layout.inside.src,
-    env: buildEnv(layout, {
-      HOME: join(lint, 'home'),
-      TMPDIR: join(lint, 'tmp'),
-      [`${tool.toUpperCase()}_CACHE_DIR`]: join(cache, tool),
-      ...(tool === 'black' ? { CI_RUNNER_BLACK_VERDICTS: join(cache, 'black-verdicts.json') } : {}),
-    }),
-    timeoutMs: input.timeoutMs,
-    signal: ctx.signal,
-    logFile: join(layout.reports, 'lint.log'),
-    launch: ctx.sandbox.launch({ lint: true, files }),
-  });
-}
-
 function toolError(tool: string, exitCode: number, stderr: string): string {
   return `${tool}: exited ${exitCode}: ${stderr.trim().split('\n').slice(-3).join(' ')}`;
 }
@@ -100,7 +69,7 @@ async function black(
 ): Promise<LintEntry[] | RunResult> {
   const driver = join(input.toolchain.pluginDir, 'ci_runner_black.py');
   const args = [ctx.sandbox.runnerFile(driver), '--check', '.'];
-  const result = await runTool(input, ctx, 'black', tool.python, args, [driver]);
+  const result = await runLintTool(input, ctx, 'black', tool.python, args, [driver]);
   if (result.kind !== 'exited') return result;
   const remembered = /^ci-runner: (\d+) file\(s\) black would reformat.*$/m.exec(result.stderr);
   if (remembered) ctx.log(remembered[0].replace(/^ci-runner: /, 'lint: '));
@@ -130,7 +99,7 @@ async function ruffFormat(
 ): Promise<LintEntry[] | RunResult> {
   const concise = compareVersions(version.version, '0.16.0') >= 0 ? ['--output-format', 'concise'] : [];
   const args = ['format', '--check', ...concise, '.'];
-  const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
+  const result = await runLintTool(input, ctx, 'ruff', tool.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode === 0) return [];
   const output = `${result.stdout}\n${result.stderr}`;
@@ -158,7 +127,7 @@ async function ruff(
     '--exit-zero',
     '.',
   ];
-  const result = await runTool(input, ctx, 'ruff', tool.ruff, args);
+  const result = await runLintTool(input, ctx, 'ruff', tool.ruff, args);
   if (result.kind !== 'exited') return result;
   if (result.exitCode !== 0) return [toolEntry('ruff', toolError('ruff', result.exitCode, result.stderr))];
   // Read once, as a plain file in lint's own directory: what is kept is what was parsed.
@@ -167,60 +136,6 @@ async function ruff(
   const findings = parseBuildJson<RuffFinding[]>(bytes);
   if (!Array.isArray(findings)) return [toolEntry('ruff', 'ruff: its report is missing or unreadable')];
   return ruffEntries(findings, layout.inside.src);
-}
-
-// The diffs the formatter would apply to the first files it would reformat (one more run, only when there are any):
-// the agent can apply them as they are.
-async function withDiffs(
-  input: LintInput,
-  ctx: StageContext,
-  tools: { ruffTool: InstalledLintTool; blackTool?: InstalledLintTool },
-  entries: LintEntry[],
-): Promise<void> {
-  const files = entries
-    .filter((entry) => entry.detail.fixable && entry.detail.tool !== 'ruff' && entry.detail.path)
-    .slice(0, MAX_DIFFED_FILES)
-    .map((entry) => entry.detail.path);
-  if (files.length === 0) return;
-  const compute = async (missing: string[]) => {
-    const result =
-      input.plan.formatter.tool === 'ruff'
-        ? await runTool(input, ctx, 'ruff', tools.ruffTool.ruff, ['format', '--diff', '--', ...missing])
-        : tools.blackTool
-          ? await runTool(input, ctx, 'black', tools.blackTool.python, [
-              '-I',
-              '-m',
-              'black',
-              '--diff',
-              '--quiet',
-              '--',
-              ...missing,
-            ])
-          : undefined;
-    if (result?.kind !== 'exited') return undefined;
-    const seen = new Set<string>();
-    const diffs = splitDiffs(result.stdout, input.layout.inside.src, seen);
-    // A diff too large for the report is an answer too (none to carry), unless the output was cut: then the files
-    // whose diffs were cut off are unknown.
-    if (!result.stdout.startsWith(OUTPUT_TRUNCATED)) {
-      for (const path of seen) if (!diffs.has(path)) diffs.set(path, '');
-    }
-    return diffs;
-  };
-  const place = {
-    cacheDir: input.cacheDir,
-    repository: input.repository,
-    formatter: versions(input.plan),
-    tree: input.layout.lintTree,
-  };
-  // A memory that cannot be read or written costs this build the formatter's run, never its findings.
-  const diffs = await rememberedDiffs(place, files, compute).catch(
-    async () => (await compute(files)) ?? new Map<string, string>(),
-  );
-  for (const entry of entries) {
-    const diff = entry.detail.tool !== 'ruff' ? diffs.get(entry.detail.path) : undefined;
-    if (diff) entry.detail.diff = diff;
-  }
 }
 
 // What lint ran, for the stage's summary: "ruff 0.15.9, ruff format 0.15.9".
@@ -298,7 +213,7 @@ export async function run(input: LintInput, ctx: StageContext): Promise<StageRes
     const value = { findings: [], details: [] };
     return { outcome: 'passed', durationMs, summary: `lint clean (${ran})`, value };
   }
-  await withDiffs(input, ctx, installed, entries);
+  await withFormatterDiffs(input, ctx, installed, entries, ran);
   durationMs = elapsed();
   const value = {
     findings: entries.map((entry) => entry.text),
