@@ -92,11 +92,13 @@ describe('select = "affected": only the tests a change can affect run, with the 
     await harness.close();
   });
 
-  const commit = async (files: Record<string, string>, message: string) => {
-    const sha = await repo.commit(files, message);
-    repo.push('main');
+  // Commits to a fixture repository and pushes its main branch; returns the commit's sha.
+  const commitTo = async (to: FixtureRepo, files: Record<string, string>, message: string) => {
+    const sha = await to.commit(files, message);
+    to.push('main');
     return sha;
   };
+  const commit = (files: Record<string, string>, message: string) => commitTo(repo, files, message);
   // The same commit built with every test (a full run's figures to compare with).
   const fullRun = async (sha: string) => harness.build(repo, sha, { selectFullEvery: 1 });
   const logged = (text: string) => harness.lastLog.some((line) => line.includes(text));
@@ -467,11 +469,7 @@ describe('select = "affected": only the tests a change can affect run, with the 
 
   test('a failure seen twice, its code and frames unchanged, is reported without running; a flaky one never is', async () => {
     const failing = await harness.newRepo('carried-failures');
-    const push = async (files: Record<string, string>, message: string) => {
-      const sha = await failing.commit(files, message);
-      failing.push('main');
-      return sha;
-    };
+    const push = (files: Record<string, string>, message: string) => commitTo(failing, files, message);
     const brokenMul = (above: string[]) =>
       py(
         ...above,
@@ -555,11 +553,7 @@ describe('select = "affected": only the tests a change can affect run, with the 
 
   test('a record its own tests rewrote (forged failures and blocks) costs the next build nothing but its speed', async () => {
     const hostile = await harness.newRepo('forged-record');
-    const push = async (files: Record<string, string>, message: string) => {
-      const sha = await hostile.commit(files, message);
-      hostile.push('main');
-      return sha;
-    };
+    const push = (files: Record<string, string>, message: string) => commitTo(hostile, files, message);
     // As the run exits, after the runner's plugin wrote the lineage's record: failures whose frames name files
     // outside the tree (or no file at all), seen many times; blocks with checksums testmon cannot store.
     const conftest = py(
